@@ -1,0 +1,298 @@
+//! The file as written: serde structs that mirror the TOML schema, before any checking.
+//!
+//! Every table denies unknown keys; every key is optional here (missing required keys are
+//! reported by validation, with a better message than serde's); leaves keep their position
+//! (`Spanned`) so validation can point at them. Values that need parsing (durations, sizes,
+//! addresses) stay text until validation, so a bad one is reported without stopping serde.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::Deserialize;
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub listen: Option<RawListen>,
+    pub admin: Option<RawAdmin>,
+    pub limits: Option<RawLimits>,
+    pub runtime: Option<RawRuntime>,
+    pub state: Option<RawState>,
+    pub services: Option<BTreeMap<Spanned<String>, RawService>>,
+}
+
+/// `[listen]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListen {
+    pub http: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// `[admin]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    pub listen: Option<Spanned<String>>,
+    pub token_env: Option<Spanned<String>>,
+}
+
+/// `[limits]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    pub max_body: Option<Spanned<SizeText>>,
+    pub max_header_bytes: Option<Spanned<SizeText>>,
+    pub header_timeout: Option<Spanned<DurationText>>,
+    pub keepalive_timeout: Option<Spanned<DurationText>>,
+}
+
+/// `[runtime]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRuntime {
+    pub worker_threads: Option<Spanned<i64>>,
+    pub shutdown_timeout: Option<Spanned<DurationText>>,
+}
+
+/// `[state]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawState {
+    pub file: Option<Spanned<String>>,
+}
+
+/// `[services.NAME]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawService {
+    pub hosts: Option<Vec<Spanned<String>>>,
+    pub path_prefix: Option<Spanned<String>>,
+    pub active: Option<Spanned<String>>,
+    pub pools: Option<Spanned<BTreeMap<Spanned<String>, Spanned<RawPool>>>>,
+    pub health: Option<RawHealth>,
+    pub upstream: Option<RawUpstream>,
+    pub retry: Option<RawRetry>,
+    pub ejection: Option<RawEjection>,
+}
+
+/// One pool: short (`["host:port", …]`) or long (`{ servers = […], balance = "…" }`).
+#[derive(Debug)]
+pub(crate) enum RawPool {
+    Short(Vec<Spanned<RawServer>>),
+    Long(RawLongPool),
+}
+
+/// The long form of a pool.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLongPool {
+    pub servers: Option<Spanned<Vec<Spanned<RawServer>>>>,
+    pub balance: Option<Spanned<String>>,
+}
+
+/// One server: `"host:port"` or `{ addr = "host:port", weight = 3 }`.
+#[derive(Debug)]
+pub(crate) enum RawServer {
+    Addr(String),
+    Table(RawServerTable),
+}
+
+/// The table form of a server.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServerTable {
+    pub addr: Option<Spanned<String>>,
+    pub weight: Option<Spanned<i64>>,
+}
+
+/// `[services.NAME.health]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHealth {
+    pub path: Option<Spanned<String>>,
+    pub interval: Option<Spanned<DurationText>>,
+    pub timeout: Option<Spanned<DurationText>>,
+    pub expect_status: Option<Spanned<StatusText>>,
+    pub rise: Option<Spanned<i64>>,
+    pub fall: Option<Spanned<i64>>,
+}
+
+/// `[services.NAME.upstream]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpstream {
+    pub connect_timeout: Option<Spanned<DurationText>>,
+    pub response_timeout: Option<Spanned<DurationText>>,
+    pub idle_timeout: Option<Spanned<DurationText>>,
+    pub max_idle_per_server: Option<Spanned<i64>>,
+}
+
+/// `[services.NAME.retry]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRetry {
+    pub attempts: Option<Spanned<i64>>,
+    pub on_status: Option<Vec<Spanned<i64>>>,
+    pub backoff_base: Option<Spanned<DurationText>>,
+    pub backoff_max: Option<Spanned<DurationText>>,
+    pub budget_ratio: Option<Spanned<f64>>,
+    pub budget_min: Option<Spanned<i64>>,
+    pub replay_buffer: Option<Spanned<SizeText>>,
+    pub idempotency_key: Option<Spanned<bool>>,
+}
+
+/// `[services.NAME.ejection]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEjection {
+    pub consecutive_failures: Option<Spanned<i64>>,
+    pub base: Option<Spanned<DurationText>>,
+    pub max: Option<Spanned<DurationText>>,
+    pub all_down: Option<Spanned<String>>,
+}
+
+/// What a text leaf must look like; its `EXPECTING` ends serde's wrong-type message.
+pub(crate) trait TextKind {
+    /// Completes "expected …" in a wrong-type message.
+    const EXPECTING: &'static str;
+    /// Whether an integer is taken as the text of its digits (as for `expect_status = 200`).
+    const INTEGER_OK: bool = false;
+}
+
+/// A string leaf of some kind, parsed by validation.
+pub(crate) struct Text<K> {
+    pub text: String,
+    kind: PhantomData<K>,
+}
+
+impl<K> fmt::Debug for Text<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.text, f)
+    }
+}
+
+/// Marker: a duration such as `"250ms"`.
+#[derive(Debug)]
+pub(crate) enum Dur {}
+/// Marker: a size such as `"64KiB"`.
+#[derive(Debug)]
+pub(crate) enum Size {}
+/// Marker: a status or status range such as `"200-399"`.
+#[derive(Debug)]
+pub(crate) enum Status {}
+
+impl TextKind for Dur {
+    const EXPECTING: &'static str =
+        "a duration string with a unit (ms, s, m, h), e.g. \"250ms\", \"1s\", \"2m\"";
+}
+impl TextKind for Size {
+    const EXPECTING: &'static str =
+        "a size string with a unit (B, KiB, MiB, GiB), e.g. \"64KiB\", \"16MiB\"";
+}
+impl TextKind for Status {
+    const EXPECTING: &'static str = "a status such as 200 or a range such as \"200-399\"";
+    const INTEGER_OK: bool = true;
+}
+
+/// A duration, still as text.
+pub(crate) type DurationText = Text<Dur>;
+/// A size, still as text.
+pub(crate) type SizeText = Text<Size>;
+/// A status range, still as text.
+pub(crate) type StatusText = Text<Status>;
+
+impl<'de, K: TextKind> Deserialize<'de> for Text<K> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor<K>(PhantomData<K>);
+
+        impl<K: TextKind> Visitor<'_> for TextVisitor<K> {
+            type Value = Text<K>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(K::EXPECTING)
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text {
+                    text: v.to_string(),
+                    kind: PhantomData,
+                })
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                if K::INTEGER_OK {
+                    self.visit_str(&v.to_string())
+                } else {
+                    Err(E::invalid_type(de::Unexpected::Signed(v), &self))
+                }
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                if K::INTEGER_OK {
+                    self.visit_str(&v.to_string())
+                } else {
+                    Err(E::invalid_type(de::Unexpected::Unsigned(v), &self))
+                }
+            }
+        }
+
+        deserializer.deserialize_any(TextVisitor(PhantomData))
+    }
+}
+
+impl<'de> Deserialize<'de> for RawPool {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PoolVisitor;
+
+        impl<'de> Visitor<'de> for PoolVisitor {
+            type Value = RawPool;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "an array of \"host:port\" servers or a table with `servers` and `balance`",
+                )
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                Vec::deserialize(SeqAccessDeserializer::new(seq)).map(RawPool::Short)
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                RawLongPool::deserialize(MapAccessDeserializer::new(map)).map(RawPool::Long)
+            }
+        }
+
+        deserializer.deserialize_any(PoolVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawServer {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ServerVisitor;
+
+        impl<'de> Visitor<'de> for ServerVisitor {
+            type Value = RawServer;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "a \"host:port\" string or a table { addr = \"host:port\", weight = N }",
+                )
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(RawServer::Addr(v.to_string()))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                RawServerTable::deserialize(MapAccessDeserializer::new(map)).map(RawServer::Table)
+            }
+        }
+
+        deserializer.deserialize_any(ServerVisitor)
+    }
+}

@@ -1,0 +1,396 @@
+//! The validated, typed configuration: what the engine sees. Nothing here knows TOML.
+//!
+//! Every value in these types has already been checked; the engine can rely on them
+//! (pools are non-empty, `active` names a pool, addresses are resolved, durations parsed).
+//! A `Config` may also be built in code by an embedding program (start from
+//! `Config::default()`, `ServiceConfig::new`, `PoolConfig::new`); `Config::validate` then runs
+//! the checks that do not depend on a file.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A whole, validated Switchyard configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file the config was read from, if any; reloads re-read it.
+    pub source: Option<PathBuf>,
+    /// Client-facing listeners.
+    pub listen: ListenConfig,
+    /// The admin API listener and its token.
+    pub admin: AdminConfig,
+    /// Request limits that protect the proxy from slow or oversized clients.
+    pub limits: LimitsConfig,
+    /// Tokio runtime and lifecycle settings.
+    pub runtime: RuntimeConfig,
+    /// Where runtime decisions (active colours) are persisted.
+    pub state: StateConfig,
+    /// Services by name, in name order (the order `/status` lists them).
+    pub services: BTreeMap<String, ServiceConfig>,
+}
+
+/// `[listen]`: the addresses clients connect to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenConfig {
+    /// Plain HTTP listeners (HTTP/1.1 and cleartext HTTP/2 with prior knowledge).
+    pub http: Vec<SocketAddr>,
+}
+
+/// `[admin]`: the admin API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminConfig {
+    /// Where the admin API listens; `None` disables it.
+    pub listen: Option<SocketAddr>,
+    /// The environment variable holding the bearer token, if auth is on.
+    pub token_env: Option<String>,
+}
+
+/// `[limits]`: protections on the client side.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LimitsConfig {
+    /// Largest request body accepted; larger gets 413.
+    pub max_body: u64,
+    /// Largest request head (request line plus headers); larger gets 431.
+    pub max_header_bytes: usize,
+    /// Time allowed for a client to send a complete request head.
+    pub header_timeout: Duration,
+    /// How long an idle keep-alive client connection is kept open.
+    pub keepalive_timeout: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_body: 16 * 1024 * 1024,
+            max_header_bytes: 32 * 1024,
+            header_timeout: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(75),
+        }
+    }
+}
+
+/// `[runtime]`: process-level settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeConfig {
+    /// Tokio worker threads; `None` means one per core.
+    pub worker_threads: Option<usize>,
+    /// How long a graceful stop waits for in-flight requests before exiting anyway.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            worker_threads: None,
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[state]`: durable runtime decisions.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StateConfig {
+    /// The JSON file the active colour of each service is written to.
+    pub file: Option<PathBuf>,
+}
+
+/// One routed service: a set of named pools, one of which is active.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceConfig {
+    /// The service's name (the key under `[services]`).
+    pub name: String,
+    /// Host patterns this service answers; empty means any host.
+    pub hosts: Vec<HostPattern>,
+    /// Path prefix this service answers (always starts with `/`); `None` means any path.
+    /// Never `/` and never ends in `/`: the file's `/api/` is normalised to `/api` and `/` to `None`.
+    pub path_prefix: Option<String>,
+    /// The pool that receives traffic at start.
+    pub active: String,
+    /// Pools by name (`green`, `blue`, or any other name).
+    pub pools: BTreeMap<String, PoolConfig>,
+    /// Active health checking of every server of every pool.
+    pub health: HealthConfig,
+    /// Upstream connection and timeout settings.
+    pub upstream: UpstreamConfig,
+    /// Retry policy.
+    pub retry: RetryConfig,
+    /// Passive ejection of servers that fail real traffic.
+    pub ejection: EjectionConfig,
+}
+
+/// A Host header pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    /// Matches this host exactly (lower-case, no port).
+    Exact(String),
+    /// `*.example.com`: matches any host ending in `.example.com` (stored as `.example.com`).
+    Wildcard(String),
+}
+
+/// How a pool picks a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Balance {
+    /// Weighted round robin.
+    #[default]
+    RoundRobin,
+    /// The server with the fewest requests in flight (relative to its weight).
+    LeastConn,
+}
+
+/// One pool of upstream servers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolConfig {
+    /// The servers; never empty.
+    pub servers: Vec<ServerConfig>,
+    /// Selection algorithm.
+    pub balance: Balance,
+}
+
+/// One upstream server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// Resolved socket address.
+    pub addr: SocketAddr,
+    /// Relative weight (1..=1000).
+    pub weight: u32,
+}
+
+/// `[services.X.health]`: active health checks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthConfig {
+    /// Path requested with GET.
+    pub path: String,
+    /// Time between checks of one server.
+    pub interval: Duration,
+    /// Time allowed for one check.
+    pub timeout: Duration,
+    /// Lowest status that counts as healthy.
+    pub expect_min: u16,
+    /// Highest status that counts as healthy.
+    pub expect_max: u16,
+    /// Consecutive passes that make an unhealthy server healthy.
+    pub rise: u32,
+    /// Consecutive failures that make a healthy server unhealthy.
+    pub fall: u32,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            path: "/health".to_string(),
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            expect_min: 200,
+            expect_max: 399,
+            rise: 2,
+            fall: 3,
+        }
+    }
+}
+
+/// `[services.X.upstream]`: connections to the app servers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamConfig {
+    /// Time allowed to establish a TCP connection (then the attempt fails as a connect failure).
+    pub connect_timeout: Duration,
+    /// Time allowed from sending the request to receiving the response head (then 504).
+    pub response_timeout: Duration,
+    /// How long an idle pooled connection is kept; keep it below the app's keep-alive timeout.
+    pub idle_timeout: Duration,
+    /// Most idle connections kept per server.
+    pub max_idle_per_server: usize,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            connect_timeout: Duration::from_secs(2),
+            response_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(20),
+            max_idle_per_server: 128,
+        }
+    }
+}
+
+/// `[services.X.retry]`: when a failed attempt is tried again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryConfig {
+    /// Total attempts, the first included (1 disables retries).
+    pub attempts: u32,
+    /// Upstream statuses that are retried for idempotent requests.
+    pub on_status: Vec<u16>,
+    /// First backoff step; later steps double, with full jitter.
+    pub backoff_base: Duration,
+    /// Longest backoff step.
+    pub backoff_max: Duration,
+    /// Retries in flight may add at most this share of the requests in flight…
+    pub budget_ratio: f64,
+    /// …but at least this many concurrent retries are always allowed.
+    pub budget_min: u32,
+    /// Request bodies up to this size are buffered so they can be replayed.
+    pub replay_buffer: usize,
+    /// Treat requests carrying an `Idempotency-Key` header as idempotent.
+    pub idempotency_key: bool,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            attempts: 3,
+            on_status: vec![502, 503, 504],
+            backoff_base: Duration::from_millis(25),
+            backoff_max: Duration::from_millis(250),
+            budget_ratio: 0.2,
+            budget_min: 3,
+            replay_buffer: 64 * 1024,
+            idempotency_key: false,
+        }
+    }
+}
+
+/// What to do when every server of the live pool is down or ejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AllDown {
+    /// Keep sending to them anyway (a request may still succeed); failures answer 502.
+    #[default]
+    TryAll,
+    /// Answer 503 at once without contacting any server.
+    Fail,
+}
+
+/// `[services.X.ejection]`: passive outlier ejection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EjectionConfig {
+    /// Consecutive failed attempts that eject a server (0 disables ejection).
+    pub consecutive_failures: u32,
+    /// First ejection period; it doubles with each repeated ejection.
+    pub base: Duration,
+    /// Longest ejection period.
+    pub max: Duration,
+    /// Behaviour when every server of the live pool is down.
+    pub all_down: AllDown,
+}
+
+impl Default for EjectionConfig {
+    fn default() -> Self {
+        EjectionConfig {
+            consecutive_failures: 3,
+            base: Duration::from_secs(10),
+            max: Duration::from_secs(300),
+            all_down: AllDown::TryAll,
+        }
+    }
+}
+
+/// The admin API's default listener, `127.0.0.1:9901`.
+pub const DEFAULT_ADMIN_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9901);
+
+/// The default client listener, `0.0.0.0:8080`.
+pub const DEFAULT_HTTP_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 8080);
+
+impl Default for Config {
+    /// Default settings with no services: a base for configs built in code
+    /// (`Config { services, ..Config::default() }`); on its own it does not validate.
+    fn default() -> Self {
+        Config {
+            source: None,
+            listen: ListenConfig::default(),
+            admin: AdminConfig::default(),
+            limits: LimitsConfig::default(),
+            runtime: RuntimeConfig::default(),
+            state: StateConfig::default(),
+            services: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for ListenConfig {
+    /// One plain HTTP listener on `0.0.0.0:8080`.
+    fn default() -> Self {
+        ListenConfig {
+            http: vec![DEFAULT_HTTP_LISTEN],
+        }
+    }
+}
+
+impl Default for AdminConfig {
+    /// The admin API on `127.0.0.1:9901`, without a token.
+    fn default() -> Self {
+        AdminConfig {
+            listen: Some(DEFAULT_ADMIN_LISTEN),
+            token_env: None,
+        }
+    }
+}
+
+impl ServiceConfig {
+    /// A catch-all service (no hosts, no path prefix) with default health, upstream, retry and
+    /// ejection settings.
+    pub fn new(
+        name: impl Into<String>,
+        active: impl Into<String>,
+        pools: BTreeMap<String, PoolConfig>,
+    ) -> Self {
+        ServiceConfig {
+            name: name.into(),
+            hosts: Vec::new(),
+            path_prefix: None,
+            active: active.into(),
+            pools,
+            health: HealthConfig::default(),
+            upstream: UpstreamConfig::default(),
+            retry: RetryConfig::default(),
+            ejection: EjectionConfig::default(),
+        }
+    }
+}
+
+impl PoolConfig {
+    /// A round-robin pool of these servers.
+    pub fn new(servers: Vec<ServerConfig>) -> Self {
+        PoolConfig {
+            servers,
+            balance: Balance::RoundRobin,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// A server with weight 1.
+    pub fn new(addr: SocketAddr) -> Self {
+        ServerConfig { addr, weight: 1 }
+    }
+}
+
+impl Balance {
+    /// The spelling used in the config file: `round_robin` or `least_conn`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "round_robin",
+            Balance::LeastConn => "least_conn",
+        }
+    }
+}
+
+impl AllDown {
+    /// The spelling used in the config file: `try_all` or `fail`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AllDown::TryAll => "try_all",
+            AllDown::Fail => "fail",
+        }
+    }
+}
+
+impl std::fmt::Display for HostPattern {
+    /// The file form: `example.com` or `*.example.com`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostPattern::Exact(host) => f.write_str(host),
+            HostPattern::Wildcard(suffix) => write!(f, "*{suffix}"),
+        }
+    }
+}

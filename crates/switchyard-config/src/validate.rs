@@ -1,0 +1,359 @@
+//! Second stage: raw structs to the typed `Config`, checking every value and recording every
+//! problem at its position in one pass.
+//!
+//! A bad value is recorded and replaced by its default so that checking goes on; the `Config`
+//! built that way is thrown away when anything was recorded. Services are checked in
+//! `service.rs`; the rules themselves live in `rules.rs`.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use crate::error::Collector;
+use crate::raw::{
+    DurationText, RawAdmin, RawConfig, RawLimits, RawListen, RawRuntime, RawService, RawState,
+    SizeText,
+};
+use crate::recover::Removed;
+use crate::rules::{self, IntRule, Listener, Route};
+use crate::types::{
+    AdminConfig, Config, DEFAULT_ADMIN_LISTEN, LimitsConfig, ListenConfig, RuntimeConfig,
+    ServiceConfig, StateConfig,
+};
+use crate::units::{format_size, parse_duration, parse_size};
+
+/// Checks raw values and builds typed ones, recording problems in a [`Collector`].
+pub(crate) struct Checker<'c, 't> {
+    errors: &'c mut Collector<'t>,
+    removed: &'c Removed,
+}
+
+impl<'c, 't> Checker<'c, 't> {
+    /// A checker recording into `errors`, aware of the entries recovery took out.
+    pub(crate) fn new(errors: &'c mut Collector<'t>, removed: &'c Removed) -> Self {
+        Checker { errors, removed }
+    }
+
+    /// Records a problem with the value at `span`, named by its dotted `path`.
+    pub(crate) fn error(&mut self, span: &Range<usize>, path: &str, message: impl AsRef<str>) {
+        self.errors
+            .error(span, format!("{path}: {}", message.as_ref()));
+    }
+
+    /// True when recovery took out the entry at `path` or something inside it (it was already
+    /// reported, so its absence is not a second problem).
+    pub(crate) fn removed(&self, path: &str) -> bool {
+        self.removed.touched(path)
+    }
+
+    /// Keeps `result`'s value, or records its problem at `span` and gives `None`.
+    pub(crate) fn check<T>(
+        &mut self,
+        span: &Range<usize>,
+        path: &str,
+        result: Result<T, String>,
+    ) -> Option<T> {
+        result.map_err(|why| self.error(span, path, why)).ok()
+    }
+
+    /// The path of the `index`th item read from the array at `array`, as numbered in the file
+    /// (recovery may have taken earlier items out).
+    pub(crate) fn item(&self, array: &str, index: usize) -> String {
+        format!("{array}[{}]", self.removed.original_index(array, index))
+    }
+
+    /// The default for an absent key; `None` if the key was taken out as a problem.
+    fn absent<T>(&self, path: &str, default: T) -> Option<T> {
+        (!self.removed(path)).then_some(default)
+    }
+
+    /// An integer setting within `rule`.
+    pub(crate) fn int<T: TryFrom<i64>>(
+        &mut self,
+        field: Option<&Spanned<i64>>,
+        path: &str,
+        rule: IntRule,
+        default: T,
+    ) -> Option<T> {
+        match field {
+            Some(value) => self.check(&value.span(), path, rule.check(*value.get_ref())),
+            None => self.absent(path, default),
+        }
+    }
+
+    /// A duration setting; `positive` refuses zero.
+    pub(crate) fn duration(
+        &mut self,
+        field: Option<&Spanned<DurationText>>,
+        path: &str,
+        default: Duration,
+        positive: bool,
+    ) -> Option<Duration> {
+        let Some(value) = field else {
+            return self.absent(path, default);
+        };
+        let parsed = parse_duration(&value.get_ref().text).and_then(|duration| {
+            if positive {
+                rules::positive(duration)?;
+            }
+            Ok(duration)
+        });
+        self.check(&value.span(), path, parsed)
+    }
+
+    /// A size setting within `min..=max` bytes.
+    pub(crate) fn size(
+        &mut self,
+        field: Option<&Spanned<SizeText>>,
+        path: &str,
+        default: u64,
+        (min, max): (u64, u64),
+    ) -> Option<u64> {
+        let Some(value) = field else {
+            return self.absent(path, default);
+        };
+        let parsed = parse_size(&value.get_ref().text).and_then(|bytes| {
+            if bytes < min {
+                Err(format!("must be at least {}", format_size(min)))
+            } else if bytes > max {
+                Err(format!("must be at most {}", format_size(max)))
+            } else {
+                Ok(bytes)
+            }
+        });
+        self.check(&value.span(), path, parsed)
+    }
+
+    /// The whole config. Problems are in the collector; the result is meaningful only if none.
+    pub(crate) fn config(&mut self, raw: &RawConfig) -> Config {
+        let (listen, mut listeners) = self.listen(raw.listen.as_ref());
+        let (admin, admin_listener) = self.admin(raw.admin.as_ref());
+        listeners.extend(admin_listener);
+        self.listener_clashes(listeners);
+        let limits = self.limits(raw.limits.as_ref().unwrap_or(&RawLimits::default()));
+        let runtime = self.runtime(raw.runtime.as_ref().unwrap_or(&RawRuntime::default()));
+        let state = self.state(raw.state.as_ref().unwrap_or(&RawState::default()));
+        let services = self.services(raw.services.as_ref());
+        Config {
+            source: None,
+            listen,
+            admin,
+            limits,
+            runtime,
+            state,
+            services,
+        }
+    }
+
+    fn listen(&mut self, raw: Option<&RawListen>) -> (ListenConfig, Vec<Placed<Listener>>) {
+        let Some(http) = raw.and_then(|raw| raw.http.as_ref()) else {
+            return (ListenConfig::default(), Vec::new());
+        };
+        if http.get_ref().is_empty() && !self.removed("listen.http") {
+            self.error(
+                &http.span(),
+                "listen.http",
+                "no client listener: list at least one address, e.g. [\"0.0.0.0:8080\"]",
+            );
+        }
+        let mut addrs = Vec::new();
+        let mut listeners = Vec::new();
+        for (i, item) in http.get_ref().iter().enumerate() {
+            let label = self.item("listen.http", i);
+            if let Some(addr) = self.check(&item.span(), &label, rules::listen_addr(item.get_ref()))
+            {
+                addrs.push(addr);
+                listeners.push(Placed::new(item.span(), Listener { addr, label }));
+            }
+        }
+        (ListenConfig { http: addrs }, listeners)
+    }
+
+    fn admin(&mut self, raw: Option<&RawAdmin>) -> (AdminConfig, Option<Placed<Listener>>) {
+        let Some(raw) = raw else {
+            let listener = Listener {
+                addr: DEFAULT_ADMIN_LISTEN,
+                label: "admin.listen (default)".to_string(),
+            };
+            return (AdminConfig::default(), Some(Placed::new(0..0, listener)));
+        };
+        let token_env = raw.token_env.as_ref().and_then(|token| {
+            let name = token.get_ref();
+            self.check(&token.span(), "admin.token_env", rules::env_name(name))
+                .map(|()| name.clone())
+        });
+        let (listen, listener) = match &raw.listen {
+            None => {
+                let label = "admin.listen (default)".to_string();
+                let listener = Listener {
+                    addr: DEFAULT_ADMIN_LISTEN,
+                    label,
+                };
+                (
+                    Some(DEFAULT_ADMIN_LISTEN),
+                    Some(Placed::new(0..0, listener)),
+                )
+            }
+            Some(listen) if listen.get_ref().is_empty() => (None, None),
+            Some(listen) => {
+                let span = listen.span();
+                match self.check(&span, "admin.listen", rules::listen_addr(listen.get_ref())) {
+                    Some(addr) => {
+                        let has_token = raw.token_env.is_some() || self.removed("admin.token_env");
+                        self.check(
+                            &span,
+                            "admin.listen",
+                            rules::admin_exposure(addr, has_token),
+                        );
+                        let label = "admin.listen".to_string();
+                        (
+                            Some(addr),
+                            Some(Placed::new(span, Listener { addr, label })),
+                        )
+                    }
+                    None => (None, None),
+                }
+            }
+        };
+        (AdminConfig { listen, token_env }, listener)
+    }
+
+    fn listener_clashes(&mut self, mut listeners: Vec<Placed<Listener>>) {
+        listeners.sort_by_key(|placed| placed.span.start);
+        let (spans, listeners): (Vec<_>, Vec<_>) =
+            listeners.into_iter().map(|p| (p.span, p.item)).unzip();
+        for (i, why) in rules::listener_clashes(&listeners) {
+            self.error(&spans[i], &listeners[i].label, why);
+        }
+    }
+
+    fn limits(&mut self, raw: &RawLimits) -> LimitsConfig {
+        let d = LimitsConfig::default();
+        let max_body = self.size(
+            raw.max_body.as_ref(),
+            "limits.max_body",
+            d.max_body,
+            (0, u64::MAX),
+        );
+        let max_header_bytes = self
+            .size(
+                raw.max_header_bytes.as_ref(),
+                "limits.max_header_bytes",
+                d.max_header_bytes as u64,
+                (rules::MIN_HEADER_BYTES, usize::MAX as u64),
+            )
+            .and_then(|bytes| usize::try_from(bytes).ok());
+        let header_timeout = self.duration(
+            raw.header_timeout.as_ref(),
+            "limits.header_timeout",
+            d.header_timeout,
+            true,
+        );
+        let keepalive_timeout = self.duration(
+            raw.keepalive_timeout.as_ref(),
+            "limits.keepalive_timeout",
+            d.keepalive_timeout,
+            true,
+        );
+        LimitsConfig {
+            max_body: max_body.unwrap_or(d.max_body),
+            max_header_bytes: max_header_bytes.unwrap_or(d.max_header_bytes),
+            header_timeout: header_timeout.unwrap_or(d.header_timeout),
+            keepalive_timeout: keepalive_timeout.unwrap_or(d.keepalive_timeout),
+        }
+    }
+
+    fn runtime(&mut self, raw: &RawRuntime) -> RuntimeConfig {
+        let d = RuntimeConfig::default();
+        let worker_threads = raw.worker_threads.as_ref().and_then(|threads| {
+            let path = "runtime.worker_threads";
+            self.check(
+                &threads.span(),
+                path,
+                rules::WORKER_THREADS.check(*threads.get_ref()),
+            )
+        });
+        let shutdown_timeout = self.duration(
+            raw.shutdown_timeout.as_ref(),
+            "runtime.shutdown_timeout",
+            d.shutdown_timeout,
+            false,
+        );
+        RuntimeConfig {
+            worker_threads,
+            shutdown_timeout: shutdown_timeout.unwrap_or(d.shutdown_timeout),
+        }
+    }
+
+    fn state(&mut self, raw: &RawState) -> StateConfig {
+        let file = raw.file.as_ref().and_then(|file| {
+            if file.get_ref().is_empty() {
+                self.error(
+                    &file.span(),
+                    "state.file",
+                    "the path is empty; leave `file` out to keep no state",
+                );
+                None
+            } else {
+                Some(PathBuf::from(file.get_ref()))
+            }
+        });
+        StateConfig { file }
+    }
+
+    fn services(
+        &mut self,
+        raw: Option<&BTreeMap<Spanned<String>, RawService>>,
+    ) -> BTreeMap<String, ServiceConfig> {
+        let raw = raw.filter(|services| !services.is_empty());
+        let Some(raw) = raw else {
+            if !self.removed("services") {
+                self.errors.error(
+                    &(0..0),
+                    "no services: add at least one [services.NAME] with `active` and \
+                     [services.NAME.pools]",
+                );
+            }
+            return BTreeMap::new();
+        };
+        let mut services = BTreeMap::new();
+        let mut placed = Vec::new();
+        for (name, raw_service) in raw {
+            let service = self.service(name, raw_service);
+            placed.push((name.span(), service.name.clone()));
+            services.insert(service.name.clone(), service);
+        }
+        placed.sort_by_key(|(span, _)| span.start);
+        let routes: Vec<Route<'_>> = placed
+            .iter()
+            .filter_map(|(_, name)| services.get(name))
+            .map(|service| Route {
+                name: &service.name,
+                hosts: &service.hosts,
+                prefix: service.path_prefix.as_deref(),
+            })
+            .collect();
+        for (i, why) in rules::route_collisions(&routes) {
+            let (span, name) = &placed[i];
+            self.error(span, &format!("services.{name}"), why);
+        }
+        services
+    }
+}
+
+/// Something checked across the file, with where it was written.
+pub(crate) struct Placed<T> {
+    /// Its position (`0..0` for a default that was not written).
+    pub span: Range<usize>,
+    /// The thing itself.
+    pub item: T,
+}
+
+impl<T> Placed<T> {
+    fn new(span: Range<usize>, item: T) -> Self {
+        Placed { span, item }
+    }
+}

@@ -1,0 +1,323 @@
+//! Valid configs parse into the typed `Config` they describe.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use switchyard_config::{
+    AllDown, Balance, Config, DEFAULT_CONFIG_TOML, EjectionConfig, HealthConfig, HostPattern,
+    LimitsConfig, RetryConfig, RuntimeConfig, ServerConfig, UpstreamConfig, default_config,
+    load_file, parse_str,
+};
+
+const EXAMPLE: &str = include_str!("../../../config/example.toml");
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse().expect("a socket address")
+}
+
+fn parse(text: &str) -> Config {
+    parse_str(text, "test.toml").unwrap_or_else(|errors| panic!("{errors}"))
+}
+
+#[test]
+fn default_config_is_the_classic_blue_green_setup() {
+    let config = default_config();
+    assert_eq!(config.source, None);
+    assert_eq!(config.listen.http, vec![addr("0.0.0.0:8080")]);
+    assert_eq!(config.admin.listen, Some(addr("127.0.0.1:9901")));
+    assert_eq!(config.admin.token_env, None);
+    assert_eq!(config.limits, LimitsConfig::default());
+    assert_eq!(config.runtime, RuntimeConfig::default());
+    assert_eq!(config.state.file, None);
+    assert_eq!(config.services.keys().collect::<Vec<_>>(), ["app"]);
+    let app = &config.services["app"];
+    assert_eq!(app.name, "app");
+    assert_eq!(app.active, "green");
+    assert!(app.hosts.is_empty());
+    assert_eq!(app.path_prefix, None);
+    assert_eq!(
+        app.pools["green"].servers,
+        vec![ServerConfig::new(addr("127.0.0.1:5000"))]
+    );
+    assert_eq!(
+        app.pools["blue"].servers,
+        vec![ServerConfig::new(addr("127.0.0.1:5001"))]
+    );
+    assert_eq!(app.health.path, "/health");
+    assert_eq!(app.health.interval, Duration::from_secs(1));
+    assert_eq!(app.health, HealthConfig::default());
+    assert_eq!(config.validate(), Ok(()));
+    assert!(DEFAULT_CONFIG_TOML.contains("[services.app.pools]"));
+}
+
+#[test]
+fn example_parses_to_the_defaults() {
+    let example = parse(EXAMPLE);
+    let default = default_config();
+    assert_eq!(example.listen, default.listen);
+    assert_eq!(example.admin, default.admin);
+    assert_eq!(example.limits, LimitsConfig::default());
+    assert_eq!(example.runtime, RuntimeConfig::default());
+    let app = &example.services["app"];
+    assert_eq!(app.pools, default.services["app"].pools);
+    assert_eq!(app.health, HealthConfig::default());
+    assert_eq!(app.upstream, UpstreamConfig::default());
+    assert_eq!(app.retry, RetryConfig::default());
+    assert_eq!(app.ejection, EjectionConfig::default());
+    assert_eq!(example.validate(), Ok(()));
+}
+
+#[test]
+fn example_with_every_optional_key_uncommented_parses() {
+    // Lines like `# key = value` are the options without a default.
+    let uncommented: String = EXAMPLE
+        .lines()
+        .map(|line| match line.strip_prefix("# ") {
+            Some(rest)
+                if rest.split_once(" = ").is_some_and(|(key, _)| {
+                    !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                }) =>
+            {
+                format!("{rest}\n")
+            }
+            _ => format!("{line}\n"),
+        })
+        .collect();
+    assert_ne!(uncommented.len(), EXAMPLE.len() + 1);
+    let config = parse(&uncommented);
+    assert_eq!(
+        config.admin.token_env.as_deref(),
+        Some("SWITCHYARD_ADMIN_TOKEN")
+    );
+    assert_eq!(config.runtime.worker_threads, Some(2));
+    assert_eq!(
+        config.state.file,
+        Some("/var/lib/switchyard/state.json".into())
+    );
+    let app = &config.services["app"];
+    assert_eq!(app.hosts.len(), 2);
+    assert_eq!(app.path_prefix, None);
+}
+
+#[test]
+fn short_and_long_pool_forms() {
+    let config = parse(
+        "[services.app]\nactive = \"blue\"\n[services.app.pools]\n\
+         green = [\"127.0.0.1:5000\", \"localhost:5003\"]\n\
+         blue = { servers = [\"127.0.0.1:5001\", { addr = \"127.0.0.1:5002\", weight = 3 }], \
+         balance = \"least_conn\" }\n\
+         [services.app.pools.canary]\nservers = [{ addr = \"[::1]:5004\" }]\n",
+    );
+    let pools = &config.services["app"].pools;
+    assert_eq!(pools["green"].balance, Balance::RoundRobin);
+    assert_eq!(pools["green"].servers.len(), 2);
+    assert!(pools["green"].servers[1].addr.ip().is_loopback());
+    assert_eq!(pools["green"].servers[1].addr.port(), 5003);
+    assert_eq!(pools["blue"].balance, Balance::LeastConn);
+    assert_eq!(
+        pools["blue"].servers,
+        vec![
+            ServerConfig::new(addr("127.0.0.1:5001")),
+            ServerConfig {
+                addr: addr("127.0.0.1:5002"),
+                weight: 3
+            },
+        ]
+    );
+    assert_eq!(
+        pools["canary"].servers,
+        vec![ServerConfig::new(addr("[::1]:5004"))]
+    );
+}
+
+#[test]
+fn hosts_are_lower_cased_and_wildcards_keep_the_dot() {
+    let config = parse(
+        "[services.app]\nhosts = [\"Example.COM\", \"*.Example.com\", \"[::1]\"]\nactive = \"g\"\n\
+         pools.g = [\"127.0.0.1:5000\"]\n",
+    );
+    assert_eq!(
+        config.services["app"].hosts,
+        vec![
+            HostPattern::Exact("example.com".into()),
+            HostPattern::Wildcard(".example.com".into()),
+            HostPattern::Exact("[::1]".into()),
+        ]
+    );
+}
+
+#[test]
+fn path_prefix_is_normalised() {
+    let service = |prefix: &str| {
+        let text = format!(
+            "[services.app]\npath_prefix = \"{prefix}\"\nactive = \"g\"\npools.g = [\"127.0.0.1:5000\"]\n"
+        );
+        parse(&text).services["app"].path_prefix.clone()
+    };
+    assert_eq!(service("/api"), Some("/api".to_string()));
+    assert_eq!(service("/api/"), Some("/api".to_string()));
+    assert_eq!(service("/api/v1//"), Some("/api/v1".to_string()));
+    assert_eq!(service("/"), None);
+}
+
+#[test]
+fn services_with_distinct_routes_coexist() {
+    let config = parse(
+        "[services.web]\nactive = \"g\"\npools.g = [\"127.0.0.1:5000\"]\n\
+         [services.api]\npath_prefix = \"/api\"\nactive = \"g\"\npools.g = [\"127.0.0.1:5001\"]\n\
+         [services.shop]\nhosts = [\"shop.example\"]\nactive = \"g\"\npools.g = [\"127.0.0.1:5002\"]\n\
+         [services.shop-api]\nhosts = [\"shop.example\"]\npath_prefix = \"/api\"\nactive = \"g\"\n\
+         pools.g = [\"127.0.0.1:5003\"]\n",
+    );
+    assert_eq!(config.services.len(), 4);
+}
+
+#[test]
+fn every_option_is_read() {
+    let config = parse(
+        "[listen]\nhttp = [\"127.0.0.1:8081\", \"[::1]:8081\"]\n\
+         [admin]\nlisten = \"\"\ntoken_env = \"TOKEN\"\n\
+         [limits]\nmax_body = \"1GiB\"\nmax_header_bytes = \"8k\"\nheader_timeout = \"500ms\"\n\
+         keepalive_timeout = \"2m\"\n\
+         [runtime]\nworker_threads = 4\nshutdown_timeout = \"0s\"\n\
+         [state]\nfile = \"/tmp/s.json\"\n\
+         [services.app]\nactive = \"g\"\npools.g = [\"127.0.0.1:5000\"]\n\
+         [services.app.health]\npath = \"/ready?full=1\"\ninterval = \"1m30s\"\ntimeout = \"1.5s\"\n\
+         expect_status = 204\nrise = 1\nfall = 5\n\
+         [services.app.upstream]\nconnect_timeout = \"100ms\"\nresponse_timeout = \"1h\"\n\
+         idle_timeout = \"5s\"\nmax_idle_per_server = 0\n\
+         [services.app.retry]\nattempts = 1\non_status = []\nbackoff_base = \"0ms\"\n\
+         backoff_max = \"0ms\"\nbudget_ratio = 1\nbudget_min = 0\nreplay_buffer = \"0B\"\n\
+         idempotency_key = true\n\
+         [services.app.ejection]\nconsecutive_failures = 0\nbase = \"1s\"\nmax = \"1s\"\n\
+         all_down = \"fail\"\n",
+    );
+    assert_eq!(
+        config.listen.http,
+        vec![addr("127.0.0.1:8081"), addr("[::1]:8081")]
+    );
+    assert_eq!(config.admin.listen, None);
+    assert_eq!(config.admin.token_env.as_deref(), Some("TOKEN"));
+    assert_eq!(
+        config.limits,
+        LimitsConfig {
+            max_body: 1 << 30,
+            max_header_bytes: 8192,
+            header_timeout: Duration::from_millis(500),
+            keepalive_timeout: Duration::from_secs(120),
+        }
+    );
+    assert_eq!(
+        config.runtime,
+        RuntimeConfig {
+            worker_threads: Some(4),
+            shutdown_timeout: Duration::ZERO
+        }
+    );
+    assert_eq!(config.state.file, Some("/tmp/s.json".into()));
+    let app = &config.services["app"];
+    assert_eq!(
+        app.health,
+        HealthConfig {
+            path: "/ready?full=1".into(),
+            interval: Duration::from_secs(90),
+            timeout: Duration::from_millis(1500),
+            expect_min: 204,
+            expect_max: 204,
+            rise: 1,
+            fall: 5,
+        }
+    );
+    assert_eq!(
+        app.upstream,
+        UpstreamConfig {
+            connect_timeout: Duration::from_millis(100),
+            response_timeout: Duration::from_secs(3600),
+            idle_timeout: Duration::from_secs(5),
+            max_idle_per_server: 0,
+        }
+    );
+    assert_eq!(
+        app.retry,
+        RetryConfig {
+            attempts: 1,
+            on_status: vec![],
+            backoff_base: Duration::ZERO,
+            backoff_max: Duration::ZERO,
+            budget_ratio: 1.0,
+            budget_min: 0,
+            replay_buffer: 0,
+            idempotency_key: true,
+        }
+    );
+    assert_eq!(
+        app.ejection,
+        EjectionConfig {
+            consecutive_failures: 0,
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(1),
+            all_down: AllDown::Fail,
+        }
+    );
+}
+
+#[test]
+fn omitted_admin_table_means_the_default_listener() {
+    let config = parse("[services.app]\nactive = \"g\"\npools.g = [\"127.0.0.1:5000\"]\n");
+    assert_eq!(config.admin.listen, Some(addr("127.0.0.1:9901")));
+    assert_eq!(config.listen.http, vec![addr("0.0.0.0:8080")]);
+    assert_eq!(config.services["app"].pools, {
+        let mut pools = BTreeMap::new();
+        pools.insert(
+            "g".to_string(),
+            switchyard_config::PoolConfig::new(vec![ServerConfig::new(addr("127.0.0.1:5000"))]),
+        );
+        pools
+    });
+}
+
+#[test]
+fn load_file_sets_the_source() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("switchyard.toml");
+    std::fs::write(&path, DEFAULT_CONFIG_TOML).expect("write");
+    let config = load_file(&path).unwrap_or_else(|errors| panic!("{errors}"));
+    assert_eq!(config.source.as_deref(), Some(path.as_path()));
+    assert_eq!(
+        Config {
+            source: None,
+            ..config
+        },
+        default_config()
+    );
+}
+
+#[test]
+fn load_file_errors_name_the_file() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[services.app]\nactive = \"g\"\npools.g = [\"x\"]\n").expect("write");
+    let errors = load_file(&path).expect_err("invalid");
+    let error = &errors.0[0];
+    assert_eq!(error.origin, path.display().to_string());
+    assert_eq!((error.line, error.column), (3, 12));
+    assert!(
+        errors
+            .to_string()
+            .starts_with(&format!("{}:3:12: ", path.display()))
+    );
+}
+
+#[test]
+fn missing_file_is_one_error_naming_it() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("absent.toml");
+    let errors = load_file(&path).expect_err("missing");
+    assert_eq!(errors.len(), 1);
+    let error = &errors.0[0];
+    assert_eq!((error.line, error.column), (0, 0));
+    assert_eq!(error.origin, path.display().to_string());
+    assert!(error.message.contains("cannot read"), "{error}");
+    assert!(errors.to_string().contains("absent.toml"), "{errors}");
+}

@@ -1,0 +1,15 @@
+//! Switchyard's engine without sockets: the routing snapshot, live per-server state, server
+//! selection, the health state machine and the retry policy.
+//!
+//! Everything here is pure logic over shared atomics, so it is unit-tested directly and used
+//! unchanged by the proxy crate, the benches and the tests.
+
+pub mod health;
+pub mod live;
+pub mod retry;
+pub mod router;
+pub mod select;
+pub mod snapshot;
+
+pub use live::{Health, InFlight, PoolState, Registry, ServerState};
+pub use snapshot::{Decisions, Pool, PoolRole, PoolServer, Service, ServiceDecision, Snapshot};

@@ -1,0 +1,280 @@
+//! The admin API: JSON over HTTP/1.1 on the admin listener.
+//!
+//! Every error is `{"error": "..."}` with a fitting status. When a token is configured, every
+//! endpoint but `/healthz` requires `Authorization: Bearer <token>`.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::body::ProxyBody;
+use crate::control::{ControlError, Controller};
+use crate::reload;
+use crate::status::StatusReport;
+
+/// Largest admin request body accepted.
+const MAX_ADMIN_BODY: usize = 64 * 1024;
+
+/// Serves the admin API on `listener` until `stop` turns true.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    ctl: Arc<Controller>,
+    token: Option<Arc<str>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = crate::shared::stopped(&mut stop) => break,
+            a = listener.accept() => a,
+        };
+        let Ok((stream, peer)) = accepted else { continue };
+        let ctl = ctl.clone();
+        let token = token.clone();
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let ctl = ctl.clone();
+                let token = token.clone();
+                async move { Ok::<_, Infallible>(handle(&ctl, token.as_deref(), req).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = crate::shared::stopped(&mut stop) => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(client = %peer, error = %e, "admin connection error");
+            }
+        });
+    }
+}
+
+fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<ProxyBody> {
+    let mut body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    body.push(b'\n');
+    let mut resp = Response::new(ProxyBody::full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response<ProxyBody> {
+    json_response(status, &json!({ "error": message.to_string() }))
+}
+
+fn control_error(e: &ControlError) -> Response<ProxyBody> {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    match e {
+        ControlError::InvalidConfig(errors) => json_response(
+            status,
+            &json!({
+                "error": "invalid config; the running config stays in force",
+                "errors": errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+            }),
+        ),
+        other => error(status, other),
+    }
+}
+
+fn ok<T: serde::Serialize>(value: &T) -> Response<ProxyBody> {
+    match serde_json::to_value(value) {
+        Ok(v) => json_response(StatusCode::OK, &v),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+/// Constant-time comparison of the presented bearer token with the configured one.
+fn authorized(req: &Request<Incoming>, token: &str) -> bool {
+    let Some(presented) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let (a, b) = (presented.trim().as_bytes(), token.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SwitchBody {
+    to: String,
+    #[serde(default)]
+    force: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    #[serde(default)]
+    force: bool,
+}
+
+async fn read_json<T: for<'de> Deserialize<'de>>(
+    body: Incoming,
+    empty_ok: Option<T>,
+) -> Result<T, Response<ProxyBody>> {
+    let bytes: Bytes = match Limited::new(body, MAX_ADMIN_BODY).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) => return Err(error(StatusCode::BAD_REQUEST, format!("could not read the body: {e}"))),
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        if let Some(v) = empty_ok {
+            return Ok(v);
+        }
+        return Err(error(StatusCode::BAD_REQUEST, "a JSON body is required"));
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+}
+
+/// The endpoints, by path shape.
+enum Route<'a> {
+    Healthz,
+    Status,
+    Reload,
+    Switch(Option<&'a str>),
+    Rollback(Option<&'a str>),
+    Split(Option<&'a str>),
+}
+
+fn route(path: &str) -> Option<(Route<'_>, &'static [Method])> {
+    const GET: &[Method] = &[Method::GET];
+    const POST: &[Method] = &[Method::POST];
+    const SPLIT: &[Method] = &[Method::PUT, Method::DELETE];
+    let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
+    match path {
+        "/healthz" => return Some((Route::Healthz, GET)),
+        "/status" => return Some((Route::Status, GET)),
+        "/reload" => return Some((Route::Reload, POST)),
+        "/switch" => return Some((Route::Switch(None), POST)),
+        "/rollback" => return Some((Route::Rollback(None), POST)),
+        "/split" => return Some((Route::Split(None), SPLIT)),
+        _ => {}
+    }
+    let rest = path.strip_prefix("/services/")?;
+    let (svc, action) = rest.split_once('/')?;
+    if svc.is_empty() {
+        return None;
+    }
+    match action {
+        "switch" => Some((Route::Switch(Some(svc)), POST)),
+        "rollback" => Some((Route::Rollback(Some(svc)), POST)),
+        "split" => Some((Route::Split(Some(svc)), SPLIT)),
+        _ => None,
+    }
+}
+
+async fn handle(ctl: &Controller, token: Option<&str>, req: Request<Incoming>) -> Response<ProxyBody> {
+    let path = req.uri().path().to_string();
+    let Some((route, methods)) = route(&path) else {
+        return error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}"));
+    };
+    if !methods.contains(req.method()) {
+        let allow = methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+        let mut resp = error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{} is not allowed on {path}; use {allow}", req.method()),
+        );
+        if let Ok(v) = HeaderValue::from_str(&allow) {
+            resp.headers_mut().insert(header::ALLOW, v);
+        }
+        return resp;
+    }
+    if matches!(route, Route::Healthz) {
+        let mut resp = Response::new(ProxyBody::full("ok\n"));
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        return resp;
+    }
+    if let Some(token) = token {
+        if !authorized(&req, token) {
+            let mut resp = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return resp;
+        }
+    }
+    let method = req.method().clone();
+    let body = req.into_body();
+    let result = match route {
+        Route::Healthz => return error(StatusCode::INTERNAL_SERVER_ERROR, "unreachable"),
+        Route::Status => return ok(&StatusReport::from_snapshot(&ctl.snapshot())),
+        Route::Reload => match reload::reload_from_source(ctl).await {
+            Ok(generation) => return ok(&json!({ "generation": generation })),
+            Err(e) => Err(e),
+        },
+        Route::Switch(svc) => {
+            let b: SwitchBody = match read_json(body, None).await {
+                Ok(b) => b,
+                Err(resp) => return resp,
+            };
+            ctl.switch(svc, &b.to, b.force).await
+        }
+        Route::Rollback(svc) => {
+            let b: RollbackBody = match read_json(body, Some(RollbackBody::default())).await {
+                Ok(b) => b,
+                Err(resp) => return resp,
+            };
+            ctl.rollback(svc, b.force).await
+        }
+        Route::Split(svc) if method == Method::DELETE => {
+            match ctl.snapshot().services.iter().find(|s| svc.is_none_or(|n| n == s.name)) {
+                Some(s) => {
+                    let active = s.pools[s.active].name.clone();
+                    ctl.switch(Some(&s.name.clone()), &active, true).await
+                }
+                None => Err(ControlError::UnknownService(svc.unwrap_or_default().to_string())),
+            }
+        }
+        Route::Split(svc) => {
+            let weights: BTreeMap<String, u32> = match read_json(body, None).await {
+                Ok(b) => b,
+                Err(resp) => return resp,
+            };
+            ctl.split(svc, weights).await
+        }
+    };
+    match result {
+        Ok(outcome) => ok(&outcome),
+        Err(e) => control_error(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert!(matches!(route("/status"), Some((Route::Status, _))));
+        assert!(matches!(route("/status/"), Some((Route::Status, _))));
+        assert!(matches!(route("/services/app/switch"), Some((Route::Switch(Some("app")), _))));
+        assert!(matches!(route("/services/app/split"), Some((Route::Split(Some("app")), _))));
+        assert!(route("/services//switch").is_none());
+        assert!(route("/services/app/explode").is_none());
+        assert!(route("/nope").is_none());
+    }
+}

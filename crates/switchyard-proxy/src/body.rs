@@ -1,0 +1,219 @@
+//! Body types of the request path: what goes to the upstream and what goes back to the client.
+//!
+//! Request bodies are either buffered whole (small enough to replay on a retry) or streamed
+//! with a size limit. Response bodies are streamed from the upstream; the wrapper returns the
+//! upstream connection to its pool and ends the in-flight count when the last byte has passed,
+//! so a pool drains exactly when its last response is complete.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use switchyard_core::InFlight;
+
+use crate::upstream::{Sender, ServerConns};
+
+/// The error type of the proxy's bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A request body as sent upstream.
+#[derive(Debug)]
+pub enum UpstreamBody {
+    /// A body read completely (or none at all): cheap to clone for a replay.
+    Full(Option<Bytes>),
+    /// A body too large to buffer, streamed from the client with a size limit.
+    Stream(Box<LimitedStream>),
+}
+
+/// A streamed request body: the part already read, then the rest from the client.
+#[derive(Debug)]
+pub struct LimitedStream {
+    /// Bytes read while deciding whether the body could be buffered.
+    pub(crate) prefix: Option<Bytes>,
+    /// The rest of the client's body.
+    pub(crate) inner: Incoming,
+    /// Bytes passed on so far (prefix included).
+    pub(crate) seen: u64,
+    /// The limit; beyond it the stream fails and `exceeded` is set.
+    pub(crate) max: u64,
+    /// Set when the limit was crossed, so the request path answers 413.
+    pub(crate) exceeded: Arc<AtomicBool>,
+}
+
+/// The error a streamed body fails with past its limit.
+#[derive(Debug, thiserror::Error)]
+#[error("request body larger than {0} bytes")]
+pub struct BodyTooLarge(pub u64);
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            UpstreamBody::Full(data) => Poll::Ready(data.take().map(|b| Ok(Frame::data(b)))),
+            UpstreamBody::Stream(s) => {
+                if let Some(prefix) = s.prefix.take() {
+                    return Poll::Ready(Some(Ok(Frame::data(prefix))));
+                }
+                match Pin::new(&mut s.inner).poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Some(data) = frame.data_ref() {
+                            s.seen += data.len() as u64;
+                            if s.seen > s.max {
+                                s.exceeded.store(true, Ordering::Relaxed);
+                                return Poll::Ready(Some(Err(Box::new(BodyTooLarge(s.max)))));
+                            }
+                        }
+                        Poll::Ready(Some(Ok(frame)))
+                    }
+                    Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+                    Poll::Ready(None) => Poll::Ready(None),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Full(data) => data.is_none(),
+            UpstreamBody::Stream(s) => s.prefix.is_none() && s.inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            UpstreamBody::Full(None) => SizeHint::with_exact(0),
+            UpstreamBody::Stream(s) => {
+                let inner = s.inner.size_hint();
+                let prefix = s.prefix.as_ref().map_or(0, |p| p.len() as u64);
+                let mut hint = SizeHint::new();
+                hint.set_lower(inner.lower() + prefix);
+                if let Some(upper) = inner.upper() {
+                    hint.set_upper(upper + prefix);
+                }
+                hint
+            }
+        }
+    }
+}
+
+/// What a finished upstream response gives back: its connection and its in-flight count.
+#[derive(Debug)]
+pub(crate) struct Lease {
+    pub(crate) sender: Sender,
+    pub(crate) conns: Arc<ServerConns>,
+    pub(crate) in_flight: InFlight,
+}
+
+impl Lease {
+    /// The response is complete: the connection goes back to the pool.
+    fn release(self) {
+        self.conns.checkin(self.sender);
+        drop(self.in_flight);
+    }
+}
+
+/// A response body as sent to the client.
+#[derive(Debug)]
+pub enum ProxyBody {
+    /// A body made by the proxy itself (errors, admin answers).
+    Full(Option<Bytes>),
+    /// An upstream's body, streamed.
+    Upstream(UpstreamResponse),
+}
+
+/// An upstream response body holding its connection until the end.
+#[derive(Debug)]
+pub struct UpstreamResponse {
+    inner: Incoming,
+    lease: Option<Lease>,
+}
+
+impl UpstreamResponse {
+    pub(crate) fn new(inner: Incoming, lease: Lease) -> Self {
+        let mut body = UpstreamResponse {
+            inner,
+            lease: Some(lease),
+        };
+        if body.inner.is_end_stream() {
+            body.finish();
+        }
+        body
+    }
+
+    fn finish(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.release();
+        }
+    }
+}
+
+impl ProxyBody {
+    /// A body with the given bytes.
+    pub fn full(data: impl Into<Bytes>) -> Self {
+        let data = data.into();
+        ProxyBody::Full(if data.is_empty() { None } else { Some(data) })
+    }
+
+    /// An empty body.
+    pub fn empty() -> Self {
+        ProxyBody::Full(None)
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ProxyBody::Full(data) => Poll::Ready(data.take().map(|b| Ok(Frame::data(b)))),
+            ProxyBody::Upstream(up) => match Pin::new(&mut up.inner).poll_frame(cx) {
+                Poll::Ready(None) => {
+                    up.finish();
+                    Poll::Ready(None)
+                }
+                Poll::Ready(Some(Ok(frame))) => {
+                    if up.inner.is_end_stream() {
+                        up.finish();
+                    }
+                    Poll::Ready(Some(Ok(frame)))
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    // The connection is broken: drop it rather than pooling it.
+                    up.lease = None;
+                    Poll::Ready(Some(Err(Box::new(e))))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Full(data) => data.is_none(),
+            ProxyBody::Upstream(up) => up.inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProxyBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            ProxyBody::Full(None) => SizeHint::with_exact(0),
+            ProxyBody::Upstream(up) => up.inner.size_hint(),
+        }
+    }
+}

@@ -1,0 +1,453 @@
+//! The control plane: the only writer of the routing snapshot.
+//!
+//! Switch, rollback, split and reload all go through `Controller::commit`, which builds a new
+//! snapshot from the running config and the new decisions, persists the decisions (before the
+//! snapshot becomes visible, so nothing a caller was told about can be lost by a crash), and
+//! stores the snapshot. Writers are serialised by an async mutex; readers never take it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchyard_config::{Config, ConfigErrors};
+use switchyard_core::snapshot::decisions_from_config;
+use switchyard_core::{Decisions, Health, Service, ServiceDecision, Snapshot};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::health::HealthSupervisor;
+use crate::shared::Shared;
+use crate::state::{PersistedService, PersistedState, STATE_VERSION, StateStore};
+
+/// Why a control operation was refused.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ControlError {
+    /// No service has that name.
+    #[error("unknown service `{0}`")]
+    UnknownService(String),
+    /// The service has no pool of that name.
+    #[error("service `{service}` has no pool `{pool}` (pools: {known})")]
+    UnknownPool {
+        /// The service.
+        service: String,
+        /// The pool asked for.
+        pool: String,
+        /// The pools it has.
+        known: String,
+    },
+    /// The shorthand endpoints need exactly one service.
+    #[error("this config has several services ({0}); name one")]
+    AmbiguousService(String),
+    /// The target pool has no healthy server and `force` was not given.
+    #[error("pool `{pool}` of service `{service}` has no healthy server; use force to switch anyway")]
+    Unhealthy {
+        /// The service.
+        service: String,
+        /// The target pool.
+        pool: String,
+    },
+    /// A rollback with nothing to roll back to.
+    #[error("service `{0}` has no previous colour to roll back to")]
+    NoPrevious(String),
+    /// The request was malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The new config is invalid; the running one stays.
+    #[error("invalid config:\n{0}")]
+    InvalidConfig(ConfigErrors),
+    /// There is no file to re-read.
+    #[error("running on the embedded default config: there is no file to reload")]
+    NoConfigFile,
+    /// The decision could not be persisted; nothing was changed.
+    #[error("could not persist the decision: {0}")]
+    Persist(String),
+}
+
+impl ControlError {
+    /// The HTTP status the admin API answers this error with.
+    pub fn status(&self) -> u16 {
+        match self {
+            ControlError::UnknownService(_) | ControlError::UnknownPool { .. } => 404,
+            ControlError::AmbiguousService(_)
+            | ControlError::BadRequest(_)
+            | ControlError::InvalidConfig(_)
+            | ControlError::NoConfigFile => 400,
+            ControlError::Unhealthy { .. } | ControlError::NoPrevious(_) => 409,
+            ControlError::Persist(_) => 500,
+        }
+    }
+}
+
+/// The answer to a switch or rollback.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SwitchOutcome {
+    /// The service.
+    pub service: String,
+    /// The pool now active.
+    pub active: String,
+    /// The pool active before.
+    pub previous: Option<String>,
+    /// The snapshot generation now in force.
+    pub generation: u64,
+}
+
+/// The control plane of one running proxy.
+pub(crate) struct Controller {
+    pub(crate) shared: Arc<Shared>,
+    config: Mutex<Config>,
+    store: Option<Arc<dyn StateStore>>,
+    health: HealthSupervisor,
+}
+
+impl Controller {
+    /// Builds the first snapshot (with decisions restored from the store) and starts health checks.
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        config: Config,
+        store: Option<Arc<dyn StateStore>>,
+    ) -> Controller {
+        let decisions = restore(&config, store.as_deref());
+        let generation = 1;
+        let snapshot = Snapshot::build(&config, &decisions, &shared.registry, generation);
+        sync_upstreams(&shared, &config);
+        shared.snapshot.store(Arc::new(snapshot));
+        let health = HealthSupervisor::default();
+        health.sync(&shared, &config);
+        Controller {
+            shared,
+            config: Mutex::new(config),
+            store,
+            health,
+        }
+    }
+
+    /// The snapshot in force.
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
+        self.shared.snapshot.load_full()
+    }
+
+    /// The running config's source file.
+    pub(crate) async fn config_source(&self) -> Option<std::path::PathBuf> {
+        self.config.lock().await.source.clone()
+    }
+
+    /// Makes `to` the active pool of a service.
+    pub(crate) async fn switch(
+        &self,
+        service: Option<&str>,
+        to: &str,
+        force: bool,
+    ) -> Result<SwitchOutcome, ControlError> {
+        let config = self.config.lock().await;
+        let snapshot = self.snapshot();
+        let svc = resolve(&snapshot, service)?;
+        let target = pool_index(svc, to)?;
+        if !force && !pool_is_healthy(svc, target) {
+            return Err(ControlError::Unhealthy {
+                service: svc.name.clone(),
+                pool: to.to_string(),
+            });
+        }
+        if target == svc.active && svc.split.is_none() {
+            return Ok(outcome(svc, snapshot.generation));
+        }
+        let mut decisions = snapshot.decisions();
+        let from = svc.pools[svc.active].name.clone();
+        decisions.insert(
+            svc.name.clone(),
+            ServiceDecision {
+                active: to.to_string(),
+                previous: if target == svc.active {
+                    svc.previous.map(|i| svc.pools[i].name.clone())
+                } else {
+                    Some(from.clone())
+                },
+                split: None,
+            },
+        );
+        let next = self.commit(&config, decisions).await?;
+        let name = svc.name.clone();
+        let out = next
+            .service(&name)
+            .map(|s| outcome(s, next.generation))
+            .ok_or_else(|| ControlError::UnknownService(name.clone()))?;
+        tracing::info!(service = %name, from = %from, to = %to, force, generation = next.generation, "switched");
+        self.watch_drain(&name, &from);
+        Ok(out)
+    }
+
+    /// Makes the previous pool active again.
+    pub(crate) async fn rollback(
+        &self,
+        service: Option<&str>,
+        force: bool,
+    ) -> Result<SwitchOutcome, ControlError> {
+        let to = {
+            let snapshot = self.snapshot();
+            let svc = resolve(&snapshot, service)?;
+            let prev = svc
+                .previous
+                .ok_or_else(|| ControlError::NoPrevious(svc.name.clone()))?;
+            (svc.name.clone(), svc.pools[prev].name.clone())
+        };
+        self.switch(Some(&to.0), &to.1, force).await
+    }
+
+    /// Splits new requests between pools by weight.
+    pub(crate) async fn split(
+        &self,
+        service: Option<&str>,
+        weights: BTreeMap<String, u32>,
+    ) -> Result<SwitchOutcome, ControlError> {
+        let config = self.config.lock().await;
+        let snapshot = self.snapshot();
+        let svc = resolve(&snapshot, service)?;
+        for pool in weights.keys() {
+            pool_index(svc, pool)?;
+        }
+        if weights.values().all(|w| *w == 0) {
+            return Err(ControlError::BadRequest(
+                "a split needs at least one pool with a weight above 0".into(),
+            ));
+        }
+        if weights.values().any(|w| *w > 1_000_000) {
+            return Err(ControlError::BadRequest("split weights are at most 1000000".into()));
+        }
+        let mut decisions = snapshot.decisions();
+        let mut decision = svc.decision();
+        decision.split = Some(weights.clone());
+        decisions.insert(svc.name.clone(), decision);
+        let next = self.commit(&config, decisions).await?;
+        tracing::info!(service = %svc.name, ?weights, generation = next.generation, "split set");
+        Ok(outcome(svc, next.generation))
+    }
+
+    /// Applies a new config; runtime decisions survive unless the file's `active` changed.
+    pub(crate) async fn reload(&self, new: Config) -> Result<u64, ControlError> {
+        new.validate().map_err(ControlError::InvalidConfig)?;
+        let mut config = self.config.lock().await;
+        if new.listen != config.listen || new.admin.listen != config.admin.listen {
+            tracing::warn!("listener addresses changed in the config; they take effect on restart (listeners are never re-bound by a reload)");
+        }
+        let snapshot = self.snapshot();
+        let current = snapshot.decisions();
+        let mut decisions = decisions_from_config(&new);
+        for (name, decision) in decisions.iter_mut() {
+            let (Some(old_cfg), Some(cur)) = (config.services.get(name), current.get(name)) else {
+                continue;
+            };
+            let Some(new_cfg) = new.services.get(name) else { continue };
+            if new_cfg.active == old_cfg.active && new_cfg.pools.contains_key(&cur.active) {
+                decision.active = cur.active.clone();
+            }
+            decision.previous = cur
+                .previous
+                .clone()
+                .filter(|p| new_cfg.pools.contains_key(p) && *p != decision.active);
+            if decision.active != cur.active && new_cfg.pools.contains_key(&cur.active) {
+                decision.previous = Some(cur.active.clone());
+            }
+            if decision.active == cur.active {
+                decision.split = cur
+                    .split
+                    .clone()
+                    .filter(|s| s.keys().all(|p| new_cfg.pools.contains_key(p)));
+            }
+        }
+        sync_upstreams(&self.shared, &new);
+        self.health.sync(&self.shared, &new);
+        let next = self.commit(&new, decisions).await?;
+        *config = new;
+        let servers: Vec<_> = config
+            .services
+            .values()
+            .flat_map(|s| s.pools.values())
+            .flat_map(|p| p.servers.iter().map(|s| s.addr))
+            .collect();
+        let pools: Vec<_> = config
+            .services
+            .iter()
+            .flat_map(|(n, s)| s.pools.keys().map(move |p| (n.clone(), p.clone())))
+            .collect();
+        self.shared.registry.retain(&servers, &pools);
+        tracing::info!(generation = next.generation, "config reloaded");
+        Ok(next.generation)
+    }
+
+    /// Stops the health checkers.
+    pub(crate) fn stop(&self) {
+        self.health.stop_all();
+    }
+
+    /// Builds, persists and stores the next snapshot.
+    async fn commit(&self, config: &Config, decisions: Decisions) -> Result<Arc<Snapshot>, ControlError> {
+        let generation = self.snapshot().generation + 1;
+        let next = Arc::new(Snapshot::build(config, &decisions, &self.shared.registry, generation));
+        if let Some(store) = &self.store {
+            let state = persisted(config, &next);
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.save(&state))
+                .await
+                .map_err(|e| ControlError::Persist(e.to_string()))?
+                .map_err(|e| ControlError::Persist(e.to_string()))?;
+        }
+        self.shared.snapshot.store(next.clone());
+        Ok(next)
+    }
+
+    /// After a switch, waits for the old pool to drain, then closes its idle upstream connections.
+    fn watch_drain(&self, service: &str, pool: &str) {
+        let shared = self.shared.clone();
+        let (service, pool) = (service.to_string(), pool.to_string());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            loop {
+                let snap = shared.snapshot.load_full();
+                let Some(svc) = snap.service(&service) else { return };
+                let Some(i) = svc.pool_index(&pool) else { return };
+                if svc.is_live(i) {
+                    return;
+                }
+                if svc.pools[i].state.in_flight() == 0 {
+                    let live: Vec<_> = snap
+                        .services
+                        .iter()
+                        .flat_map(|s| (0..s.pools.len()).filter(|j| s.is_live(*j)).map(move |j| &s.pools[j]))
+                        .flat_map(|p| p.servers.iter().map(|s| s.state.addr))
+                        .collect();
+                    let mut closed = 0;
+                    for s in &svc.pools[i].servers {
+                        if !live.contains(&s.state.addr) {
+                            if let Some(c) = shared.upstreams.get(s.state.addr) {
+                                closed += c.close_idle();
+                            }
+                        }
+                    }
+                    tracing::info!(service = %service, pool = %pool, drained_after_ms = started.elapsed().as_millis() as u64, idle_connections_closed = closed, "pool drained");
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+    }
+}
+
+fn resolve<'a>(snapshot: &'a Snapshot, service: Option<&str>) -> Result<&'a Arc<Service>, ControlError> {
+    match service {
+        Some(name) => snapshot
+            .service(name)
+            .ok_or_else(|| ControlError::UnknownService(name.to_string())),
+        None if snapshot.services.len() == 1 => Ok(&snapshot.services[0]),
+        None => Err(ControlError::AmbiguousService(
+            snapshot
+                .services
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        )),
+    }
+}
+
+fn pool_index(svc: &Service, pool: &str) -> Result<usize, ControlError> {
+    svc.pool_index(pool).ok_or_else(|| ControlError::UnknownPool {
+        service: svc.name.clone(),
+        pool: pool.to_string(),
+        known: svc
+            .pools
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
+}
+
+/// A pool is healthy when at least one server passes its health checks and is not ejected.
+pub(crate) fn pool_is_healthy(svc: &Service, index: usize) -> bool {
+    let now = Instant::now();
+    svc.pools[index]
+        .servers
+        .iter()
+        .any(|s| s.state.health() == Health::Up && !s.state.is_ejected(now))
+}
+
+fn outcome(svc: &Service, generation: u64) -> SwitchOutcome {
+    SwitchOutcome {
+        service: svc.name.clone(),
+        active: svc.pools[svc.active].name.clone(),
+        previous: svc.previous.map(|i| svc.pools[i].name.clone()),
+        generation,
+    }
+}
+
+fn sync_upstreams(shared: &Shared, config: &Config) {
+    let servers: Vec<_> = config
+        .services
+        .values()
+        .flat_map(|svc| {
+            svc.pools
+                .values()
+                .flat_map(move |p| p.servers.iter().map(move |s| (s.addr, svc.upstream.clone())))
+        })
+        .collect();
+    shared.upstreams.sync(&servers);
+}
+
+fn persisted(config: &Config, snapshot: &Snapshot) -> PersistedState {
+    PersistedState {
+        version: STATE_VERSION,
+        generation: snapshot.generation,
+        services: snapshot
+            .services
+            .iter()
+            .filter_map(|s| {
+                let cfg = config.services.get(&s.name)?;
+                Some((
+                    s.name.clone(),
+                    PersistedService {
+                        decision: s.decision(),
+                        config_active: cfg.active.clone(),
+                    },
+                ))
+            })
+            .collect(),
+    }
+}
+
+/// The decisions to start with: the config's, overridden by the store's where they still apply.
+fn restore(config: &Config, store: Option<&dyn StateStore>) -> Decisions {
+    let mut decisions = decisions_from_config(config);
+    let Some(store) = store else { return decisions };
+    let state = match store.load() {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            tracing::info!(state = %store.describe(), "no saved state yet; starting from the config");
+            return decisions;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "ignoring the saved state; starting from the config");
+            return decisions;
+        }
+    };
+    for (name, saved) in state.services {
+        let Some(svc) = config.services.get(&name) else {
+            tracing::warn!(service = %name, "saved state names a service the config no longer has; ignored");
+            continue;
+        };
+        if saved.config_active != svc.active {
+            tracing::info!(service = %name, config_active = %svc.active, "config's active colour changed since the state was saved; the config wins");
+            continue;
+        }
+        let d = saved.decision;
+        let pools_exist = svc.pools.contains_key(&d.active)
+            && d.previous.as_ref().is_none_or(|p| svc.pools.contains_key(p))
+            && d.split.as_ref().is_none_or(|s| s.keys().all(|p| svc.pools.contains_key(p)));
+        if !pools_exist {
+            tracing::warn!(service = %name, active = %d.active, "saved state names pools the config no longer has; ignored");
+            continue;
+        }
+        tracing::info!(service = %name, active = %d.active, previous = ?d.previous, generation = state.generation, state = %store.describe(), "restored saved decision");
+        decisions.insert(name, d);
+    }
+    decisions
+}

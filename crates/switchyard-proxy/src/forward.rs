@@ -1,0 +1,326 @@
+//! The request path, top to bottom: check → route → pick server → forward → retry decision →
+//! respond.
+//!
+//! A request loads the routing snapshot once and keeps that `Arc` for its whole life; only a
+//! retry loads it again, so a request that was in flight on the old colour when its server went
+//! away lands on the colour that is live now. Every decision to try again is made by
+//! `switchyard_core::retry::decide` from a `FailureKind` that knows whether the request could
+//! have reached the upstream.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::{Bytes, BytesMut};
+use http::request::Parts;
+use http::{HeaderValue, Request, Response, Uri, Version, header};
+use http_body::Body;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use switchyard_config::RetryConfig;
+use switchyard_core::retry::{self, FailureKind, RequestTraits, Verdict};
+use switchyard_core::select::NoServer;
+use switchyard_core::{InFlight, Service, Snapshot};
+use tokio::time::Instant;
+
+use crate::body::{Lease, LimitedStream, ProxyBody, UpstreamBody, UpstreamResponse};
+use crate::error::ProxyError;
+use crate::headers::{self, X_REQUEST_ID};
+use crate::shared::Shared;
+
+/// Facts about the client connection a request arrived on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnInfo {
+    /// The client's address.
+    pub(crate) peer: SocketAddr,
+    /// `http` or `https`, for `X-Forwarded-Proto`.
+    pub(crate) proto: &'static str,
+}
+
+static IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static("idempotency-key");
+
+/// Serves one client request.
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    conn: ConnInfo,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let snapshot = shared.snapshot.load_full();
+    let (mut parts, body) = req.into_parts();
+    match prepare(&snapshot, conn, &mut parts) {
+        Err(e) => {
+            tracing::info!(client = %conn.peer, error = %e, "request rejected");
+            e.response(parts.headers.get(&X_REQUEST_ID))
+        }
+        Ok((service, request_id)) => {
+            let mut resp = match forward(&shared, snapshot, service, parts, body).await {
+                Ok(resp) => resp,
+                Err(e) => e.response(None),
+            };
+            resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
+            resp
+        }
+    }
+}
+
+/// Checks the request head, routes it and rewrites its headers for the upstream.
+fn prepare(
+    snapshot: &Snapshot,
+    conn: ConnInfo,
+    parts: &mut Parts,
+) -> Result<(Arc<Service>, HeaderValue), ProxyError> {
+    let host = headers::request_host(parts.version, &parts.uri, &parts.headers)?;
+    let service = snapshot
+        .route(&host.name, parts.uri.path())
+        .ok_or(ProxyError::NoRoute)?
+        .clone();
+    if let Some(len) = content_length(&parts.headers) {
+        if len > snapshot.limits.max_body {
+            return Err(ProxyError::BodyTooLarge);
+        }
+    }
+    headers::strip_hop_by_hop(&mut parts.headers);
+    let request_id = headers::ensure_request_id(&mut parts.headers);
+    headers::add_forwarded(&mut parts.headers, conn.peer.ip(), conn.proto, &host.authority);
+    parts.headers.insert(header::HOST, host.authority);
+    if parts.uri.authority().is_some() {
+        let origin = parts
+            .uri
+            .path_and_query()
+            .map_or("/", http::uri::PathAndQuery::as_str);
+        parts.uri = Uri::try_from(origin).map_err(|_| ProxyError::BadHost(headers::HostError::Malformed))?;
+    }
+    parts.version = Version::HTTP_11;
+    Ok((service, request_id))
+}
+
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// A request body made ready for the attempts.
+enum Prepared {
+    /// Read completely: replayed on every attempt.
+    Buffered(Option<Bytes>),
+    /// Too large to buffer: sent once.
+    Streamed(UpstreamBody, Arc<AtomicBool>),
+}
+
+/// Reads up to the replay limit; a body that ends within it is buffered, else it is streamed.
+async fn prepare_body(body: Incoming, policy: &RetryConfig, max_body: u64) -> Result<Prepared, ProxyError> {
+    if body.is_end_stream() {
+        return Ok(Prepared::Buffered(None));
+    }
+    let limit = policy.replay_buffer as u64;
+    let exceeded = Arc::new(AtomicBool::new(false));
+    if body.size_hint().lower() > limit {
+        let stream = LimitedStream {
+            prefix: None,
+            inner: body,
+            seen: 0,
+            max: max_body,
+            exceeded: exceeded.clone(),
+        };
+        return Ok(Prepared::Streamed(UpstreamBody::Stream(Box::new(stream)), exceeded));
+    }
+    let mut body = body;
+    let mut buf = BytesMut::new();
+    loop {
+        match body.frame().await {
+            None => return Ok(Prepared::Buffered(Some(buf.freeze()).filter(|b| !b.is_empty()))),
+            Some(Err(_)) => return Err(ProxyError::BadBody),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    buf.extend_from_slice(&data);
+                    if buf.len() as u64 > max_body {
+                        return Err(ProxyError::BodyTooLarge);
+                    }
+                    if buf.len() as u64 > limit {
+                        let stream = LimitedStream {
+                            seen: buf.len() as u64,
+                            prefix: Some(buf.freeze()),
+                            inner: body,
+                            max: max_body,
+                            exceeded: exceeded.clone(),
+                        };
+                        return Ok(Prepared::Streamed(UpstreamBody::Stream(Box::new(stream)), exceeded));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The outcome of one attempt that did not produce a response to forward.
+struct Failed {
+    kind: FailureKind,
+    /// An upstream response with a retryable status, kept in case it must be forwarded after all.
+    response: Option<Response<ProxyBody>>,
+}
+
+/// Forwards the request, retrying as the policy allows.
+async fn forward(
+    shared: &Shared,
+    mut snapshot: Arc<Snapshot>,
+    mut service: Arc<Service>,
+    parts: Parts,
+    body: Incoming,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let policy = &service.config.retry.clone();
+    let max_body = snapshot.limits.max_body;
+    let idempotent = retry::method_is_idempotent(parts.method.as_str())
+        || (policy.idempotency_key && parts.headers.contains_key(&IDEMPOTENCY_KEY));
+    let (replay, mut streamed) = match prepare_body(body, policy, max_body).await? {
+        Prepared::Buffered(b) => (Some(b), None),
+        Prepared::Streamed(b, exceeded) => (None, Some((b, exceeded))),
+    };
+    let budget = service.budget.clone();
+    let _active = budget.request();
+    let mut _permit = None;
+    let mut parts = Some(parts);
+    let mut tried: Vec<SocketAddr> = Vec::with_capacity(2);
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let pool = service.choose_pool();
+        let picked = match pool.pick(&tried, Instant::now(), service.config.ejection.all_down) {
+            Ok(p) => p,
+            Err(NoServer::AllDown) => {
+                tracing::warn!(service = %service.name, pool = %pool.name, "every server of the pool is down; failing fast (all_down = \"fail\")");
+                return Err(ProxyError::NoHealthyServer { pool: pool.name.clone() });
+            }
+            Err(NoServer::AllTried) => {
+                return Err(ProxyError::NoHealthyServer { pool: pool.name.clone() });
+            }
+        };
+        if picked.degraded {
+            tracing::warn!(service = %service.name, pool = %pool.name, upstream = %picked.server.state.addr, "every server of the pool is down or ejected; trying one anyway (all_down = \"try_all\")");
+        }
+        let server = picked.server.state.clone();
+        let addr = server.addr;
+        tried.push(addr);
+        let in_flight = InFlight::start(server.clone(), pool.state.clone());
+
+        // Only an idempotent request with a buffered body can need its head again after it
+        // was sent; everything else moves the head into the attempt.
+        let keep_head = idempotent && replay.is_some() && attempt < policy.attempts;
+        let failed = match attempt_once(shared, addr, &mut parts, keep_head, &replay, &mut streamed, in_flight, &service, policy).await {
+            Ok(resp) => {
+                server.record_success();
+                return Ok(resp);
+            }
+            Err(failed) => failed,
+        };
+        if let Some((_, exceeded)) = &streamed {
+            if exceeded.load(Ordering::Relaxed) {
+                return Err(ProxyError::BodyTooLarge);
+            }
+        }
+        let kind = failed.kind;
+        if kind.counts_against_server() {
+            let ej = &service.config.ejection;
+            if let Some(period) = server.record_failure(Instant::now(), ej.consecutive_failures, ej.base, ej.max) {
+                tracing::warn!(service = %service.name, upstream = %addr, reason = kind.reason(), period_ms = period.as_millis() as u64, "upstream ejected after consecutive failures");
+            }
+        }
+        let body_replayable = !kind.reached_upstream() || replay.is_some();
+        let traits = RequestTraits { idempotent, body_replayable };
+        let verdict = match retry::decide(policy, traits, kind, attempt) {
+            Verdict::Retry if parts.is_none() => Verdict::Stop(retry::StopReason::BodyNotReplayable),
+            v => v,
+        };
+        let stop = |reason: &str| {
+            tracing::warn!(service = %service.name, upstream = %addr, reason = kind.reason(), attempts = attempt, stop = reason, "upstream attempt failed, not retried");
+        };
+        match verdict {
+            Verdict::Stop(reason) => {
+                stop(&format!("{reason:?}"));
+                return failed.response.ok_or(ProxyError::Upstream { kind });
+            }
+            Verdict::Retry => match budget.try_retry(policy.budget_ratio, policy.budget_min) {
+                None => {
+                    stop("RetryBudgetExhausted");
+                    return failed.response.ok_or(ProxyError::Upstream { kind });
+                }
+                Some(permit) => {
+                    _permit = Some(permit);
+                    tracing::info!(service = %service.name, upstream = %addr, reason = kind.reason(), attempt, "retrying upstream request");
+                }
+            },
+        }
+        drop(failed);
+        tokio::time::sleep(retry::backoff(attempt, policy.backoff_base, policy.backoff_max)).await;
+        snapshot = shared.snapshot.load_full();
+        match snapshot.service(&service.name) {
+            Some(s) => service = s.clone(),
+            None => return Err(ProxyError::NoRoute),
+        }
+    }
+}
+
+/// One attempt on one server. On failure the head (and a streamed body) are back in `parts` /
+/// `streamed` whenever the request did not reach the upstream.
+#[allow(clippy::too_many_arguments)]
+async fn attempt_once(
+    shared: &Shared,
+    addr: SocketAddr,
+    parts: &mut Option<Parts>,
+    keep_head: bool,
+    replay: &Option<Option<Bytes>>,
+    streamed: &mut Option<(UpstreamBody, Arc<AtomicBool>)>,
+    in_flight: InFlight,
+    service: &Service,
+    policy: &RetryConfig,
+) -> Result<Response<ProxyBody>, Failed> {
+    let fail = |kind| Failed { kind, response: None };
+    let conns = shared.upstreams.get(addr).ok_or(fail(FailureKind::ConnectError))?;
+    let (mut sender, _reused) = conns.checkout().await.map_err(fail)?;
+    let head = if keep_head { parts.clone() } else { parts.take() };
+    let Some(head) = head else {
+        return Err(fail(FailureKind::Unsent));
+    };
+    let body = match replay {
+        Some(b) => UpstreamBody::Full(b.clone()),
+        None => match streamed.take() {
+            Some((b, exceeded)) => {
+                *streamed = Some((UpstreamBody::Full(None), exceeded));
+                b
+            }
+            None => UpstreamBody::Full(None),
+        },
+    };
+    let req = Request::from_parts(head, body);
+    let timeout = service.config.upstream.response_timeout;
+    let resp = match tokio::time::timeout(timeout, sender.try_send_request(req)).await {
+        Err(_) => return Err(fail(FailureKind::ResponseTimeout)),
+        Ok(Err(mut e)) => {
+            return match e.take_message() {
+                Some(req) => {
+                    let (head, body) = req.into_parts();
+                    *parts = Some(head);
+                    if let Some((slot, _)) = streamed.as_mut() {
+                        *slot = body;
+                    }
+                    Err(fail(FailureKind::Unsent))
+                }
+                None => {
+                    tracing::debug!(upstream = %addr, error = %e.error(), "upstream request failed");
+                    Err(fail(FailureKind::Reset))
+                }
+            };
+        }
+        Ok(Ok(resp)) => resp,
+    };
+    let (mut rparts, rbody) = resp.into_parts();
+    headers::strip_hop_by_hop(&mut rparts.headers);
+    let lease = Lease { sender, conns, in_flight };
+    let resp = Response::from_parts(rparts, ProxyBody::Upstream(UpstreamResponse::new(rbody, lease)));
+    let status = resp.status().as_u16();
+    if policy.on_status.contains(&status) {
+        return Err(Failed { kind: FailureKind::Status(status), response: Some(resp) });
+    }
+    Ok(resp)
+}

@@ -1,0 +1,277 @@
+//! Header hygiene: Host checks, hop-by-hop stripping, and the headers the proxy adds.
+//!
+//! Order matters: headers named in `Connection` are removed *before* the proxy adds its own
+//! `X-Forwarded-*`, so a client cannot use `Connection: X-Forwarded-For` to delete them.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Uri, Version};
+
+/// `X-Forwarded-For`.
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`.
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`.
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// `X-Request-Id`.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// `Keep-Alive` (hop-by-hop, not in the `http` crate's constants).
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+/// `Proxy-Connection` (a non-standard hop-by-hop header some clients send).
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Why a request's Host is unacceptable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    /// No Host header and no authority in the URI.
+    #[error("missing Host header")]
+    Missing,
+    /// More than one Host header.
+    #[error("more than one Host header")]
+    Duplicate,
+    /// The Host value is not a valid authority.
+    #[error("malformed Host header")]
+    Malformed,
+    /// An absolute-form URI or an HTTP/2 authority that disagrees with the Host header.
+    #[error("Host header does not match the request target")]
+    Mismatch,
+}
+
+/// The request's host: the full authority (for `Host` upstream) and the lower-case host name
+/// without port (for routing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHost {
+    /// The authority as the client gave it (`example.com:8080`).
+    pub authority: HeaderValue,
+    /// Lower-case host without port (`example.com`), or an IPv6 literal with brackets.
+    pub name: String,
+}
+
+/// Checks the request's Host (HTTP/1) or authority (HTTP/2) and returns it.
+pub fn request_host(version: Version, uri: &Uri, headers: &HeaderMap) -> Result<RequestHost, HostError> {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(HostError::Duplicate);
+    }
+    let uri_authority = uri.authority();
+    let authority = match (host, uri_authority) {
+        (Some(h), Some(a)) => {
+            if !h.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes()) {
+                return Err(HostError::Mismatch);
+            }
+            h.clone()
+        }
+        (Some(h), None) => h.clone(),
+        (None, Some(a)) if version == Version::HTTP_2 => {
+            HeaderValue::from_str(a.as_str()).map_err(|_| HostError::Malformed)?
+        }
+        // An HTTP/1.1 absolute-form request must still carry Host (RFC 9112 §3.2).
+        (None, _) => return Err(HostError::Missing),
+    };
+    let name = host_name(&authority).ok_or(HostError::Malformed)?;
+    Ok(RequestHost { authority, name })
+}
+
+/// The lower-case host part of an authority, validated.
+fn host_name(authority: &HeaderValue) -> Option<String> {
+    let s = authority.to_str().ok()?;
+    if s.is_empty() {
+        return None;
+    }
+    let parsed: http::uri::Authority = s.parse().ok()?;
+    if parsed.as_str().contains('@') {
+        return None;
+    }
+    let host = parsed.host();
+    if host.is_empty() {
+        return None;
+    }
+    Some(host.to_ascii_lowercase())
+}
+
+/// Removes hop-by-hop headers, including every header named in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(&name);
+        }
+        headers.remove(header::CONNECTION);
+    }
+    for name in [
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::PROXY_AUTHENTICATE,
+        &header::PROXY_AUTHORIZATION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+    ] {
+        if headers.contains_key(name) {
+            headers.remove(name);
+        }
+    }
+}
+
+/// Adds the forwarding headers: appends the client to `X-Forwarded-For`, sets
+/// `X-Forwarded-Proto` and `X-Forwarded-Host`.
+pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &'static str, host: &HeaderValue) {
+    let mut ip = [0u8; 64];
+    let ip = format_ip(client, &mut ip);
+    let xff = match headers.get(&X_FORWARDED_FOR) {
+        Some(prev) if !prev.is_empty() && headers.get_all(&X_FORWARDED_FOR).iter().count() == 1 => {
+            let mut v = Vec::with_capacity(prev.len() + 2 + ip.len());
+            v.extend_from_slice(prev.as_bytes());
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(ip.as_bytes());
+            HeaderValue::from_bytes(&v)
+        }
+        Some(_) => {
+            let joined: Vec<&[u8]> = headers
+                .get_all(&X_FORWARDED_FOR)
+                .iter()
+                .map(HeaderValue::as_bytes)
+                .chain(std::iter::once(ip.as_bytes()))
+                .collect();
+            HeaderValue::from_bytes(&joined.join(&b", "[..]))
+        }
+        None => HeaderValue::from_str(ip),
+    };
+    if let Ok(xff) = xff {
+        headers.insert(X_FORWARDED_FOR.clone(), xff);
+    }
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+}
+
+fn format_ip(ip: IpAddr, buf: &mut [u8; 64]) -> &str {
+    use std::io::Write;
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    let _ = write!(cursor, "{ip}");
+    let len = usize::try_from(cursor.position()).unwrap_or(0);
+    std::str::from_utf8(&buf[..len]).unwrap_or("unknown")
+}
+
+/// The request's `X-Request-Id`, generating one (32 hex digits) when absent or unusable.
+pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get(&X_REQUEST_ID) {
+        if !v.is_empty() && v.len() <= 200 {
+            return v.clone();
+        }
+    }
+    let id = new_request_id();
+    headers.insert(X_REQUEST_ID.clone(), id.clone());
+    id
+}
+
+/// A random 128-bit request id in hex.
+pub fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 32];
+    let mut n = fastrand::u128(..);
+    for b in out.iter_mut() {
+        *b = HEX[(n & 0xf) as usize];
+        n >>= 4;
+    }
+    // Hex digits are always a valid header value.
+    HeaderValue::from_bytes(&out).unwrap_or(HeaderValue::from_static("0"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(
+                HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        m
+    }
+
+    #[test]
+    fn host_rules() {
+        let uri: Uri = "/x".parse().expect("uri");
+        let v11 = Version::HTTP_11;
+        assert_eq!(request_host(v11, &uri, &map(&[])), Err(HostError::Missing));
+        assert_eq!(
+            request_host(v11, &uri, &map(&[("host", "a"), ("host", "b")])),
+            Err(HostError::Duplicate)
+        );
+        let h = request_host(v11, &uri, &map(&[("host", "Shop.Example.com:8080")])).expect("ok");
+        assert_eq!(h.name, "shop.example.com");
+        assert_eq!(h.authority, "Shop.Example.com:8080");
+        let abs: Uri = "http://other.com/x".parse().expect("uri");
+        assert_eq!(
+            request_host(v11, &abs, &map(&[("host", "a.com")])),
+            Err(HostError::Mismatch)
+        );
+        assert!(request_host(v11, &abs, &map(&[("host", "other.com")])).is_ok());
+        let h2 = request_host(Version::HTTP_2, &abs, &map(&[])).expect("h2 authority");
+        assert_eq!(h2.name, "other.com");
+        assert_eq!(
+            request_host(v11, &uri, &map(&[("host", "a b")])),
+            Err(HostError::Malformed)
+        );
+        assert_eq!(
+            request_host(v11, &uri, &map(&[("host", "user@evil.com")])),
+            Err(HostError::Malformed)
+        );
+    }
+
+    #[test]
+    fn strips_hop_by_hop_and_connection_named_headers() {
+        let mut m = map(&[
+            ("connection", "keep-alive, X-Secret, x-forwarded-for"),
+            ("connection", "close"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("proxy-authorization", "Basic x"),
+            ("accept", "*/*"),
+        ]);
+        strip_hop_by_hop(&mut m);
+        let left: Vec<&str> = m.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, vec!["accept"]);
+    }
+
+    #[test]
+    fn forwarded_headers_append_and_set() {
+        let mut m = map(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-proto", "gopher")]);
+        let host = HeaderValue::from_static("a.com");
+        add_forwarded(&mut m, "10.0.0.1".parse().expect("ip"), "http", &host);
+        assert_eq!(m["x-forwarded-for"], "1.1.1.1, 10.0.0.1");
+        assert_eq!(m["x-forwarded-proto"], "http");
+        assert_eq!(m["x-forwarded-host"], "a.com");
+        let mut m = map(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-for", "2.2.2.2")]);
+        add_forwarded(&mut m, "::1".parse().expect("ip"), "http", &host);
+        assert_eq!(m["x-forwarded-for"], "1.1.1.1, 2.2.2.2, ::1");
+        assert_eq!(m.get_all("x-forwarded-for").iter().count(), 1);
+    }
+
+    #[test]
+    fn request_id_kept_or_generated() {
+        let mut m = map(&[("x-request-id", "abc")]);
+        assert_eq!(ensure_request_id(&mut m), "abc");
+        let mut m = HeaderMap::new();
+        let id = ensure_request_id(&mut m);
+        assert_eq!(id.len(), 32);
+        assert_eq!(m["x-request-id"], id);
+        assert_ne!(new_request_id(), new_request_id());
+    }
+}

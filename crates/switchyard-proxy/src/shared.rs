@@ -1,0 +1,73 @@
+//! What the request path shares with the control plane: the snapshot pointer and live state.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use arc_swap::ArcSwap;
+use switchyard_core::{Registry, Snapshot};
+use tokio::sync::Notify;
+
+use crate::upstream::Upstreams;
+
+/// State shared by every connection task and the control plane.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// The one routing snapshot; the control plane is its only writer.
+    pub(crate) snapshot: ArcSwap<Snapshot>,
+    /// Pooled upstream connections, keyed by server address.
+    pub(crate) upstreams: Upstreams,
+    /// Live per-server and per-pool state, reused by every snapshot built.
+    pub(crate) registry: Registry,
+    /// Open client connections, so a graceful stop knows when it is done.
+    pub(crate) connections: ConnCounter,
+}
+
+/// Counts open client connections and wakes a waiter when none is left.
+#[derive(Debug, Default)]
+pub(crate) struct ConnCounter {
+    open: AtomicUsize,
+    idle: Notify,
+}
+
+/// Holds one connection's place in the count.
+#[derive(Debug)]
+pub(crate) struct ConnGuard<'a>(&'a ConnCounter);
+
+impl ConnCounter {
+    /// Counts a new connection until the guard drops.
+    pub(crate) fn open(&self) -> ConnGuard<'_> {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        ConnGuard(self)
+    }
+
+    /// Connections open now.
+    pub(crate) fn count(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Waits until no connection is open.
+    pub(crate) async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for ConnGuard<'_> {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// Resolves once the stop flag turns true (never, if the flag's sender is gone: dropping every
+/// handle does not stop a running proxy).
+pub(crate) async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    if rx.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}

@@ -1,0 +1,146 @@
+//! The status report: what `GET /status` answers and `switchyard status` prints.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use switchyard_config::AllDown;
+use switchyard_core::{Health, PoolRole, Snapshot};
+use tokio::time::Instant;
+
+/// The whole proxy's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// The snapshot generation.
+    pub generation: u64,
+    /// Services by name.
+    pub services: BTreeMap<String, ServiceStatus>,
+}
+
+/// One service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    /// The active pool.
+    pub active: String,
+    /// The previously active pool.
+    pub previous: Option<String>,
+    /// The weighted split, when one is set.
+    #[serde(default)]
+    pub split: Option<BTreeMap<String, u32>>,
+    /// False when every server of the live pool is down or ejected.
+    #[serde(default)]
+    pub live_pool_available: bool,
+    /// What requests meet when the live pool is down: `try_all` or `fail`.
+    #[serde(default)]
+    pub all_down: String,
+    /// Pools by name.
+    pub pools: BTreeMap<String, PoolStatus>,
+}
+
+/// One pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolStatus {
+    /// `active`, `draining` or `idle`.
+    pub state: String,
+    /// Requests in flight on this pool.
+    pub in_flight: u32,
+    /// Its servers.
+    pub servers: Vec<ServerStatus>,
+}
+
+/// One server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerStatus {
+    /// `host:port`.
+    pub addr: String,
+    /// Passing health checks (and not ejected).
+    pub healthy: bool,
+    /// `up`, `down` or `unknown` (not checked yet).
+    #[serde(default)]
+    pub health: String,
+    /// Currently ejected after failures of real traffic.
+    #[serde(default)]
+    pub ejected: bool,
+    /// Requests in flight on this server.
+    pub in_flight: u32,
+}
+
+fn role_name(role: PoolRole) -> &'static str {
+    match role {
+        PoolRole::Active => "active",
+        PoolRole::Draining => "draining",
+        PoolRole::Idle => "idle",
+    }
+}
+
+fn health_name(h: Health) -> &'static str {
+    match h {
+        Health::Up => "up",
+        Health::Down => "down",
+        Health::Unknown => "unknown",
+    }
+}
+
+impl StatusReport {
+    /// The report for a snapshot, with live counts read now.
+    pub fn from_snapshot(snapshot: &Snapshot) -> StatusReport {
+        let now = Instant::now();
+        let services = snapshot
+            .services
+            .iter()
+            .map(|svc| {
+                let pools = svc
+                    .pools
+                    .iter()
+                    .enumerate()
+                    .map(|(i, pool)| {
+                        let servers = pool
+                            .servers
+                            .iter()
+                            .map(|s| {
+                                let ejected = s.state.is_ejected(now);
+                                ServerStatus {
+                                    addr: s.state.addr.to_string(),
+                                    healthy: s.state.health() == Health::Up && !ejected,
+                                    health: health_name(s.state.health()).to_string(),
+                                    ejected,
+                                    in_flight: s.state.in_flight(),
+                                }
+                            })
+                            .collect();
+                        (
+                            pool.name.clone(),
+                            PoolStatus {
+                                state: role_name(svc.role(i)).to_string(),
+                                in_flight: pool.state.in_flight(),
+                                servers,
+                            },
+                        )
+                    })
+                    .collect();
+                let live_pool_available = (0..svc.pools.len())
+                    .filter(|i| svc.is_live(*i))
+                    .any(|i| svc.pools[i].has_available(now));
+                let decision = svc.decision();
+                (
+                    svc.name.clone(),
+                    ServiceStatus {
+                        active: decision.active,
+                        previous: decision.previous,
+                        split: decision.split,
+                        live_pool_available,
+                        all_down: match svc.config.ejection.all_down {
+                            AllDown::TryAll => "try_all",
+                            AllDown::Fail => "fail",
+                        }
+                        .to_string(),
+                        pools,
+                    },
+                )
+            })
+            .collect();
+        StatusReport {
+            generation: snapshot.generation,
+            services,
+        }
+    }
+}
