@@ -273,7 +273,10 @@ mod tests {
         let b = reg.server(addr(1));
         assert!(Arc::ptr_eq(&a, &b));
         assert!(!Arc::ptr_eq(&a, &reg.server(addr(2))));
-        assert!(Arc::ptr_eq(&reg.pool("s", "green"), &reg.pool("s", "green")));
+        assert!(Arc::ptr_eq(
+            &reg.pool("s", "green"),
+            &reg.pool("s", "green")
+        ));
     }
 
     #[test]

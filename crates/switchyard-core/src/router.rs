@@ -149,7 +149,12 @@ mod tests {
                 (n.to_string(), s)
             })
             .collect();
-        Snapshot::build(&config, &decisions_from_config(&config), &Registry::new(), 1)
+        Snapshot::build(
+            &config,
+            &decisions_from_config(&config),
+            &Registry::new(),
+            1,
+        )
     }
 
     fn routed<'a>(snap: &'a Snapshot, host: &str, path: &str) -> Option<&'a str> {
@@ -174,7 +179,10 @@ mod tests {
         assert_eq!(routed(&snap, "a.eu.example.com", "/"), Some("deepwild"));
         assert_eq!(routed(&snap, "example.com", "/"), Some("catchall"));
         assert_eq!(routed(&snap, "shop.example.com", "/"), Some("exact"));
-        assert_eq!(routed(&snap, "shop.example.com", "/api/v1"), Some("exactapi"));
+        assert_eq!(
+            routed(&snap, "shop.example.com", "/api/v1"),
+            Some("exactapi")
+        );
     }
 
     #[test]

@@ -114,8 +114,9 @@ impl Service {
         &self.pools[self.active]
     }
 
-    /// The pool a new request goes to: the active one, or a weighted draw when a split is set.
-    pub fn choose_pool(&self) -> &Pool {
+    /// The index of the pool a new request goes to: the active one, or a weighted draw when a
+    /// split is set.
+    pub fn choose_pool(&self) -> usize {
         if let Some(weights) = &self.split {
             let total: u64 = weights.iter().map(|w| u64::from(*w)).sum();
             if total > 0 {
@@ -123,13 +124,13 @@ impl Service {
                 for (i, w) in weights.iter().enumerate() {
                     let w = u64::from(*w);
                     if point < w {
-                        return &self.pools[i];
+                        return i;
                     }
                     point -= w;
                 }
             }
         }
-        self.active_pool()
+        self.active
     }
 
     /// Whether the pool at `index` takes new traffic.
@@ -219,9 +220,7 @@ impl Snapshot {
             let active = decision
                 .and_then(|d| index(&d.active))
                 .unwrap_or(config_active);
-            let previous = decision
-                .and_then(|d| d.previous.as_deref())
-                .and_then(index);
+            let previous = decision.and_then(|d| d.previous.as_deref()).and_then(index);
             let split = decision.and_then(|d| d.split.as_ref()).map(|weights| {
                 pools
                     .iter()

@@ -34,9 +34,11 @@ async fn tiny_app(colour: &'static str) -> std::io::Result<SocketAddr> {
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |_req: Request<hyper::body::Incoming>| async move {
-                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(colour))))
-                });
+                let svc = hyper::service::service_fn(
+                    move |_req: Request<hyper::body::Incoming>| async move {
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(colour))))
+                    },
+                );
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
                     .await;
@@ -51,8 +53,16 @@ async fn get(proxy: SocketAddr) -> Result<String, Box<dyn std::error::Error>> {
     let stream = TcpStream::connect(proxy).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
-    let req = Request::get("/").header("host", "demo.local").body(Empty::<Bytes>::new())?;
-    let body = sender.send_request(req).await?.into_body().collect().await?.to_bytes();
+    let req = Request::get("/")
+        .header("host", "demo.local")
+        .body(Empty::<Bytes>::new())?;
+    let body = sender
+        .send_request(req)
+        .await?
+        .into_body()
+        .collect()
+        .await?
+        .to_bytes();
     Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
@@ -62,8 +72,14 @@ pub async fn demo() -> Result<Observed, Box<dyn std::error::Error>> {
     let blue = tiny_app("blue").await?;
 
     let pools = BTreeMap::from([
-        ("green".to_string(), PoolConfig::new(vec![ServerConfig::new(green)])),
-        ("blue".to_string(), PoolConfig::new(vec![ServerConfig::new(blue)])),
+        (
+            "green".to_string(),
+            PoolConfig::new(vec![ServerConfig::new(green)]),
+        ),
+        (
+            "blue".to_string(),
+            PoolConfig::new(vec![ServerConfig::new(blue)]),
+        ),
     ]);
     let mut config = Config::default();
     config
@@ -82,13 +98,20 @@ pub async fn demo() -> Result<Observed, Box<dyn std::error::Error>> {
     let before = get(addr).await?;
     // `force`: the health checker may not have seen blue yet in this instant demo.
     let out = proxy.switch(Some("app"), "blue", true).await?;
-    println!("switched {} to {} (generation {})", out.service, out.active, out.generation);
+    println!(
+        "switched {} to {} (generation {})",
+        out.service, out.active, out.generation
+    );
     let after_switch = get(addr).await?;
     proxy.rollback(None, true).await?;
     let after_rollback = get(addr).await?;
     println!("{}", serde_json::to_string_pretty(&proxy.status())?);
     proxy.shutdown().await;
-    Ok(Observed { before, after_switch, after_rollback })
+    Ok(Observed {
+        before,
+        after_switch,
+        after_rollback,
+    })
 }
 
 #[allow(dead_code)] // The test includes this file for `demo` only.

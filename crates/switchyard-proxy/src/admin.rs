@@ -39,7 +39,9 @@ pub(crate) async fn serve(
             _ = crate::shared::stopped(&mut stop) => break,
             a = listener.accept() => a,
         };
-        let Ok((stream, peer)) = accepted else { continue };
+        let Ok((stream, peer)) = accepted else {
+            continue;
+        };
         let ctl = ctl.clone();
         let token = token.clone();
         let mut stop = stop.clone();
@@ -138,7 +140,12 @@ async fn read_json<T: for<'de> Deserialize<'de>>(
 ) -> Result<T, Response<ProxyBody>> {
     let bytes: Bytes = match Limited::new(body, MAX_ADMIN_BODY).collect().await {
         Ok(c) => c.to_bytes(),
-        Err(e) => return Err(error(StatusCode::BAD_REQUEST, format!("could not read the body: {e}"))),
+        Err(e) => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("could not read the body: {e}"),
+            ));
+        }
     };
     if bytes.iter().all(u8::is_ascii_whitespace) {
         if let Some(v) = empty_ok {
@@ -164,7 +171,10 @@ fn route(path: &str) -> Option<(Route<'_>, &'static [Method])> {
     const GET: &[Method] = &[Method::GET];
     const POST: &[Method] = &[Method::POST];
     const SPLIT: &[Method] = &[Method::PUT, Method::DELETE];
-    let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
+    let path = path
+        .strip_suffix('/')
+        .filter(|p| !p.is_empty())
+        .unwrap_or(path);
     match path {
         "/healthz" => return Some((Route::Healthz, GET)),
         "/status" => return Some((Route::Status, GET)),
@@ -187,13 +197,21 @@ fn route(path: &str) -> Option<(Route<'_>, &'static [Method])> {
     }
 }
 
-async fn handle(ctl: &Controller, token: Option<&str>, req: Request<Incoming>) -> Response<ProxyBody> {
+async fn handle(
+    ctl: &Controller,
+    token: Option<&str>,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
     let path = req.uri().path().to_string();
     let Some((route, methods)) = route(&path) else {
         return error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}"));
     };
     if !methods.contains(req.method()) {
-        let allow = methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+        let allow = methods
+            .iter()
+            .map(Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
         let mut resp = error(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("{} is not allowed on {path}; use {allow}", req.method()),
@@ -241,12 +259,19 @@ async fn handle(ctl: &Controller, token: Option<&str>, req: Request<Incoming>) -
             ctl.rollback(svc, b.force).await
         }
         Route::Split(svc) if method == Method::DELETE => {
-            match ctl.snapshot().services.iter().find(|s| svc.is_none_or(|n| n == s.name)) {
+            match ctl
+                .snapshot()
+                .services
+                .iter()
+                .find(|s| svc.is_none_or(|n| n == s.name))
+            {
                 Some(s) => {
                     let active = s.pools[s.active].name.clone();
                     ctl.switch(Some(&s.name.clone()), &active, true).await
                 }
-                None => Err(ControlError::UnknownService(svc.unwrap_or_default().to_string())),
+                None => Err(ControlError::UnknownService(
+                    svc.unwrap_or_default().to_string(),
+                )),
             }
         }
         Route::Split(svc) => {
@@ -271,8 +296,14 @@ mod tests {
     fn routes() {
         assert!(matches!(route("/status"), Some((Route::Status, _))));
         assert!(matches!(route("/status/"), Some((Route::Status, _))));
-        assert!(matches!(route("/services/app/switch"), Some((Route::Switch(Some("app")), _))));
-        assert!(matches!(route("/services/app/split"), Some((Route::Split(Some("app")), _))));
+        assert!(matches!(
+            route("/services/app/switch"),
+            Some((Route::Switch(Some("app")), _))
+        ));
+        assert!(matches!(
+            route("/services/app/split"),
+            Some((Route::Split(Some("app")), _))
+        ));
         assert!(route("/services//switch").is_none());
         assert!(route("/services/app/explode").is_none());
         assert!(route("/nope").is_none());

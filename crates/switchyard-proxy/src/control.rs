@@ -39,7 +39,9 @@ pub enum ControlError {
     #[error("this config has several services ({0}); name one")]
     AmbiguousService(String),
     /// The target pool has no healthy server and `force` was not given.
-    #[error("pool `{pool}` of service `{service}` has no healthy server; use force to switch anyway")]
+    #[error(
+        "pool `{pool}` of service `{service}` has no healthy server; use force to switch anyway"
+    )]
     Unhealthy {
         /// The service.
         service: String,
@@ -211,7 +213,9 @@ impl Controller {
             ));
         }
         if weights.values().any(|w| *w > 1_000_000) {
-            return Err(ControlError::BadRequest("split weights are at most 1000000".into()));
+            return Err(ControlError::BadRequest(
+                "split weights are at most 1000000".into(),
+            ));
         }
         let mut decisions = snapshot.decisions();
         let mut decision = svc.decision();
@@ -227,7 +231,9 @@ impl Controller {
         new.validate().map_err(ControlError::InvalidConfig)?;
         let mut config = self.config.lock().await;
         if new.listen != config.listen || new.admin.listen != config.admin.listen {
-            tracing::warn!("listener addresses changed in the config; they take effect on restart (listeners are never re-bound by a reload)");
+            tracing::warn!(
+                "listener addresses changed in the config; they take effect on restart (listeners are never re-bound by a reload)"
+            );
         }
         let snapshot = self.snapshot();
         let current = snapshot.decisions();
@@ -236,7 +242,9 @@ impl Controller {
             let (Some(old_cfg), Some(cur)) = (config.services.get(name), current.get(name)) else {
                 continue;
             };
-            let Some(new_cfg) = new.services.get(name) else { continue };
+            let Some(new_cfg) = new.services.get(name) else {
+                continue;
+            };
             if new_cfg.active == old_cfg.active && new_cfg.pools.contains_key(&cur.active) {
                 decision.active = cur.active.clone();
             }
@@ -280,9 +288,18 @@ impl Controller {
     }
 
     /// Builds, persists and stores the next snapshot.
-    async fn commit(&self, config: &Config, decisions: Decisions) -> Result<Arc<Snapshot>, ControlError> {
+    async fn commit(
+        &self,
+        config: &Config,
+        decisions: Decisions,
+    ) -> Result<Arc<Snapshot>, ControlError> {
         let generation = self.snapshot().generation + 1;
-        let next = Arc::new(Snapshot::build(config, &decisions, &self.shared.registry, generation));
+        let next = Arc::new(Snapshot::build(
+            config,
+            &decisions,
+            &self.shared.registry,
+            generation,
+        ));
         if let Some(store) = &self.store {
             let state = persisted(config, &next);
             let store = store.clone();
@@ -303,8 +320,12 @@ impl Controller {
             let started = Instant::now();
             loop {
                 let snap = shared.snapshot.load_full();
-                let Some(svc) = snap.service(&service) else { return };
-                let Some(i) = svc.pool_index(&pool) else { return };
+                let Some(svc) = snap.service(&service) else {
+                    return;
+                };
+                let Some(i) = svc.pool_index(&pool) else {
+                    return;
+                };
                 if svc.is_live(i) {
                     return;
                 }
@@ -312,7 +333,11 @@ impl Controller {
                     let live: Vec<_> = snap
                         .services
                         .iter()
-                        .flat_map(|s| (0..s.pools.len()).filter(|j| s.is_live(*j)).map(move |j| &s.pools[j]))
+                        .flat_map(|s| {
+                            (0..s.pools.len())
+                                .filter(|j| s.is_live(*j))
+                                .map(move |j| &s.pools[j])
+                        })
                         .flat_map(|p| p.servers.iter().map(|s| s.state.addr))
                         .collect();
                     let mut closed = 0;
@@ -332,7 +357,10 @@ impl Controller {
     }
 }
 
-fn resolve<'a>(snapshot: &'a Snapshot, service: Option<&str>) -> Result<&'a Arc<Service>, ControlError> {
+fn resolve<'a>(
+    snapshot: &'a Snapshot,
+    service: Option<&str>,
+) -> Result<&'a Arc<Service>, ControlError> {
     match service {
         Some(name) => snapshot
             .service(name)
@@ -350,16 +378,17 @@ fn resolve<'a>(snapshot: &'a Snapshot, service: Option<&str>) -> Result<&'a Arc<
 }
 
 fn pool_index(svc: &Service, pool: &str) -> Result<usize, ControlError> {
-    svc.pool_index(pool).ok_or_else(|| ControlError::UnknownPool {
-        service: svc.name.clone(),
-        pool: pool.to_string(),
-        known: svc
-            .pools
-            .iter()
-            .map(|p| p.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
-    })
+    svc.pool_index(pool)
+        .ok_or_else(|| ControlError::UnknownPool {
+            service: svc.name.clone(),
+            pool: pool.to_string(),
+            known: svc
+                .pools
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
 }
 
 /// A pool is healthy when at least one server passes its health checks and is not ejected.
@@ -385,9 +414,11 @@ fn sync_upstreams(shared: &Shared, config: &Config) {
         .services
         .values()
         .flat_map(|svc| {
-            svc.pools
-                .values()
-                .flat_map(move |p| p.servers.iter().map(move |s| (s.addr, svc.upstream.clone())))
+            svc.pools.values().flat_map(move |p| {
+                p.servers
+                    .iter()
+                    .map(move |s| (s.addr, svc.upstream.clone()))
+            })
         })
         .collect();
     shared.upstreams.sync(&servers);
@@ -440,8 +471,12 @@ fn restore(config: &Config, store: Option<&dyn StateStore>) -> Decisions {
         }
         let d = saved.decision;
         let pools_exist = svc.pools.contains_key(&d.active)
-            && d.previous.as_ref().is_none_or(|p| svc.pools.contains_key(p))
-            && d.split.as_ref().is_none_or(|s| s.keys().all(|p| svc.pools.contains_key(p)));
+            && d.previous
+                .as_ref()
+                .is_none_or(|p| svc.pools.contains_key(p))
+            && d.split
+                .as_ref()
+                .is_none_or(|s| s.keys().all(|p| svc.pools.contains_key(p)));
         if !pools_exist {
             tracing::warn!(service = %name, active = %d.active, "saved state names pools the config no longer has; ignored");
             continue;

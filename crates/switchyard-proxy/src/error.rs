@@ -53,7 +53,10 @@ impl ProxyError {
     /// True when the client connection should be closed after the answer (its framing is
     /// suspect).
     pub fn closes_connection(&self) -> bool {
-        matches!(self, ProxyError::BadHost(_) | ProxyError::BadBody | ProxyError::BodyTooLarge)
+        matches!(
+            self,
+            ProxyError::BadHost(_) | ProxyError::BadBody | ProxyError::BodyTooLarge
+        )
     }
 
     /// The plain-text answer.
@@ -90,7 +93,10 @@ mod tests {
         assert_eq!(ProxyError::BadHost(HostError::Missing).status(), 400);
         assert_eq!(ProxyError::NoRoute.status(), 404);
         assert_eq!(ProxyError::BodyTooLarge.status(), 413);
-        assert_eq!(ProxyError::NoHealthyServer { pool: "g".into() }.status(), 503);
+        assert_eq!(
+            ProxyError::NoHealthyServer { pool: "g".into() }.status(),
+            503
+        );
         let up = |kind| ProxyError::Upstream { kind }.status();
         assert_eq!(up(FailureKind::ConnectRefused), 502);
         assert_eq!(up(FailureKind::Reset), 502);

@@ -26,6 +26,7 @@ use tokio::time::Instant;
 use crate::body::{Lease, LimitedStream, ProxyBody, UpstreamBody, UpstreamResponse};
 use crate::error::ProxyError;
 use crate::headers::{self, X_REQUEST_ID};
+use crate::observe::{self, RequestLog};
 use crate::shared::Shared;
 
 /// Facts about the client connection a request arrived on.
@@ -45,22 +46,72 @@ pub(crate) async fn handle(
     conn: ConnInfo,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
+    let started = Instant::now();
     let snapshot = shared.snapshot.load_full();
     let (mut parts, body) = req.into_parts();
-    match prepare(&snapshot, conn, &mut parts) {
+    let method = parts.method.clone();
+    let uri = parts.uri.clone();
+    let bytes_in = content_length(&parts.headers);
+    let mut trace = Trace::default();
+    let mut error = None;
+    let (resp, request_id) = match prepare(&snapshot, conn, &mut parts) {
         Err(e) => {
-            tracing::info!(client = %conn.peer, error = %e, "request rejected");
-            e.response(parts.headers.get(&X_REQUEST_ID))
+            error = Some(e.to_string());
+            let id = parts.headers.get(&X_REQUEST_ID).cloned();
+            (e.response(id.as_ref()), id)
         }
         Ok((service, request_id)) => {
-            let mut resp = match forward(&shared, snapshot, service, parts, body).await {
+            trace.service = Some(service.clone());
+            let mut resp = match forward(&shared, snapshot, service, parts, body, &mut trace).await
+            {
                 Ok(resp) => resp,
-                Err(e) => e.response(None),
+                Err(e) => {
+                    error = Some(e.to_string());
+                    e.response(None)
+                }
             };
-            resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
-            resp
+            resp.headers_mut()
+                .insert(X_REQUEST_ID.clone(), request_id.clone());
+            (resp, Some(request_id))
         }
-    }
+    };
+    let pool = trace
+        .service
+        .as_ref()
+        .and_then(|s| trace.pool.and_then(|i| s.pools.get(i)))
+        .map(|p| p.name.as_str());
+    observe::request_done(
+        &shared,
+        &RequestLog {
+            client: conn.peer,
+            method: &method,
+            path: uri.path(),
+            status: resp.status().as_u16(),
+            service: trace.service.as_ref().map(|s| s.name.as_str()),
+            pool,
+            upstream: trace.upstream,
+            attempts: trace.attempts,
+            bytes_in,
+            bytes_out: content_length(resp.headers()),
+            duration: started.elapsed(),
+            request_id: request_id.as_ref(),
+            error: error.as_deref(),
+        },
+    );
+    resp
+}
+
+/// What the attempts of one request went through, for the access log.
+#[derive(Debug, Default)]
+struct Trace {
+    /// The service (as of the last attempt's snapshot).
+    service: Option<Arc<Service>>,
+    /// The pool index of the last attempt.
+    pool: Option<usize>,
+    /// The server of the last attempt.
+    upstream: Option<SocketAddr>,
+    /// Attempts made.
+    attempts: u32,
 }
 
 /// Checks the request head, routes it and rewrites its headers for the upstream.
@@ -81,14 +132,20 @@ fn prepare(
     }
     headers::strip_hop_by_hop(&mut parts.headers);
     let request_id = headers::ensure_request_id(&mut parts.headers);
-    headers::add_forwarded(&mut parts.headers, conn.peer.ip(), conn.proto, &host.authority);
+    headers::add_forwarded(
+        &mut parts.headers,
+        conn.peer.ip(),
+        conn.proto,
+        &host.authority,
+    );
     parts.headers.insert(header::HOST, host.authority);
     if parts.uri.authority().is_some() {
         let origin = parts
             .uri
             .path_and_query()
             .map_or("/", http::uri::PathAndQuery::as_str);
-        parts.uri = Uri::try_from(origin).map_err(|_| ProxyError::BadHost(headers::HostError::Malformed))?;
+        parts.uri = Uri::try_from(origin)
+            .map_err(|_| ProxyError::BadHost(headers::HostError::Malformed))?;
     }
     parts.version = Version::HTTP_11;
     Ok((service, request_id))
@@ -110,7 +167,11 @@ enum Prepared {
 }
 
 /// Reads up to the replay limit; a body that ends within it is buffered, else it is streamed.
-async fn prepare_body(body: Incoming, policy: &RetryConfig, max_body: u64) -> Result<Prepared, ProxyError> {
+async fn prepare_body(
+    body: Incoming,
+    policy: &RetryConfig,
+    max_body: u64,
+) -> Result<Prepared, ProxyError> {
     if body.is_end_stream() {
         return Ok(Prepared::Buffered(None));
     }
@@ -124,13 +185,20 @@ async fn prepare_body(body: Incoming, policy: &RetryConfig, max_body: u64) -> Re
             max: max_body,
             exceeded: exceeded.clone(),
         };
-        return Ok(Prepared::Streamed(UpstreamBody::Stream(Box::new(stream)), exceeded));
+        return Ok(Prepared::Streamed(
+            UpstreamBody::Stream(Box::new(stream)),
+            exceeded,
+        ));
     }
     let mut body = body;
     let mut buf = BytesMut::new();
     loop {
         match body.frame().await {
-            None => return Ok(Prepared::Buffered(Some(buf.freeze()).filter(|b| !b.is_empty()))),
+            None => {
+                return Ok(Prepared::Buffered(
+                    Some(buf.freeze()).filter(|b| !b.is_empty()),
+                ));
+            }
             Some(Err(_)) => return Err(ProxyError::BadBody),
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
@@ -146,7 +214,10 @@ async fn prepare_body(body: Incoming, policy: &RetryConfig, max_body: u64) -> Re
                             max: max_body,
                             exceeded: exceeded.clone(),
                         };
-                        return Ok(Prepared::Streamed(UpstreamBody::Stream(Box::new(stream)), exceeded));
+                        return Ok(Prepared::Streamed(
+                            UpstreamBody::Stream(Box::new(stream)),
+                            exceeded,
+                        ));
                     }
                 }
             }
@@ -168,6 +239,7 @@ async fn forward(
     mut service: Arc<Service>,
     parts: Parts,
     body: Incoming,
+    trace: &mut Trace,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let policy = &service.config.retry.clone();
     let max_body = snapshot.limits.max_body;
@@ -185,15 +257,23 @@ async fn forward(
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        let pool = service.choose_pool();
+        trace.attempts = attempt;
+        trace.service = Some(service.clone());
+        let pool_index = service.choose_pool();
+        trace.pool = Some(pool_index);
+        let pool = &service.pools[pool_index];
         let picked = match pool.pick(&tried, Instant::now(), service.config.ejection.all_down) {
             Ok(p) => p,
             Err(NoServer::AllDown) => {
                 tracing::warn!(service = %service.name, pool = %pool.name, "every server of the pool is down; failing fast (all_down = \"fail\")");
-                return Err(ProxyError::NoHealthyServer { pool: pool.name.clone() });
+                return Err(ProxyError::NoHealthyServer {
+                    pool: pool.name.clone(),
+                });
             }
             Err(NoServer::AllTried) => {
-                return Err(ProxyError::NoHealthyServer { pool: pool.name.clone() });
+                return Err(ProxyError::NoHealthyServer {
+                    pool: pool.name.clone(),
+                });
             }
         };
         if picked.degraded {
@@ -201,13 +281,26 @@ async fn forward(
         }
         let server = picked.server.state.clone();
         let addr = server.addr;
+        trace.upstream = Some(addr);
         tried.push(addr);
         let in_flight = InFlight::start(server.clone(), pool.state.clone());
 
         // Only an idempotent request with a buffered body can need its head again after it
         // was sent; everything else moves the head into the attempt.
         let keep_head = idempotent && replay.is_some() && attempt < policy.attempts;
-        let failed = match attempt_once(shared, addr, &mut parts, keep_head, &replay, &mut streamed, in_flight, &service, policy).await {
+        let failed = match attempt_once(
+            shared,
+            addr,
+            &mut parts,
+            keep_head,
+            &replay,
+            &mut streamed,
+            in_flight,
+            &service,
+            policy,
+        )
+        .await
+        {
             Ok(resp) => {
                 server.record_success();
                 return Ok(resp);
@@ -222,17 +315,25 @@ async fn forward(
         let kind = failed.kind;
         if kind.counts_against_server() {
             let ej = &service.config.ejection;
-            if let Some(period) = server.record_failure(Instant::now(), ej.consecutive_failures, ej.base, ej.max) {
-                tracing::warn!(service = %service.name, upstream = %addr, reason = kind.reason(), period_ms = period.as_millis() as u64, "upstream ejected after consecutive failures");
+            if let Some(period) =
+                server.record_failure(Instant::now(), ej.consecutive_failures, ej.base, ej.max)
+            {
+                observe::ejected(shared, &service.name, addr, period);
             }
         }
         let body_replayable = !kind.reached_upstream() || replay.is_some();
-        let traits = RequestTraits { idempotent, body_replayable };
+        let traits = RequestTraits {
+            idempotent,
+            body_replayable,
+        };
         let verdict = match retry::decide(policy, traits, kind, attempt) {
-            Verdict::Retry if parts.is_none() => Verdict::Stop(retry::StopReason::BodyNotReplayable),
+            Verdict::Retry if parts.is_none() => {
+                Verdict::Stop(retry::StopReason::BodyNotReplayable)
+            }
             v => v,
         };
         let stop = |reason: &str| {
+            observe::attempt_failed(shared, &service.name, addr, kind, false);
             tracing::warn!(service = %service.name, upstream = %addr, reason = kind.reason(), attempts = attempt, stop = reason, "upstream attempt failed, not retried");
         };
         match verdict {
@@ -247,12 +348,17 @@ async fn forward(
                 }
                 Some(permit) => {
                     _permit = Some(permit);
-                    tracing::info!(service = %service.name, upstream = %addr, reason = kind.reason(), attempt, "retrying upstream request");
+                    observe::attempt_failed(shared, &service.name, addr, kind, true);
                 }
             },
         }
         drop(failed);
-        tokio::time::sleep(retry::backoff(attempt, policy.backoff_base, policy.backoff_max)).await;
+        tokio::time::sleep(retry::backoff(
+            attempt,
+            policy.backoff_base,
+            policy.backoff_max,
+        ))
+        .await;
         snapshot = shared.snapshot.load_full();
         match snapshot.service(&service.name) {
             Some(s) => service = s.clone(),
@@ -275,10 +381,20 @@ async fn attempt_once(
     service: &Service,
     policy: &RetryConfig,
 ) -> Result<Response<ProxyBody>, Failed> {
-    let fail = |kind| Failed { kind, response: None };
-    let conns = shared.upstreams.get(addr).ok_or(fail(FailureKind::ConnectError))?;
+    let fail = |kind| Failed {
+        kind,
+        response: None,
+    };
+    let conns = shared
+        .upstreams
+        .get(addr)
+        .ok_or(fail(FailureKind::ConnectError))?;
     let (mut sender, _reused) = conns.checkout().await.map_err(fail)?;
-    let head = if keep_head { parts.clone() } else { parts.take() };
+    let head = if keep_head {
+        parts.clone()
+    } else {
+        parts.take()
+    };
     let Some(head) = head else {
         return Err(fail(FailureKind::Unsent));
     };
@@ -316,11 +432,21 @@ async fn attempt_once(
     };
     let (mut rparts, rbody) = resp.into_parts();
     headers::strip_hop_by_hop(&mut rparts.headers);
-    let lease = Lease { sender, conns, in_flight };
-    let resp = Response::from_parts(rparts, ProxyBody::Upstream(UpstreamResponse::new(rbody, lease)));
+    let lease = Lease {
+        sender,
+        conns,
+        in_flight,
+    };
+    let resp = Response::from_parts(
+        rparts,
+        ProxyBody::Upstream(UpstreamResponse::new(rbody, lease)),
+    );
     let status = resp.status().as_u16();
     if policy.on_status.contains(&status) {
-        return Err(Failed { kind: FailureKind::Status(status), response: Some(resp) });
+        return Err(Failed {
+            kind: FailureKind::Status(status),
+            response: Some(resp),
+        });
     }
     Ok(resp)
 }

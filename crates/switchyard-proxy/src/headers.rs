@@ -49,7 +49,11 @@ pub struct RequestHost {
 }
 
 /// Checks the request's Host (HTTP/1) or authority (HTTP/2) and returns it.
-pub fn request_host(version: Version, uri: &Uri, headers: &HeaderMap) -> Result<RequestHost, HostError> {
+pub fn request_host(
+    version: Version,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<RequestHost, HostError> {
     let mut hosts = headers.get_all(header::HOST).iter();
     let host = hosts.next();
     if hosts.next().is_some() {
@@ -124,7 +128,12 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Adds the forwarding headers: appends the client to `X-Forwarded-For`, sets
 /// `X-Forwarded-Proto` and `X-Forwarded-Host`.
-pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &'static str, host: &HeaderValue) {
+pub fn add_forwarded(
+    headers: &mut HeaderMap,
+    client: IpAddr,
+    proto: &'static str,
+    host: &HeaderValue,
+) {
     let mut ip = [0u8; 64];
     let ip = format_ip(client, &mut ip);
     let xff = match headers.get(&X_FORWARDED_FOR) {
@@ -252,13 +261,19 @@ mod tests {
 
     #[test]
     fn forwarded_headers_append_and_set() {
-        let mut m = map(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-proto", "gopher")]);
+        let mut m = map(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-proto", "gopher"),
+        ]);
         let host = HeaderValue::from_static("a.com");
         add_forwarded(&mut m, "10.0.0.1".parse().expect("ip"), "http", &host);
         assert_eq!(m["x-forwarded-for"], "1.1.1.1, 10.0.0.1");
         assert_eq!(m["x-forwarded-proto"], "http");
         assert_eq!(m["x-forwarded-host"], "a.com");
-        let mut m = map(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-for", "2.2.2.2")]);
+        let mut m = map(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-for", "2.2.2.2"),
+        ]);
         add_forwarded(&mut m, "::1".parse().expect("ip"), "http", &host);
         assert_eq!(m["x-forwarded-for"], "1.1.1.1, 2.2.2.2, ::1");
         assert_eq!(m.get_all("x-forwarded-for").iter().count(), 1);

@@ -23,10 +23,13 @@ use tokio::task::JoinHandle;
 
 use crate::shared::Shared;
 
+/// One running checker: its task and the channel that retunes it.
+type Checker = (JoinHandle<()>, watch::Sender<HealthConfig>);
+
 /// Runs and updates the health-check tasks.
 #[derive(Debug, Default)]
 pub(crate) struct HealthSupervisor {
-    tasks: Mutex<HashMap<SocketAddr, (JoinHandle<()>, watch::Sender<HealthConfig>)>>,
+    tasks: Mutex<HashMap<SocketAddr, Checker>>,
 }
 
 impl HealthSupervisor {
@@ -93,8 +96,12 @@ async fn run(server: Arc<ServerState>, mut settings: watch::Receiver<HealthConfi
         let passed = result.is_ok();
         if let Some(state) = tracker.record(passed) {
             match &result {
-                Ok(status) => tracing::info!(upstream = %server.addr, status, health = ?state, "health changed"),
-                Err(why) => tracing::warn!(upstream = %server.addr, reason = %why, health = ?state, "health changed"),
+                Ok(status) => {
+                    tracing::info!(upstream = %server.addr, status, health = ?state, "health changed")
+                }
+                Err(why) => {
+                    tracing::warn!(upstream = %server.addr, reason = %why, health = ?state, "health changed")
+                }
             }
         }
         server.set_health(tracker.state());

@@ -23,6 +23,7 @@ mod error;
 mod forward;
 pub mod headers;
 mod health;
+mod observe;
 mod reload;
 mod server;
 mod shared;
@@ -88,9 +89,9 @@ impl Listeners {
 }
 
 async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|e| {
-        std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
-    })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
 }
 
 /// Why the proxy refused to start.
@@ -100,7 +101,9 @@ pub enum StartError {
     #[error("invalid config:\n{0}")]
     Config(#[from] switchyard_config::ConfigErrors),
     /// The admin API would be reachable from other hosts without a token.
-    #[error("the admin API listens on {0}, which is not a loopback address, and no token is set; set [admin] token_env (and that variable) or listen on 127.0.0.1")]
+    #[error(
+        "the admin API listens on {0}, which is not a loopback address, and no token is set; set [admin] token_env (and that variable) or listen on 127.0.0.1"
+    )]
     AdminExposed(SocketAddr),
     /// The token variable is named but not set.
     #[error("[admin] token_env names {0}, but that environment variable is not set or empty")]
@@ -184,7 +187,12 @@ pub fn start_with_store(
         )));
     }
     if let Some(listener) = listeners.admin {
-        tasks.push(tokio::spawn(admin::serve(listener, ctl.clone(), token, stop_rx)));
+        tasks.push(tokio::spawn(admin::serve(
+            listener,
+            ctl.clone(),
+            token,
+            stop_rx,
+        )));
     }
     let snap = ctl.snapshot();
     for svc in &snap.services {
@@ -267,7 +275,11 @@ impl ProxyHandle {
     }
 
     /// Makes the previous pool active again.
-    pub async fn rollback(&self, service: Option<&str>, force: bool) -> Result<SwitchOutcome, ControlError> {
+    pub async fn rollback(
+        &self,
+        service: Option<&str>,
+        force: bool,
+    ) -> Result<SwitchOutcome, ControlError> {
         self.ctl.rollback(service, force).await
     }
 
@@ -300,19 +312,28 @@ impl ProxyHandle {
     pub async fn shutdown(&self) -> bool {
         let _ = self.stop.send(true);
         let tasks: Vec<_> = {
-            let mut t = self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut t = self
+                .tasks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             t.drain(..).collect()
         };
         for t in tasks {
             let _ = t.await;
         }
-        let drained = tokio::time::timeout(self.shutdown_timeout, self.ctl.shared.connections.wait_idle())
-            .await
-            .is_ok();
+        let drained = tokio::time::timeout(
+            self.shutdown_timeout,
+            self.ctl.shared.connections.wait_idle(),
+        )
+        .await
+        .is_ok();
         if drained {
             tracing::info!("all connections finished; stopped");
         } else {
-            tracing::warn!(open = self.open_connections(), "shutdown timeout reached with connections still open; stopping anyway");
+            tracing::warn!(
+                open = self.open_connections(),
+                "shutdown timeout reached with connections still open; stopping anyway"
+            );
         }
         self.ctl.stop();
         drained

@@ -61,7 +61,10 @@ pub(crate) async fn serve_http(
         let mut stop = stop.clone();
         tokio::spawn(async move {
             let _open = shared.connections.open();
-            let info = ConnInfo { peer, proto: "http" };
+            let info = ConnInfo {
+                peer,
+                proto: "http",
+            };
             let svc_shared = shared.clone();
             let svc = service_fn(move |req| {
                 let shared = svc_shared.clone();

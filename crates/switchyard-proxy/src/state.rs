@@ -188,7 +188,11 @@ mod tests {
         fs::write(&path, b"{not json").expect("write");
         let err = FileStateStore::new(&path).load().expect_err("corrupt");
         assert!(err.to_string().contains("corrupt"), "{err}");
-        fs::write(&path, br#"{"version": 99, "generation": 1, "services": {}}"#).expect("write");
+        fs::write(
+            &path,
+            br#"{"version": 99, "generation": 1, "services": {}}"#,
+        )
+        .expect("write");
         let err = FileStateStore::new(&path).load().expect_err("version");
         assert!(err.to_string().contains("unsupported version"), "{err}");
     }

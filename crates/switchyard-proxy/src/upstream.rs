@@ -41,10 +41,10 @@ struct IdleConn {
 pub(crate) struct ServerConns {
     addr: SocketAddr,
     idle: ArrayQueue<IdleConn>,
+    /// False when `max_idle_per_server = 0`: every connection is closed after its response.
+    pooling: bool,
     connect_timeout_ms: AtomicU64,
     idle_timeout_ms: AtomicU64,
-    /// Connections opened, for metrics and tests of reuse.
-    opened: AtomicU64,
 }
 
 impl std::fmt::Debug for ServerConns {
@@ -65,9 +65,9 @@ impl ServerConns {
         ServerConns {
             addr,
             idle: ArrayQueue::new(cfg.max_idle_per_server.max(1)),
+            pooling: cfg.max_idle_per_server > 0,
             connect_timeout_ms: AtomicU64::new(millis(cfg.connect_timeout)),
             idle_timeout_ms: AtomicU64::new(millis(cfg.idle_timeout)),
-            opened: AtomicU64::new(0),
         }
     }
 
@@ -76,21 +76,6 @@ impl ServerConns {
             .store(millis(cfg.connect_timeout), Ordering::Relaxed);
         self.idle_timeout_ms
             .store(millis(cfg.idle_timeout), Ordering::Relaxed);
-    }
-
-    /// The server's address.
-    pub(crate) fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Connections opened to this server so far.
-    pub(crate) fn opened(&self) -> u64 {
-        self.opened.load(Ordering::Relaxed)
-    }
-
-    /// Idle connections waiting in the pool.
-    pub(crate) fn idle_count(&self) -> usize {
-        self.idle.len()
     }
 
     /// A connection ready for a request: a pooled one if any is still usable, else a new one.
@@ -134,13 +119,12 @@ impl ServerConns {
                 tracing::debug!(upstream = %addr, error = %e, "upstream connection ended");
             }
         });
-        self.opened.fetch_add(1, Ordering::Relaxed);
         Ok(sender)
     }
 
     /// Returns a connection whose last response was read to the end.
     pub(crate) fn checkin(&self, sender: Sender) {
-        if sender.is_closed() {
+        if !self.pooling || sender.is_closed() {
             return;
         }
         let _ = self.idle.push(IdleConn {

@@ -1,0 +1,85 @@
+//! What the request path reports: one access-log line per request, and the events behind the
+//! metrics (attempt failures, retries, ejections).
+//!
+//! The request path calls these functions and nothing else for observability, so the cost of
+//! watching the proxy is decided here, in one place.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::{HeaderValue, Method};
+use switchyard_core::retry::FailureKind;
+
+use crate::shared::Shared;
+
+/// Everything known about a finished request when its response head goes out.
+#[derive(Debug)]
+pub(crate) struct RequestLog<'a> {
+    /// The client's address.
+    pub(crate) client: SocketAddr,
+    /// The request method.
+    pub(crate) method: &'a Method,
+    /// The request path (without query).
+    pub(crate) path: &'a str,
+    /// The status sent to the client.
+    pub(crate) status: u16,
+    /// The service it was routed to.
+    pub(crate) service: Option<&'a str>,
+    /// The pool (colour) of the last attempt.
+    pub(crate) pool: Option<&'a str>,
+    /// The server of the last attempt.
+    pub(crate) upstream: Option<SocketAddr>,
+    /// Attempts made (0 when the proxy answered by itself).
+    pub(crate) attempts: u32,
+    /// Request body bytes, when known from `Content-Length`.
+    pub(crate) bytes_in: Option<u64>,
+    /// Response body bytes, when known from `Content-Length`.
+    pub(crate) bytes_out: Option<u64>,
+    /// Time from the request head to the response head.
+    pub(crate) duration: Duration,
+    /// The request id.
+    pub(crate) request_id: Option<&'a HeaderValue>,
+    /// Why the proxy answered by itself, if it did.
+    pub(crate) error: Option<&'a str>,
+}
+
+/// Records a finished request: the access log line.
+pub(crate) fn request_done(shared: &Shared, log: &RequestLog<'_>) {
+    let _ = shared;
+    tracing::info!(
+        target: "switchyard::access",
+        client = %log.client,
+        method = %log.method,
+        path = log.path,
+        status = log.status,
+        service = log.service.unwrap_or("-"),
+        colour = log.pool.unwrap_or("-"),
+        upstream = %log.upstream.map_or_else(|| "-".to_string(), |a| a.to_string()),
+        attempts = log.attempts,
+        bytes_in = log.bytes_in.unwrap_or(0),
+        bytes_out = log.bytes_out.unwrap_or(0),
+        duration_ms = log.duration.as_secs_f64() * 1000.0,
+        request_id = log.request_id.and_then(|v| v.to_str().ok()).unwrap_or("-"),
+        error = log.error.unwrap_or("-"),
+    );
+}
+
+/// Records one failed upstream attempt and whether it is retried.
+pub(crate) fn attempt_failed(
+    shared: &Shared,
+    service: &str,
+    upstream: SocketAddr,
+    kind: FailureKind,
+    retried: bool,
+) {
+    let _ = shared;
+    if retried {
+        tracing::info!(service, upstream = %upstream, reason = kind.reason(), "retrying upstream request");
+    }
+}
+
+/// Records that a server was ejected after consecutive failures.
+pub(crate) fn ejected(shared: &Shared, service: &str, upstream: SocketAddr, period: Duration) {
+    let _ = shared;
+    tracing::warn!(service, upstream = %upstream, period_ms = period.as_millis() as u64, "upstream ejected after consecutive failures");
+}
