@@ -1,1 +1,17 @@
-//! Switchyard's benchmarks: the load tool and criterion microbenches live in this crate.
+//! Switchyard's measuring tools: the `switchyard-bench` load generator (`load`), the
+//! side-by-side comparison with nginx and HAProxy (`compare`), and the built-in upstream they
+//! both drive. The criterion microbenches live in `benches/`.
+//!
+//! The crate is a tool first; its library exists so that tests (and the binary) run the same
+//! code in-process. It uses `anyhow` throughout, as a binary would: every error ends up as a
+//! message on a terminal.
+
+pub mod cli;
+pub mod compare;
+pub mod duration;
+pub mod flip;
+pub mod http;
+pub mod load;
+pub mod procs;
+pub mod target;
+pub mod upstream;

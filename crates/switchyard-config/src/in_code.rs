@@ -2,7 +2,11 @@
 //!
 //! Problems have no position (line 0, column 0) and the origin `<in code>`; each message starts
 //! with the dotted name of the field, as in a file (`services.app.retry.attempts: …`).
+//! The edge settings are checked in the `edge` submodule. Nothing here looks at the disk.
 
+mod edge;
+
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::error::{ConfigError, ConfigErrors};
@@ -16,7 +20,9 @@ impl Config {
     /// Checks a `Config` built in code against the rules a config file obeys: listeners that
     /// do not collide, an admin API that is loopback-only unless it has a token, at least one
     /// service, non-empty pools, `active` naming a pool, values in range, routes that do not
-    /// collide. Returns every problem found (line 0, column 0, origin `<in code>`).
+    /// collide, and the edge settings (https listeners and certificates in agreement, valid
+    /// response headers, compression types, rate limits and static entries). Returns every
+    /// problem found (line 0, column 0, origin `<in code>`). Paths are not looked up on disk.
     ///
     /// A `Config` from [`crate::parse_str`] or [`crate::load_file`] always passes.
     pub fn validate(&self) -> Result<(), ConfigErrors> {
@@ -28,6 +34,7 @@ impl Config {
         }
         problems.positive("limits.header_timeout", limits.header_timeout);
         problems.positive("limits.keepalive_timeout", limits.keepalive_timeout);
+        self.check_edge(&mut problems);
         if let Some(threads) = self.runtime.worker_threads {
             problems.int(
                 "runtime.worker_threads",
@@ -48,6 +55,7 @@ impl Config {
         }
         for (key, service) in &self.services {
             check_service(&mut problems, key, service);
+            edge::check_service_edge(&mut problems, &format!("services.{key}"), service);
         }
         let routes: Vec<Route<'_>> = self
             .services
@@ -65,19 +73,18 @@ impl Config {
     }
 
     fn check_listeners(&self, problems: &mut Problems) {
-        if self.listen.http.is_empty() {
+        if self.listen.http.is_empty() && self.listen.https.is_empty() {
             problems.push("listen.http", "no client listener");
         }
-        let mut listeners: Vec<Listener> = self
-            .listen
-            .http
-            .iter()
-            .enumerate()
-            .map(|(i, &addr)| Listener {
+        let label = |kind: &'static str| {
+            move |(i, &addr): (usize, &SocketAddr)| Listener {
                 addr,
-                label: format!("listen.http[{i}]"),
-            })
-            .collect();
+                label: format!("listen.{kind}[{i}]"),
+            }
+        };
+        let http = self.listen.http.iter().enumerate().map(label("http"));
+        let https = self.listen.https.iter().enumerate().map(label("https"));
+        let mut listeners: Vec<Listener> = http.chain(https).collect();
         if let Some(addr) = self.admin.listen {
             let has_token = self.admin.token_env.is_some();
             problems.result("admin.listen", rules::admin_exposure(addr, has_token));

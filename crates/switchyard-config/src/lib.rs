@@ -15,15 +15,27 @@
 //!
 //! The rules themselves live once in `rules`, shared with [`Config::validate`], which checks a
 //! `Config` built in code. The spelled-out value formats are in [`units`].
+//!
+//! Each stage keeps the edge settings that replace nginx in front of the apps (https listeners
+//! and `[tls]` certificates, `[log]`, limits, per-service response headers, compression, rate
+//! limits and static files) in a module of their own: `types/edge.rs`, `edge.rs` and
+//! `service_edge.rs`, `rules/edge.rs`, `in_code/edge.rs`.
+//!
+//! Only [`load_file`] looks at the disk: it resolves relative certificate paths and static
+//! directories against the config file's directory and checks that each static directory
+//! exists. [`parse_str`] (text without a file) and [`Config::validate`] keep paths as given.
+//! Certificate files are never read here: the proxy loads them.
 
 #![forbid(unsafe_code)]
 
+mod edge;
 mod error;
 mod in_code;
 mod raw;
 mod recover;
 mod rules;
 mod service;
+mod service_edge;
 pub mod types;
 pub mod units;
 mod validate;
@@ -53,12 +65,21 @@ pub fn default_config() -> Config {
 
 /// Parses and validates config text. `origin` names the text in error positions (usually the
 /// file name). Returns every problem found, in file order. `Config::source` is `None`.
+///
+/// Text has no directory: paths (`tls.certs`, `static` directories) are kept as written and
+/// nothing is looked up on disk. Use [`load_file`] for those checks.
 pub fn parse_str(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
+    parse(text, origin, None)
+}
+
+/// [`parse_str`], with the directory of the file the text came from, if any: relative paths
+/// are resolved against it and static directories are checked to exist.
+fn parse(text: &str, origin: &str, dir: Option<&Path>) -> Result<Config, ConfigErrors> {
     let mut errors = Collector::new(origin, text);
     let Some((raw, removed)) = recover::parse_raw(text, &mut errors) else {
         return Err(errors.finish().unwrap_or_else(|| internal(origin)));
     };
-    let config = Checker::new(&mut errors, &removed).config(&raw);
+    let config = Checker::new(&mut errors, &removed, dir).config(&raw);
     if let Some(errors) = errors.finish() {
         return Err(errors);
     }
@@ -77,6 +98,10 @@ pub fn parse_str(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
 
 /// Reads, parses and validates a config file; error positions name the file as given.
 /// A file that cannot be read is one error at line 0, column 0. Sets `Config::source`.
+///
+/// Unlike [`parse_str`], relative `tls.certs` paths and `static` directories are resolved
+/// against the file's directory, and each `static` directory must exist (an error at its
+/// `dir`, naming the resolved path). Certificate files are not read: the proxy loads them.
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|error| {
@@ -85,7 +110,8 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
             format!("cannot read the config file: {error}"),
         )])
     })?;
-    let mut config = parse_str(&text, &origin)?;
+    let dir = path.parent().unwrap_or(Path::new(""));
+    let mut config = parse(&text, &origin, Some(dir))?;
     config.source = Some(path.to_path_buf());
     Ok(config)
 }

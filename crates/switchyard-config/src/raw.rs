@@ -20,7 +20,9 @@ use toml::Spanned;
 pub(crate) struct RawConfig {
     pub listen: Option<RawListen>,
     pub admin: Option<RawAdmin>,
+    pub tls: Option<RawTls>,
     pub limits: Option<RawLimits>,
+    pub log: Option<RawLog>,
     pub runtime: Option<RawRuntime>,
     pub state: Option<RawState>,
     pub services: Option<BTreeMap<Spanned<String>, RawService>>,
@@ -31,6 +33,8 @@ pub(crate) struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawListen {
     pub http: Option<Spanned<Vec<Spanned<String>>>>,
+    pub https: Option<Spanned<Vec<Spanned<String>>>>,
+    pub redirect_https: Option<Spanned<bool>>,
 }
 
 /// `[admin]`.
@@ -39,6 +43,22 @@ pub(crate) struct RawListen {
 pub(crate) struct RawAdmin {
     pub listen: Option<Spanned<String>>,
     pub token_env: Option<Spanned<String>>,
+    pub history: Option<Spanned<i64>>,
+}
+
+/// `[tls]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    pub certs: Option<Spanned<Vec<Spanned<RawCert>>>>,
+}
+
+/// One `[[tls.certs]]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCert {
+    pub cert: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
 }
 
 /// `[limits]`.
@@ -49,6 +69,16 @@ pub(crate) struct RawLimits {
     pub max_header_bytes: Option<Spanned<SizeText>>,
     pub header_timeout: Option<Spanned<DurationText>>,
     pub keepalive_timeout: Option<Spanned<DurationText>>,
+    pub max_headers: Option<Spanned<i64>>,
+    pub max_connections: Option<Spanned<i64>>,
+}
+
+/// `[log]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLog {
+    pub format: Option<Spanned<String>>,
+    pub access: Option<Spanned<bool>>,
 }
 
 /// `[runtime]`.
@@ -78,6 +108,12 @@ pub(crate) struct RawService {
     pub upstream: Option<RawUpstream>,
     pub retry: Option<RawRetry>,
     pub ejection: Option<RawEjection>,
+    pub upgraded_drain_timeout: Option<Spanned<DurationText>>,
+    pub response_headers: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
+    pub compression: Option<RawCompression>,
+    pub rate_limits: Option<Vec<Spanned<RawRateLimit>>>,
+    #[serde(rename = "static")]
+    pub static_files: Option<Vec<Spanned<RawStatic>>>,
 }
 
 /// One pool: short (`["host:port", …]`) or long (`{ servers = […], balance = "…" }`).
@@ -156,6 +192,36 @@ pub(crate) struct RawEjection {
     pub all_down: Option<Spanned<String>>,
 }
 
+/// `[services.NAME.compression]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCompression {
+    pub enabled: Option<Spanned<bool>>,
+    pub gzip: Option<Spanned<bool>>,
+    pub brotli: Option<Spanned<bool>>,
+    pub min_size: Option<Spanned<SizeText>>,
+    pub types: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// One `[[services.NAME.rate_limits]]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRateLimit {
+    pub path_prefix: Option<Spanned<String>>,
+    pub rate: Option<Spanned<RateText>>,
+    pub burst: Option<Spanned<i64>>,
+}
+
+/// One `[[services.NAME.static]]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStatic {
+    pub path_prefix: Option<Spanned<String>>,
+    pub dir: Option<Spanned<String>>,
+    pub cache_control: Option<Spanned<String>>,
+    pub index: Option<Spanned<String>>,
+}
+
 /// What a text leaf must look like; its `EXPECTING` ends serde's wrong-type message.
 pub(crate) trait TextKind {
     /// Completes "expected …" in a wrong-type message.
@@ -185,6 +251,9 @@ pub(crate) enum Size {}
 /// Marker: a status or status range such as `"200-399"`.
 #[derive(Debug)]
 pub(crate) enum Status {}
+/// Marker: a request rate such as `"10/s"`.
+#[derive(Debug)]
+pub(crate) enum Rate {}
 
 impl TextKind for Dur {
     const EXPECTING: &'static str =
@@ -193,6 +262,10 @@ impl TextKind for Dur {
 impl TextKind for Size {
     const EXPECTING: &'static str =
         "a size string with a unit (B, KiB, MiB, GiB), e.g. \"64KiB\", \"16MiB\"";
+}
+impl TextKind for Rate {
+    const EXPECTING: &'static str =
+        "a rate string: requests per second or minute, e.g. \"10/s\", \"30/m\"";
 }
 impl TextKind for Status {
     const EXPECTING: &'static str = "a status such as 200 or a range such as \"200-399\"";
@@ -205,6 +278,8 @@ pub(crate) type DurationText = Text<Dur>;
 pub(crate) type SizeText = Text<Size>;
 /// A status range, still as text.
 pub(crate) type StatusText = Text<Status>;
+/// A request rate, still as text.
+pub(crate) type RateText = Text<Rate>;
 
 impl<'de, K: TextKind> Deserialize<'de> for Text<K> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

@@ -2,12 +2,18 @@
 //! `Config` built in code (`Config::validate`).
 //!
 //! Each rule returns the problem as a message without the field's name; callers prefix it.
+//! The rules of the edge settings (TLS, headers, compression, rate limits, static files) are
+//! in the `edge` submodule.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use crate::types::HostPattern;
 use crate::units::format_duration;
+
+mod edge;
+
+pub(crate) use edge::*;
 
 /// An inclusive range an integer setting must lie in.
 #[derive(Debug, Clone, Copy)]

@@ -1,5 +1,5 @@
 //! Checking one `[services.NAME]`: routing keys, pools and servers, and the per-service
-//! health, upstream, retry and ejection tables.
+//! health, upstream, retry and ejection tables (its edge options: `service_edge.rs`).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -47,7 +47,7 @@ impl Checker<'_, '_> {
         let pools = self.pools(name, &base, raw);
         let active = self.active(name, &base, raw, &pools);
 
-        ServiceConfig {
+        let mut service = ServiceConfig {
             name: name.get_ref().clone(),
             hosts,
             path_prefix,
@@ -63,7 +63,10 @@ impl Checker<'_, '_> {
                 &base,
                 raw.ejection.as_ref().unwrap_or(&RawEjection::default()),
             ),
-        }
+            ..ServiceConfig::new("", "", BTreeMap::new())
+        };
+        self.service_edge(&base, raw, &mut service);
+        service
     }
 
     fn active(

@@ -5,6 +5,13 @@
 //! A `Config` may also be built in code by an embedding program (start from
 //! `Config::default()`, `ServiceConfig::new`, `PoolConfig::new`); `Config::validate` then runs
 //! the checks that do not depend on a file.
+//!
+//! The edge settings (TLS, log, response headers, compression, rate limits, static files) are
+//! in the `edge` submodule and re-exported here.
+
+mod edge;
+
+pub use edge::*;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,8 +27,12 @@ pub struct Config {
     pub listen: ListenConfig,
     /// The admin API listener and its token.
     pub admin: AdminConfig,
+    /// Certificates for the `listen.https` listeners.
+    pub tls: TlsConfig,
     /// Request limits that protect the proxy from slow or oversized clients.
     pub limits: LimitsConfig,
+    /// The process log format and the access log.
+    pub log: LogConfig,
     /// Tokio runtime and lifecycle settings.
     pub runtime: RuntimeConfig,
     /// Where runtime decisions (active colours) are persisted.
@@ -34,7 +45,14 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListenConfig {
     /// Plain HTTP listeners (HTTP/1.1 and cleartext HTTP/2 with prior knowledge).
+    /// May be empty when `https` is not.
     pub http: Vec<SocketAddr>,
+    /// TLS listeners (HTTP/1.1 and HTTP/2 by ALPN), served with the certificates of
+    /// `Config::tls`, which is non-empty exactly when this is.
+    pub https: Vec<SocketAddr>,
+    /// Answer every request on the `http` listeners with a 308 redirect to the same URL on
+    /// https instead of routing it. Only with at least one `https` listener.
+    pub redirect_https: bool,
 }
 
 /// `[admin]`: the admin API.
@@ -44,6 +62,10 @@ pub struct AdminConfig {
     pub listen: Option<SocketAddr>,
     /// The environment variable holding the bearer token, if auth is on.
     pub token_env: Option<String>,
+    /// Entries kept in the switch history (`GET /history`, and the history file next to the
+    /// state file): switches, rollbacks, splits and reloads, applied or refused (1..=100000);
+    /// the oldest are dropped first.
+    pub history: usize,
 }
 
 /// `[limits]`: protections on the client side.
@@ -57,6 +79,11 @@ pub struct LimitsConfig {
     pub header_timeout: Duration,
     /// How long an idle keep-alive client connection is kept open.
     pub keepalive_timeout: Duration,
+    /// Most header fields in one request (1..=1000); more gets 431.
+    pub max_headers: usize,
+    /// Most client connections open at once, over all listeners (at least 1); further
+    /// connections wait in the kernel's accept queue until one closes.
+    pub max_connections: usize,
 }
 
 impl Default for LimitsConfig {
@@ -66,6 +93,8 @@ impl Default for LimitsConfig {
             max_header_bytes: 32 * 1024,
             header_timeout: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(75),
+            max_headers: 100,
+            max_connections: 10_000,
         }
     }
 }
@@ -117,6 +146,21 @@ pub struct ServiceConfig {
     pub retry: RetryConfig,
     /// Passive ejection of servers that fail real traffic.
     pub ejection: EjectionConfig,
+    /// After a switch, how long upgraded connections (websockets) to the old pool are left
+    /// open before they are closed; `None` leaves them on their pool until they close.
+    pub upgraded_drain_timeout: Option<Duration>,
+    /// Headers set on every response of the service, replacing any the upstream sent under
+    /// the same name (nginx: `add_header … always`), in file order. Each name is a valid header
+    /// name, listed once (names compare case-insensitively), and not a hop-by-hop or framing
+    /// header; each value is visible ASCII, spaces and tabs.
+    pub response_headers: Vec<(String, String)>,
+    /// Response compression.
+    pub compression: CompressionConfig,
+    /// Per-client request rate limits, at most one per `path_prefix`.
+    pub rate_limits: Vec<RateLimitConfig>,
+    /// Paths served from directories on disk instead of the pools, at most one per
+    /// `path_prefix`.
+    pub static_files: Vec<StaticConfig>,
 }
 
 /// A Host header pattern.
@@ -299,7 +343,9 @@ impl Default for Config {
             source: None,
             listen: ListenConfig::default(),
             admin: AdminConfig::default(),
+            tls: TlsConfig::default(),
             limits: LimitsConfig::default(),
+            log: LogConfig::default(),
             runtime: RuntimeConfig::default(),
             state: StateConfig::default(),
             services: BTreeMap::new(),
@@ -308,27 +354,31 @@ impl Default for Config {
 }
 
 impl Default for ListenConfig {
-    /// One plain HTTP listener on `0.0.0.0:8080`.
+    /// One plain HTTP listener on `0.0.0.0:8080`, no TLS listener, no redirect.
     fn default() -> Self {
         ListenConfig {
             http: vec![DEFAULT_HTTP_LISTEN],
+            https: Vec::new(),
+            redirect_https: false,
         }
     }
 }
 
 impl Default for AdminConfig {
-    /// The admin API on `127.0.0.1:9901`, without a token.
+    /// The admin API on `127.0.0.1:9901`, without a token, keeping 200 history entries.
     fn default() -> Self {
         AdminConfig {
             listen: Some(DEFAULT_ADMIN_LISTEN),
             token_env: None,
+            history: 200,
         }
     }
 }
 
 impl ServiceConfig {
     /// A catch-all service (no hosts, no path prefix) with default health, upstream, retry and
-    /// ejection settings.
+    /// ejection settings, and no edge options (no response headers, compression off, no rate
+    /// limits, no static files, upgraded connections left on their pool).
     pub fn new(
         name: impl Into<String>,
         active: impl Into<String>,
@@ -344,6 +394,11 @@ impl ServiceConfig {
             upstream: UpstreamConfig::default(),
             retry: RetryConfig::default(),
             ejection: EjectionConfig::default(),
+            upgraded_drain_timeout: None,
+            response_headers: Vec::new(),
+            compression: CompressionConfig::default(),
+            rate_limits: Vec::new(),
+            static_files: Vec::new(),
         }
     }
 }

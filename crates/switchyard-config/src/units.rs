@@ -1,4 +1,4 @@
-//! The spelled-out values of the config file: durations, sizes and status ranges.
+//! The spelled-out values of the config file: durations, sizes, status ranges and rates.
 //!
 //! - A duration is one or more `<number><unit>` groups with the units `ms`, `s`, `m`, `h`:
 //!   `"250ms"`, `"1s"`, `"1.5s"`, `"2m"`, `"1h"`, `"1m30s"`. A bare number is an error.
@@ -6,6 +6,8 @@
 //!   nginx spellings `k`/`K`, `m`/`M`, `g`/`G` (also powers of 1024): `"512B"`, `"64KiB"`,
 //!   `"16MiB"`, `"16m"`. `KB`, `MB` and `GB` are refused because they are ambiguous.
 //! - A status range is `"200"`, `"200-399"` or an integer, within 100..=599.
+//! - A rate is a positive number of requests per second or minute: `"10/s"`, `"30/m"`,
+//!   `"0.5/s"`, or nginx's spelling `"10r/s"`.
 
 use std::time::Duration;
 
@@ -136,6 +138,44 @@ pub fn parse_status_range(text: &str) -> Result<(u16, u16), String> {
     Ok((min, max))
 }
 
+/// Parses a request rate such as `"10/s"`, `"30/m"` or `"10r/s"` into requests per second.
+pub fn parse_rate(text: &str) -> Result<f64, String> {
+    let bad = |why: &str| {
+        format!(
+            "bad rate \"{text}\": {why}; a rate is a positive number of requests per second or \
+             minute, e.g. \"10/s\", \"30/m\", \"0.5/s\" (nginx's \"10r/s\" also works)"
+        )
+    };
+    let Some((number, unit)) = text.split_once('/') else {
+        return Err(bad("the unit is missing"));
+    };
+    let per_second = match unit {
+        "s" => 1.0,
+        "m" => 60.0,
+        other => return Err(bad(&format!("unknown unit `{other}` (use s or m)"))),
+    };
+    let number = number.strip_suffix('r').unwrap_or(number);
+    let well_formed = match number.split_once('.') {
+        Some((whole, fraction)) => is_digits(whole) && is_digits(fraction),
+        None => is_digits(number),
+    };
+    let value: f64 = match number.parse() {
+        Ok(value) if well_formed => value,
+        _ => return Err(bad(&format!("`{number}` is not a number"))),
+    };
+    let rate = value / per_second;
+    if rate > 0.0 && rate.is_finite() {
+        Ok(rate)
+    } else {
+        Err(bad("it must be more than 0"))
+    }
+}
+
+/// True for a non-empty run of ASCII digits.
+fn is_digits(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// Formats a byte count the way the config file spells it, in the largest exact unit.
 pub fn format_size(bytes: u64) -> String {
     const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
@@ -241,6 +281,31 @@ mod tests {
         assert!(parse_status_range("600").is_err());
         assert!(parse_status_range("2xx").is_err());
         assert!(parse_status_range("99-200").is_err());
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("10/s"), Ok(10.0));
+        assert_eq!(parse_rate("10r/s"), Ok(10.0));
+        assert_eq!(parse_rate("30/m"), Ok(0.5));
+        assert_eq!(parse_rate("0.5/s"), Ok(0.5));
+        assert_eq!(parse_rate("1r/m"), Ok(1.0 / 60.0));
+        for (text, why) in [
+            ("10", "unit is missing"),
+            ("10/h", "unknown unit `h`"),
+            ("10 /s", "`10 ` is not a number"),
+            ("/s", "`` is not a number"),
+            ("-1/s", "`-1` is not a number"),
+            ("1e3/s", "`1e3` is not a number"),
+            ("1./s", "`1.` is not a number"),
+            ("inf/s", "`inf` is not a number"),
+            ("0/s", "more than 0"),
+            ("0.0/m", "more than 0"),
+        ] {
+            let err = parse_rate(text).expect_err(text);
+            assert!(err.contains(why), "{text}: {err}");
+            assert!(err.contains("\"10/s\""), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -3,11 +3,19 @@
 //!
 //! A bad value is recorded and replaced by its default so that checking goes on; the `Config`
 //! built that way is thrown away when anything was recorded. Services are checked in
-//! `service.rs`; the rules themselves live in `rules.rs`.
+//! `service.rs`, the edge settings (TLS, limits, log; per service: headers, compression, rate
+//! limits, static files) in `edge.rs` and `service_edge.rs`; the rules themselves live in
+//! `rules.rs`.
+//!
+//! When the text came from a file, the checker knows the file's directory: relative paths
+//! (certificates, static directories) are resolved against it, and static directories are
+//! checked to exist. Text without a file (`parse_str`) keeps paths as given and never looks at
+//! the disk.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use toml::Spanned;
@@ -20,7 +28,7 @@ use crate::raw::{
 use crate::recover::Removed;
 use crate::rules::{self, IntRule, Listener, Route};
 use crate::types::{
-    AdminConfig, Config, DEFAULT_ADMIN_LISTEN, LimitsConfig, ListenConfig, RuntimeConfig,
+    AdminConfig, Config, DEFAULT_ADMIN_LISTEN, DEFAULT_HTTP_LISTEN, ListenConfig, RuntimeConfig,
     ServiceConfig, StateConfig,
 };
 use crate::units::{format_size, parse_duration, parse_size};
@@ -29,12 +37,37 @@ use crate::units::{format_size, parse_duration, parse_size};
 pub(crate) struct Checker<'c, 't> {
     errors: &'c mut Collector<'t>,
     removed: &'c Removed,
+    /// The directory of the config file, when the text came from one.
+    dir: Option<&'c Path>,
 }
 
 impl<'c, 't> Checker<'c, 't> {
-    /// A checker recording into `errors`, aware of the entries recovery took out.
-    pub(crate) fn new(errors: &'c mut Collector<'t>, removed: &'c Removed) -> Self {
-        Checker { errors, removed }
+    /// A checker recording into `errors`, aware of the entries recovery took out. `dir` is the
+    /// config file's directory (`None` for text without a file: no filesystem checks).
+    pub(crate) fn new(
+        errors: &'c mut Collector<'t>,
+        removed: &'c Removed,
+        dir: Option<&'c Path>,
+    ) -> Self {
+        Checker {
+            errors,
+            removed,
+            dir,
+        }
+    }
+
+    /// The config file's directory, when the text came from a file.
+    pub(crate) fn dir(&self) -> Option<&'c Path> {
+        self.dir
+    }
+
+    /// `path` as written, or resolved against the config file's directory when it is relative
+    /// and the text came from a file.
+    pub(crate) fn resolve(&self, path: &str) -> PathBuf {
+        match self.dir {
+            Some(dir) if Path::new(path).is_relative() => dir.join(path),
+            _ => PathBuf::from(path),
+        }
     }
 
     /// Records a problem with the value at `span`, named by its dotted `path`.
@@ -66,7 +99,7 @@ impl<'c, 't> Checker<'c, 't> {
     }
 
     /// The default for an absent key; `None` if the key was taken out as a problem.
-    fn absent<T>(&self, path: &str, default: T) -> Option<T> {
+    pub(crate) fn absent<T>(&self, path: &str, default: T) -> Option<T> {
         (!self.removed(path)).then_some(default)
     }
 
@@ -129,11 +162,15 @@ impl<'c, 't> Checker<'c, 't> {
 
     /// The whole config. Problems are in the collector; the result is meaningful only if none.
     pub(crate) fn config(&mut self, raw: &RawConfig) -> Config {
-        let (listen, mut listeners) = self.listen(raw.listen.as_ref());
+        let no_listen = RawListen::default();
+        let raw_listen = raw.listen.as_ref().unwrap_or(&no_listen);
+        let (listen, mut listeners) = self.listen(raw_listen);
         let (admin, admin_listener) = self.admin(raw.admin.as_ref());
         listeners.extend(admin_listener);
         self.listener_clashes(listeners);
+        let tls = self.tls(raw.tls.as_ref(), raw_listen);
         let limits = self.limits(raw.limits.as_ref().unwrap_or(&RawLimits::default()));
+        let log = self.log(raw.log.as_ref());
         let runtime = self.runtime(raw.runtime.as_ref().unwrap_or(&RawRuntime::default()));
         let state = self.state(raw.state.as_ref().unwrap_or(&RawState::default()));
         let services = self.services(raw.services.as_ref());
@@ -141,35 +178,75 @@ impl<'c, 't> Checker<'c, 't> {
             source: None,
             listen,
             admin,
+            tls,
             limits,
+            log,
             runtime,
             state,
             services,
         }
     }
 
-    fn listen(&mut self, raw: Option<&RawListen>) -> (ListenConfig, Vec<Placed<Listener>>) {
-        let Some(http) = raw.and_then(|raw| raw.http.as_ref()) else {
-            return (ListenConfig::default(), Vec::new());
-        };
-        if http.get_ref().is_empty() && !self.removed("listen.http") {
-            self.error(
-                &http.span(),
-                "listen.http",
-                "no client listener: list at least one address, e.g. [\"0.0.0.0:8080\"]",
-            );
-        }
-        let mut addrs = Vec::new();
+    /// `[listen]`: the client listeners, with their positions for the clash check.
+    fn listen(&mut self, raw: &RawListen) -> (ListenConfig, Vec<Placed<Listener>>) {
         let mut listeners = Vec::new();
-        for (i, item) in http.get_ref().iter().enumerate() {
-            let label = self.item("listen.http", i);
+        let http = match &raw.http {
+            None if self.removed("listen.http") => Vec::new(),
+            None => {
+                let label = "listen.http (default)".to_string();
+                let listener = Listener {
+                    addr: DEFAULT_HTTP_LISTEN,
+                    label,
+                };
+                listeners.push(Placed::new(0..0, listener));
+                vec![DEFAULT_HTTP_LISTEN]
+            }
+            Some(http) => self.listeners(http, "listen.http", &mut listeners),
+        };
+        let https = match &raw.https {
+            None => Vec::new(),
+            Some(https) => self.listeners(https, "listen.https", &mut listeners),
+        };
+        let written_empty = |field: &Option<Spanned<Vec<Spanned<String>>>>| {
+            field.as_ref().is_none_or(|list| list.get_ref().is_empty())
+        };
+        if let Some(http) = &raw.http {
+            let nothing = http.get_ref().is_empty() && written_empty(&raw.https);
+            if nothing && !self.removed("listen.http") && !self.removed("listen.https") {
+                self.error(
+                    &http.span(),
+                    "listen.http",
+                    "no client listener: list at least one address, e.g. [\"0.0.0.0:8080\"], \
+                     here or in `https`",
+                );
+            }
+        }
+        let redirect_https = self.redirect_https(raw);
+        let listen = ListenConfig {
+            http,
+            https,
+            redirect_https,
+        };
+        (listen, listeners)
+    }
+
+    /// The addresses of one listener list; each is added to `placed` for the clash check.
+    fn listeners(
+        &mut self,
+        list: &Spanned<Vec<Spanned<String>>>,
+        path: &str,
+        placed: &mut Vec<Placed<Listener>>,
+    ) -> Vec<SocketAddr> {
+        let mut addrs = Vec::new();
+        for (i, item) in list.get_ref().iter().enumerate() {
+            let label = self.item(path, i);
             if let Some(addr) = self.check(&item.span(), &label, rules::listen_addr(item.get_ref()))
             {
                 addrs.push(addr);
-                listeners.push(Placed::new(item.span(), Listener { addr, label }));
+                placed.push(Placed::new(item.span(), Listener { addr, label }));
             }
         }
-        (ListenConfig { http: addrs }, listeners)
+        addrs
     }
 
     fn admin(&mut self, raw: Option<&RawAdmin>) -> (AdminConfig, Option<Placed<Listener>>) {
@@ -180,6 +257,12 @@ impl<'c, 't> Checker<'c, 't> {
             };
             return (AdminConfig::default(), Some(Placed::new(0..0, listener)));
         };
+        let history = self.int(
+            raw.history.as_ref(),
+            "admin.history",
+            rules::HISTORY,
+            AdminConfig::default().history,
+        );
         let token_env = raw.token_env.as_ref().and_then(|token| {
             let name = token.get_ref();
             self.check(&token.span(), "admin.token_env", rules::env_name(name))
@@ -218,7 +301,12 @@ impl<'c, 't> Checker<'c, 't> {
                 }
             }
         };
-        (AdminConfig { listen, token_env }, listener)
+        let admin = AdminConfig {
+            listen,
+            token_env,
+            history: history.unwrap_or(AdminConfig::default().history),
+        };
+        (admin, listener)
     }
 
     fn listener_clashes(&mut self, mut listeners: Vec<Placed<Listener>>) {
@@ -227,42 +315,6 @@ impl<'c, 't> Checker<'c, 't> {
             listeners.into_iter().map(|p| (p.span, p.item)).unzip();
         for (i, why) in rules::listener_clashes(&listeners) {
             self.error(&spans[i], &listeners[i].label, why);
-        }
-    }
-
-    fn limits(&mut self, raw: &RawLimits) -> LimitsConfig {
-        let d = LimitsConfig::default();
-        let max_body = self.size(
-            raw.max_body.as_ref(),
-            "limits.max_body",
-            d.max_body,
-            (0, u64::MAX),
-        );
-        let max_header_bytes = self
-            .size(
-                raw.max_header_bytes.as_ref(),
-                "limits.max_header_bytes",
-                d.max_header_bytes as u64,
-                (rules::MIN_HEADER_BYTES, usize::MAX as u64),
-            )
-            .and_then(|bytes| usize::try_from(bytes).ok());
-        let header_timeout = self.duration(
-            raw.header_timeout.as_ref(),
-            "limits.header_timeout",
-            d.header_timeout,
-            true,
-        );
-        let keepalive_timeout = self.duration(
-            raw.keepalive_timeout.as_ref(),
-            "limits.keepalive_timeout",
-            d.keepalive_timeout,
-            true,
-        );
-        LimitsConfig {
-            max_body: max_body.unwrap_or(d.max_body),
-            max_header_bytes: max_header_bytes.unwrap_or(d.max_header_bytes),
-            header_timeout: header_timeout.unwrap_or(d.header_timeout),
-            keepalive_timeout: keepalive_timeout.unwrap_or(d.keepalive_timeout),
         }
     }
 
@@ -353,7 +405,7 @@ pub(crate) struct Placed<T> {
 }
 
 impl<T> Placed<T> {
-    fn new(span: Range<usize>, item: T) -> Self {
+    pub(crate) fn new(span: Range<usize>, item: T) -> Self {
         Placed { span, item }
     }
 }

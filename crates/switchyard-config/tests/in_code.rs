@@ -80,6 +80,7 @@ fn every_problem_is_reported() {
     config.admin = AdminConfig {
         listen: Some(addr("0.0.0.0:9901")),
         token_env: None,
+        history: 200,
     };
     config.runtime.worker_threads = Some(0);
     let found = messages(&config);

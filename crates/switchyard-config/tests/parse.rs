@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use switchyard_config::{
-    AllDown, Balance, Config, DEFAULT_CONFIG_TOML, EjectionConfig, HealthConfig, HostPattern,
-    LimitsConfig, RetryConfig, RuntimeConfig, ServerConfig, UpstreamConfig, default_config,
-    load_file, parse_str,
+    AllDown, Balance, CertConfig, CompressionConfig, Config, DEFAULT_CONFIG_TOML, EjectionConfig,
+    HealthConfig, HostPattern, LimitsConfig, ListenConfig, LogConfig, RetryConfig, RuntimeConfig,
+    ServerConfig, ServiceConfig, TlsConfig, UpstreamConfig, default_config, load_file, parse_str,
 };
 
 const EXAMPLE: &str = include_str!("../../../config/example.toml");
@@ -56,8 +56,11 @@ fn example_parses_to_the_defaults() {
     let example = parse(EXAMPLE);
     let default = default_config();
     assert_eq!(example.listen, default.listen);
+    assert_eq!(example.listen, ListenConfig::default());
     assert_eq!(example.admin, default.admin);
+    assert_eq!(example.tls, TlsConfig::default());
     assert_eq!(example.limits, LimitsConfig::default());
+    assert_eq!(example.log, LogConfig::default());
     assert_eq!(example.runtime, RuntimeConfig::default());
     let app = &example.services["app"];
     assert_eq!(app.pools, default.services["app"].pools);
@@ -65,22 +68,36 @@ fn example_parses_to_the_defaults() {
     assert_eq!(app.upstream, UpstreamConfig::default());
     assert_eq!(app.retry, RetryConfig::default());
     assert_eq!(app.ejection, EjectionConfig::default());
+    let bare = ServiceConfig::new("app", "green", app.pools.clone());
+    assert_eq!(app.upgraded_drain_timeout, bare.upgraded_drain_timeout);
+    assert_eq!(app.response_headers, bare.response_headers);
+    assert_eq!(app.compression, CompressionConfig::default());
+    assert_eq!(app.rate_limits, bare.rate_limits);
+    assert_eq!(app.static_files, bare.static_files);
     assert_eq!(example.validate(), Ok(()));
+}
+
+/// A commented-out option: `# key = value`, `# "Header-Name" = value` or `# [table]`.
+fn is_commented_option(rest: &str) -> bool {
+    let bare = |key: &str| {
+        !key.is_empty()
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    let quoted = |key: &str| key.len() > 2 && key.starts_with('"') && key.ends_with('"');
+    rest.starts_with('[')
+        || rest
+            .split_once(" = ")
+            .is_some_and(|(key, _)| bare(key) || quoted(key))
 }
 
 #[test]
 fn example_with_every_optional_key_uncommented_parses() {
-    // Lines like `# key = value` are the options without a default.
     let uncommented: String = EXAMPLE
         .lines()
         .map(|line| match line.strip_prefix("# ") {
-            Some(rest)
-                if rest.split_once(" = ").is_some_and(|(key, _)| {
-                    !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
-                }) =>
-            {
-                format!("{rest}\n")
-            }
+            Some(rest) if is_commented_option(rest) => format!("{rest}\n"),
             _ => format!("{line}\n"),
         })
         .collect();
@@ -95,9 +112,22 @@ fn example_with_every_optional_key_uncommented_parses() {
         config.state.file,
         Some("/var/lib/switchyard/state.json".into())
     );
+    assert_eq!(config.listen.https, vec![addr("0.0.0.0:8443")]);
+    assert_eq!(
+        config.tls.certs,
+        vec![CertConfig::new(
+            "/etc/switchyard/site.crt",
+            "/etc/switchyard/site.key"
+        )]
+    );
     let app = &config.services["app"];
     assert_eq!(app.hosts.len(), 2);
     assert_eq!(app.path_prefix, None);
+    assert_eq!(app.upgraded_drain_timeout, Some(Duration::from_secs(30)));
+    assert_eq!(app.response_headers.len(), 2);
+    assert_eq!(app.rate_limits.len(), 1);
+    assert_eq!(app.static_files.len(), 1);
+    assert_eq!(app.static_files[0].index.as_deref(), Some("index.html"));
 }
 
 #[test]
@@ -177,9 +207,9 @@ fn services_with_distinct_routes_coexist() {
 fn every_option_is_read() {
     let config = parse(
         "[listen]\nhttp = [\"127.0.0.1:8081\", \"[::1]:8081\"]\n\
-         [admin]\nlisten = \"\"\ntoken_env = \"TOKEN\"\n\
+         [admin]\nlisten = \"\"\ntoken_env = \"TOKEN\"\nhistory = 1\n\
          [limits]\nmax_body = \"1GiB\"\nmax_header_bytes = \"8k\"\nheader_timeout = \"500ms\"\n\
-         keepalive_timeout = \"2m\"\n\
+         keepalive_timeout = \"2m\"\nmax_headers = 1000\nmax_connections = 1\n\
          [runtime]\nworker_threads = 4\nshutdown_timeout = \"0s\"\n\
          [state]\nfile = \"/tmp/s.json\"\n\
          [services.app]\nactive = \"g\"\npools.g = [\"127.0.0.1:5000\"]\n\
@@ -199,6 +229,7 @@ fn every_option_is_read() {
     );
     assert_eq!(config.admin.listen, None);
     assert_eq!(config.admin.token_env.as_deref(), Some("TOKEN"));
+    assert_eq!(config.admin.history, 1);
     assert_eq!(
         config.limits,
         LimitsConfig {
@@ -206,6 +237,8 @@ fn every_option_is_read() {
             max_header_bytes: 8192,
             header_timeout: Duration::from_millis(500),
             keepalive_timeout: Duration::from_secs(120),
+            max_headers: 1000,
+            max_connections: 1,
         }
     );
     assert_eq!(

@@ -74,8 +74,7 @@ impl ServerState {
         }
     }
 
-    /// Records a health verdict (health checker only). `Up` ends an ejection early and resets
-    /// the growth of ejection periods.
+    /// Records a health verdict (health checker only).
     pub fn set_health(&self, health: Health) {
         let byte = match health {
             Health::Unknown => 0,
@@ -83,7 +82,11 @@ impl ServerState {
             Health::Down => 2,
         };
         self.health.store(byte, Ordering::Relaxed);
-        if health == Health::Up && self.ejected_until_ms.load(Ordering::Relaxed) != 0 {
+    }
+
+    /// A health check passed: an ejection ends early and the growth of ejection periods resets.
+    pub fn end_ejection(&self) {
+        if self.ejected_until_ms.load(Ordering::Relaxed) != 0 {
             self.ejected_until_ms.store(0, Ordering::Relaxed);
             self.ejections.store(0, Ordering::Relaxed);
             self.consecutive_failures.store(0, Ordering::Relaxed);
@@ -342,6 +345,8 @@ mod tests {
         assert_eq!(s.record_failure(now, 1, base, max), Some(base));
         assert!(s.is_ejected(now));
         s.set_health(Health::Up);
+        assert!(s.is_ejected(now), "a verdict alone does not end an ejection");
+        s.end_ejection();
         assert!(!s.is_ejected(now));
         assert_eq!(s.record_failure(now, 1, base, max), Some(base));
     }

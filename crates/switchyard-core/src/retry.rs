@@ -6,10 +6,11 @@
 //! replayed. Once a byte of the response has gone to the client, nothing is retried — the proxy
 //! enforces that by deciding before it forwards any response.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use switchyard_config::RetryConfig;
+use tokio::time::Instant;
 
 /// What went wrong with one attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,69 +143,81 @@ pub fn backoff(retry: u32, base: Duration, max: Duration) -> Duration {
     half + Duration::from_nanos(fastrand::u64(0..=jitter_ns))
 }
 
-/// A service's retry budget: retries in flight may add at most `ratio` to the requests in flight,
-/// with a floor of `min` concurrent retries, so a dead pool cannot multiply the load.
-#[derive(Debug, Default)]
+/// A service's retry budget, over a sliding window of about one second: retries may be at most
+/// `ratio` of the requests seen in the window, and at least `min` retries per window are always
+/// allowed. A dead pool therefore adds at most `ratio` to the load, while a burst of failures
+/// after a deploy (many requests in flight on a killed server at once) is still retried.
+///
+/// Lock-free: two one-second buckets of atomics, rolled by whoever first notices a new second.
+/// The roll is approximate under races, which only blurs a rate estimate.
+#[derive(Debug)]
 pub struct RetryBudget {
+    epoch: Instant,
+    /// The second (since `epoch`) the current bucket counts.
+    second: AtomicU64,
     requests: AtomicU32,
     retries: AtomicU32,
+    prev_requests: AtomicU32,
+    prev_retries: AtomicU32,
 }
 
-/// Counts a request as active in its service's budget until dropped.
-#[derive(Debug)]
-pub struct ActiveRequest<'a> {
-    budget: &'a RetryBudget,
-}
-
-impl Drop for ActiveRequest<'_> {
-    fn drop(&mut self) {
-        self.budget.requests.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// A retry admitted by the budget; releases its place when dropped.
-#[derive(Debug)]
-pub struct RetryPermit<'a> {
-    budget: &'a RetryBudget,
-}
-
-impl Drop for RetryPermit<'_> {
-    fn drop(&mut self) {
-        self.budget.retries.fetch_sub(1, Ordering::Relaxed);
+impl Default for RetryBudget {
+    fn default() -> Self {
+        RetryBudget {
+            epoch: Instant::now(),
+            second: AtomicU64::new(0),
+            requests: AtomicU32::new(0),
+            retries: AtomicU32::new(0),
+            prev_requests: AtomicU32::new(0),
+            prev_retries: AtomicU32::new(0),
+        }
     }
 }
 
 impl RetryBudget {
-    /// Counts one more active request.
-    pub fn request(&self) -> ActiveRequest<'_> {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        ActiveRequest { budget: self }
-    }
-
-    /// Admits one retry if the budget allows it.
-    pub fn try_retry(&self, ratio: f64, min: u32) -> Option<RetryPermit<'_>> {
-        let requests = self.requests.load(Ordering::Relaxed);
-        let allowed = ((f64::from(requests) * ratio).ceil() as u32).max(min);
-        let mut current = self.retries.load(Ordering::Relaxed);
-        loop {
-            if current >= allowed {
-                return None;
-            }
-            match self.retries.compare_exchange_weak(
-                current,
-                current + 1,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return Some(RetryPermit { budget: self }),
-                Err(now) => current = now,
-            }
+    fn roll(&self) {
+        let now = Instant::now().saturating_duration_since(self.epoch).as_secs();
+        let seen = self.second.load(Ordering::Acquire);
+        if now == seen
+            || self
+                .second
+                .compare_exchange(seen, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return;
         }
+        let (reqs, rets) = (
+            self.requests.swap(0, Ordering::AcqRel),
+            self.retries.swap(0, Ordering::AcqRel),
+        );
+        let (reqs, rets) = if now == seen + 1 { (reqs, rets) } else { (0, 0) };
+        self.prev_requests.store(reqs, Ordering::Release);
+        self.prev_retries.store(rets, Ordering::Release);
     }
 
-    /// Retries currently admitted.
-    pub fn retries_in_flight(&self) -> u32 {
-        self.retries.load(Ordering::Relaxed)
+    /// Counts one request (call once per client request, not per attempt).
+    pub fn record_request(&self) {
+        self.roll();
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Admits one retry if the budget allows it, and counts it.
+    pub fn try_retry(&self, ratio: f64, min: u32) -> bool {
+        self.roll();
+        let requests = self.requests.load(Ordering::Relaxed) + self.prev_requests.load(Ordering::Relaxed);
+        let allowed = ((f64::from(requests) * ratio).floor() as u32).max(min);
+        let spent = self.retries.load(Ordering::Relaxed) + self.prev_retries.load(Ordering::Relaxed);
+        if spent >= allowed {
+            return false;
+        }
+        self.retries.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Retries counted in the current window.
+    pub fn retries_in_window(&self) -> u32 {
+        self.roll();
+        self.retries.load(Ordering::Relaxed) + self.prev_retries.load(Ordering::Relaxed)
     }
 }
 
@@ -279,19 +292,26 @@ mod tests {
         }
     }
 
-    #[test]
-    fn budget_has_a_floor_and_a_ratio() {
+    #[tokio::test(start_paused = true)]
+    async fn budget_has_a_floor_and_a_ratio_per_window() {
         let b = RetryBudget::default();
-        let _reqs: Vec<_> = (0..5).map(|_| b.request()).collect();
+        for _ in 0..5 {
+            b.record_request();
+        }
         // 20% of 5 is 1, the floor is 3.
-        let permits: Vec<_> = (0..5).filter_map(|_| b.try_retry(0.2, 3)).collect();
-        assert_eq!(permits.len(), 3);
-        drop(permits);
-        let _more: Vec<_> = (0..45).map(|_| b.request()).collect();
-        // 20% of 50 is 10.
-        let permits: Vec<_> = (0..20).filter_map(|_| b.try_retry(0.2, 3)).collect();
-        assert_eq!(permits.len(), 10);
-        assert_eq!(b.retries_in_flight(), 10);
+        assert_eq!((0..5).filter(|_| b.try_retry(0.2, 3)).count(), 3);
+        for _ in 0..45 {
+            b.record_request();
+        }
+        // 20% of 50 is 10, 3 already spent.
+        assert_eq!((0..20).filter(|_| b.try_retry(0.2, 3)).count(), 7);
+        assert_eq!(b.retries_in_window(), 10);
+        // The previous second still counts; two seconds later the window is fresh.
+        tokio::time::advance(Duration::from_millis(1000)).await;
+        assert!(!b.try_retry(0.2, 3));
+        tokio::time::advance(Duration::from_millis(1000)).await;
+        assert_eq!(b.retries_in_window(), 0);
+        assert_eq!((0..5).filter(|_| b.try_retry(0.2, 3)).count(), 3);
     }
 
     #[test]

@@ -90,6 +90,7 @@ pub async fn demo() -> Result<Observed, Box<dyn std::error::Error>> {
     // We bind the sockets; the proxy only serves them.
     let listeners = switchyard_proxy::Listeners {
         http: vec![TcpListener::bind("127.0.0.1:0").await?],
+        https: vec![],
         admin: None,
     };
     let proxy = switchyard_proxy::start(config, listeners)?;

@@ -1,7 +1,9 @@
-//! The admin API: JSON over HTTP/1.1 on the admin listener.
+//! The admin API: JSON over HTTP/1.1 on the admin listener, plus the dashboard and `/metrics`.
 //!
 //! Every error is `{"error": "..."}` with a fitting status. When a token is configured, every
-//! endpoint but `/healthz` requires `Authorization: Bearer <token>`.
+//! endpoint but `/healthz` and the dashboard's files requires `Authorization: Bearer <token>`
+//! (the dashboard asks for it when an API call answers 401). A control request names who sent
+//! it in `X-Switchyard-Actor`; the switch history records it.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -20,11 +22,15 @@ use tokio::sync::watch;
 
 use crate::body::ProxyBody;
 use crate::control::{ControlError, Controller};
-use crate::reload;
+use crate::history::{ACTOR_ADMIN_API, DEFAULT_LIMIT, sanitize_actor};
 use crate::status::StatusReport;
+use crate::{dashboard, metrics};
 
 /// Largest admin request body accepted.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
+
+/// The header a client names itself in, for the switch history.
+const X_SWITCHYARD_ACTOR: &str = "x-switchyard-actor";
 
 /// Serves the admin API on `listener` until `stop` turns true.
 pub(crate) async fn serve(
@@ -160,7 +166,13 @@ async fn read_json<T: for<'de> Deserialize<'de>>(
 /// The endpoints, by path shape.
 enum Route<'a> {
     Healthz,
+    /// An embedded dashboard file: content type and body.
+    Asset(&'static str, &'static str),
+    Favicon,
     Status,
+    Stats,
+    Metrics,
+    History,
     Reload,
     Switch(Option<&'a str>),
     Rollback(Option<&'a str>),
@@ -175,9 +187,16 @@ fn route(path: &str) -> Option<(Route<'_>, &'static [Method])> {
         .strip_suffix('/')
         .filter(|p| !p.is_empty())
         .unwrap_or(path);
+    if let Some((content_type, body)) = dashboard::asset(path) {
+        return Some((Route::Asset(content_type, body), GET));
+    }
     match path {
         "/healthz" => return Some((Route::Healthz, GET)),
+        "/favicon.ico" => return Some((Route::Favicon, GET)),
         "/status" => return Some((Route::Status, GET)),
+        "/stats" => return Some((Route::Stats, GET)),
+        "/metrics" => return Some((Route::Metrics, GET)),
+        "/history" => return Some((Route::History, GET)),
         "/reload" => return Some((Route::Reload, POST)),
         "/switch" => return Some((Route::Switch(None), POST)),
         "/rollback" => return Some((Route::Rollback(None), POST)),
@@ -221,11 +240,20 @@ async fn handle(
         }
         return resp;
     }
-    if matches!(route, Route::Healthz) {
-        let mut resp = Response::new(ProxyBody::full("ok\n"));
-        resp.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-        return resp;
+    match route {
+        Route::Healthz => {
+            let mut resp = Response::new(ProxyBody::full("ok\n"));
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            return resp;
+        }
+        Route::Asset(content_type, body) => return dashboard::response(content_type, body),
+        Route::Favicon => {
+            let mut resp = Response::new(ProxyBody::full(""));
+            *resp.status_mut() = StatusCode::NO_CONTENT;
+            return resp;
+        }
+        _ => {}
     }
     if let Some(token) = token {
         if !authorized(&req, token) {
@@ -236,11 +264,35 @@ async fn handle(
         }
     }
     let method = req.method().clone();
+    let actor = actor(&req);
+    let query = req.uri().query().map(str::to_string);
     let body = req.into_body();
     let result = match route {
-        Route::Healthz => return error(StatusCode::INTERNAL_SERVER_ERROR, "unreachable"),
+        Route::Healthz | Route::Asset(..) | Route::Favicon => {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "unreachable");
+        }
         Route::Status => return ok(&StatusReport::from_snapshot(&ctl.snapshot())),
-        Route::Reload => match reload::reload_from_source(ctl).await {
+        Route::Stats => {
+            let series = query
+                .as_deref()
+                .is_some_and(|q| q.split('&').any(|p| p == "series=1"));
+            return json_response(StatusCode::OK, &metrics::stats(&ctl.shared, series));
+        }
+        Route::Metrics => {
+            let mut resp = Response::new(ProxyBody::full(metrics::render(&ctl.shared)));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(metrics::CONTENT_TYPE),
+            );
+            return resp;
+        }
+        Route::History => {
+            return match history_limit(query.as_deref()) {
+                Ok(limit) => ok(&json!({ "entries": ctl.history(limit) })),
+                Err(message) => error(StatusCode::BAD_REQUEST, message),
+            };
+        }
+        Route::Reload => match ctl.reload_source_as(&actor).await {
             Ok(generation) => return ok(&json!({ "generation": generation })),
             Err(e) => Err(e),
         },
@@ -249,37 +301,22 @@ async fn handle(
                 Ok(b) => b,
                 Err(resp) => return resp,
             };
-            ctl.switch(svc, &b.to, b.force).await
+            ctl.switch(&actor, svc, &b.to, b.force).await
         }
         Route::Rollback(svc) => {
             let b: RollbackBody = match read_json(body, Some(RollbackBody::default())).await {
                 Ok(b) => b,
                 Err(resp) => return resp,
             };
-            ctl.rollback(svc, b.force).await
+            ctl.rollback(&actor, svc, b.force).await
         }
-        Route::Split(svc) if method == Method::DELETE => {
-            match ctl
-                .snapshot()
-                .services
-                .iter()
-                .find(|s| svc.is_none_or(|n| n == s.name))
-            {
-                Some(s) => {
-                    let active = s.pools[s.active].name.clone();
-                    ctl.switch(Some(&s.name.clone()), &active, true).await
-                }
-                None => Err(ControlError::UnknownService(
-                    svc.unwrap_or_default().to_string(),
-                )),
-            }
-        }
+        Route::Split(svc) if method == Method::DELETE => ctl.end_split(&actor, svc).await,
         Route::Split(svc) => {
             let weights: BTreeMap<String, u32> = match read_json(body, None).await {
                 Ok(b) => b,
                 Err(resp) => return resp,
             };
-            ctl.split(svc, weights).await
+            ctl.split(&actor, svc, weights).await
         }
     };
     match result {
@@ -288,9 +325,56 @@ async fn handle(
     }
 }
 
+/// Who sent a control request: the sanitised `X-Switchyard-Actor` header, else `admin-api`.
+fn actor<B>(req: &Request<B>) -> String {
+    req.headers()
+        .get(X_SWITCHYARD_ACTOR)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .and_then(|v| sanitize_actor(&v))
+        .unwrap_or_else(|| ACTOR_ADMIN_API.to_string())
+}
+
+/// The `limit` query parameter of `/history` (default 50).
+fn history_limit(query: Option<&str>) -> Result<usize, String> {
+    let Some(value) = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| pair.strip_prefix("limit="))
+    else {
+        return Ok(DEFAULT_LIMIT);
+    };
+    value
+        .parse::<usize>()
+        .map_err(|_| format!("limit must be a whole number, not `{value}`"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn history_limits() {
+        assert_eq!(history_limit(None), Ok(DEFAULT_LIMIT));
+        assert_eq!(history_limit(Some("x=1")), Ok(DEFAULT_LIMIT));
+        assert_eq!(history_limit(Some("x=1&limit=7")), Ok(7));
+        assert!(history_limit(Some("limit=-1")).is_err());
+        assert!(history_limit(Some("limit=")).is_err());
+    }
+
+    #[test]
+    fn actors_come_from_the_header() {
+        let req = |v: Option<&str>| {
+            let mut b = Request::builder();
+            if let Some(v) = v {
+                b = b.header(X_SWITCHYARD_ACTOR, v);
+            }
+            b.body(()).expect("request")
+        };
+        assert_eq!(actor(&req(None)), "admin-api");
+        assert_eq!(actor(&req(Some("cli"))), "cli");
+        assert_eq!(actor(&req(Some(""))), "admin-api");
+        assert_eq!(actor(&req(Some(&"y".repeat(100)))).len(), 64);
+    }
 
     #[test]
     fn routes() {
@@ -304,6 +388,9 @@ mod tests {
             route("/services/app/split"),
             Some((Route::Split(Some("app")), _))
         ));
+        assert!(matches!(route("/"), Some((Route::Asset(..), _))));
+        assert!(matches!(route("/metrics"), Some((Route::Metrics, _))));
+        assert!(matches!(route("/history"), Some((Route::History, _))));
         assert!(route("/services//switch").is_none());
         assert!(route("/services/app/explode").is_none());
         assert!(route("/nope").is_none());

@@ -130,6 +130,10 @@ pub enum ProxyBody {
     Full(Option<Bytes>),
     /// An upstream's body, streamed.
     Upstream(UpstreamResponse),
+    /// Another body compressed as it streams (`compress`).
+    Compressed(Box<crate::compress::Encoded>),
+    /// A file read from disk in chunks (`static_files`).
+    File(Box<crate::static_files::FileStream>),
 }
 
 /// An upstream response body holding its connection until the end.
@@ -199,6 +203,8 @@ impl Body for ProxyBody {
                 }
                 Poll::Pending => Poll::Pending,
             },
+            ProxyBody::Compressed(c) => Pin::new(c.as_mut()).poll_frame(cx),
+            ProxyBody::File(f) => Pin::new(f.as_mut()).poll_frame(cx),
         }
     }
 
@@ -206,6 +212,8 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Full(data) => data.is_none(),
             ProxyBody::Upstream(up) => up.inner.is_end_stream(),
+            ProxyBody::Compressed(c) => c.is_end_stream(),
+            ProxyBody::File(f) => f.is_end_stream(),
         }
     }
 
@@ -214,6 +222,8 @@ impl Body for ProxyBody {
             ProxyBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             ProxyBody::Full(None) => SizeHint::with_exact(0),
             ProxyBody::Upstream(up) => up.inner.size_hint(),
+            ProxyBody::Compressed(c) => c.size_hint(),
+            ProxyBody::File(f) => f.size_hint(),
         }
     }
 }

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use switchyard_config::{Config, ConfigErrors};
 use switchyard_core::snapshot::decisions_from_config;
@@ -16,6 +16,8 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::health::HealthSupervisor;
+use crate::history::{History, HistoryAction, HistoryEntry, rfc3339};
+use crate::metrics::{ReloadResult, SwitchKind};
 use crate::shared::Shared;
 use crate::state::{PersistedService, PersistedState, STATE_VERSION, StateStore};
 
@@ -63,6 +65,10 @@ pub enum ControlError {
     /// The decision could not be persisted; nothing was changed.
     #[error("could not persist the decision: {0}")]
     Persist(String),
+    /// The new config's TLS certificates could not be loaded; the running config and
+    /// certificates stay.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 impl ControlError {
@@ -73,6 +79,7 @@ impl ControlError {
             ControlError::AmbiguousService(_)
             | ControlError::BadRequest(_)
             | ControlError::InvalidConfig(_)
+            | ControlError::Tls(_)
             | ControlError::NoConfigFile => 400,
             ControlError::Unhealthy { .. } | ControlError::NoPrevious(_) => 409,
             ControlError::Persist(_) => 500,
@@ -93,12 +100,38 @@ pub struct SwitchOutcome {
     pub generation: u64,
 }
 
+/// What a switch-like operation did, for the caller and the history.
+#[derive(Debug)]
+struct Change {
+    /// The answer for the caller.
+    outcome: SwitchOutcome,
+    /// The pool active before.
+    from: String,
+    /// False when nothing changed (a switch to the pool already active, with no split).
+    changed: bool,
+}
+
+/// What a history entry for a switch-like operation says besides its result.
+struct Asked<'a> {
+    actor: &'a str,
+    action: HistoryAction,
+    service: Option<&'a str>,
+    /// The target pool, when known before the operation ran.
+    to: Option<&'a str>,
+    weights: Option<BTreeMap<String, u32>>,
+    forced: bool,
+}
+
 /// The control plane of one running proxy.
 pub(crate) struct Controller {
     pub(crate) shared: Arc<Shared>,
     config: Mutex<Config>,
     store: Option<Arc<dyn StateStore>>,
     health: HealthSupervisor,
+    /// Every decision made, for `GET /history` and the dashboard.
+    history: History,
+    /// Swaps the https listeners' certificates on reload; `None` when TLS is off.
+    tls: Option<crate::tls::CertReloader>,
 }
 
 impl Controller {
@@ -107,11 +140,13 @@ impl Controller {
         shared: Arc<Shared>,
         config: Config,
         store: Option<Arc<dyn StateStore>>,
+        history: History,
     ) -> Controller {
         let decisions = restore(&config, store.as_deref());
         let generation = 1;
         let snapshot = Snapshot::build(&config, &decisions, &shared.registry, generation);
         sync_upstreams(&shared, &config);
+        shared.metrics.sync(&snapshot);
         shared.snapshot.store(Arc::new(snapshot));
         let health = HealthSupervisor::default();
         health.sync(&shared, &config);
@@ -120,7 +155,20 @@ impl Controller {
             config: Mutex::new(config),
             store,
             health,
+            history,
+            tls: None,
         }
+    }
+
+    /// Reloads the https listeners' certificates with every config reload.
+    pub(crate) fn with_tls(mut self, tls: Option<crate::tls::CertReloader>) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// The newest `limit` history entries, newest first.
+    pub(crate) fn history(&self, limit: usize) -> Vec<HistoryEntry> {
+        self.history.newest(limit)
     }
 
     /// The snapshot in force.
@@ -133,13 +181,64 @@ impl Controller {
         self.config.lock().await.source.clone()
     }
 
-    /// Makes `to` the active pool of a service.
+    /// Makes `to` the active pool of a service, on behalf of `actor`.
     pub(crate) async fn switch(
         &self,
+        actor: &str,
         service: Option<&str>,
         to: &str,
         force: bool,
     ) -> Result<SwitchOutcome, ControlError> {
+        let result = self.switch_inner(service, to, force).await;
+        self.record(
+            Asked {
+                actor,
+                action: HistoryAction::Switch,
+                service,
+                to: Some(to),
+                weights: None,
+                forced: force,
+            },
+            &result,
+        );
+        result.map(|c| c.outcome)
+    }
+
+    /// Ends a weighted split: every new request goes to the active pool again. Not health-gated
+    /// (the active pool already takes traffic).
+    pub(crate) async fn end_split(
+        &self,
+        actor: &str,
+        service: Option<&str>,
+    ) -> Result<SwitchOutcome, ControlError> {
+        let active = {
+            let snapshot = self.snapshot();
+            resolve(&snapshot, service).map(|s| (s.name.clone(), s.pools[s.active].name.clone()))
+        };
+        let result = match &active {
+            Ok((name, pool)) => self.switch_inner(Some(name), pool, true).await,
+            Err(e) => Err(e.clone()),
+        };
+        self.record(
+            Asked {
+                actor,
+                action: HistoryAction::EndSplit,
+                service,
+                to: active.as_ref().ok().map(|a| a.1.as_str()),
+                weights: None,
+                forced: false,
+            },
+            &result,
+        );
+        result.map(|c| c.outcome)
+    }
+
+    async fn switch_inner(
+        &self,
+        service: Option<&str>,
+        to: &str,
+        force: bool,
+    ) -> Result<Change, ControlError> {
         let config = self.config.lock().await;
         let snapshot = self.snapshot();
         let svc = resolve(&snapshot, service)?;
@@ -151,7 +250,11 @@ impl Controller {
             });
         }
         if target == svc.active && svc.split.is_none() {
-            return Ok(outcome(svc, snapshot.generation));
+            return Ok(Change {
+                outcome: outcome(svc, snapshot.generation),
+                from: to.to_string(),
+                changed: false,
+            });
         }
         let mut decisions = snapshot.decisions();
         let from = svc.pools[svc.active].name.clone();
@@ -174,33 +277,78 @@ impl Controller {
             .map(|s| outcome(s, next.generation))
             .ok_or_else(|| ControlError::UnknownService(name.clone()))?;
         tracing::info!(service = %name, from = %from, to = %to, force, generation = next.generation, "switched");
-        self.watch_drain(&name, &from);
-        Ok(out)
+        if from != to {
+            self.watch_drain(&name, &from);
+        }
+        Ok(Change {
+            outcome: out,
+            from,
+            changed: true,
+        })
     }
 
-    /// Makes the previous pool active again.
+    /// Makes the previous pool active again, on behalf of `actor`.
     pub(crate) async fn rollback(
         &self,
+        actor: &str,
         service: Option<&str>,
         force: bool,
     ) -> Result<SwitchOutcome, ControlError> {
-        let to = {
+        let target = {
             let snapshot = self.snapshot();
-            let svc = resolve(&snapshot, service)?;
-            let prev = svc
-                .previous
-                .ok_or_else(|| ControlError::NoPrevious(svc.name.clone()))?;
-            (svc.name.clone(), svc.pools[prev].name.clone())
+            resolve(&snapshot, service).map(|svc| {
+                (
+                    svc.name.clone(),
+                    svc.previous.map(|i| svc.pools[i].name.clone()),
+                )
+            })
         };
-        self.switch(Some(&to.0), &to.1, force).await
+        let result = match &target {
+            Err(e) => Err(e.clone()),
+            Ok((name, None)) => Err(ControlError::NoPrevious(name.clone())),
+            Ok((name, Some(prev))) => self.switch_inner(Some(name), prev, force).await,
+        };
+        self.record(
+            Asked {
+                actor,
+                action: HistoryAction::Rollback,
+                service,
+                to: target.as_ref().ok().and_then(|t| t.1.as_deref()),
+                weights: None,
+                forced: force,
+            },
+            &result,
+        );
+        result.map(|c| c.outcome)
     }
 
-    /// Splits new requests between pools by weight.
+    /// Splits new requests between pools by weight, on behalf of `actor`.
     pub(crate) async fn split(
         &self,
+        actor: &str,
         service: Option<&str>,
         weights: BTreeMap<String, u32>,
     ) -> Result<SwitchOutcome, ControlError> {
+        let result = self.split_inner(service, weights.clone()).await;
+        self.record(
+            Asked {
+                actor,
+                action: HistoryAction::Split,
+                service,
+                to: None,
+                weights: Some(weights),
+                forced: false,
+            },
+            &result,
+        );
+        result.map(|c| c.outcome)
+    }
+
+    async fn split_inner(
+        &self,
+        service: Option<&str>,
+        weights: BTreeMap<String, u32>,
+    ) -> Result<Change, ControlError> {
         let config = self.config.lock().await;
         let snapshot = self.snapshot();
         let svc = resolve(&snapshot, service)?;
@@ -223,12 +371,19 @@ impl Controller {
         decisions.insert(svc.name.clone(), decision);
         let next = self.commit(&config, decisions).await?;
         tracing::info!(service = %svc.name, ?weights, generation = next.generation, "split set");
-        Ok(outcome(svc, next.generation))
+        let active = svc.pools[svc.active].name.clone();
+        Ok(Change {
+            outcome: outcome(svc, next.generation),
+            from: active,
+            changed: true,
+        })
     }
 
     /// Applies a new config; runtime decisions survive unless the file's `active` changed.
     pub(crate) async fn reload(&self, new: Config) -> Result<u64, ControlError> {
         new.validate().map_err(ControlError::InvalidConfig)?;
+        // Certificates first: a bad file rejects the whole reload.
+        let certs = crate::reload::load_certs(self.tls.as_ref(), &new).await?;
         let mut config = self.config.lock().await;
         if new.listen != config.listen || new.admin.listen != config.admin.listen {
             tracing::warn!(
@@ -265,6 +420,7 @@ impl Controller {
         sync_upstreams(&self.shared, &new);
         self.health.sync(&self.shared, &new);
         let next = self.commit(&new, decisions).await?;
+        crate::reload::apply_certs(self.tls.as_ref(), certs);
         *config = new;
         let servers: Vec<_> = config
             .services
@@ -280,6 +436,163 @@ impl Controller {
         self.shared.registry.retain(&servers, &pools);
         tracing::info!(generation = next.generation, "config reloaded");
         Ok(next.generation)
+    }
+
+    /// Applies a new config on behalf of `actor`, and records the reload.
+    pub(crate) async fn reload_as(&self, actor: &str, new: Config) -> Result<u64, ControlError> {
+        let before = self.snapshot();
+        let result = self.reload(new).await;
+        self.record_reload(actor, &before, &result);
+        result
+    }
+
+    /// Re-reads the config file on behalf of `actor`, and records the reload.
+    pub(crate) async fn reload_source_as(&self, actor: &str) -> Result<u64, ControlError> {
+        let before = self.snapshot();
+        let result = crate::reload::reload_from_source(self).await;
+        self.record_reload(actor, &before, &result);
+        result
+    }
+
+    /// Records a switch-like operation: applied ones that changed something, and refused ones
+    /// whose service exists (a request naming no real service or pool changed nothing and is
+    /// not worth keeping).
+    fn record(&self, asked: Asked<'_>, result: &Result<Change, ControlError>) {
+        let entry =
+            |service: &str, from: &str, to: Option<&str>, generation, error: Option<String>| {
+                HistoryEntry {
+                    time: rfc3339(SystemTime::now()),
+                    action: asked.action,
+                    service: Some(service.to_string()),
+                    from: Some(from.to_string()),
+                    to: to.map(str::to_string),
+                    weights: asked.weights.clone(),
+                    forced: asked.forced,
+                    generation,
+                    actor: asked.actor.to_string(),
+                    ok: error.is_none(),
+                    error,
+                }
+            };
+        let entry = match result {
+            Ok(c) if !c.changed => return,
+            Ok(c) => {
+                let kind = match asked.action {
+                    HistoryAction::Rollback => SwitchKind::Rollback,
+                    HistoryAction::Split | HistoryAction::EndSplit => SwitchKind::Split,
+                    HistoryAction::Switch | HistoryAction::Reload => SwitchKind::Switch,
+                };
+                self.shared.metrics.switched(&c.outcome.service, kind);
+                entry(
+                    &c.outcome.service,
+                    &c.from,
+                    Some(&c.outcome.active),
+                    c.outcome.generation,
+                    None,
+                )
+            }
+            Err(
+                ControlError::UnknownService(_)
+                | ControlError::UnknownPool { .. }
+                | ControlError::AmbiguousService(_),
+            ) => return,
+            Err(e) => {
+                let snapshot = self.snapshot();
+                let Ok(svc) = resolve(&snapshot, asked.service) else {
+                    return;
+                };
+                let to = match asked.action {
+                    HistoryAction::Split => None,
+                    _ => asked.to,
+                };
+                entry(
+                    &svc.name,
+                    &svc.pools[svc.active].name,
+                    to,
+                    snapshot.generation,
+                    Some(e.to_string()),
+                )
+            }
+        };
+        if !entry.ok {
+            tracing::info!(service = entry.service.as_deref().unwrap_or("-"), actor = %entry.actor, error = entry.error.as_deref().unwrap_or("-"), "control request refused");
+        }
+        self.history.record(entry);
+    }
+
+    /// Records a reload, and the colour changes it brought (when no other decision interleaved).
+    fn record_reload(&self, actor: &str, before: &Snapshot, result: &Result<u64, ControlError>) {
+        self.shared.metrics.reloaded(match result {
+            Ok(_) => ReloadResult::Ok,
+            Err(ControlError::InvalidConfig(_) | ControlError::Tls(_)) => ReloadResult::Rejected,
+            Err(_) => ReloadResult::Failed,
+        });
+        let after = self.snapshot();
+        let time = rfc3339(SystemTime::now());
+        let entry = |service: Option<&str>,
+                     from: Option<&str>,
+                     to: Option<&str>,
+                     generation,
+                     error: Option<String>| {
+            HistoryEntry {
+                time: time.clone(),
+                action: HistoryAction::Reload,
+                service: service.map(str::to_string),
+                from: from.map(str::to_string),
+                to: to.map(str::to_string),
+                weights: None,
+                forced: false,
+                generation,
+                actor: actor.to_string(),
+                ok: error.is_none(),
+                error,
+            }
+        };
+        let generation = match result {
+            Ok(g) => *g,
+            Err(e) => {
+                let why = match e {
+                    ControlError::InvalidConfig(errors) => {
+                        let first = errors.iter().next().map(ToString::to_string);
+                        format!(
+                            "invalid config ({} problem{}){}",
+                            errors.len(),
+                            if errors.len() == 1 { "" } else { "s" },
+                            first.map(|f| format!(": {f}")).unwrap_or_default()
+                        )
+                    }
+                    other => other.to_string(),
+                };
+                self.history
+                    .record(entry(None, None, None, after.generation, Some(why)));
+                return;
+            }
+        };
+        self.history
+            .record(entry(None, None, None, generation, None));
+        if after.generation != generation || before.generation + 1 != generation {
+            return;
+        }
+        for svc in &after.services {
+            let to = &svc.pools[svc.active].name;
+            // A service the old config did not have was not switched: it was added.
+            let Some(from) = before
+                .service(&svc.name)
+                .map(|s| s.pools[s.active].name.as_str())
+            else {
+                continue;
+            };
+            if from != to {
+                self.shared.metrics.switched(&svc.name, SwitchKind::Switch);
+                self.history.record(entry(
+                    Some(&svc.name),
+                    Some(from),
+                    Some(to),
+                    generation,
+                    None,
+                ));
+            }
+        }
     }
 
     /// Stops the health checkers.
@@ -308,6 +621,7 @@ impl Controller {
                 .map_err(|e| ControlError::Persist(e.to_string()))?
                 .map_err(|e| ControlError::Persist(e.to_string()))?;
         }
+        self.shared.metrics.sync(&next);
         self.shared.snapshot.store(next.clone());
         Ok(next)
     }

@@ -17,6 +17,7 @@ use http::{HeaderValue, Request, Response, Uri, Version, header};
 use http_body::Body;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 use switchyard_config::RetryConfig;
 use switchyard_core::retry::{self, FailureKind, RequestTraits, Verdict};
 use switchyard_core::select::NoServer;
@@ -28,6 +29,7 @@ use crate::error::ProxyError;
 use crate::headers::{self, X_REQUEST_ID};
 use crate::observe::{self, RequestLog};
 use crate::shared::Shared;
+use crate::upgrade;
 
 /// Facts about the client connection a request arrived on.
 #[derive(Debug, Clone, Copy)]
@@ -60,10 +62,15 @@ pub(crate) async fn handle(
             let id = parts.headers.get(&X_REQUEST_ID).cloned();
             (e.response(id.as_ref()), id)
         }
-        Ok((service, request_id)) => {
+        Ok((service, request_id, websocket)) => {
             trace.service = Some(service.clone());
-            let mut resp = match forward(&shared, snapshot, service, parts, body, &mut trace).await
-            {
+            let upgrade = if websocket {
+                parts.extensions.remove::<OnUpgrade>()
+            } else {
+                None
+            };
+            let forwarded = forward(&shared, snapshot, service, parts, body, upgrade, &mut trace);
+            let mut resp = match forwarded.await {
                 Ok(resp) => resp,
                 Err(e) => {
                     error = Some(e.to_string());
@@ -115,11 +122,12 @@ struct Trace {
 }
 
 /// Checks the request head, routes it and rewrites its headers for the upstream.
+/// Returns the service, the request id and whether this is a WebSocket handshake.
 fn prepare(
     snapshot: &Snapshot,
     conn: ConnInfo,
     parts: &mut Parts,
-) -> Result<(Arc<Service>, HeaderValue), ProxyError> {
+) -> Result<(Arc<Service>, HeaderValue, bool), ProxyError> {
     let host = headers::request_host(parts.version, &parts.uri, &parts.headers)?;
     let service = snapshot
         .route(&host.name, parts.uri.path())
@@ -130,7 +138,11 @@ fn prepare(
             return Err(ProxyError::BodyTooLarge);
         }
     }
+    let websocket = parts.version == Version::HTTP_11 && upgrade::websocket_requested(&parts.headers);
     headers::strip_hop_by_hop(&mut parts.headers);
+    if websocket {
+        upgrade::restore_upgrade_headers(&mut parts.headers);
+    }
     let request_id = headers::ensure_request_id(&mut parts.headers);
     headers::add_forwarded(
         &mut parts.headers,
@@ -148,7 +160,7 @@ fn prepare(
             .map_err(|_| ProxyError::BadHost(headers::HostError::Malformed))?;
     }
     parts.version = Version::HTTP_11;
-    Ok((service, request_id))
+    Ok((service, request_id, websocket))
 }
 
 fn content_length(headers: &http::HeaderMap) -> Option<u64> {
@@ -233,12 +245,14 @@ struct Failed {
 }
 
 /// Forwards the request, retrying as the policy allows.
+#[allow(clippy::too_many_arguments)]
 async fn forward(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     mut snapshot: Arc<Snapshot>,
     mut service: Arc<Service>,
     parts: Parts,
     body: Incoming,
+    mut upgrade: Option<OnUpgrade>,
     trace: &mut Trace,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let policy = &service.config.retry.clone();
@@ -250,11 +264,11 @@ async fn forward(
         Prepared::Streamed(b, exceeded) => (None, Some((b, exceeded))),
     };
     let budget = service.budget.clone();
-    let _active = budget.request();
-    let mut _permit = None;
+    budget.record_request();
     let mut parts = Some(parts);
     let mut tried: Vec<SocketAddr> = Vec::with_capacity(2);
     let mut attempt = 0u32;
+    let mut last_failed: Option<Failed> = None;
     loop {
         attempt += 1;
         trace.attempts = attempt;
@@ -271,9 +285,13 @@ async fn forward(
                 });
             }
             Err(NoServer::AllTried) => {
-                return Err(ProxyError::NoHealthyServer {
-                    pool: pool.name.clone(),
-                });
+                // Every server of the live pool has been tried: the last failure is the answer.
+                return match last_failed.take() {
+                    Some(f) => f.response.ok_or(ProxyError::Upstream { kind: f.kind }),
+                    None => Err(ProxyError::NoHealthyServer {
+                        pool: pool.name.clone(),
+                    }),
+                };
             }
         };
         if picked.degraded {
@@ -283,24 +301,20 @@ async fn forward(
         let addr = server.addr;
         trace.upstream = Some(addr);
         tried.push(addr);
+        // A retained retryable answer is released once another server takes over.
+        drop(last_failed.take());
         let in_flight = InFlight::start(server.clone(), pool.state.clone());
 
         // Only an idempotent request with a buffered body can need its head again after it
         // was sent; everything else moves the head into the attempt.
         let keep_head = idempotent && replay.is_some() && attempt < policy.attempts;
-        let failed = match attempt_once(
-            shared,
-            addr,
-            &mut parts,
-            keep_head,
-            &replay,
-            &mut streamed,
-            in_flight,
-            &service,
-            policy,
-        )
-        .await
-        {
+        let mut pending = Pending {
+            parts: &mut parts,
+            replay: &replay,
+            streamed: &mut streamed,
+            upgrade: &mut upgrade,
+        };
+        let failed = match attempt_once(shared, addr, &mut pending, keep_head, in_flight, &service, &pool.name).await {
             Ok(resp) => {
                 server.record_success();
                 return Ok(resp);
@@ -341,18 +355,23 @@ async fn forward(
                 stop(&format!("{reason:?}"));
                 return failed.response.ok_or(ProxyError::Upstream { kind });
             }
-            Verdict::Retry => match budget.try_retry(policy.budget_ratio, policy.budget_min) {
-                None => {
+            Verdict::Retry => {
+                let current = shared.snapshot.load_full();
+                let untried = current
+                    .service(&service.name)
+                    .is_some_and(|s| has_untried(s, &tried));
+                if !untried {
+                    stop("NoUntriedServer");
+                    return failed.response.ok_or(ProxyError::Upstream { kind });
+                }
+                if !budget.try_retry(policy.budget_ratio, policy.budget_min) {
                     stop("RetryBudgetExhausted");
                     return failed.response.ok_or(ProxyError::Upstream { kind });
                 }
-                Some(permit) => {
-                    _permit = Some(permit);
-                    observe::attempt_failed(shared, &service.name, addr, kind, true);
-                }
-            },
+                observe::attempt_failed(shared, &service.name, addr, kind, true);
+            }
         }
-        drop(failed);
+        last_failed = Some(failed);
         tokio::time::sleep(retry::backoff(
             attempt,
             policy.backoff_base,
@@ -367,20 +386,37 @@ async fn forward(
     }
 }
 
-/// One attempt on one server. On failure the head (and a streamed body) are back in `parts` /
-/// `streamed` whenever the request did not reach the upstream.
-#[allow(clippy::too_many_arguments)]
+/// True when a live pool of `svc` has a server this request has not tried yet.
+fn has_untried(svc: &Service, tried: &[SocketAddr]) -> bool {
+    svc.pools
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| svc.is_live(*i))
+        .flat_map(|(_, p)| p.servers.iter())
+        .any(|s| !tried.contains(&s.state.addr))
+}
+
+/// What an attempt takes from the request and gives back when the request did not reach the
+/// upstream: the head, the body (buffered or streamed) and the client's upgrade handle.
+struct Pending<'a> {
+    parts: &'a mut Option<Parts>,
+    replay: &'a Option<Option<Bytes>>,
+    streamed: &'a mut Option<(UpstreamBody, Arc<AtomicBool>)>,
+    upgrade: &'a mut Option<OnUpgrade>,
+}
+
+/// One attempt on one server. On failure the head (and a streamed body) are back in `pending`
+/// whenever the request did not reach the upstream.
 async fn attempt_once(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     addr: SocketAddr,
-    parts: &mut Option<Parts>,
+    pending: &mut Pending<'_>,
     keep_head: bool,
-    replay: &Option<Option<Bytes>>,
-    streamed: &mut Option<(UpstreamBody, Arc<AtomicBool>)>,
     in_flight: InFlight,
     service: &Service,
-    policy: &RetryConfig,
+    pool: &str,
 ) -> Result<Response<ProxyBody>, Failed> {
+    let policy = &service.config.retry;
     let fail = |kind| Failed {
         kind,
         response: None,
@@ -389,20 +425,25 @@ async fn attempt_once(
         .upstreams
         .get(addr)
         .ok_or(fail(FailureKind::ConnectError))?;
-    let (mut sender, _reused) = conns.checkout().await.map_err(fail)?;
-    let head = if keep_head {
-        parts.clone()
+    let websocket = pending.upgrade.is_some();
+    let mut sender = if websocket {
+        conns.connect_upgradable().await.map_err(fail)?
     } else {
-        parts.take()
+        conns.checkout().await.map_err(fail)?.0
+    };
+    let head = if keep_head {
+        pending.parts.clone()
+    } else {
+        pending.parts.take()
     };
     let Some(head) = head else {
         return Err(fail(FailureKind::Unsent));
     };
-    let body = match replay {
+    let body = match pending.replay {
         Some(b) => UpstreamBody::Full(b.clone()),
-        None => match streamed.take() {
+        None => match pending.streamed.take() {
             Some((b, exceeded)) => {
-                *streamed = Some((UpstreamBody::Full(None), exceeded));
+                *pending.streamed = Some((UpstreamBody::Full(None), exceeded));
                 b
             }
             None => UpstreamBody::Full(None),
@@ -416,8 +457,8 @@ async fn attempt_once(
             return match e.take_message() {
                 Some(req) => {
                     let (head, body) = req.into_parts();
-                    *parts = Some(head);
-                    if let Some((slot, _)) = streamed.as_mut() {
+                    *pending.parts = Some(head);
+                    if let Some((slot, _)) = pending.streamed.as_mut() {
                         *slot = body;
                     }
                     Err(fail(FailureKind::Unsent))
@@ -430,6 +471,22 @@ async fn attempt_once(
         }
         Ok(Ok(resp)) => resp,
     };
+    let mut resp = resp;
+    if websocket && resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+        let upstream_io = hyper::upgrade::on(&mut resp);
+        if let Some(client_io) = pending.upgrade.take() {
+            let site = upgrade::TunnelSite {
+                service: service.name.clone(),
+                pool: pool.to_string(),
+                drain_timeout: service.config.upgraded_drain_timeout,
+            };
+            upgrade::spawn_tunnel(shared.clone(), client_io, upstream_io, in_flight, site);
+        }
+        let (mut rparts, _) = resp.into_parts();
+        headers::strip_hop_by_hop(&mut rparts.headers);
+        upgrade::restore_upgrade_headers(&mut rparts.headers);
+        return Ok(Response::from_parts(rparts, ProxyBody::empty()));
+    }
     let (mut rparts, rbody) = resp.into_parts();
     headers::strip_hop_by_hop(&mut rparts.headers);
     let lease = Lease {

@@ -105,6 +105,10 @@ async fn run(server: Arc<ServerState>, mut settings: watch::Receiver<HealthConfi
             }
         }
         server.set_health(tracker.state());
+        if passed {
+            // An app restarted on the same address is back as soon as it answers.
+            server.end_ejection();
+        }
         tokio::select! {
             _ = tokio::time::sleep(cfg.interval) => {}
             changed = settings.changed() => {

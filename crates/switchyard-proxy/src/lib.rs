@@ -18,18 +18,30 @@
 
 mod admin;
 mod body;
+#[allow(dead_code)] // until forward.rs calls it
+mod compress;
 mod control;
+mod dashboard;
 mod error;
 mod forward;
+pub mod framing;
 pub mod headers;
 mod health;
+pub mod history;
+mod metrics;
 mod observe;
+#[allow(dead_code)] // until forward.rs calls it
+mod ratelimit;
 mod reload;
 mod server;
 mod shared;
 pub mod signals;
 pub mod state;
+#[allow(dead_code)] // until forward.rs calls it
+mod static_files;
 pub mod status;
+mod tls;
+mod upgrade;
 mod upstream;
 
 use std::collections::BTreeMap;
@@ -42,15 +54,18 @@ use arc_swap::ArcSwap;
 pub use body::{BoxError, ProxyBody};
 pub use control::{ControlError, SwitchOutcome};
 pub use error::ProxyError;
+pub use history::{HistoryAction, HistoryEntry};
 pub use state::{FileStateStore, StateStore};
 pub use status::StatusReport;
 use switchyard_config::Config;
 use switchyard_core::{Registry, Snapshot};
+pub use tls::TlsError;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::control::Controller;
+use crate::history::{ACTOR_EMBEDDED, History};
 use crate::shared::{ConnCounter, Shared};
 use crate::upstream::Upstreams;
 
@@ -60,6 +75,9 @@ use crate::upstream::Upstreams;
 pub struct Listeners {
     /// Plain HTTP listeners.
     pub http: Vec<TcpListener>,
+    /// TLS listeners, served with the certificates of `[[tls.certs]]` (which must not be empty
+    /// when this is not).
+    pub https: Vec<TcpListener>,
     /// The admin API listener; `None` runs without an admin API.
     pub admin: Option<TcpListener>,
 }
@@ -71,18 +89,24 @@ impl Listeners {
         for addr in &config.listen.http {
             http.push(bind(*addr).await?);
         }
+        let mut https = Vec::with_capacity(config.listen.https.len());
+        for addr in &config.listen.https {
+            https.push(bind(*addr).await?);
+        }
         let admin = match config.admin.listen {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
-        Ok(Listeners { http, admin })
+        Ok(Listeners { http, https, admin })
     }
 
-    /// One HTTP listener and one admin listener on 127.0.0.1 with ports chosen by the system.
+    /// One HTTP listener and one admin listener on 127.0.0.1 with ports chosen by the system
+    /// (no TLS listener).
     pub async fn loopback() -> std::io::Result<Listeners> {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
         Ok(Listeners {
             http: vec![bind(any).await?],
+            https: vec![],
             admin: Some(bind(any).await?),
         })
     }
@@ -108,6 +132,9 @@ pub enum StartError {
     /// The token variable is named but not set.
     #[error("[admin] token_env names {0}, but that environment variable is not set or empty")]
     TokenMissing(String),
+    /// The TLS certificates could not be loaded (the message names the file).
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
     /// A socket operation failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -120,6 +147,7 @@ pub struct ProxyHandle {
     stop: watch::Sender<bool>,
     tasks: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>>,
     http_addrs: Vec<SocketAddr>,
+    https_addrs: Vec<SocketAddr>,
     admin_addr: Option<SocketAddr>,
     shutdown_timeout: Duration,
 }
@@ -128,40 +156,101 @@ impl std::fmt::Debug for ProxyHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProxyHandle")
             .field("http_addrs", &self.http_addrs)
+            .field("https_addrs", &self.https_addrs)
             .field("admin_addr", &self.admin_addr)
             .finish()
     }
 }
 
-/// Starts the proxy on `listeners` with the state store the config names (if any).
+/// Starts the proxy on `listeners` with the state store the config names (if any) and the
+/// admin token from the variable `[admin] token_env` names.
 ///
 /// Must be called within a Tokio runtime; the proxy runs on spawned tasks.
 pub fn start(config: Config, listeners: Listeners) -> Result<ProxyHandle, StartError> {
-    let store: Option<Arc<dyn StateStore>> = config
-        .state
-        .file
-        .as_ref()
-        .map(|p| Arc::new(FileStateStore::new(p.clone())) as Arc<dyn StateStore>);
-    start_with_store(config, listeners, store)
+    Builder::new(config, listeners).start()
 }
 
-/// Starts the proxy with an explicit state store (`None`: decisions are not persisted).
-pub fn start_with_store(
+/// Starts a proxy with options an embedding program may set in code.
+pub struct Builder {
+    config: Config,
+    listeners: Listeners,
+    store: Option<Option<Arc<dyn StateStore>>>,
+    token: Option<String>,
+}
+
+impl Builder {
+    /// A proxy for `config` on `listeners`, with the defaults `start` uses.
+    pub fn new(config: Config, listeners: Listeners) -> Self {
+        Builder {
+            config,
+            listeners,
+            store: None,
+            token: None,
+        }
+    }
+
+    /// Uses this state store instead of the file `[state] file` names (`None`: no persistence).
+    pub fn state_store(mut self, store: Option<Arc<dyn StateStore>>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Requires this bearer token on the admin API (instead of reading `[admin] token_env`).
+    pub fn admin_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Starts the proxy. Must be called within a Tokio runtime.
+    pub fn start(self) -> Result<ProxyHandle, StartError> {
+        let store = self.store.unwrap_or_else(|| {
+            self.config
+                .state
+                .file
+                .as_ref()
+                .map(|p| Arc::new(FileStateStore::new(p.clone())) as Arc<dyn StateStore>)
+        });
+        start_inner(self.config, self.listeners, store, self.token)
+    }
+}
+
+fn start_inner(
     config: Config,
     listeners: Listeners,
     store: Option<Arc<dyn StateStore>>,
+    token: Option<String>,
 ) -> Result<ProxyHandle, StartError> {
     config.validate()?;
     let admin_addr = match &listeners.admin {
         Some(l) => Some(l.local_addr()?),
         None => None,
     };
-    let token = admin_token(&config, admin_addr)?;
+    let token = admin_token(&config, admin_addr, token)?;
     let http_addrs = listeners
         .http
         .iter()
         .map(TcpListener::local_addr)
         .collect::<Result<Vec<_>, _>>()?;
+    let https_addrs = listeners
+        .https
+        .iter()
+        .map(TcpListener::local_addr)
+        .collect::<Result<Vec<_>, _>>()?;
+    // Certificates are loaded (and checked) whenever they are configured or needed.
+    let tls = if listeners.https.is_empty() && config.tls.certs.is_empty() {
+        None
+    } else {
+        Some(tls::Tls::new(&config.tls.certs)?)
+    };
+    let plain = if config.listen.redirect_https {
+        let https_port = https_addrs
+            .first()
+            .or(config.listen.https.first())
+            .map_or(443, SocketAddr::port);
+        server::Plain::Redirect { https_port }
+    } else {
+        server::Plain::Forward
+    };
     let shutdown_timeout = config.runtime.shutdown_timeout;
     let builder = Arc::new(server::builder(&config.limits));
     let shared = Arc::new(Shared {
@@ -174,19 +263,45 @@ pub fn start_with_store(
         upstreams: Upstreams::default(),
         registry: Registry::new(),
         connections: ConnCounter::default(),
+        metrics: metrics::Metrics::default(),
     });
-    let ctl = Arc::new(Controller::new(shared.clone(), config, store));
+    let history = match &config.state.file {
+        Some(state) => History::open(history::path_for_state(state), history_capacity(&config)),
+        None => History::in_memory(history_capacity(&config)),
+    };
+    let ctl = Arc::new(
+        Controller::new(shared.clone(), config, store, history)
+            .with_tls(tls.as_ref().map(tls::Tls::reloader)),
+    );
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
+    let ctx = server::ConnCtx {
+        shared: shared.clone(),
+        builder,
+        stop: stop_rx.clone(),
+    };
     for listener in listeners.http {
         tasks.push(tokio::spawn(server::serve_http(
             listener,
-            shared.clone(),
-            builder.clone(),
-            stop_rx.clone(),
+            ctx.clone(),
+            plain,
         )));
     }
+    if let Some(tls) = &tls {
+        for listener in listeners.https {
+            tasks.push(tokio::spawn(server::serve_https(
+                listener,
+                ctx.clone(),
+                tls.clone(),
+            )));
+        }
+    }
     if let Some(listener) = listeners.admin {
+        // The dashboard's chart of the last minutes, sampled once a second.
+        tasks.push(tokio::spawn(metrics::sample_traffic(
+            shared.clone(),
+            stop_rx.clone(),
+        )));
         tasks.push(tokio::spawn(admin::serve(
             listener,
             ctl.clone(),
@@ -198,30 +313,49 @@ pub fn start_with_store(
     for svc in &snap.services {
         tracing::info!(service = %svc.name, active = %svc.pools[svc.active].name, "service ready");
     }
-    let http_list = http_addrs
-        .iter()
-        .map(SocketAddr::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
+    let list = |addrs: &[SocketAddr]| {
+        addrs
+            .iter()
+            .map(SocketAddr::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let (http_list, https_list) = (list(&http_addrs), list(&https_addrs));
     let admin_str = admin_addr.map_or_else(|| "off".to_string(), |a| a.to_string());
-    tracing::info!(http = %http_list, admin = %admin_str, generation = snap.generation, "switchyard started");
+    tracing::info!(http = %http_list, https = %https_list, admin = %admin_str, generation = snap.generation, "switchyard started");
     Ok(ProxyHandle {
         ctl,
         stop,
         tasks: Arc::new(std::sync::Mutex::new(tasks)),
         http_addrs,
+        https_addrs,
         admin_addr,
         shutdown_timeout,
     })
 }
 
-fn admin_token(config: &Config, admin: Option<SocketAddr>) -> Result<Option<Arc<str>>, StartError> {
-    let token = match &config.admin.token_env {
-        Some(var) => match std::env::var(var) {
+/// How many history entries to keep: `[admin] history`.
+fn history_capacity(config: &Config) -> usize {
+    config.admin.history
+}
+
+/// An actor name as the history keeps it (sanitised; `embedded` when nothing usable is left).
+fn actor_name(actor: &str) -> String {
+    history::sanitize_actor(actor).unwrap_or_else(|| ACTOR_EMBEDDED.to_string())
+}
+
+fn admin_token(
+    config: &Config,
+    admin: Option<SocketAddr>,
+    given: Option<String>,
+) -> Result<Option<Arc<str>>, StartError> {
+    let token = match (given, &config.admin.token_env) {
+        (Some(t), _) if !t.trim().is_empty() => Some(Arc::from(t.trim())),
+        (_, Some(var)) => match std::env::var(var) {
             Ok(v) if !v.trim().is_empty() => Some(Arc::from(v.trim())),
             _ => return Err(StartError::TokenMissing(var.clone())),
         },
-        None => None,
+        _ => None,
     };
     if let Some(addr) = admin {
         if token.is_none() && !addr.ip().is_loopback() {
@@ -249,6 +383,11 @@ impl ProxyHandle {
         &self.http_addrs
     }
 
+    /// The addresses the TLS listeners are bound to.
+    pub fn https_addrs(&self) -> &[SocketAddr] {
+        &self.https_addrs
+    }
+
     /// The address of the admin API, when it runs.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin_addr
@@ -265,13 +404,27 @@ impl ProxyHandle {
     }
 
     /// Makes `to` the active pool (`service` may be `None` when there is exactly one).
+    /// Recorded in the history as done by `embedded`.
     pub async fn switch(
         &self,
         service: Option<&str>,
         to: &str,
         force: bool,
     ) -> Result<SwitchOutcome, ControlError> {
-        self.ctl.switch(service, to, force).await
+        self.switch_as(ACTOR_EMBEDDED, service, to, force).await
+    }
+
+    /// [`switch`](Self::switch) on behalf of `actor` (as the history will name it).
+    pub async fn switch_as(
+        &self,
+        actor: &str,
+        service: Option<&str>,
+        to: &str,
+        force: bool,
+    ) -> Result<SwitchOutcome, ControlError> {
+        self.ctl
+            .switch(&actor_name(actor), service, to, force)
+            .await
     }
 
     /// Makes the previous pool active again.
@@ -280,7 +433,17 @@ impl ProxyHandle {
         service: Option<&str>,
         force: bool,
     ) -> Result<SwitchOutcome, ControlError> {
-        self.ctl.rollback(service, force).await
+        self.rollback_as(ACTOR_EMBEDDED, service, force).await
+    }
+
+    /// [`rollback`](Self::rollback) on behalf of `actor`.
+    pub async fn rollback_as(
+        &self,
+        actor: &str,
+        service: Option<&str>,
+        force: bool,
+    ) -> Result<SwitchOutcome, ControlError> {
+        self.ctl.rollback(&actor_name(actor), service, force).await
     }
 
     /// Splits new requests between pools by weight (a switch or rollback ends the split).
@@ -289,17 +452,57 @@ impl ProxyHandle {
         service: Option<&str>,
         weights: BTreeMap<String, u32>,
     ) -> Result<SwitchOutcome, ControlError> {
-        self.ctl.split(service, weights).await
+        self.split_as(ACTOR_EMBEDDED, service, weights).await
+    }
+
+    /// [`split`](Self::split) on behalf of `actor`.
+    pub async fn split_as(
+        &self,
+        actor: &str,
+        service: Option<&str>,
+        weights: BTreeMap<String, u32>,
+    ) -> Result<SwitchOutcome, ControlError> {
+        self.ctl.split(&actor_name(actor), service, weights).await
+    }
+
+    /// Ends a split on behalf of `actor`: every new request goes to the active pool again.
+    pub async fn end_split_as(
+        &self,
+        actor: &str,
+        service: Option<&str>,
+    ) -> Result<SwitchOutcome, ControlError> {
+        self.ctl.end_split(&actor_name(actor), service).await
     }
 
     /// Applies a new config (listeners stay as they are). Returns the new generation.
     pub async fn reload(&self, config: Config) -> Result<u64, ControlError> {
-        self.ctl.reload(config).await
+        self.reload_as(ACTOR_EMBEDDED, config).await
+    }
+
+    /// [`reload`](Self::reload) on behalf of `actor`.
+    pub async fn reload_as(&self, actor: &str, config: Config) -> Result<u64, ControlError> {
+        self.ctl.reload_as(&actor_name(actor), config).await
     }
 
     /// Re-reads the config file the proxy was started from, like SIGHUP.
     pub async fn reload_from_source(&self) -> Result<u64, ControlError> {
-        reload::reload_from_source(&self.ctl).await
+        self.reload_from_source_as(ACTOR_EMBEDDED).await
+    }
+
+    /// [`reload_from_source`](Self::reload_from_source) on behalf of `actor` (the signal
+    /// handler passes [`history::ACTOR_SIGHUP`]).
+    pub async fn reload_from_source_as(&self, actor: &str) -> Result<u64, ControlError> {
+        self.ctl.reload_source_as(&actor_name(actor)).await
+    }
+
+    /// The newest `limit` entries of the switch history, newest first (`GET /history`).
+    pub fn history(&self, limit: usize) -> Vec<HistoryEntry> {
+        self.ctl.history(limit)
+    }
+
+    /// The Prometheus exposition (OpenMetrics text), as `GET /metrics` answers it.
+    pub fn metrics_text(&self) -> String {
+        metrics::render(&self.ctl.shared)
     }
 
     /// Client connections open now.

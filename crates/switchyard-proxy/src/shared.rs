@@ -6,6 +6,7 @@ use arc_swap::ArcSwap;
 use switchyard_core::{Registry, Snapshot};
 use tokio::sync::Notify;
 
+use crate::metrics::Metrics;
 use crate::upstream::Upstreams;
 
 /// State shared by every connection task and the control plane.
@@ -19,6 +20,8 @@ pub(crate) struct Shared {
     pub(crate) registry: Registry,
     /// Open client connections, so a graceful stop knows when it is done.
     pub(crate) connections: ConnCounter,
+    /// Request, retry and control-plane counters (lock-free on the request path).
+    pub(crate) metrics: Metrics,
 }
 
 /// Counts open client connections and wakes a waiter when none is left.

@@ -96,6 +96,15 @@ impl ServerConns {
     }
 
     async fn connect(&self) -> Result<Sender, FailureKind> {
+        self.open(false).await
+    }
+
+    /// A fresh connection that may be upgraded (a WebSocket handshake); never pooled.
+    pub(crate) async fn connect_upgradable(&self) -> Result<Sender, FailureKind> {
+        self.open(true).await
+    }
+
+    async fn open(&self, upgrades: bool) -> Result<Sender, FailureKind> {
         let timeout = Duration::from_millis(self.connect_timeout_ms.load(Ordering::Relaxed));
         let stream = match tokio::time::timeout(timeout, TcpStream::connect(self.addr)).await {
             Err(_) => return Err(FailureKind::ConnectTimeout),
@@ -115,7 +124,12 @@ impl ServerConns {
             .map_err(|_| FailureKind::ConnectError)?;
         let addr = self.addr;
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let result = if upgrades {
+                conn.with_upgrades().await
+            } else {
+                conn.await
+            };
+            if let Err(e) = result {
                 tracing::debug!(upstream = %addr, error = %e, "upstream connection ended");
             }
         });

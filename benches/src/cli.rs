@@ -1,0 +1,236 @@
+//! The command line of `switchyard-bench`, and its translation into run specs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use http::{HeaderName, HeaderValue, Method};
+
+use crate::compare::CompareSpec;
+use crate::duration;
+use crate::flip::{FlipPlan, Flipper};
+use crate::load::LoadSpec;
+use crate::target::Target;
+
+/// Switchyard's load tool.
+#[derive(Debug, Parser)]
+#[command(name = "switchyard-bench", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load one http:// URL and report latency, errors and answers by header.
+    Load(LoadArgs),
+    /// Compare Switchyard with nginx and HAProxy (and the upstream directly).
+    Compare(CompareArgs),
+    /// Run the built-in upstream (used by `compare`).
+    Upstream(UpstreamArgs),
+}
+
+/// `load`.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// The URL (http:// only).
+    pub url: String,
+    /// Connections.
+    #[arg(short = 'c', long, default_value_t = 64)]
+    pub connections: usize,
+    /// HTTP/2 with prior knowledge.
+    #[arg(long)]
+    pub h2: bool,
+    /// Concurrent streams per HTTP/2 connection.
+    #[arg(long, default_value_t = 1)]
+    pub streams: usize,
+    /// Open loop: requests per second (latency from the intended send time).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// How long to run, after the warm-up (default 10s unless --requests is given).
+    #[arg(short = 'd', long, value_parser = duration::parse)]
+    pub duration: Option<Duration>,
+    /// Stop after this many requests.
+    #[arg(short = 'n', long)]
+    pub requests: Option<u64>,
+    /// Send but do not record the requests of this first period.
+    #[arg(long, value_parser = duration::parse, default_value = "0s")]
+    pub warmup: Duration,
+    /// Request method.
+    #[arg(short = 'm', long, default_value = "GET")]
+    pub method: String,
+    /// Request body size in bytes.
+    #[arg(long, default_value_t = 0)]
+    pub body_size: usize,
+    /// Extra request header, `name:value` (repeatable).
+    #[arg(short = 'H', long = "header")]
+    pub headers: Vec<String>,
+    /// A request without a complete answer after this long fails as a timeout.
+    #[arg(long, value_parser = duration::parse, default_value = "10s")]
+    pub timeout: Duration,
+    /// Count answers by the value of this response header (e.g. x-colour).
+    #[arg(long)]
+    pub by_header: Option<String>,
+    /// Flip colours through the admin API this often during the run.
+    #[arg(long, value_parser = duration::parse)]
+    pub flip_every: Option<Duration>,
+    /// The admin API for flips.
+    #[arg(long, default_value = "http://127.0.0.1:9901")]
+    pub admin: String,
+    /// Colours to flip between, the live one first.
+    #[arg(long, default_value = "green,blue", value_delimiter = ',')]
+    pub colours: Vec<String>,
+    /// The service to flip (default: the single-service `/switch`).
+    #[arg(long)]
+    pub service: Option<String>,
+    /// The first flip, after the warm-up (default: a third of the duration).
+    #[arg(long, value_parser = duration::parse)]
+    pub flip_start: Option<Duration>,
+    /// How long after a flip its requests count as "after the flip".
+    #[arg(long, value_parser = duration::parse, default_value = "1s")]
+    pub flip_window: Duration,
+    /// Load generator threads.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress line.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Rounds (each runs every target once, in turn).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Each measured run.
+    #[arg(short = 'd', long, value_parser = duration::parse, default_value = "5s")]
+    pub duration: Duration,
+    /// An unrecorded run before each measured one.
+    #[arg(long, value_parser = duration::parse, default_value = "1s")]
+    pub warmup: Duration,
+    /// Client connections.
+    #[arg(short = 'c', long, default_value_t = 64)]
+    pub connections: usize,
+    /// The flip scenario: the same load while flipping colours.
+    #[arg(long)]
+    pub flip: bool,
+    /// Time between flips in the flip scenario.
+    #[arg(long, value_parser = duration::parse, default_value = "1s")]
+    pub flip_every: Duration,
+    /// Idle keep-alive connections for the memory check (0 skips it).
+    #[arg(long, default_value_t = 1000)]
+    pub idle_conns: usize,
+    /// The Switchyard binary (default: next to this one, else built).
+    #[arg(long)]
+    pub switchyard: Option<PathBuf>,
+    /// Only these targets: direct, switchyard, nginx, haproxy.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Option<Vec<String>>,
+    /// Load generator threads.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Print the full report as JSON instead of markdown.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `upstream`.
+#[derive(Debug, Args)]
+pub struct UpstreamArgs {
+    /// Where to listen (port 0: any free port; the bound address is printed).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// Sent as the `x-colour` response header.
+    #[arg(long, default_value = "green")]
+    pub colour: String,
+    /// Response body size in bytes.
+    #[arg(long, default_value_t = 13)]
+    pub body_size: usize,
+}
+
+fn parse_header(h: &str) -> anyhow::Result<(HeaderName, HeaderValue)> {
+    let (name, value) = h
+        .split_once(':')
+        .with_context(|| format!("-H `{h}`: write name:value"))?;
+    Ok((
+        HeaderName::from_bytes(name.trim().as_bytes())
+            .with_context(|| format!("-H `{h}`: bad header name"))?,
+        HeaderValue::from_str(value.trim())
+            .with_context(|| format!("-H `{h}`: bad header value"))?,
+    ))
+}
+
+impl LoadArgs {
+    /// The run these arguments describe.
+    pub async fn spec(&self) -> anyhow::Result<LoadSpec> {
+        let mut spec = LoadSpec::new(Target::resolve(&self.url).await?);
+        spec.connections = self.connections;
+        spec.h2 = self.h2;
+        spec.streams = self.streams.max(1);
+        spec.rate = self.rate;
+        spec.duration = self.duration;
+        spec.requests = self.requests;
+        spec.warmup = self.warmup;
+        spec.method = Method::from_bytes(self.method.to_ascii_uppercase().as_bytes())
+            .with_context(|| format!("--method {}: not a method", self.method))?;
+        spec.body_size = self.body_size;
+        spec.headers = self
+            .headers
+            .iter()
+            .map(|h| parse_header(h))
+            .collect::<anyhow::Result<_>>()?;
+        spec.timeout = self.timeout;
+        spec.by_header = match &self.by_header {
+            Some(h) => Some(HeaderName::from_bytes(h.as_bytes())?),
+            None => None,
+        };
+        spec.progress = !self.quiet;
+        if let Some(every) = self.flip_every {
+            if every.is_zero() {
+                bail!("--flip-every must be more than 0");
+            }
+            if self.colours.len() < 2 {
+                bail!("--colours needs at least two colours");
+            }
+            let admin = Target::resolve(&self.admin).await?;
+            let run = self.duration.unwrap_or(Duration::from_secs(10));
+            spec.flip = Some(FlipPlan {
+                every,
+                start: self.flip_start.unwrap_or((run / 3).max(every)),
+                window: self.flip_window,
+                colours: self.colours.clone(),
+                flipper: Flipper::Admin {
+                    addr: admin.addr,
+                    service: self.service.clone(),
+                    token: std::env::var("SWITCHYARD_ADMIN_TOKEN").ok(),
+                },
+            });
+        }
+        Ok(spec)
+    }
+}
+
+impl CompareArgs {
+    /// The comparison these arguments describe.
+    pub fn spec(&self) -> CompareSpec {
+        CompareSpec {
+            rounds: self.rounds,
+            duration: self.duration,
+            warmup: self.warmup,
+            connections: self.connections,
+            flip: self.flip,
+            flip_every: self.flip_every,
+            idle_conns: self.idle_conns,
+            switchyard: self.switchyard.clone(),
+            only: self.only.clone(),
+        }
+    }
+}

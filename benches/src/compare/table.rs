@@ -1,0 +1,258 @@
+//! The comparison as markdown: medians over the rounds, each with its ratio to nginx, and
+//! the targets of issue #5 marked met or missed.
+
+use std::fmt::Write as _;
+
+use super::{CompareReport, TargetResult};
+use crate::duration::human_us;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Medians of one target's runs.
+#[derive(Debug, Clone, Copy, Default)]
+struct Summary {
+    rps: f64,
+    p50: f64,
+    p99: f64,
+    cpu: f64,
+    upstream_cpu: f64,
+    loadgen: f64,
+    rss_mb: f64,
+    failed: u64,
+    closed: u64,
+}
+
+fn summary(t: &TargetResult) -> Summary {
+    let m = |f: &dyn Fn(&super::RunResult) -> f64| median(t.runs.iter().map(f).collect());
+    Summary {
+        rps: m(&|r| r.load.rps),
+        p50: m(&|r| r.load.latency_us.p50 as f64),
+        p99: m(&|r| r.load.latency_us.p99 as f64),
+        cpu: m(&|r| r.cpu_us_per_req),
+        upstream_cpu: m(&|r| r.upstream_cpu_us_per_req),
+        loadgen: m(&|r| r.loadgen_cores),
+        rss_mb: t.runs.iter().map(|r| r.peak_rss_kb).max().unwrap_or(0) as f64 / 1024.0,
+        failed: t.runs.iter().map(|r| r.load.errors.total).sum(),
+        closed: t
+            .runs
+            .iter()
+            .map(|r| r.load.connections_closed_by_server)
+            .sum(),
+    }
+}
+
+fn ratio(a: f64, b: Option<f64>) -> String {
+    match b {
+        Some(b) if b > 0.0 && a > 0.0 => format!("{:.2}", a / b),
+        _ => "—".into(),
+    }
+}
+
+fn us(v: f64) -> String {
+    human_us(v.round() as u64)
+}
+
+/// The report as markdown tables (and the target verdicts).
+pub fn markdown(r: &CompareReport) -> String {
+    if r.scenario == "flip" {
+        return flip_markdown(r);
+    }
+    let mut out = String::new();
+    let nginx = r
+        .targets
+        .iter()
+        .find(|t| t.name == "nginx")
+        .map(summary);
+    let _ = writeln!(
+        out,
+        "{} connections, {} rounds of {:.0} s per target (medians; peak RSS is the largest VmHWM)\n",
+        r.connections, r.rounds, r.duration_s
+    );
+    out.push_str("| target | requests/s | × nginx | p50 | p99 | × nginx | proxy CPU µs/req | × nginx | peak RSS MB | × nginx | failed |\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for t in &r.targets {
+        let s = summary(t);
+        let direct = t.name == "direct";
+        let name = if direct {
+            "upstream directly (ceiling)".to_string()
+        } else {
+            t.name.clone()
+        };
+        let _ = writeln!(
+            out,
+            "| {name} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            s.rps,
+            ratio(s.rps, nginx.map(|n| n.rps)),
+            us(s.p50),
+            us(s.p99),
+            ratio(s.p99, nginx.map(|n| n.p99)),
+            if direct { "—".into() } else { format!("{:.1}", s.cpu) },
+            if direct { "—".into() } else { ratio(s.cpu, nginx.map(|n| n.cpu)) },
+            if direct { "—".into() } else { format!("{:.1}", s.rss_mb) },
+            if direct { "—".into() } else { ratio(s.rss_mb, nginx.map(|n| n.rss_mb)) },
+            s.failed,
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "Upstream CPU µs/req (median): {}; load generator cores used (median): {}\n",
+        r.targets
+            .iter()
+            .map(|t| format!("{} {:.1}", t.name, summary(t).upstream_cpu))
+            .collect::<Vec<_>>()
+            .join(", "),
+        r.targets
+            .iter()
+            .map(|t| format!("{} {:.2}", t.name, summary(t).loadgen))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    let idle: Vec<&TargetResult> = r.targets.iter().filter(|t| t.idle.is_some()).collect();
+    if let Some(n) = idle.first().and_then(|t| t.idle).map(|i| i.connections) {
+        let _ = writeln!(
+            out,
+            "| target | RSS before | RSS with {n} idle keep-alive connections | per connection |"
+        );
+        out.push_str("|---|---:|---:|---:|\n");
+        for t in &idle {
+            if let Some(i) = t.idle {
+                let per = (i.rss_idle_kb as f64 - i.rss_before_kb as f64) / n.max(1) as f64;
+                let _ = writeln!(
+                    out,
+                    "| {} | {:.1} MB | {:.1} MB | {:.1} kB |",
+                    t.name,
+                    i.rss_before_kb as f64 / 1024.0,
+                    i.rss_idle_kb as f64 / 1024.0,
+                    per
+                );
+            }
+        }
+        let _ = writeln!(out);
+    }
+    out.push_str(&verdicts(r, nginx));
+    for n in &r.notes {
+        let _ = writeln!(out, "\nNote: {n}");
+    }
+    out
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "MISSED" }
+}
+
+fn verdicts(r: &CompareReport, nginx: Option<Summary>) -> String {
+    let mut out = String::new();
+    let Some(sy) = r.targets.iter().find(|t| t.name == "switchyard") else {
+        return out;
+    };
+    let s = summary(sy);
+    if let Some(n) = nginx {
+        let cpu = s.cpu / n.cpu.max(1e-9);
+        let rps = s.rps / n.rps.max(1e-9);
+        let p99 = s.p99 / n.p99.max(1e-9);
+        let _ = writeln!(
+            out,
+            "- proxy CPU per request ≤ 0.8× nginx: {:.2}× ({:.1} vs {:.1} µs) — {}",
+            cpu,
+            s.cpu,
+            n.cpu,
+            verdict(cpu <= 0.8)
+        );
+        let _ = writeln!(
+            out,
+            "- requests/s ≥ 1.1× nginx: {:.2}× ({:.0} vs {:.0}) — {}",
+            rps,
+            s.rps,
+            n.rps,
+            verdict(rps >= 1.1)
+        );
+        let _ = writeln!(
+            out,
+            "- p99 ≤ nginx: {:.2}× ({} vs {}) — {}",
+            p99,
+            us(s.p99),
+            us(n.p99),
+            verdict(p99 <= 1.0)
+        );
+    }
+    if let Some(i) = sy.idle {
+        let mb = i.rss_idle_kb as f64 / 1024.0;
+        let _ = writeln!(
+            out,
+            "- RSS ≤ 30 MB with {} idle keep-alive connections: {:.1} MB — {}",
+            i.connections,
+            mb,
+            verdict(mb <= 30.0)
+        );
+    }
+    out
+}
+
+fn flip_markdown(r: &CompareReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} connections, {} rounds of {:.0} s per target, a flip every second after the first third of each run\n",
+        r.connections, r.rounds, r.duration_s
+    );
+    out.push_str("| target | requests | failed | client conns closed | old-colour answers after the flip returned | steady p99 | worst p99 in the second after a flip | × steady |\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    let mut sy_line = String::new();
+    for t in &r.targets {
+        let s = summary(t);
+        let requests: u64 = t.runs.iter().map(|r| r.load.requests).sum();
+        let flips: Vec<_> = t.runs.iter().filter_map(|r| r.load.flips.as_ref()).collect();
+        let stale: u64 = flips.iter().filter_map(|f| f.stale_answers).sum();
+        let steady = median(flips.iter().map(|f| f.steady_p99_us as f64).collect());
+        let (worst, worst_ratio) = flips
+            .iter()
+            .map(|f| (f.worst_p99_us, f.worst_p99_ratio))
+            .fold((0, 0.0f64), |a, b| if b.1 > a.1 { b } else { a });
+        let flip_errors: usize = flips
+            .iter()
+            .map(|f| f.flips.iter().filter(|x| x.error.is_some()).count())
+            .sum();
+        let _ = writeln!(
+            out,
+            "| {}{} | {requests} | {} | {} | {stale} | {} | {} | {:.2} |",
+            t.name,
+            if flip_errors > 0 {
+                format!(" ({flip_errors} flips failed)")
+            } else {
+                String::new()
+            },
+            s.failed,
+            s.closed,
+            us(steady),
+            human_us(worst),
+            worst_ratio
+        );
+        if t.name == "switchyard" {
+            sy_line = format!(
+                "- flipping every second at full load: {} failed requests — {}; worst p99 in the second after a flip {:.2}× steady — {}\n",
+                s.failed,
+                verdict(s.failed == 0),
+                worst_ratio,
+                verdict(worst_ratio <= 1.2)
+            );
+        }
+    }
+    let _ = writeln!(out);
+    out.push_str(&sy_line);
+    for n in &r.notes {
+        let _ = writeln!(out, "\nNote: {n}");
+    }
+    out
+}

@@ -1,0 +1,183 @@
+//! The generated nginx, HAProxy and Switchyard configs say what `compare` promises, and the
+//! real tools accept them when they are installed (skipped with a note otherwise); the HAProxy
+//! runtime-socket talk works against a fake socket; `compare` runs end to end on the direct
+//! upstream alone.
+
+use std::net::SocketAddr;
+use std::process::Command;
+
+use switchyard_bench::compare::configs;
+use switchyard_bench::compare::targets::which;
+use switchyard_bench::flip::{haproxy_command, haproxy_flip_command};
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn colours() -> Vec<(String, SocketAddr)> {
+    vec![("green".into(), addr(5000)), ("blue".into(), addr(5001))]
+}
+
+#[test]
+fn nginx_config_has_the_promised_directives() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let upstream_file = dir.path().join("upstream.conf");
+    let conf = configs::nginx_conf(&configs::NginxParams {
+        prefix: dir.path(),
+        listen: addr(8080),
+        upstream_file: &upstream_file,
+    });
+    for d in [
+        "worker_processes 1;",
+        "daemon off;",
+        "access_log off;",
+        "listen 127.0.0.1:8080",
+        "proxy_pass http://app;",
+        "proxy_http_version 1.1;",
+        "proxy_set_header Connection \"\";",
+        "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+        "proxy_set_header X-Forwarded-Proto $scheme;",
+        "proxy_set_header X-Forwarded-Host $http_host;",
+        "keepalive_requests 100000000;",
+    ] {
+        assert!(conf.contains(d), "nginx.conf lacks `{d}`:\n{conf}");
+    }
+    assert!(conf.contains(&format!("include {};", upstream_file.display())));
+    let up = configs::nginx_upstream(&[addr(5000)]);
+    assert!(up.contains("server 127.0.0.1:5000;"));
+    assert!(up.contains("keepalive 128;"));
+
+    let Some(nginx) = which("nginx") else {
+        println!("note: nginx is not installed; skipping `nginx -t`");
+        return;
+    };
+    std::fs::write(&upstream_file, &up).expect("write upstream");
+    let conf_file = dir.path().join("nginx.conf");
+    std::fs::write(&conf_file, &conf).expect("write conf");
+    let out = Command::new(nginx)
+        .arg("-t")
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-c")
+        .arg(&conf_file)
+        .arg("-e")
+        .arg(dir.path().join("error.log"))
+        .output()
+        .expect("run nginx -t");
+    assert!(
+        out.status.success(),
+        "nginx -t refused the config: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn haproxy_config_has_the_promised_directives() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("haproxy.sock");
+    let c = colours();
+    let conf = configs::haproxy_conf(&configs::HaproxyParams {
+        listen: addr(8081),
+        servers: &c,
+        active: "green",
+        socket: &socket,
+    });
+    for d in [
+        "nbthread 1",
+        "http-reuse always",
+        "option forwardfor",
+        "http-request set-header X-Forwarded-Proto http",
+        "http-request set-header X-Forwarded-Host %[req.hdr(host)]",
+        "bind 127.0.0.1:8081",
+        "server green 127.0.0.1:5000\n",
+        "server blue 127.0.0.1:5001 disabled",
+        "level admin",
+    ] {
+        assert!(conf.contains(d), "haproxy.cfg lacks `{d}`:\n{conf}");
+    }
+    assert!(conf.contains(&format!("stats socket {}", socket.display())));
+
+    let Some(haproxy) = which("haproxy") else {
+        println!("note: HAProxy is not installed; skipping `haproxy -c`");
+        return;
+    };
+    let file = dir.path().join("haproxy.cfg");
+    std::fs::write(&file, &conf).expect("write conf");
+    let out = Command::new(haproxy)
+        .arg("-c")
+        .arg("-f")
+        .arg(&file)
+        .output()
+        .expect("run haproxy -c");
+    assert!(
+        out.status.success(),
+        "haproxy -c refused the config: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn switchyard_config_is_valid_and_single_threaded() {
+    let c = colours();
+    let text = configs::switchyard_conf(&configs::SwitchyardParams {
+        listen: addr(8082),
+        admin: addr(9902),
+        pools: &c,
+        active: "green",
+    });
+    let config = switchyard_config::parse_str(&text, "generated.toml")
+        .unwrap_or_else(|e| panic!("invalid generated config: {e}\n{text}"));
+    assert_eq!(config.runtime.worker_threads, Some(1));
+    let app = &config.services["app"];
+    assert_eq!(app.active, "green");
+    assert_eq!(app.pools.len(), 2);
+}
+
+#[test]
+fn haproxy_flip_commands() {
+    let c = vec!["green".to_string(), "blue".to_string()];
+    assert_eq!(
+        haproxy_flip_command("app", &c, "blue"),
+        "set server app/blue state ready; set server app/green state maint"
+    );
+}
+
+#[tokio::test]
+async fn haproxy_socket_talk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("fake.sock");
+    let listener = tokio::net::UnixListener::bind(&path).expect("bind unix socket");
+    let server = tokio::spawn(async move {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let (stream, _) = listener.accept().await.expect("accept");
+        let mut stream = BufReader::new(stream);
+        let mut line = String::new();
+        stream.read_line(&mut line).await.expect("read");
+        stream.get_mut().write_all(b"\n").await.expect("write");
+        line
+    });
+    let answer = haproxy_command(&path, "set server app/blue state ready")
+        .await
+        .expect("talk");
+    assert_eq!(answer.trim(), "");
+    assert_eq!(
+        server.await.expect("join"),
+        "set server app/blue state ready\n"
+    );
+}
+
+#[test]
+fn compare_runs_end_to_end_on_the_direct_upstream() {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard-bench"))
+        .args(["compare", "--only", "direct", "--rounds", "2", "-d", "300ms"])
+        .args(["--warmup", "0s", "--idle-conns", "0", "-c", "4"])
+        .output()
+        .expect("run compare");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(md.contains("| upstream directly (ceiling) |"), "{md}");
+    assert!(stderr.contains("round 2/2 direct"), "{stderr}");
+    assert!(md.contains("requests/s"), "{md}");
+}

@@ -1,0 +1,612 @@
+// Switchyard dashboard: polls the admin API of the proxy that serves it, draws the services,
+// pools and servers, a request/error chart per service, and the switch history, and sends
+// flips, rollbacks and splits after an in-page confirmation.
+//
+// Only same-origin requests; everything is rendered with textContent (no HTML from data).
+"use strict";
+
+const POLL_MS = 1000;
+const WINDOW_S = 300; // the chart shows the last five minutes
+const HISTORY_LIMIT = 30;
+const TOKEN_KEY = "switchyard-admin-token";
+const ACTOR = "dashboard";
+
+const NAMED_COLOURS = {
+  green: "#22c55e", blue: "#3b82f6", red: "#ef4444", yellow: "#eab308", amber: "#f59e0b",
+  orange: "#f97316", purple: "#a855f7", violet: "#8b5cf6", pink: "#ec4899", cyan: "#06b6d4",
+  teal: "#14b8a6", indigo: "#6366f1", lime: "#84cc16", canary: "#facc15", gray: "#94a3b8", grey: "#94a3b8",
+};
+
+const state = {
+  token: sessionStorage.getItem(TOKEN_KEY),
+  status: null,
+  generation: -1,
+  lastCounts: new Map(), // "svc/pool" -> {t, requests, errors}
+  series: new Map(), // "svc" -> [{t, pools: {pool: {rps, eps}}}]
+  rates: new Map(), // "svc/pool" -> {rps, eps}
+  cards: new Map(), // "svc" -> {shape, root, refs}
+  historyDirty: true,
+  lastHistoryAt: 0,
+  tokenPrompt: null,
+  busy: false,
+  seeded: false, // the last minutes were fetched once
+};
+
+const $ = (id) => document.getElementById(id);
+
+function colourOf(name) {
+  const key = String(name).toLowerCase();
+  if (NAMED_COLOURS[key]) return NAMED_COLOURS[key];
+  let h = 0;
+  for (const ch of key) h = (h * 31 + ch.codePointAt(0)) % 360;
+  return `hsl(${h} 70% 58%)`;
+}
+
+// el("div", {class: "x", dataset: {a: 1}, text: "hi"}, child...)
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (v === undefined || v === null) continue;
+    if (k === "class") node.className = v;
+    else if (k === "text") node.textContent = v;
+    else if (k === "dataset") Object.assign(node.dataset, v);
+    else if (k === "colour") node.style.setProperty("--c", v);
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v);
+  }
+  for (const c of children) if (c !== null && c !== undefined) node.append(c);
+  return node;
+}
+
+// ---- API -------------------------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, message) { super(message); this.status = status; }
+}
+
+async function api(method, path, body) {
+  for (;;) {
+    const headers = { Accept: "application/json" };
+    if (state.token) headers.Authorization = `Bearer ${state.token}`;
+    if (method !== "GET") headers["X-Switchyard-Actor"] = ACTOR;
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const resp = await fetch(path, {
+      method, headers, cache: "no-store",
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (resp.status === 401) {
+      await askToken(Boolean(state.token));
+      continue;
+    }
+    const text = await resp.text();
+    let data = null;
+    try { data = text ? JSON.parse(text) : null; } catch { data = null; }
+    if (!resp.ok) {
+      const msg = (data && data.error) || `${resp.status} ${resp.statusText}`;
+      const detail = data && Array.isArray(data.errors) ? `\n${data.errors.join("\n")}` : "";
+      throw new ApiError(resp.status, msg + detail);
+    }
+    return data;
+  }
+}
+
+// One prompt at a time: every request that met a 401 waits for the same answer.
+function askToken(wasRefused) {
+  if (state.tokenPrompt) return state.tokenPrompt;
+  setLink("locked", "token needed");
+  $("token-button").hidden = false;
+  state.tokenPrompt = new Promise((resolve) => {
+    const dialog = $("token");
+    $("token-error").hidden = !wasRefused;
+    $("token-input").value = "";
+    const done = (ev) => {
+      ev.preventDefault();
+      const value = $("token-input").value.trim();
+      if (!value) return;
+      state.token = value;
+      sessionStorage.setItem(TOKEN_KEY, value);
+      dialog.removeEventListener("submit", done);
+      dialog.close();
+      state.tokenPrompt = null;
+      resolve();
+    };
+    dialog.addEventListener("submit", done);
+    dialog.addEventListener("cancel", (ev) => ev.preventDefault(), { once: true });
+    dialog.showModal();
+    $("token-input").focus();
+  });
+  return state.tokenPrompt;
+}
+
+// ---- polling ---------------------------------------------------------------------------------
+
+function setLink(kind, text) {
+  const link = $("link");
+  link.dataset.state = kind;
+  link.textContent = text;
+}
+
+async function poll() {
+  try {
+    const statsPath = state.seeded ? "/stats" : "/stats?series=1";
+    const [status, stats] = await Promise.all([api("GET", "/status"), api("GET", statsPath)]);
+    state.seeded = true;
+    $("banner").hidden = true;
+    setLink("live", "live");
+    if (status.generation !== state.generation) state.historyDirty = true;
+    state.generation = status.generation;
+    state.status = status;
+    absorbStats(stats);
+    render(status, stats);
+    const now = Date.now();
+    if (state.historyDirty || now - state.lastHistoryAt > 5000) {
+      state.historyDirty = false;
+      state.lastHistoryAt = now;
+      renderHistory((await api("GET", `/history?limit=${HISTORY_LIMIT}`)).entries || []);
+    }
+  } catch (e) {
+    setLink("offline", "offline");
+    const banner = $("banner");
+    banner.textContent = `Cannot reach the admin API: ${e.message}. Retrying every second.`;
+    banner.hidden = false;
+  } finally {
+    setTimeout(poll, POLL_MS);
+  }
+}
+
+// Turns counters into rates: from the samples of the last minutes on the first poll
+// (`/stats?series=1`), then from each poll to the next.
+function absorbStats(stats) {
+  const wallNow = Date.now();
+  for (const sample of stats.series || []) {
+    ingest(sample.services, sample.t, wallNow - (stats.uptime_seconds - sample.t) * 1000);
+  }
+  ingest(stats.services, stats.uptime_seconds, wallNow);
+  $("generation").textContent = stats.generation;
+  $("connections").textContent = stats.open_connections;
+  $("uptime").textContent = formatUptime(stats.uptime_seconds);
+}
+
+function ingest(services, t, wall) {
+  for (const [svc, s] of Object.entries(services || {})) {
+    const point = { t: wall, pools: {} };
+    let any = false;
+    for (const [pool, c] of Object.entries(s.pools || {})) {
+      const key = `${svc}/${pool}`;
+      const last = state.lastCounts.get(key);
+      if (last && t - last.t < 0.5) continue; // too close to the last sample to make a rate
+      state.lastCounts.set(key, { t, requests: c.requests, errors: c.errors });
+      if (!last || c.requests < last.requests) continue;
+      const dt = t - last.t;
+      const rate = { rps: (c.requests - last.requests) / dt, eps: (c.errors - last.errors) / dt };
+      state.rates.set(key, rate);
+      point.pools[pool] = rate;
+      any = true;
+    }
+    if (!any) continue;
+    const series = state.series.get(svc) || [];
+    series.push(point);
+    const cutoff = wall - WINDOW_S * 1000;
+    while (series.length && series[0].t < cutoff) series.shift();
+    state.series.set(svc, series);
+  }
+}
+
+function formatUptime(s) {
+  s = Math.floor(s);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+  return `${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h`;
+}
+
+function fmtRate(r) {
+  if (r === 0) return "0";
+  if (r < 10) return r.toFixed(1);
+  return Math.round(r).toLocaleString();
+}
+
+// ---- services --------------------------------------------------------------------------------
+
+function render(status, stats) {
+  const root = $("services");
+  const names = Object.keys(status.services);
+  for (const [name, card] of state.cards) {
+    if (!names.includes(name)) { card.root.remove(); state.cards.delete(name); }
+  }
+  names.forEach((name, i) => {
+    const svc = status.services[name];
+    const shape = JSON.stringify(Object.entries(svc.pools).map(([p, v]) => [p, v.servers.map((s) => s.addr)]));
+    let card = state.cards.get(name);
+    if (!card || card.shape !== shape) {
+      const fresh = buildCard(name, svc);
+      fresh.shape = shape;
+      if (card) card.root.replaceWith(fresh.root); else root.append(fresh.root);
+      card = fresh;
+      state.cards.set(name, card);
+    }
+    if (root.children[i] !== card.root) root.insertBefore(card.root, root.children[i] || null);
+    updateCard(name, svc, card, stats);
+  });
+}
+
+function buildCard(name, svc) {
+  const refs = { pools: {} };
+  const live = el("span", { class: "live", dataset: { testid: `live-${name}` } });
+  refs.live = live;
+  refs.split = el("span", { class: "badge warn", hidden: "" });
+  refs.down = el("span", { class: "badge bad", text: "live pool down", hidden: "" });
+  refs.flip = el("button", { class: "flip", type: "button", dataset: { testid: `flip-${name}` } });
+  refs.switches = el("span", { class: "controls" });
+  refs.rollback = el("button", { type: "button", dataset: { testid: `rollback-${name}` } });
+  refs.splitButton = el("button", { type: "button", class: "ghost", text: "Split…", dataset: { testid: `split-${name}` } });
+  refs.endSplit = el("button", { type: "button", class: "ghost", text: "End split", hidden: "" });
+  const poolNames = Object.keys(svc.pools);
+  refs.flip.addEventListener("click", () => flip(name, refs.flip.dataset.to));
+  refs.rollback.addEventListener("click", () => rollback(name));
+  refs.splitButton.addEventListener("click", () => openSplit(name));
+  refs.endSplit.addEventListener("click", () => endSplit(name));
+
+  const pools = el("div", { class: "pools" });
+  for (const pool of poolNames) {
+    const r = {};
+    r.state = el("span", { class: "badge" });
+    r.rps = el("b", { text: "0" });
+    r.eps = el("b", { text: "0" });
+    r.inflight = el("b", { text: "0" });
+    r.servers = {};
+    const list = el("ul", { class: "servers" });
+    for (const s of svc.pools[pool].servers) {
+      const h = el("span", { class: "health" });
+      const f = el("span", { class: "muted" });
+      r.servers[s.addr] = { h, f };
+      list.append(el("li", { class: "server" }, el("span", { text: s.addr }), el("span", { class: "health-row" }, h, " ", f)));
+    }
+    r.root = el("div", { class: "pool", colour: colourOf(pool), dataset: { testid: `pool-${name}-${pool}` } },
+      el("div", { class: "pool-head" },
+        el("span", { class: "pool-name" }, el("span", { class: "swatch" }), pool),
+        r.state),
+      el("div", { class: "numbers" },
+        el("div", { class: "num" }, r.rps, el("span", { text: "req/s" })),
+        el("div", { class: "num err" }, r.eps, el("span", { text: "5xx/s" })),
+        el("div", { class: "num" }, r.inflight, el("span", { text: "in flight" }))),
+      list);
+    refs.pools[pool] = r;
+    pools.append(r.root);
+  }
+
+  refs.canvas = el("canvas", { height: "140", "aria-label": `Requests per second of ${name}` });
+  const legend = el("span", { class: "legend" },
+    ...poolNames.map((p) => el("span", {}, el("i", { colour: colourOf(p) }), `${p} req/s`)),
+    el("span", {}, el("i", { class: "dashed" }), "5xx/s"));
+  refs.peak = el("span", {});
+
+  const root = el("article", { class: "card service", dataset: { service: name } },
+    el("div", { class: "service-top" },
+      el("div", { class: "service-name" }, el("h2", { text: name }), live, refs.split, refs.down),
+      el("div", { class: "controls" }, refs.flip, refs.switches, refs.rollback, refs.splitButton, refs.endSplit)),
+    pools,
+    el("div", { class: "chart" },
+      el("div", { class: "chart-head" }, legend, refs.peak),
+      refs.canvas));
+  return { root, refs };
+}
+
+function updateCard(name, svc, card, stats) {
+  const { refs } = card;
+  const poolNames = Object.keys(svc.pools);
+  const active = svc.active;
+  refs.live.replaceChildren(el("span", { class: "dot" }), `${active} live`);
+  refs.live.style.setProperty("--c", colourOf(active));
+  refs.live.title = svc.previous ? `previous: ${svc.previous}` : "";
+  refs.down.hidden = svc.live_pool_available !== false;
+
+  const split = svc.split && Object.values(svc.split).some((w) => w > 0) ? svc.split : null;
+  refs.split.hidden = !split;
+  if (split) {
+    const total = Object.values(split).reduce((a, b) => a + b, 0) || 1;
+    refs.split.textContent = "split " + Object.entries(split)
+      .filter(([, w]) => w > 0).map(([p, w]) => `${p} ${Math.round((100 * w) / total)}%`).join(" / ");
+  }
+  refs.endSplit.hidden = !split;
+
+  // Flip: with two pools, to the other one; with more, to the previous one (or the next by name).
+  const others = poolNames.filter((p) => p !== active);
+  const flipTo = poolNames.length === 2 ? others[0] : (svc.previous && svc.previous !== active ? svc.previous : others[0]);
+  refs.flip.hidden = !flipTo;
+  if (flipTo) {
+    refs.flip.dataset.to = flipTo;
+    refs.flip.textContent = `Flip to ${flipTo}`;
+    refs.flip.style.setProperty("--c", colourOf(flipTo));
+  }
+  const extra = poolNames.length > 2 ? others.filter((p) => p !== flipTo) : [];
+  const extraKey = extra.join(",");
+  if (refs.switches.dataset.key !== extraKey) {
+    refs.switches.dataset.key = extraKey;
+    refs.switches.replaceChildren(...extra.map((p) =>
+      el("button", { type: "button", class: "ghost", text: `Switch to ${p}`, onclick: () => flip(name, p) })));
+  }
+  refs.rollback.disabled = !svc.previous;
+  refs.rollback.textContent = svc.previous ? `Rollback to ${svc.previous}` : "Rollback";
+  refs.splitButton.disabled = poolNames.length < 2;
+
+  for (const pool of poolNames) {
+    const p = svc.pools[pool];
+    const r = refs.pools[pool];
+    r.state.textContent = p.state;
+    r.state.className = p.state === "draining" ? "badge warn" : "badge";
+    r.root.classList.toggle("is-live", p.state === "active");
+    const rate = state.rates.get(`${name}/${pool}`) || { rps: 0, eps: 0 };
+    r.rps.textContent = fmtRate(rate.rps);
+    r.eps.textContent = fmtRate(rate.eps);
+    r.eps.parentElement.classList.toggle("has-errors", rate.eps > 0);
+    r.inflight.textContent = p.in_flight;
+    for (const s of p.servers) {
+      const slot = r.servers[s.addr];
+      if (!slot) continue;
+      const health = s.ejected ? "ejected" : (s.health || (s.healthy ? "up" : "down"));
+      slot.h.dataset.health = health;
+      slot.h.textContent = health;
+      slot.f.textContent = `${s.in_flight} in flight`;
+    }
+  }
+  drawChart(name, poolNames, refs);
+}
+
+// ---- chart -----------------------------------------------------------------------------------
+
+function drawChart(name, poolNames, refs) {
+  const canvas = refs.canvas;
+  const css = getComputedStyle(document.documentElement);
+  const width = canvas.clientWidth || 600;
+  const height = canvas.clientHeight || 140;
+  const dpr = window.devicePixelRatio || 1;
+  if (canvas.width !== Math.round(width * dpr) || canvas.height !== Math.round(height * dpr)) {
+    canvas.width = Math.round(width * dpr);
+    canvas.height = Math.round(height * dpr);
+  }
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.clearRect(0, 0, width, height);
+  const series = state.series.get(name) || [];
+  const now = Date.now();
+  const pad = { l: 36, r: 8, t: 10, b: 18 };
+  const w = width - pad.l - pad.r;
+  const h = height - pad.t - pad.b;
+  let peak = 0;
+  for (const pt of series) for (const r of Object.values(pt.pools)) peak = Math.max(peak, r.rps, r.eps);
+  const top = 4 * niceCeil(Math.max(peak, 1) / 4); // four gridlines at round numbers
+  const x = (t) => pad.l + w - ((now - t) / (WINDOW_S * 1000)) * w;
+  const y = (v) => pad.t + h - (v / top) * h;
+
+  ctx.font = `11px ${css.getPropertyValue("--font")}`;
+  ctx.fillStyle = css.getPropertyValue("--muted").trim() || "#888";
+  ctx.strokeStyle = css.getPropertyValue("--line").trim() || "#333";
+  ctx.lineWidth = 1;
+  for (let i = 0; i <= 4; i++) {
+    const v = (top * i) / 4;
+    const yy = Math.round(y(v)) + 0.5;
+    ctx.beginPath(); ctx.moveTo(pad.l, yy); ctx.lineTo(pad.l + w, yy); ctx.stroke();
+    ctx.textAlign = "right"; ctx.textBaseline = "middle";
+    ctx.fillText(fmtAxis(v), pad.l - 6, yy);
+  }
+  ctx.textAlign = "center"; ctx.textBaseline = "top";
+  for (let m = 0; m <= WINDOW_S / 60; m++) {
+    const t = now - m * 60000;
+    ctx.fillText(m === 0 ? "now" : `-${m}m`, Math.min(Math.max(x(t), pad.l + 10), pad.l + w - 12), pad.t + h + 4);
+  }
+
+  const line = (pick, colour, dashed) => {
+    ctx.beginPath();
+    let started = false;
+    for (const pt of series) {
+      const v = pick(pt);
+      if (v === undefined) continue;
+      const xx = x(pt.t), yy = y(v);
+      if (started) ctx.lineTo(xx, yy); else { ctx.moveTo(xx, yy); started = true; }
+    }
+    ctx.setLineDash(dashed ? [4, 3] : []);
+    ctx.strokeStyle = colour;
+    ctx.lineWidth = 2;
+    ctx.lineJoin = "round";
+    ctx.stroke();
+    ctx.setLineDash([]);
+  };
+  for (const pool of poolNames) line((pt) => pt.pools[pool] && pt.pools[pool].rps, colourOf(pool), false);
+  line((pt) => Object.values(pt.pools).reduce((a, r) => a + r.eps, 0), "#ef4444", true);
+  refs.peak.textContent = `peak ${fmtRate(peak)} req/s · last ${WINDOW_S / 60} min`;
+}
+
+function fmtAxis(v) {
+  return v >= 10 ? Math.round(v).toLocaleString() : String(Number(v.toFixed(2)));
+}
+
+function niceCeil(v) {
+  const p = Math.pow(10, Math.floor(Math.log10(v)));
+  for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p) return m * p;
+  return 10 * p;
+}
+
+// ---- history ---------------------------------------------------------------------------------
+
+const ACTIONS = { switch: "switch", rollback: "rollback", split: "split", end_split: "end split", reload: "reload" };
+
+function renderHistory(entries) {
+  const body = $("history");
+  $("history-empty").hidden = entries.length > 0;
+  body.replaceChildren(...entries.map((e) => {
+    const when = new Date(e.time);
+    const change = el("td", {});
+    if (e.action === "split" && e.weights) {
+      change.append(Object.entries(e.weights).map(([p, w]) => `${p}=${w}`).join(" "));
+    } else if (e.from || e.to) {
+      if (e.from) change.append(el("span", { class: "pill", colour: colourOf(e.from), text: e.from }));
+      if (e.from && e.to) change.append(" → ");
+      if (e.to) change.append(el("span", { class: "pill", colour: colourOf(e.to), text: e.to }));
+    } else {
+      change.append(el("span", { class: "muted", text: "config" }));
+    }
+    const action = ACTIONS[e.action] || e.action;
+    return el("tr", { class: e.ok ? "" : "refused" },
+      el("td", { title: e.time, text: isToday(when) ? when.toLocaleTimeString() : when.toLocaleString() }),
+      el("td", {}, action, e.forced ? el("span", { class: "badge warn", text: "forced" }) : null),
+      el("td", { text: e.service || "—" }),
+      change,
+      el("td", { class: "mono", text: e.actor }),
+      el("td", { text: e.generation }),
+      el("td", { class: e.ok ? "result-ok" : "result-refused", text: e.ok ? "applied" : `refused: ${e.error || ""}` }));
+  }));
+}
+
+function isToday(d) {
+  const n = new Date();
+  return d.getFullYear() === n.getFullYear() && d.getMonth() === n.getMonth() && d.getDate() === n.getDate();
+}
+
+// ---- actions ---------------------------------------------------------------------------------
+
+function toast(text, kind) {
+  const t = el("div", { class: `toast ${kind || ""}`, role: "status", text });
+  $("toasts").append(t);
+  setTimeout(() => t.remove(), kind === "bad" ? 8000 : 4000);
+}
+
+// Resolves with {force} when confirmed, or null when cancelled.
+function confirmAction({ title, text, ok, warning, offerForce }) {
+  return new Promise((resolve) => {
+    const dialog = $("confirm");
+    $("confirm-title").textContent = title;
+    $("confirm-text").textContent = text;
+    $("confirm-ok").textContent = ok;
+    $("confirm-warning").textContent = warning || "";
+    $("confirm-warning").hidden = !warning;
+    $("confirm-force-row").hidden = !offerForce;
+    $("confirm-force").checked = false;
+    const finish = (value) => {
+      dialog.removeEventListener("submit", onSubmit);
+      $("confirm-cancel").removeEventListener("click", onCancel);
+      dialog.removeEventListener("cancel", onCancel);
+      if (dialog.open) dialog.close();
+      resolve(value);
+    };
+    const onSubmit = (ev) => { ev.preventDefault(); finish({ force: $("confirm-force").checked }); };
+    const onCancel = (ev) => { ev.preventDefault(); finish(null); };
+    dialog.addEventListener("submit", onSubmit);
+    dialog.addEventListener("cancel", onCancel);
+    $("confirm-cancel").addEventListener("click", onCancel);
+    dialog.showModal();
+    $("confirm-ok").focus();
+  });
+}
+
+function poolHealthy(svc, pool) {
+  const p = state.status && state.status.services[svc] && state.status.services[svc].pools[pool];
+  return !!p && p.servers.some((s) => s.healthy);
+}
+
+async function run(label, method, path, body) {
+  if (state.busy) return;
+  state.busy = true;
+  try {
+    const out = await api(method, path, body);
+    const change = out && out.active ? `${out.service}: ${out.previous || "—"} → ${out.active}` : "done";
+    toast(`${label}: ${change} (generation ${out ? out.generation : "?"})`, "ok");
+  } catch (e) {
+    toast(`${label} refused: ${e.message}`, "bad");
+  } finally {
+    state.busy = false;
+    state.historyDirty = true;
+  }
+}
+
+async function flip(svc, to) {
+  const cur = state.status.services[svc];
+  const healthy = poolHealthy(svc, to);
+  const answer = await confirmAction({
+    title: `Flip ${svc} to ${to}?`,
+    text: `New requests go to ${to} at once. Requests in flight on ${cur.active} finish there.`,
+    ok: `Flip to ${to}`,
+    warning: healthy ? "" : `${to} has no healthy server: the switch is refused unless forced.`,
+    offerForce: !healthy,
+  });
+  if (!answer) return;
+  await run("Flip", "POST", `/services/${encodeURIComponent(svc)}/switch`, { to, force: answer.force });
+}
+
+async function rollback(svc) {
+  const cur = state.status.services[svc];
+  if (!cur.previous) return;
+  const healthy = poolHealthy(svc, cur.previous);
+  const answer = await confirmAction({
+    title: `Roll ${svc} back to ${cur.previous}?`,
+    text: `New requests go back to ${cur.previous}. Requests in flight on ${cur.active} finish there.`,
+    ok: `Roll back to ${cur.previous}`,
+    warning: healthy ? "" : `${cur.previous} has no healthy server: the rollback is refused unless forced.`,
+    offerForce: !healthy,
+  });
+  if (!answer) return;
+  await run("Rollback", "POST", `/services/${encodeURIComponent(svc)}/rollback`, { force: answer.force });
+}
+
+async function endSplit(svc) {
+  const cur = state.status.services[svc];
+  const answer = await confirmAction({
+    title: `End the split of ${svc}?`,
+    text: `Every new request goes to ${cur.active} again.`,
+    ok: "End split",
+  });
+  if (!answer) return;
+  await run("End split", "DELETE", `/services/${encodeURIComponent(svc)}/split`);
+}
+
+function openSplit(svc) {
+  const cur = state.status.services[svc];
+  const pools = Object.keys(cur.pools);
+  const weights = {};
+  for (const p of pools) weights[p] = cur.split ? (cur.split[p] || 0) : (p === cur.active ? 90 : 0);
+  if (!cur.split && pools.length === 2) weights[pools.find((p) => p !== cur.active)] = 10;
+  const rows = $("split-rows");
+  rows.replaceChildren(...pools.map((p) => {
+    const out = el("output", { text: `${weights[p]}` });
+    const input = el("input", { type: "range", min: "0", max: "100", step: "1", value: String(weights[p]), colour: colourOf(p), "aria-label": `weight of ${p}` });
+    input.addEventListener("input", () => { weights[p] = Number(input.value); out.textContent = input.value; });
+    return el("div", { class: "split-row" }, el("span", { class: "pill", colour: colourOf(p), text: p }), input, out);
+  }));
+  $("split-title").textContent = `Split ${svc}`;
+  const dialog = $("split");
+  const cleanup = () => {
+    dialog.removeEventListener("submit", onSubmit);
+    $("split-cancel").removeEventListener("click", onCancel);
+  };
+  const onCancel = () => { cleanup(); dialog.close(); };
+  const onSubmit = async (ev) => {
+    ev.preventDefault();
+    cleanup();
+    dialog.close();
+    const total = Object.values(weights).reduce((a, b) => a + b, 0);
+    if (total === 0) { toast("A split needs at least one pool with a weight above 0.", "bad"); return; }
+    const text = Object.entries(weights).filter(([, w]) => w > 0)
+      .map(([p, w]) => `${p} ${Math.round((100 * w) / total)}%`).join(", ");
+    const answer = await confirmAction({ title: `Split ${svc}?`, text: `New requests: ${text}.`, ok: "Split" });
+    if (!answer) return;
+    await run("Split", "PUT", `/services/${encodeURIComponent(svc)}/split`, weights);
+  };
+  dialog.addEventListener("submit", onSubmit);
+  $("split-cancel").addEventListener("click", onCancel);
+  dialog.showModal();
+}
+
+// ---- start -----------------------------------------------------------------------------------
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("token-button").addEventListener("click", () => {
+    sessionStorage.removeItem(TOKEN_KEY);
+    state.token = null;
+    askToken(false);
+  });
+  if (state.token) $("token-button").hidden = false;
+  window.addEventListener("resize", () => {
+    if (state.status) render(state.status, null);
+  });
+  poll();
+});

@@ -1,0 +1,282 @@
+//! Judging one HTTP/1 request head: where it ends, how its body is framed, and whether that
+//! framing is unambiguous enough to forward.
+//!
+//! The head is parsed with httparse and the default `ParserConfig`, exactly as hyper's server
+//! parses it, so "complete", "partial" and "malformed" mean the same here as in hyper.
+
+use std::mem::MaybeUninit;
+
+/// Header slots tried first, on the stack: hyper's default limit (100) plus one, so a head hyper
+/// accepts always fits. Heads with more headers are parsed again with one slot per line.
+const STACK_SLOTS: usize = 101;
+
+/// The largest Content-Length hyper accepts (`u64::MAX - 2`; the two top values are markers).
+const MAX_CONTENT_LENGTH: u64 = u64::MAX - 2;
+
+/// What the bytes of a pending head amount to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Head {
+    /// The head is not complete yet.
+    Partial,
+    /// httparse refuses the bytes; hyper refuses them the same way and answers 400.
+    Malformed,
+    /// A complete head of `len` bytes (leading empty lines included) that may be forwarded.
+    Accepted {
+        /// Bytes of the head, up to and including the empty line.
+        len: usize,
+        /// How the body after it is framed.
+        body: Body,
+        /// Whether the request could turn the connection into a tunnel.
+        tunnel: Tunnel,
+    },
+    /// A complete head whose framing is ambiguous: it must never reach hyper.
+    Rejected(&'static str),
+}
+
+/// Whether a request could turn its connection into a tunnel (hyper's rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Tunnel {
+    /// No: the connection stays HTTP/1 whatever the answer.
+    No,
+    /// An `Upgrade` header in HTTP/1.1: a 101 answer makes it a tunnel.
+    Upgrade,
+    /// `CONNECT`: a 2xx answer makes it a tunnel.
+    Connect,
+}
+
+/// How a request body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Body {
+    /// No body.
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// Judges the bytes of a pending head.
+pub(super) fn judge(buf: &[u8]) -> Head {
+    let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); STACK_SLOTS];
+    match parse(buf, &mut slots) {
+        Ok(head) => head,
+        // More headers than hyper's default allows. hyper answers 431 (unless its limit was
+        // raised), but the framing is checked all the same, so a raised limit opens no hole.
+        // A header takes a line, so one slot per LF is enough.
+        Err(httparse::Error::TooManyHeaders) => {
+            let lines = buf.iter().filter(|&&b| b == b'\n').count() + 1;
+            let mut slots = vec![MaybeUninit::uninit(); lines];
+            parse(buf, &mut slots).unwrap_or(Head::Malformed)
+        }
+        Err(_) => Head::Malformed,
+    }
+}
+
+/// Parses `buf` with `slots` header slots.
+fn parse<'b>(
+    buf: &'b [u8],
+    slots: &mut [MaybeUninit<httparse::Header<'b>>],
+) -> Result<Head, httparse::Error> {
+    let mut req = httparse::Request::new(&mut []);
+    match httparse::ParserConfig::default()
+        .parse_request_with_uninit_headers(&mut req, buf, slots)?
+    {
+        httparse::Status::Partial => Ok(Head::Partial),
+        httparse::Status::Complete(len) => Ok(match framing(&req) {
+            Ok((body, tunnel)) => Head::Accepted { len, body, tunnel },
+            Err(reason) => Head::Rejected(reason),
+        }),
+    }
+}
+
+/// The body framing of a parsed head and whether it may upgrade, or why it is ambiguous.
+fn framing(req: &httparse::Request<'_, '_>) -> Result<(Body, Tunnel), &'static str> {
+    let http11 = req.version == Some(1);
+    let mut te = 0usize;
+    let mut te_chunked = true;
+    let mut cl = 0usize;
+    let mut length = Some(0);
+    let mut upgrade = false;
+    for h in req.headers.iter() {
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            te += 1;
+            te_chunked &= h.value.trim_ascii().eq_ignore_ascii_case(b"chunked");
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            cl += 1;
+            length = decimal(h.value);
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            upgrade = true;
+        } else if spells(name, b"transfer-encoding") || spells(name, b"content-length") {
+            // Some servers (CGI, WSGI) read `Content_Length` as `Content-Length`: the upstream
+            // could frame the body differently from us.
+            return Err("framing header spelled with an underscore");
+        }
+    }
+    if te > 0 && cl > 0 {
+        return Err("both Content-Length and Transfer-Encoding");
+    }
+    if te > 1 {
+        return Err("several Transfer-Encoding headers");
+    }
+    if te == 1 && !te_chunked {
+        return Err("Transfer-Encoding other than a single chunked");
+    }
+    if te == 1 && !http11 {
+        return Err("Transfer-Encoding in an HTTP/1.0 request");
+    }
+    if cl > 1 {
+        return Err("several Content-Length headers");
+    }
+    let body = match (te, length) {
+        (1, _) => Body::Chunked,
+        (_, None) => return Err("Content-Length is not a plain decimal number"),
+        (_, Some(0)) => Body::Empty,
+        (_, Some(n)) => Body::Length(n),
+    };
+    let tunnel = if req.method == Some("CONNECT") {
+        Tunnel::Connect
+    } else if upgrade && http11 {
+        Tunnel::Upgrade
+    } else {
+        Tunnel::No
+    };
+    Ok((body, tunnel))
+}
+
+/// A Content-Length value: digits only (no sign, list or spaces inside), within hyper's range.
+fn decimal(value: &[u8]) -> Option<u64> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    (n <= MAX_CONTENT_LENGTH).then_some(n)
+}
+
+/// Whether `name` is `canonical` with some `-` written as `_` (case-insensitive).
+fn spells(name: &[u8], canonical: &[u8]) -> bool {
+    name.len() == canonical.len()
+        && name.contains(&b'_')
+        && name
+            .iter()
+            .zip(canonical)
+            .all(|(&a, &c)| a.to_ascii_lowercase() == c || (a == b'_' && c == b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(lines: &str) -> Head {
+        judge(format!("{lines}\r\n\r\n").as_bytes())
+    }
+
+    fn accepted(lines: &str) -> (Body, Tunnel) {
+        match head(lines) {
+            Head::Accepted { body, tunnel, .. } => (body, tunnel),
+            other => panic!("{lines:?} was not accepted: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn plain_heads_are_accepted_with_their_framing() {
+        assert_eq!(
+            accepted("GET / HTTP/1.1\r\nHost: a"),
+            (Body::Empty, Tunnel::No)
+        );
+        assert_eq!(
+            accepted("POST / HTTP/1.1\r\nHost: a\r\nContent-Length:  12 "),
+            (Body::Length(12), Tunnel::No)
+        );
+        assert_eq!(
+            accepted("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0"),
+            (Body::Empty, Tunnel::No)
+        );
+        assert_eq!(
+            accepted("POST / HTTP/1.1\r\nHost: a\r\ntransfer-encoding: Chunked"),
+            (Body::Chunked, Tunnel::No)
+        );
+        assert_eq!(
+            accepted("GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade"),
+            (Body::Empty, Tunnel::Upgrade)
+        );
+        assert_eq!(
+            accepted("CONNECT a:443 HTTP/1.1\r\nHost: a:443"),
+            (Body::Empty, Tunnel::Connect)
+        );
+        assert_eq!(
+            accepted("GET / HTTP/1.0\r\nUpgrade: websocket"),
+            (Body::Empty, Tunnel::No)
+        );
+    }
+
+    #[test]
+    fn leading_empty_lines_count_in_the_length() {
+        let buf = b"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\nGET";
+        assert!(matches!(judge(buf), Head::Accepted { len: 31, .. }));
+    }
+
+    #[test]
+    fn partial_and_malformed() {
+        assert_eq!(judge(b"GET / HTTP/1.1\r\nHost: a\r\n"), Head::Partial);
+        assert_eq!(
+            judge(b"GET / HTTP/1.1\r\nHost : a\r\n\r\n"),
+            Head::Malformed
+        );
+        assert_eq!(judge(b"\x00\r\n\r\n"), Head::Malformed);
+    }
+
+    #[test]
+    fn ambiguous_framing_is_rejected() {
+        for lines in [
+            "POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: xchunked",
+            "POST / HTTP/1.1\r\nTransfer-Encoding:",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+            "POST / HTTP/1.0\r\nTransfer-Encoding: chunked",
+            "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5",
+            "POST / HTTP/1.1\r\nContent-Length: 5, 5",
+            "POST / HTTP/1.1\r\nContent-Length: +5",
+            "POST / HTTP/1.1\r\nContent-Length: -5",
+            "POST / HTTP/1.1\r\nContent-Length: 5 5",
+            "POST / HTTP/1.1\r\nContent-Length: 0x5",
+            "POST / HTTP/1.1\r\nContent-Length:",
+            "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999",
+            "POST / HTTP/1.1\r\nContent-Length: 18446744073709551614",
+            "POST / HTTP/1.1\r\nContent_Length: 5",
+            "POST / HTTP/1.1\r\nTRANSFER_ENCODING: chunked",
+        ] {
+            assert!(
+                matches!(head(lines), Head::Rejected(_)),
+                "{lines:?} was not rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn framing_is_checked_past_the_stack_slots() {
+        let many = "X-A: 1\r\n".repeat(300);
+        let ok = format!("GET / HTTP/1.1\r\n{many}Content-Length: 1\r\n\r\nx");
+        assert!(matches!(
+            judge(ok.as_bytes()),
+            Head::Accepted {
+                body: Body::Length(1),
+                ..
+            }
+        ));
+        let bad = format!("GET / HTTP/1.1\r\n{many}Content-Length: 1\r\nContent-Length: 1\r\n\r\n");
+        assert!(matches!(judge(bad.as_bytes()), Head::Rejected(_)));
+        let partial = format!("GET / HTTP/1.1\r\n{many}");
+        assert_eq!(judge(partial.as_bytes()), Head::Partial);
+    }
+}

@@ -1,0 +1,268 @@
+//! The guard in front of a real hyper server, served the way `server.rs` serves clients
+//! (hyper-util's auto builder with upgrades, over an in-memory duplex): what hyper answers,
+//! when it closes, and that its header timeout, HTTP/2 and upgrades still work.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+use super::Guarded;
+
+/// What the test service saw: `METHOD path body` per request.
+type Seen = Arc<Mutex<Vec<String>>>;
+
+/// The test service: records each request, answers 200 `ok` (400 when the body fails), and
+/// answers `/ws` with 101 and an echo over the upgraded connection.
+async fn app(mut req: Request<Incoming>, seen: Seen) -> Response<Full<Bytes>> {
+    let line = format!("{} {}", req.method(), req.uri().path());
+    if req.uri().path() == "/ws" && req.headers().contains_key(header::UPGRADE) {
+        let upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(upgraded) = upgrade.await {
+                let mut io = TokioIo::new(upgraded);
+                let mut buf = [0u8; 64];
+                if let Ok(n) = io.read(&mut buf).await {
+                    let _ = io.write_all(&buf[..n]).await;
+                }
+            }
+        });
+        seen.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+        let mut resp = Response::new(Full::default());
+        *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        resp.headers_mut()
+            .insert(header::UPGRADE, "websocket".parse().expect("static"));
+        resp.headers_mut()
+            .insert(header::CONNECTION, "upgrade".parse().expect("static"));
+        return resp;
+    }
+    let body = req.into_body().collect().await.map(|c| c.to_bytes());
+    let mut resp = Response::new(Full::new(Bytes::from_static(b"ok")));
+    match body {
+        Ok(body) => {
+            let line = format!("{line} {}", String::from_utf8_lossy(&body));
+            seen.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+        }
+        Err(_) => *resp.status_mut() = StatusCode::BAD_REQUEST,
+    }
+    resp
+}
+
+/// Serves one guarded connection; returns the client end and what the service saw.
+fn serve(signal: bool, header_timeout: Duration) -> (DuplexStream, Seen) {
+    let (client, server) = tokio::io::duplex(1 << 16);
+    let seen = Seen::default();
+    let mut guard = Guarded::new(server, 8192);
+    let tap = signal.then(|| guard.tunnel_signal());
+    let app_seen = seen.clone();
+    let svc = service_fn(move |req| {
+        let seen = app_seen.clone();
+        let tap = tap.clone();
+        async move {
+            let resp = app(req, seen).await;
+            if let Some(tap) = &tap {
+                tap.answered(resp.status());
+            }
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    tokio::spawn(async move {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout);
+        let _ = builder
+            .serve_connection_with_upgrades(TokioIo::new(guard), svc)
+            .await;
+    });
+    (client, seen)
+}
+
+/// Writes `raw` and reads until the server closes (panics after 10 s).
+async fn exchange(client: &mut DuplexStream, raw: &[u8]) -> String {
+    client.write_all(raw).await.expect("write");
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut out)).await;
+    assert!(
+        read.is_ok(),
+        "the server did not close: {:?}",
+        String::from_utf8_lossy(&out)
+    );
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn seen(seen: &Seen) -> Vec<String> {
+    seen.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn a_refused_head_gets_400_and_the_connection_closes() {
+    for signal in [false, true] {
+        let (mut client, log) = serve(signal, TIMEOUT);
+        let raw = b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\
+            Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+        let answer = exchange(&mut client, raw).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+            "{answer:?}"
+        );
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "{answer:?}"
+        );
+        assert_eq!(answer.matches("HTTP/1.1").count(), 1, "{answer:?}");
+        assert!(seen(&log).is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_slow_refused_head_gets_400_too() {
+    let (mut client, log) = serve(true, TIMEOUT);
+    client
+        .write_all(b"POST /a HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    // Let the server take the first part (and hand hyper the wake-up line).
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    let answer = exchange(
+        &mut client,
+        b"Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+    )
+    .await;
+    assert!(
+        answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{answer:?}"
+    );
+    assert!(seen(&log).is_empty());
+}
+
+#[tokio::test]
+async fn large_bodies_pass_whole() {
+    let (mut client, log) = serve(true, TIMEOUT);
+    let big = "a".repeat(200 * 1024);
+    let chunk = "b".repeat(70 * 1024);
+    let raw = format!(
+        "POST /cl HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{big}\
+         POST /chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+         {:x}\r\n{chunk}\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n\
+         GET /end HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        big.len(),
+        chunk.len(),
+        chunk.len(),
+    );
+    let answer = exchange(&mut client, raw.as_bytes()).await;
+    assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), 3, "{answer:?}");
+    let log = seen(&log);
+    assert_eq!(log.len(), 3);
+    assert_eq!(log[0], format!("POST /cl {big}"));
+    assert_eq!(log[1], format!("POST /chunked {chunk}{chunk}"));
+    assert_eq!(log[2], "GET /end ");
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_all_served() {
+    let (mut client, log) = serve(true, TIMEOUT);
+    let raw = b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n\
+        POST /2 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello\
+        POST /3 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+        4;a=b\r\nwiki\r\n5\r\npedia\r\n0\r\nX-T: 1\r\n\r\n\
+        GET /4 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let answer = exchange(&mut client, raw).await;
+    assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), 4, "{answer:?}");
+    assert_eq!(
+        seen(&log),
+        ["GET /1 ", "POST /2 hello", "POST /3 wikipedia", "GET /4 "]
+    );
+}
+
+#[tokio::test]
+async fn a_broken_chunked_body_fails_and_nothing_after_it_is_served() {
+    let (mut client, log) = serve(false, TIMEOUT);
+    let raw = b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+        zz\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+    let answer = exchange(&mut client, raw).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{answer:?}"
+    );
+    assert_eq!(answer.matches("HTTP/1.1").count(), 1, "{answer:?}");
+    assert!(seen(&log).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_header_timeout_still_applies_to_a_slow_first_head() {
+    let (mut client, log) = serve(false, Duration::from_secs(5));
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    let started = tokio::time::Instant::now();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(60), client.read_to_end(&mut out)).await;
+    assert!(
+        read.is_ok(),
+        "the connection was not closed by the header timeout"
+    );
+    assert!(started.elapsed() >= Duration::from_secs(5));
+    assert!(seen(&log).is_empty());
+}
+
+#[tokio::test]
+async fn http2_with_prior_knowledge_passes() {
+    let (client, log) = serve(true, TIMEOUT);
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(client))
+            .await
+            .expect("h2 handshake through the guard");
+    tokio::spawn(conn);
+    let req = Request::get("http://x/h2")
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let resp = sender.send_request(req).await.expect("h2 answer");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(seen(&log), ["GET /h2 "]);
+}
+
+#[tokio::test]
+async fn an_upgrade_answered_101_becomes_a_tunnel() {
+    let (mut client, log) = serve(true, TIMEOUT);
+    // The tunnel's first bytes arrive with the request, before the answer.
+    let raw = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n\
+        ping\r\n\r\n\x00";
+    let answer = exchange(&mut client, raw).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{answer:?}"
+    );
+    assert!(answer.ends_with("\r\n\r\nping\r\n\r\n\x00"), "{answer:?}");
+    assert_eq!(seen(&log), ["GET /ws"]);
+}
+
+#[tokio::test]
+async fn an_upgrade_answered_otherwise_keeps_the_checks() {
+    let (mut client, log) = serve(true, TIMEOUT);
+    let raw =
+        b"GET /plain HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n\
+        POST /smuggled HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\
+        Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    let answer = exchange(&mut client, raw).await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer:?}");
+    assert!(
+        answer.contains("HTTP/1.1 400 Bad Request\r\n"),
+        "{answer:?}"
+    );
+    assert_eq!(seen(&log), ["GET /plain "]);
+}

@@ -1,0 +1,89 @@
+//! `switchyard serve`: load the config, start logging and the runtime, bind, and hand over to
+//! the proxy until SIGTERM or SIGINT (SIGHUP reloads the config file).
+
+use std::io::IsTerminal as _;
+use std::time::Duration;
+
+use anyhow::Context;
+use switchyard_config::Config;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
+
+use crate::check;
+use crate::cli::{LogFormat, ServeArgs};
+
+/// The environment variable holding the log filter (`info` when unset).
+pub const LOG_ENV: &str = "SWITCHYARD_LOG";
+
+/// How long the runtime may take to wind down once the proxy has stopped.
+const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(1);
+
+/// Runs the proxy until a stop signal; returns once it has stopped gracefully.
+pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
+    let config = match &args.config {
+        Some(path) => check::load(path)?,
+        None => switchyard_config::default_config(),
+    };
+    let format = args.log_format.unwrap_or(match config.log.format {
+        switchyard_config::LogFormat::Text => LogFormat::Text,
+        switchyard_config::LogFormat::Json => LogFormat::Json,
+    });
+    init_logging(format, config.log.access)?;
+    let source = config.source.as_ref().map_or_else(
+        || switchyard_config::DEFAULT_CONFIG_NAME.to_string(),
+        |p| p.display().to_string(),
+    );
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %source, pid = std::process::id(), "starting switchyard");
+    let runtime = runtime(&config)?;
+    let result = runtime.block_on(async move {
+        let listeners = switchyard_proxy::Listeners::bind(&config).await?;
+        let handle = switchyard_proxy::start(config, listeners)?;
+        switchyard_proxy::signals::serve_until_signal(handle)
+            .await
+            .context("cannot listen for signals")?;
+        Ok(())
+    });
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    result
+}
+
+/// A multi-thread runtime with the configured number of workers (default: one per core).
+fn runtime(config: &Config) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = config.runtime.worker_threads.filter(|n| *n > 0) {
+        builder.worker_threads(n);
+    }
+    builder
+        .enable_all()
+        .thread_name("switchyard-worker")
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Logs to stdout, filtered by `SWITCHYARD_LOG`, as text or JSON lines. With `[log] access =
+/// false` the access log (target `switchyard::access`) is off unless the filter turns it on.
+fn init_logging(format: LogFormat, access: bool) -> anyhow::Result<()> {
+    let mut filter = EnvFilter::builder()
+        .with_default_directive(LevelFilter::INFO.into())
+        .with_env_var(LOG_ENV)
+        .from_env()
+        .with_context(|| format!("{LOG_ENV} is not a valid log filter"))?;
+    let filter_mentions_access = std::env::var(LOG_ENV).is_ok_and(|f| f.contains("switchyard::access"));
+    if !access && !filter_mentions_access {
+        filter = filter.add_directive(
+            "switchyard::access=off"
+                .parse()
+                .context("the access-log directive parses")?,
+        );
+    }
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
+    let installed = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stdout().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    installed.map_err(|e| anyhow::anyhow!("cannot start logging: {e}"))
+}

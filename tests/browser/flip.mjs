@@ -1,0 +1,107 @@
+// Drives the Switchyard dashboard in headless Chromium (Debian's /usr/bin/chromium) through
+// playwright-core: opens the page, checks that green is live, flips to blue through the in-page
+// confirmation, waits until the page shows blue, and saves screenshots.
+//
+//   node flip.mjs <admin-url> <out-dir>
+//
+// With SWITCHYARD_ADMIN_TOKEN set, the page must first ask for the token (the admin API
+// answers 401 without it); the script types it into the page's token dialog.
+// Run by tests/tests/dashboard.rs; exits non-zero with a message on any failure.
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+
+const [adminUrl, outDir] = process.argv.slice(2);
+if (!adminUrl || !outDir) {
+  console.error("usage: node flip.mjs <admin-url> <out-dir>");
+  process.exit(2);
+}
+const token = process.env.SWITCHYARD_ADMIN_TOKEN || "";
+const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
+const TIMEOUT = 20_000;
+
+mkdirSync(outDir, { recursive: true });
+const profile = mkdtempSync(join(tmpdir(), "switchyard-chromium-"));
+const log = (msg) => console.log(`[flip.mjs] ${msg}`);
+
+let context;
+try {
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath,
+    headless: true,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+      "--disable-quic",
+    ],
+    viewport: { width: 1280, height: 900 },
+    deviceScaleFactor: 1,
+    timeout: 60_000,
+  });
+  const page = context.pages()[0] || (await context.newPage());
+  page.setDefaultTimeout(TIMEOUT);
+  const problems = [];
+  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+  page.on("console", (m) => {
+    if (m.type() === "error" && !/401/.test(m.text())) problems.push(`console: ${m.text()}`);
+  });
+  page.on("request", (r) => {
+    if (!r.url().startsWith(adminUrl)) problems.push(`request to another origin: ${r.url()}`);
+  });
+
+  log(`opening ${adminUrl}/`);
+  await page.goto(`${adminUrl}/`, { waitUntil: "domcontentloaded" });
+
+  if (token) {
+    log("waiting for the token prompt");
+    await page.locator("#token-input").waitFor({ state: "visible" });
+    await page.screenshot({ path: join(outDir, "dashboard-token-prompt.png") });
+    await page.fill("#token-input", token);
+    await page.click("#token-ok");
+  }
+
+  const live = page.locator('[data-testid="live-app"]');
+  log("waiting for green to be live");
+  await live.filter({ hasText: "green live" }).waitFor();
+  // Let a few polls draw the chart and fill the history before acting.
+  await page.waitForFunction(() => document.querySelectorAll("#history tr").length > 0 || document.querySelector("#history-empty:not([hidden])"));
+  await page.waitForTimeout(2500);
+  await page.screenshot({ path: join(outDir, "dashboard-before-flip.png"), fullPage: true });
+
+  log("clicking Flip");
+  const flip = page.locator('[data-testid="flip-app"]');
+  await flip.filter({ hasText: "Flip to blue" }).click();
+  const dialog = page.locator("#confirm");
+  await dialog.waitFor({ state: "visible" });
+  await page.screenshot({ path: join(outDir, "dashboard-confirm.png") });
+  log("confirming");
+  await page.click('[data-testid="confirm-ok"]');
+
+  log("waiting for blue to be live");
+  await live.filter({ hasText: "blue live" }).waitFor();
+  await page.locator("#history tr", { hasText: "dashboard" }).first().waitFor();
+  await page.waitForTimeout(1500);
+  const shot = join(outDir, "dashboard-after-flip.png");
+  await page.screenshot({ path: shot, fullPage: true });
+  log(`screenshot: ${shot}`);
+
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.waitForTimeout(1200);
+  await page.screenshot({ path: join(outDir, "dashboard-phone.png"), fullPage: true });
+
+  if (problems.length) {
+    throw new Error(`the page reported problems:\n${problems.join("\n")}`);
+  }
+  log("ok: the page flipped app from green to blue");
+} catch (e) {
+  console.error(`[flip.mjs] FAILED: ${e && e.stack ? e.stack : e}`);
+  process.exitCode = 1;
+} finally {
+  if (context) await context.close().catch(() => {});
+  rmSync(profile, { recursive: true, force: true });
+}

@@ -1,0 +1,202 @@
+//! The dashboard on a real proxy: the page and its files are served without a token and name
+//! nothing outside the admin listener; and in a real headless Chromium (Debian's, driven by
+//! `tests/browser/flip.mjs` through playwright-core) a click on Flip and on the in-page
+//! confirmation moves `app` from green to blue.
+//!
+//! The browser test needs `/usr/bin/chromium`, `node` and `npm ci` in `tests/browser` (all done by
+//! `.ci/run`). Without them it prints a note and passes, except under `CI`, where it fails.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request};
+use http_body_util::Full;
+use switchyard_proxy::{Builder, Listeners, ProxyHandle};
+use switchyard_tests::{KeepAliveClient, Resp, TestApp, within};
+
+const TOKEN: &str = "dashboard-test-token";
+
+async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> Resp {
+    let mut client = KeepAliveClient::connect(addr).await;
+    let mut req = Request::builder()
+        .method(Method::GET)
+        .uri(path)
+        .header(http::header::HOST, "admin");
+    if let Some(t) = token {
+        req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let req = req.body(Full::new(Bytes::new())).expect("request");
+    client.request(req).await.expect("admin answers")
+}
+
+/// Every `src="…"` and `href="…"` of the page.
+fn references(html: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for attr in ["src=\"", "href=\""] {
+        let mut rest = html;
+        while let Some(i) = rest.find(attr) {
+            rest = &rest[i + attr.len()..];
+            let end = rest.find('"').expect("closed attribute");
+            out.push(rest[..end].to_string());
+            rest = &rest[end..];
+        }
+    }
+    out
+}
+
+async fn start_with_token(green: &TestApp, blue: &TestApp) -> ProxyHandle {
+    let config = common::two_colours(&[green.addr()], &[blue.addr()]);
+    let listeners = Listeners::loopback()
+        .await
+        .expect("bind loopback listeners");
+    Builder::new(config, listeners)
+        .admin_token(TOKEN)
+        .start()
+        .expect("the proxy starts")
+}
+
+#[tokio::test]
+async fn the_page_is_served_without_a_token_and_references_nothing_elsewhere() {
+    let green = TestApp::start("green").await;
+    let blue = TestApp::start("blue").await;
+    let proxy = start_with_token(&green, &blue).await;
+    let admin = proxy.admin_addr().expect("admin API");
+
+    let page = get(admin, "/", None).await;
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let csp = page.header("content-security-policy").expect("a CSP");
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    let html = page.text();
+    assert!(html.contains("name=\"viewport\""), "readable on a phone");
+    let refs = references(&html);
+    assert!(refs.len() >= 2, "{refs:?}");
+    let mut texts = vec![html.clone()];
+    for r in &refs {
+        assert!(
+            r.starts_with('/') && !r.starts_with("//"),
+            "same origin only: {r}"
+        );
+        let resp = get(admin, r, None).await;
+        assert_eq!(resp.status, 200, "{r} needs no token");
+        texts.push(resp.text());
+    }
+    for text in &texts {
+        let lower = text.to_ascii_lowercase();
+        assert!(!lower.contains("http://"), "no external reference");
+        assert!(!lower.contains("https://"), "no external reference");
+    }
+
+    // The API needs the token; /healthz and the page do not.
+    assert_eq!(get(admin, "/healthz", None).await.status, 200);
+    for path in ["/status", "/stats", "/metrics", "/history"] {
+        assert_eq!(get(admin, path, None).await.status, 401, "{path}");
+        assert_eq!(get(admin, path, Some(TOKEN)).await.status, 200, "{path}");
+    }
+    proxy.shutdown().await;
+}
+
+/// What the browser test needs, or why it cannot run here.
+fn browser_tools(browser_dir: &Path) -> Result<(), String> {
+    if !Path::new("/usr/bin/chromium").exists() {
+        return Err("/usr/bin/chromium is missing (apt-get install chromium)".into());
+    }
+    let node = std::process::Command::new("node").arg("--version").output();
+    if !node.is_ok_and(|o| o.status.success()) {
+        return Err("node is missing".into());
+    }
+    if !browser_dir.join("node_modules/playwright-core").exists() {
+        return Err(format!(
+            "playwright-core is missing (npm ci in {})",
+            browser_dir.display()
+        ));
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flipping_from_the_dashboard_in_a_real_browser() {
+    let browser_dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/browser"));
+    if let Err(why) = browser_tools(&browser_dir) {
+        if std::env::var_os("CI").is_some() {
+            panic!("the browser test must run under CI: {why}");
+        }
+        eprintln!("note: skipping the browser test: {why}");
+        return;
+    }
+    let green = TestApp::start("green").await;
+    let blue = TestApp::start("blue").await;
+    let proxy = start_with_token(&green, &blue).await;
+    common::wait_healthy(&proxy, "green").await;
+    common::wait_healthy(&proxy, "blue").await;
+    let admin = proxy.admin_addr().expect("admin API");
+
+    // Some traffic, so the chart and the counters have something to show. Bounded, and it
+    // stops by itself when the test is done.
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = tokio::spawn({
+        let stop = stop.clone();
+        let http = common::http(&proxy);
+        async move {
+            let mut client = KeepAliveClient::connect(http).await;
+            for i in 0..6000u32 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let path = if i % 40 == 0 { "/missing" } else { "/" };
+                let _ = client.get(path, "app.test").await;
+                tokio::time::sleep(Duration::from_millis(15)).await;
+            }
+        }
+    });
+
+    let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
+    let script = browser_dir.join("flip.mjs");
+    let run = tokio::process::Command::new("node")
+        .arg(&script)
+        .arg(format!("http://{admin}"))
+        .arg(&out_dir)
+        .env("SWITCHYARD_ADMIN_TOKEN", TOKEN)
+        .kill_on_drop(true)
+        .output();
+    let output = within(Duration::from_secs(180), run)
+        .await
+        .expect("the browser script finishes within 3 minutes")
+        .expect("node runs");
+    stop.store(true, Ordering::Relaxed);
+    let _ = traffic.await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the browser script failed:\n{stdout}\n{stderr}"
+    );
+
+    let screenshot = out_dir.join("dashboard-after-flip.png");
+    assert!(
+        screenshot.exists(),
+        "{} was not written",
+        screenshot.display()
+    );
+    println!("dashboard screenshot: {}", screenshot.display());
+
+    let status = get(admin, "/status", Some(TOKEN)).await.json();
+    assert_eq!(status["services"]["app"]["active"], "blue", "{status}");
+    let history = get(admin, "/history?limit=1", Some(TOKEN)).await.json();
+    let last = &history["entries"][0];
+    assert_eq!(last["actor"], "dashboard", "{history}");
+    assert_eq!(
+        (last["from"].as_str(), last["to"].as_str()),
+        (Some("green"), Some("blue"))
+    );
+    proxy.shutdown().await;
+}
