@@ -268,9 +268,10 @@ pub struct RetryConfig {
     pub backoff_base: Duration,
     /// Longest backoff step.
     pub backoff_max: Duration,
-    /// Retries in flight may add at most this share of the requests in flight…
+    /// Over a sliding window of about one second, retries may be at most this share of the
+    /// service's requests…
     pub budget_ratio: f64,
-    /// …but at least this many concurrent retries are always allowed.
+    /// …but at least this many retries per window are always allowed.
     pub budget_min: u32,
     /// Request bodies up to this size are buffered so they can be replayed.
     pub replay_buffer: usize,
