@@ -140,6 +140,9 @@ pub struct CompareArgs {
     /// Print the full report as JSON instead of markdown.
     #[arg(long)]
     pub json: bool,
+    /// Also write the full report as JSON to this file.
+    #[arg(long)]
+    pub save: Option<PathBuf>,
 }
 
 /// `upstream`.

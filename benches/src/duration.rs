@@ -18,7 +18,11 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         "s" => value,
         "m" => value * 60.0,
         "h" => value * 3_600.0,
-        _ => return Err(format!("`{text}`: unknown unit `{unit}` (use us, ms, s, m or h)")),
+        _ => {
+            return Err(format!(
+                "`{text}`: unknown unit `{unit}` (use us, ms, s, m or h)"
+            ));
+        }
     };
     if !seconds.is_finite() || !(0.0..=1.0e7).contains(&seconds) {
         return Err(format!("`{text}` is out of range"));

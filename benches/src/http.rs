@@ -79,16 +79,7 @@ pub async fn wait_ready(
     let mut last = String::new();
     while started.elapsed() < limit {
         alive()?;
-        match request(
-            addr,
-            Method::GET,
-            path,
-            None,
-            None,
-            Duration::from_secs(1),
-        )
-        .await
-        {
+        match request(addr, Method::GET, path, None, None, Duration::from_secs(1)).await {
             Ok(a) if a.status.is_success() => return Ok(()),
             Ok(a) => last = format!("status {}", a.status),
             Err(e) => last = format!("{e:#}"),

@@ -67,6 +67,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         })),
         Command::Compare(a) => runtime(a.threads)?.block_on(until_interrupted(async {
             let report = compare::run(a.spec()).await?;
+            if let Some(path) = &a.save {
+                std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+            }
             if a.json {
                 out(&format!("{}\n", serde_json::to_string_pretty(&report)?))
             } else {

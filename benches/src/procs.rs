@@ -119,7 +119,11 @@ pub fn descendants(root: u32) -> Vec<u32> {
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
     if let Ok(dir) = std::fs::read_dir("/proc") {
         for entry in dir.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
                 continue;
             };
             if let Some(st) = read_stat(pid) {
@@ -142,20 +146,55 @@ pub fn descendants(root: u32) -> Vec<u32> {
     out
 }
 
-/// CPU time (user + system) used so far by `root` and its live descendants, plus what its
-/// reaped children used.
-pub fn cpu_time(root: u32) -> Duration {
-    let ticks = rustix::param::clock_ticks_per_second().max(1);
-    let mut total = 0u64;
+/// CPU time of a process tree, split into user and system time.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Cpu {
+    /// Time in user space.
+    pub user: Duration,
+    /// Time in the kernel on the processes' behalf.
+    pub system: Duration,
+}
+
+impl Cpu {
+    /// User plus system time.
+    pub fn total(&self) -> Duration {
+        self.user + self.system
+    }
+
+    /// The time used between `earlier` and `self`.
+    pub fn since(&self, earlier: &Cpu) -> Cpu {
+        Cpu {
+            user: self.user.saturating_sub(earlier.user),
+            system: self.system.saturating_sub(earlier.system),
+        }
+    }
+}
+
+/// CPU time used so far by `root` and its live descendants, plus what its reaped children
+/// used.
+pub fn cpu_usage(root: u32) -> Cpu {
+    let ticks = rustix::param::clock_ticks_per_second().max(1) as f64;
+    let (mut user, mut system) = (0u64, 0u64);
     if let Some(st) = read_stat(root) {
-        total += st.utime + st.stime + st.cutime + st.cstime;
+        user += st.utime + st.cutime;
+        system += st.stime + st.cstime;
     }
     for pid in descendants(root) {
         if let Some(st) = read_stat(pid) {
-            total += st.utime + st.stime;
+            user += st.utime;
+            system += st.stime;
         }
     }
-    Duration::from_secs_f64(total as f64 / ticks as f64)
+    Cpu {
+        user: Duration::from_secs_f64(user as f64 / ticks),
+        system: Duration::from_secs_f64(system as f64 / ticks),
+    }
+}
+
+/// CPU time (user + system) used so far by `root` and its live descendants, plus what its
+/// reaped children used.
+pub fn cpu_time(root: u32) -> Duration {
+    cpu_usage(root).total()
 }
 
 /// CPU time (user + system) of the process `pid` itself (all its threads), without children.

@@ -21,7 +21,9 @@ pub struct Target {
 impl Target {
     /// Parses `url` and resolves its host. Only `http://` is supported.
     pub async fn resolve(url: &str) -> anyhow::Result<Target> {
-        let uri: Uri = url.parse().with_context(|| format!("`{url}` is not a URL"))?;
+        let uri: Uri = url
+            .parse()
+            .with_context(|| format!("`{url}` is not a URL"))?;
         match uri.scheme_str() {
             Some("http") => {}
             Some(other) => bail!("`{url}`: only http:// is supported, not {other}://"),
@@ -31,7 +33,10 @@ impl Target {
             .authority()
             .with_context(|| format!("`{url}` has no host"))?;
         let port = authority.port_u16().unwrap_or(80);
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
         let addr = tokio::net::lookup_host((host, port))
             .await
             .with_context(|| format!("cannot resolve {host}"))?

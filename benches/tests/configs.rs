@@ -170,7 +170,9 @@ async fn haproxy_socket_talk() {
 #[test]
 fn compare_runs_end_to_end_on_the_direct_upstream() {
     let out = Command::new(env!("CARGO_BIN_EXE_switchyard-bench"))
-        .args(["compare", "--only", "direct", "--rounds", "2", "-d", "300ms"])
+        .args([
+            "compare", "--only", "direct", "--rounds", "2", "-d", "300ms",
+        ])
         .args(["--warmup", "0s", "--idle-conns", "0", "-c", "4"])
         .output()
         .expect("run compare");

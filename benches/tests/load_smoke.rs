@@ -33,7 +33,16 @@ async fn binary_json_report_counts_every_request() {
     let url = format!("http://{addr}/hello?x=1");
     let out = tokio::task::spawn_blocking(move || {
         Command::new(exe)
-            .args(["load", &url, "-n", "300", "-c", "4", "--by-header", "x-colour"])
+            .args([
+                "load",
+                &url,
+                "-n",
+                "300",
+                "-c",
+                "4",
+                "--by-header",
+                "x-colour",
+            ])
             .args(["--json", "--quiet"])
             .output()
     })
@@ -123,7 +132,10 @@ async fn errors_are_counted_by_kind() {
     spec.connections = 1;
     spec.requests = Some(20);
     let r = load::run(spec).await.expect("run");
-    assert_eq!((r.requests, r.errors.status_5xx, r.errors.total), (20, 20, 20));
+    assert_eq!(
+        (r.requests, r.errors.status_5xx, r.errors.total),
+        (20, 20, 20)
+    );
     assert_eq!(r.connections_opened, 20);
     assert_eq!(r.connections_closed_by_server, 19);
 }

@@ -48,14 +48,26 @@ async fn careless_deploys_fail_no_get_and_process_no_post_twice() {
                 i += 1;
                 let (kind, body, result) = match i % 20 {
                     0..=9 => ("fast GET", None, client.get("/", "app.test").await),
-                    10..=13 => ("slow GET", None, client.get("/slow?ms=150", "app.test").await),
+                    10..=13 => (
+                        "slow GET",
+                        None,
+                        client.get("/slow?ms=150", "app.test").await,
+                    ),
                     14..=16 => {
                         let body = Bytes::from(format!("order {c}-{i}"));
-                        ("POST", Some(body.clone()), client.post("/order", "app.test", body).await)
+                        (
+                            "POST",
+                            Some(body.clone()),
+                            client.post("/order", "app.test", body).await,
+                        )
                     }
                     _ => {
                         let body = Bytes::from(format!("slow order {c}-{i}"));
-                        ("slow POST", Some(body.clone()), client.post("/slow-post?ms=150", "app.test", body).await)
+                        (
+                            "slow POST",
+                            Some(body.clone()),
+                            client.post("/slow-post?ms=150", "app.test", body).await,
+                        )
                     }
                 };
                 let error = match result {
@@ -68,7 +80,10 @@ async fn careless_deploys_fail_no_get_and_process_no_post_twice() {
                     reconnects += 1;
                     client = KeepAliveClient::connect(addr).await;
                 }
-                outcomes.lock().expect("outcomes").push(Outcome { kind, body, error });
+                outcomes
+                    .lock()
+                    .expect("outcomes")
+                    .push(Outcome { kind, body, error });
             }
             reconnects
         }));
@@ -80,11 +95,18 @@ async fn careless_deploys_fail_no_get_and_process_no_post_twice() {
         // of 300 ms): here 150 ms slow requests and a cycle every 400 ms, so every slow
         // request in flight at a kill has one surviving colour to be retried on.
         tokio::time::sleep(Duration::from_millis(400)).await;
-        let (old, new) = if cycle % 2 == 0 { (&apps[0], &apps[1]) } else { (&apps[1], &apps[0]) };
+        let (old, new) = if cycle % 2 == 0 {
+            (&apps[0], &apps[1])
+        } else {
+            (&apps[1], &apps[0])
+        };
         // A careful script would wait for health; a careless one only needs the new colour up,
         // which the restart of the previous cycle gave it. Wait for the proxy to see it.
         common::wait_healthy(&proxy, new.colour()).await;
-        proxy.switch(None, new.colour(), false).await.expect("switch to the new colour");
+        proxy
+            .switch(None, new.colour(), false)
+            .await
+            .expect("switch to the new colour");
         // The careless part: the old colour dies at once, mid-request, and comes back as the
         // next version on the same port.
         old.kill().await;
@@ -113,7 +135,11 @@ async fn careless_deploys_fail_no_get_and_process_no_post_twice() {
             *processed.entry(b).or_default() += 1;
         }
     }
-    let twice: Vec<_> = processed.iter().filter(|(_, n)| **n > 1).map(|(b, n)| (b.clone(), *n)).collect();
+    let twice: Vec<_> = processed
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(b, n)| (b.clone(), *n))
+        .collect();
     let failed_gets: Vec<_> = outcomes
         .iter()
         .filter(|o| o.body.is_none() && o.error.is_some())
@@ -123,11 +149,26 @@ async fn careless_deploys_fail_no_get_and_process_no_post_twice() {
     // `reset_before_response` (it was written to the app, which died before answering).
     // Most of those the app had recorded; a few died in the app's socket buffer before its
     // handler ran — sent, so never retried, but not processed either.
-    let failed_posts: Vec<&Outcome> = outcomes.iter().filter(|o| o.body.is_some() && o.error.is_some()).collect();
+    let failed_posts: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|o| o.body.is_some() && o.error.is_some())
+        .collect();
     let failed_unsent_posts: Vec<_> = failed_posts
         .iter()
-        .filter(|o| !o.error.as_deref().unwrap_or_default().contains("reset_before_response"))
-        .map(|o| format!("{} {:?}: {}", o.kind, o.body, o.error.as_deref().unwrap_or_default()))
+        .filter(|o| {
+            !o.error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("reset_before_response")
+        })
+        .map(|o| {
+            format!(
+                "{} {:?}: {}",
+                o.kind,
+                o.body,
+                o.error.as_deref().unwrap_or_default()
+            )
+        })
         .collect();
     let failed_unprocessed = failed_posts
         .iter()
@@ -142,7 +183,10 @@ async fn careless_deploys_fail_no_get_and_process_no_post_twice() {
     );
     assert!(failed_gets.is_empty(), "GETs failed: {failed_gets:?}");
     assert!(twice.is_empty(), "POSTs processed twice: {twice:?}");
-    assert!(failed_unsent_posts.is_empty(), "POSTs failed without reaching an app: {failed_unsent_posts:?}");
+    assert!(
+        failed_unsent_posts.is_empty(),
+        "POSTs failed without reaching an app: {failed_unsent_posts:?}"
+    );
     assert_eq!(reconnects, 0, "the proxy closed client connections");
     assert!(outcomes.len() > CYCLES * CLIENTS, "the load was real");
     proxy.shutdown().await;

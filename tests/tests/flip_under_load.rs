@@ -48,7 +48,12 @@ async fn flipping_under_load_fails_nothing_and_closes_no_connection() {
 
     let mut clients = Vec::new();
     for c in 0..CLIENTS {
-        let (started, done, stop, outcomes) = (started.clone(), done.clone(), stop.clone(), outcomes.clone());
+        let (started, done, stop, outcomes) = (
+            started.clone(),
+            done.clone(),
+            stop.clone(),
+            outcomes.clone(),
+        );
         clients.push(tokio::spawn(async move {
             let mut client = KeepAliveClient::connect(addr).await;
             let mut i = 0usize;
@@ -56,19 +61,42 @@ async fn flipping_under_load_fails_nothing_and_closes_no_connection() {
                 i += 1;
                 let done_before = done.load(Ordering::SeqCst);
                 let (what, result) = match i % 10 {
-                    0..=5 => ("fast GET", client.get("/", "app.test").await.map_err(|e| e.to_string()).and_then(|r| check(&r, None))),
+                    0..=5 => (
+                        "fast GET",
+                        client
+                            .get("/", "app.test")
+                            .await
+                            .map_err(|e| e.to_string())
+                            .and_then(|r| check(&r, None)),
+                    ),
                     6 | 7 => {
                         let path = format!("/slow?ms={}", 20 + (i * 7 + c * 13) % 100);
-                        ("slow GET", client.get(&path, "app.test").await.map_err(|e| e.to_string()).and_then(|r| check(&r, None)))
+                        (
+                            "slow GET",
+                            client
+                                .get(&path, "app.test")
+                                .await
+                                .map_err(|e| e.to_string())
+                                .and_then(|r| check(&r, None)),
+                        )
                     }
                     _ => {
                         let body = Bytes::from(format!("client {c} request {i}"));
                         let r = client.post("/echo", "app.test", body.clone()).await;
-                        ("POST", r.map_err(|e| e.to_string()).and_then(|r| check(&r, Some(&body))))
+                        (
+                            "POST",
+                            r.map_err(|e| e.to_string())
+                                .and_then(|r| check(&r, Some(&body))),
+                        )
                     }
                 };
                 let started_after = started.load(Ordering::SeqCst);
-                outcomes.lock().expect("outcomes").push(Outcome { what, done_before, started_after, result });
+                outcomes.lock().expect("outcomes").push(Outcome {
+                    what,
+                    done_before,
+                    started_after,
+                    result,
+                });
             }
             client
         }));
@@ -78,7 +106,10 @@ async fn flipping_under_load_fails_nothing_and_closes_no_connection() {
     for k in 1..=FLIPS {
         tokio::time::sleep(Duration::from_millis(60)).await;
         started.fetch_add(1, Ordering::SeqCst);
-        let out = proxy.switch(None, colour_after(k), false).await.expect("the switch is accepted");
+        let out = proxy
+            .switch(None, colour_after(k), false)
+            .await
+            .expect("the switch is accepted");
         assert_eq!(out.active, colour_after(k));
         done.fetch_add(1, Ordering::SeqCst);
     }
@@ -109,14 +140,22 @@ async fn flipping_under_load_fails_nothing_and_closes_no_connection() {
             // No switch overlapped this request: it must see the colour of the last switch
             // that returned before it was sent.
             if colour != expected {
-                wrong_colour.push(format!("{} answered by {colour}, expected {expected}", o.what));
+                wrong_colour.push(format!(
+                    "{} answered by {colour}, expected {expected}",
+                    o.what
+                ));
             }
         } else {
             // A switch ran while the request was in flight: it was routed either before or
             // after, never to a colour that was not live in between.
-            let candidates: Vec<&str> = (o.done_before..=o.started_after).map(colour_after).collect();
+            let candidates: Vec<&str> = (o.done_before..=o.started_after)
+                .map(colour_after)
+                .collect();
             if !candidates.contains(&colour) {
-                wrong_colour.push(format!("{} answered by {colour}, live colours were {candidates:?}", o.what));
+                wrong_colour.push(format!(
+                    "{} answered by {colour}, live colours were {candidates:?}",
+                    o.what
+                ));
             }
             if colour == expected {
                 spanned_and_kept_old_colour += 1;
@@ -130,11 +169,24 @@ async fn flipping_under_load_fails_nothing_and_closes_no_connection() {
         wrong_colour.len()
     );
     assert!(failed.is_empty(), "failed requests: {failed:?}");
-    assert!(wrong_colour.is_empty(), "misrouted requests: {wrong_colour:?}");
+    assert!(
+        wrong_colour.is_empty(),
+        "misrouted requests: {wrong_colour:?}"
+    );
     assert_eq!(closed, 0, "the proxy closed client connections");
-    assert_eq!(proxy.open_connections(), CLIENTS, "all client connections still open at the proxy");
-    assert!(spanned_and_kept_old_colour > 0, "some requests were in flight across a flip");
-    assert!(total > FLIPS * CLIENTS, "the load was real: {total} requests");
+    assert_eq!(
+        proxy.open_connections(),
+        CLIENTS,
+        "all client connections still open at the proxy"
+    );
+    assert!(
+        spanned_and_kept_old_colour > 0,
+        "some requests were in flight across a flip"
+    );
+    assert!(
+        total > FLIPS * CLIENTS,
+        "the load was real: {total} requests"
+    );
     // Both colours received traffic, and each kept-alive client reused its one connection.
     assert!(green.requests() > 0 && blue.requests() > 0);
     for c in &open {
@@ -149,9 +201,11 @@ fn check(r: &switchyard_tests::Resp, echo: Option<&Bytes>) -> Result<String, Str
         return Err(format!("status {}: {}", r.status, r.text()));
     }
     if let Some(body) = echo {
-        if &r.body != body {
+        if r.body != *body {
             return Err(format!("echo mismatch: sent {body:?}, got {:?}", r.body));
         }
     }
-    r.colour().map(str::to_string).ok_or_else(|| "no x-colour header".to_string())
+    r.colour()
+        .map(str::to_string)
+        .ok_or_else(|| "no x-colour header".to_string())
 }

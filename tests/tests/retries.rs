@@ -40,7 +40,10 @@ async fn connect_refused_posts_succeed_via_retry_and_the_dead_server_is_ejected(
     let mut client = KeepAliveClient::connect(common::http(&proxy)).await;
     for i in 0..20 {
         let body = format!("order {i}");
-        let r = client.post("/order", "app.test", body.clone()).await.expect("answer");
+        let r = client
+            .post("/order", "app.test", body.clone())
+            .await
+            .expect("answer");
         assert_eq!(r.status, 200, "POST {i} succeeds: {}", r.text());
         assert_eq!(r.colour(), Some("green"));
     }
@@ -91,9 +94,17 @@ async fn a_passing_health_check_ends_an_ejection() {
     let mut client = KeepAliveClient::connect(common::http(&proxy)).await;
     // Traffic until the proxy has tried (and ejected) the dead server.
     for _ in 0..4 {
-        assert_eq!(client.get("/", "app.test").await.expect("answer").status, 200);
+        assert_eq!(
+            client.get("/", "app.test").await.expect("answer").status,
+            200
+        );
     }
-    let ejected = || proxy.status().services["app"].pools["green"].servers.iter().any(|s| s.ejected);
+    let ejected = || {
+        proxy.status().services["app"].pools["green"]
+            .servers
+            .iter()
+            .any(|s| s.ejected)
+    };
     assert!(ejected(), "the dead server was ejected");
     // The app comes back on the same port: its next passing health check ends the ejection,
     // long before the hour-long ejection period.
@@ -105,15 +116,25 @@ async fn a_passing_health_check_ends_an_ejection() {
     .await;
     let before = a.count_path("/");
     for _ in 0..6 {
-        assert_eq!(client.get("/", "app.test").await.expect("answer").status, 200);
+        assert_eq!(
+            client.get("/", "app.test").await.expect("answer").status,
+            200
+        );
     }
-    assert!(a.count_path("/") > before, "the restarted server is back in rotation");
+    assert!(
+        a.count_path("/") > before,
+        "the restarted server is back in rotation"
+    );
     proxy.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_retry_budget_caps_attempts_when_a_whole_pool_fails() {
-    let apps = [TestApp::start("green").await, TestApp::start("green").await, TestApp::start("green").await];
+    let apps = [
+        TestApp::start("green").await,
+        TestApp::start("green").await,
+        TestApp::start("green").await,
+    ];
     let blue = TestApp::start("blue").await;
     let addrs: Vec<_> = apps.iter().map(TestApp::addr).collect();
     let mut config = common::two_colours(&addrs, &[blue.addr()]);
@@ -140,9 +161,15 @@ async fn the_retry_budget_caps_attempts_when_a_whole_pool_fails() {
     }
     let attempts: u64 = apps.iter().map(|a| a.count_path("/status/503")).sum();
     let retries = attempts - REQUESTS;
-    println!("retry budget: {REQUESTS} requests to a failing pool made {attempts} attempts ({retries} retries; without a budget up to {})", REQUESTS * 3);
+    println!(
+        "retry budget: {REQUESTS} requests to a failing pool made {attempts} attempts ({retries} retries; without a budget up to {})",
+        REQUESTS * 3
+    );
     assert!(retries > 0, "failed idempotent requests are retried");
     // 20% of the requests in the window, plus slack for the window boundary.
-    assert!(retries <= REQUESTS / 5 + 2, "the budget caps retries: {retries}");
+    assert!(
+        retries <= REQUESTS / 5 + 2,
+        "the budget caps retries: {retries}"
+    );
     proxy.shutdown().await;
 }

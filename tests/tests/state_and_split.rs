@@ -20,7 +20,8 @@ async fn a_switch_survives_a_restart_through_the_state_file() {
     common::wait_healthy(&proxy, "blue").await;
     proxy.switch(None, "blue", false).await.expect("switch");
     proxy.shutdown().await;
-    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).expect("state written")).expect("JSON");
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state).expect("state written")).expect("JSON");
     assert_eq!(saved["services"]["app"]["active"], "blue");
 
     // A new proxy from the same config starts on blue, with green as the rollback target.
@@ -29,7 +30,10 @@ async fn a_switch_survives_a_restart_through_the_state_file() {
     assert_eq!(s.services["app"].active, "blue");
     assert_eq!(s.services["app"].previous.as_deref(), Some("green"));
     let mut client = KeepAliveClient::connect(common::http(&proxy)).await;
-    assert_eq!(client.get("/", "a.test").await.expect("answer").colour(), Some("blue"));
+    assert_eq!(
+        client.get("/", "a.test").await.expect("answer").colour(),
+        Some("blue")
+    );
     proxy.rollback(None, true).await.expect("rollback");
     proxy.shutdown().await;
     let proxy = common::start(config.clone()).await;
@@ -73,7 +77,8 @@ async fn a_corrupt_or_stale_state_file_is_ignored_not_fatal() {
     assert_eq!(proxy.status().services["app"].active, "green");
     // The next switch rewrites the file cleanly.
     proxy.switch(None, "blue", true).await.expect("switch");
-    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).expect("state")).expect("JSON");
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state).expect("state")).expect("JSON");
     assert_eq!(saved["services"]["app"]["active"], "blue");
     assert!(saved["services"].get("gone").is_none());
     proxy.shutdown().await;
@@ -87,8 +92,14 @@ async fn a_split_sends_its_share_and_a_switch_ends_it() {
     let weights = BTreeMap::from([("blue".to_string(), 10), ("green".to_string(), 90)]);
     proxy.split(None, weights).await.expect("split");
     let s = proxy.status();
-    assert_eq!(s.services["app"].split.as_ref().map(|w| w["blue"]), Some(10));
-    assert_eq!(s.services["app"].pools["blue"].state, "active", "a pool with a share is live");
+    assert_eq!(
+        s.services["app"].split.as_ref().map(|w| w["blue"]),
+        Some(10)
+    );
+    assert_eq!(
+        s.services["app"].pools["blue"].state, "active",
+        "a pool with a share is live"
+    );
 
     const N: usize = 3000;
     let mut client = KeepAliveClient::connect(common::http(&proxy)).await;
@@ -105,9 +116,15 @@ async fn a_split_sends_its_share_and_a_switch_ends_it() {
     assert!((0.07..=0.13).contains(&share), "blue share {share}");
 
     proxy.switch(None, "blue", true).await.expect("switch");
-    assert!(proxy.status().services["app"].split.is_none(), "a switch ends the split");
+    assert!(
+        proxy.status().services["app"].split.is_none(),
+        "a switch ends the split"
+    );
     for _ in 0..50 {
-        assert_eq!(client.get("/", "a.test").await.expect("answer").colour(), Some("blue"));
+        assert_eq!(
+            client.get("/", "a.test").await.expect("answer").colour(),
+            Some("blue")
+        );
     }
     proxy.shutdown().await;
 }
@@ -121,7 +138,10 @@ async fn the_old_pool_drains_then_goes_idle() {
     let addr = common::http(&proxy);
     let slow = tokio::spawn(async move {
         let mut client = KeepAliveClient::connect(addr).await;
-        client.get("/slow?ms=600", "a.test").await.expect("slow answer")
+        client
+            .get("/slow?ms=600", "a.test")
+            .await
+            .expect("slow answer")
     });
     poll_until(Duration::from_secs(10), || {
         let n = proxy.status().services["app"].pools["green"].in_flight;
@@ -135,7 +155,11 @@ async fn the_old_pool_drains_then_goes_idle() {
     assert_eq!(s.services["app"].pools["green"].servers[0].in_flight, 1);
     assert_eq!(s.services["app"].pools["blue"].state, "active");
     let r = slow.await.expect("task");
-    assert_eq!(r.colour(), Some("green"), "the in-flight request finished on its colour");
+    assert_eq!(
+        r.colour(),
+        Some("green"),
+        "the in-flight request finished on its colour"
+    );
     poll_until(Duration::from_secs(10), || {
         let state = proxy.status().services["app"].pools["green"].state.clone();
         async move { state == "idle" }

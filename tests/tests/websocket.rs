@@ -9,10 +9,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use switchyard_tests::{TestApp, poll_until, raw_request};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use switchyard_tests::{TestApp, poll_until, raw_request};
 
 /// A WebSocket echo server that prefixes every echo with its colour.
 async fn ws_app(colour: &'static str) -> SocketAddr {
@@ -31,10 +31,16 @@ async fn ws_app(colour: &'static str) -> SocketAddr {
                         return;
                     }
                 }
-                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else { return };
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
                 while let Some(Ok(msg)) = ws.next().await {
                     if let Message::Text(t) = msg {
-                        if ws.send(Message::text(format!("{colour}: {t}"))).await.is_err() {
+                        if ws
+                            .send(Message::text(format!("{colour}: {t}")))
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                     }
@@ -49,9 +55,14 @@ type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
 
 async fn connect(proxy: SocketAddr) -> Ws {
     let stream = TcpStream::connect(proxy).await.expect("connect");
-    let mut req = format!("ws://{proxy}/chat").into_client_request().expect("request");
-    req.headers_mut().insert("host", "chat.test".parse().expect("host"));
-    let (ws, resp) = tokio_tungstenite::client_async(req, stream).await.expect("handshake through the proxy");
+    let mut req = format!("ws://{proxy}/chat")
+        .into_client_request()
+        .expect("request");
+    req.headers_mut()
+        .insert("host", "chat.test".parse().expect("host"));
+    let (ws, resp) = tokio_tungstenite::client_async(req, stream)
+        .await
+        .expect("handshake through the proxy");
     assert_eq!(resp.status(), 101);
     ws
 }
@@ -74,20 +85,36 @@ async fn websockets_stay_on_their_colour_across_a_flip() {
 
     let mut old = connect(addr).await;
     assert_eq!(echo(&mut old, "hi").await.as_deref(), Some("green: hi"));
-    assert_eq!(proxy.status().services["app"].pools["green"].in_flight, 1, "an open websocket is in flight");
+    assert_eq!(
+        proxy.status().services["app"].pools["green"].in_flight,
+        1,
+        "an open websocket is in flight"
+    );
 
     proxy.switch(None, "blue", false).await.expect("switch");
     let mut new = connect(addr).await;
-    assert_eq!(echo(&mut new, "hello").await.as_deref(), Some("blue: hello"));
+    assert_eq!(
+        echo(&mut new, "hello").await.as_deref(),
+        Some("blue: hello")
+    );
     // The old websocket carries on, on green, both directions.
-    assert_eq!(echo(&mut old, "still here").await.as_deref(), Some("green: still here"));
-    assert_eq!(proxy.status().services["app"].pools["green"].state, "draining");
+    assert_eq!(
+        echo(&mut old, "still here").await.as_deref(),
+        Some("green: still here")
+    );
+    assert_eq!(
+        proxy.status().services["app"].pools["green"].state,
+        "draining"
+    );
 
     old.close(None).await.expect("close");
     drop(old);
     poll_until(Duration::from_secs(10), || {
         let s = proxy.status();
-        async move { s.services["app"].pools["green"].in_flight == 0 && s.services["app"].pools["green"].state == "idle" }
+        async move {
+            s.services["app"].pools["green"].in_flight == 0
+                && s.services["app"].pools["green"].state == "idle"
+        }
     })
     .await;
     proxy.shutdown().await;
@@ -98,7 +125,11 @@ async fn the_drain_timeout_closes_websockets_of_a_pool_that_is_no_longer_live() 
     let green = ws_app("green").await;
     let blue = ws_app("blue").await;
     let mut config = common::two_colours(&[green], &[blue]);
-    config.services.get_mut("app").expect("app").upgraded_drain_timeout = Some(Duration::from_millis(200));
+    config
+        .services
+        .get_mut("app")
+        .expect("app")
+        .upgraded_drain_timeout = Some(Duration::from_millis(200));
     let proxy = common::start(config).await;
     common::wait_healthy(&proxy, "blue").await;
     let mut old = connect(common::http(&proxy)).await;
@@ -114,7 +145,10 @@ async fn the_drain_timeout_closes_websockets_of_a_pool_that_is_no_longer_live() 
         }
     })
     .await;
-    assert!(closed.is_ok(), "the old websocket was closed by the drain timeout");
+    assert!(
+        closed.is_ok(),
+        "the old websocket was closed by the drain timeout"
+    );
     poll_until(Duration::from_secs(10), || {
         let n = proxy.status().services["app"].pools["green"].in_flight;
         async move { n == 0 }
@@ -133,8 +167,18 @@ async fn h2c_upgrades_are_not_forwarded() {
     )
     .await;
     let text = String::from_utf8_lossy(&answer);
-    assert!(text.starts_with("HTTP/1.1 200"), "answered as plain HTTP/1.1: {text}");
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_ascii_lowercase();
-    assert!(!body.contains("\"upgrade\"") && !body.contains("http2-settings"), "no upgrade reached the upstream: {body}");
+    assert!(
+        text.starts_with("HTTP/1.1 200"),
+        "answered as plain HTTP/1.1: {text}"
+    );
+    let body = text
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    assert!(
+        !body.contains("\"upgrade\"") && !body.contains("http2-settings"),
+        "no upgrade reached the upstream: {body}"
+    );
     proxy.shutdown().await;
 }

@@ -60,6 +60,8 @@ pub struct RunResult {
     pub load: Report,
     /// The target's CPU per request in µs (its whole process tree).
     pub cpu_us_per_req: f64,
+    /// Of which in user space.
+    pub cpu_user_us_per_req: f64,
     /// The upstream's CPU per request in µs.
     pub upstream_cpu_us_per_req: f64,
     /// The load generator's CPU use over the run (1.0 = one core).
@@ -235,8 +237,8 @@ fn progress_summary(round: usize, rounds: usize, name: &str, r: &RunResult) -> S
         ));
     } else {
         s.push_str(&format!(
-            "  cpu {:.1}µs/req  loadgen {:.2} cores",
-            r.cpu_us_per_req, r.loadgen_cores
+            "  cpu {:.1}µs/req ({:.1} user)  loadgen {:.2} cores",
+            r.cpu_us_per_req, r.cpu_user_us_per_req, r.loadgen_cores
         ));
     }
     s
@@ -269,19 +271,20 @@ async fn throughput_run(
     }
     let me = std::process::id();
     let (cpu0, up0, me0, t0) = (
-        procs::cpu_time(r.pid),
+        procs::cpu_usage(r.pid),
         procs::cpu_time(upstream_pid),
         procs::own_cpu_time(me),
         Instant::now(),
     );
     let report = load::run(load_spec(spec, r.addr, spec.duration)).await?;
     let wall = t0.elapsed();
-    let cpu = procs::cpu_time(r.pid).saturating_sub(cpu0);
+    let cpu = procs::cpu_usage(r.pid).since(&cpu0);
     let up = procs::cpu_time(upstream_pid).saturating_sub(up0);
     let mine = procs::own_cpu_time(me).saturating_sub(me0);
     Ok(RunResult {
         round,
-        cpu_us_per_req: per_request_us(cpu, report.requests),
+        cpu_us_per_req: per_request_us(cpu.total(), report.requests),
+        cpu_user_us_per_req: per_request_us(cpu.user, report.requests),
         upstream_cpu_us_per_req: per_request_us(up, report.requests),
         loadgen_cores: mine.as_secs_f64() / wall.as_secs_f64().max(1e-9),
         peak_rss_kb: procs::memory_kb(r.pid, "VmHWM"),
@@ -330,6 +333,7 @@ async fn flip_run(spec: &CompareSpec, r: &Running, round: usize) -> anyhow::Resu
     Ok(RunResult {
         round,
         cpu_us_per_req: 0.0,
+        cpu_user_us_per_req: 0.0,
         upstream_cpu_us_per_req: 0.0,
         loadgen_cores: 0.0,
         peak_rss_kb: procs::memory_kb(r.pid, "VmHWM"),

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{CompareReport, TargetResult};
+use super::{CompareReport, RunResult, TargetResult};
 use crate::duration::human_us;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -26,6 +26,7 @@ struct Summary {
     p50: f64,
     p99: f64,
     cpu: f64,
+    cpu_user: f64,
     upstream_cpu: f64,
     loadgen: f64,
     rss_mb: f64,
@@ -40,6 +41,7 @@ fn summary(t: &TargetResult) -> Summary {
         p50: m(&|r| r.load.latency_us.p50 as f64),
         p99: m(&|r| r.load.latency_us.p99 as f64),
         cpu: m(&|r| r.cpu_us_per_req),
+        cpu_user: m(&|r| r.cpu_user_us_per_req),
         upstream_cpu: m(&|r| r.upstream_cpu_us_per_req),
         loadgen: m(&|r| r.loadgen_cores),
         rss_mb: t.runs.iter().map(|r| r.peak_rss_kb).max().unwrap_or(0) as f64 / 1024.0,
@@ -52,11 +54,36 @@ fn summary(t: &TargetResult) -> Summary {
     }
 }
 
-fn ratio(a: f64, b: Option<f64>) -> String {
-    match b {
-        Some(b) if b > 0.0 && a > 0.0 => format!("{:.2}", a / b),
-        _ => "—".into(),
-    }
+/// The median over rounds of `f(target) / f(nginx)` for runs of the same round: each ratio
+/// compares two runs made a few seconds apart, so slow drifts of a shared machine cancel out.
+fn paired(t: &TargetResult, nginx: Option<&TargetResult>, f: fn(&RunResult) -> f64) -> Option<f64> {
+    let n = nginx?;
+    let ratios: Vec<f64> = t
+        .runs
+        .iter()
+        .filter_map(|r| {
+            let b = n.runs.iter().find(|x| x.round == r.round)?;
+            let (a, b) = (f(r), f(b));
+            (a > 0.0 && b > 0.0).then(|| a / b)
+        })
+        .collect();
+    (!ratios.is_empty()).then(|| median(ratios))
+}
+
+fn show(r: Option<f64>) -> String {
+    r.map_or_else(|| "—".into(), |r| format!("{r:.2}"))
+}
+
+fn rps(r: &RunResult) -> f64 {
+    r.load.rps
+}
+
+fn p99(r: &RunResult) -> f64 {
+    r.load.latency_us.p99 as f64
+}
+
+fn cpu(r: &RunResult) -> f64 {
+    r.cpu_us_per_req
 }
 
 fn us(v: f64) -> String {
@@ -69,14 +96,13 @@ pub fn markdown(r: &CompareReport) -> String {
         return flip_markdown(r);
     }
     let mut out = String::new();
-    let nginx = r
-        .targets
-        .iter()
-        .find(|t| t.name == "nginx")
-        .map(summary);
+    let nginx_t = r.targets.iter().find(|t| t.name == "nginx");
+    let nginx = nginx_t.map(summary);
     let _ = writeln!(
         out,
-        "{} connections, {} rounds of {:.0} s per target (medians; peak RSS is the largest VmHWM)\n",
+        "{} connections, {} rounds of {:.0} s per target. Values are medians over the rounds; \
+         each × nginx is the median of the per-round ratios; CPU is user+system of the whole \
+         process tree (user share in brackets); peak RSS is the largest VmHWM.\n",
         r.connections, r.rounds, r.duration_s
     );
     out.push_str("| target | requests/s | × nginx | p50 | p99 | × nginx | proxy CPU µs/req | × nginx | peak RSS MB | × nginx | failed |\n");
@@ -89,18 +115,34 @@ pub fn markdown(r: &CompareReport) -> String {
         } else {
             t.name.clone()
         };
+        let dash = || "—".to_string();
+        let rss_ratio = nginx
+            .filter(|n| n.rss_mb > 0.0)
+            .map(|n| s.rss_mb / n.rss_mb);
         let _ = writeln!(
             out,
             "| {name} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             s.rps,
-            ratio(s.rps, nginx.map(|n| n.rps)),
+            show(paired(t, nginx_t, rps)),
             us(s.p50),
             us(s.p99),
-            ratio(s.p99, nginx.map(|n| n.p99)),
-            if direct { "—".into() } else { format!("{:.1}", s.cpu) },
-            if direct { "—".into() } else { ratio(s.cpu, nginx.map(|n| n.cpu)) },
-            if direct { "—".into() } else { format!("{:.1}", s.rss_mb) },
-            if direct { "—".into() } else { ratio(s.rss_mb, nginx.map(|n| n.rss_mb)) },
+            show(paired(t, nginx_t, p99)),
+            if direct {
+                dash()
+            } else {
+                format!("{:.1} ({:.1})", s.cpu, s.cpu_user)
+            },
+            if direct {
+                dash()
+            } else {
+                show(paired(t, nginx_t, cpu))
+            },
+            if direct {
+                dash()
+            } else {
+                format!("{:.1}", s.rss_mb)
+            },
+            if direct { dash() } else { show(rss_ratio) },
             s.failed,
         );
     }
@@ -141,7 +183,7 @@ pub fn markdown(r: &CompareReport) -> String {
         }
         let _ = writeln!(out);
     }
-    out.push_str(&verdicts(r, nginx));
+    out.push_str(&verdicts(r, nginx_t));
     for n in &r.notes {
         let _ = writeln!(out, "\nNote: {n}");
     }
@@ -152,40 +194,41 @@ fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "MISSED" }
 }
 
-fn verdicts(r: &CompareReport, nginx: Option<Summary>) -> String {
+fn verdicts(r: &CompareReport, nginx: Option<&TargetResult>) -> String {
     let mut out = String::new();
     let Some(sy) = r.targets.iter().find(|t| t.name == "switchyard") else {
         return out;
     };
     let s = summary(sy);
     if let Some(n) = nginx {
-        let cpu = s.cpu / n.cpu.max(1e-9);
-        let rps = s.rps / n.rps.max(1e-9);
-        let p99 = s.p99 / n.p99.max(1e-9);
-        let _ = writeln!(
-            out,
-            "- proxy CPU per request ≤ 0.8× nginx: {:.2}× ({:.1} vs {:.1} µs) — {}",
-            cpu,
-            s.cpu,
-            n.cpu,
-            verdict(cpu <= 0.8)
-        );
-        let _ = writeln!(
-            out,
-            "- requests/s ≥ 1.1× nginx: {:.2}× ({:.0} vs {:.0}) — {}",
-            rps,
-            s.rps,
-            n.rps,
-            verdict(rps >= 1.1)
-        );
-        let _ = writeln!(
-            out,
-            "- p99 ≤ nginx: {:.2}× ({} vs {}) — {}",
-            p99,
-            us(s.p99),
-            us(n.p99),
-            verdict(p99 <= 1.0)
-        );
+        let ns = summary(n);
+        if let Some(cpu) = paired(sy, Some(n), cpu) {
+            let _ = writeln!(
+                out,
+                "- proxy CPU per request ≤ 0.8× nginx: {cpu:.2}× ({:.1} vs {:.1} µs) — {}",
+                s.cpu,
+                ns.cpu,
+                verdict(cpu <= 0.8)
+            );
+        }
+        if let Some(rps) = paired(sy, Some(n), rps) {
+            let _ = writeln!(
+                out,
+                "- requests/s ≥ 1.1× nginx: {rps:.2}× ({:.0} vs {:.0}) — {}",
+                s.rps,
+                ns.rps,
+                verdict(rps >= 1.1)
+            );
+        }
+        if let Some(p99) = paired(sy, Some(n), p99) {
+            let _ = writeln!(
+                out,
+                "- p99 ≤ nginx: {p99:.2}× ({} vs {}) — {}",
+                us(s.p99),
+                us(ns.p99),
+                verdict(p99 <= 1.0)
+            );
+        }
     }
     if let Some(i) = sy.idle {
         let mb = i.rss_idle_kb as f64 / 1024.0;
@@ -213,7 +256,11 @@ fn flip_markdown(r: &CompareReport) -> String {
     for t in &r.targets {
         let s = summary(t);
         let requests: u64 = t.runs.iter().map(|r| r.load.requests).sum();
-        let flips: Vec<_> = t.runs.iter().filter_map(|r| r.load.flips.as_ref()).collect();
+        let flips: Vec<_> = t
+            .runs
+            .iter()
+            .filter_map(|r| r.load.flips.as_ref())
+            .collect();
         let stale: u64 = flips.iter().filter_map(|f| f.stale_answers).sum();
         let steady = median(flips.iter().map(|f| f.steady_p99_us as f64).collect());
         let (worst, worst_ratio) = flips

@@ -53,7 +53,12 @@ async fn wait_ready(r: &mut Running, dir: &Path) -> anyhow::Result<()> {
         Some(g) => crate::http::wait_ready(r.addr, "/", READY_LIMIT, || g.check_alive()).await,
         None => crate::http::wait_ready(r.addr, "/", READY_LIMIT, || Ok(())).await,
     };
-    result.with_context(|| format!("{name} did not start; its log says:\n{}", log_tail(dir, &name)))
+    result.with_context(|| {
+        format!(
+            "{name} did not start; its log says:\n{}",
+            log_tail(dir, &name)
+        )
+    })
 }
 
 /// Starts a built-in upstream of `colour` (this binary's `upstream` subcommand) and reads the
@@ -76,7 +81,9 @@ pub async fn start_upstream(dir: &Path, colour: &str) -> anyhow::Result<Running>
         READY_LIMIT,
         tokio::task::spawn_blocking(move || {
             let mut line = String::new();
-            std::io::BufReader::new(stdout).read_line(&mut line).map(|_| line)
+            std::io::BufReader::new(stdout)
+                .read_line(&mut line)
+                .map(|_| line)
         }),
     )
     .await
@@ -126,8 +133,8 @@ pub fn switchyard_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     if !status.success() {
         bail!("cargo build --release -p switchyard failed");
     }
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| root.join("target"), PathBuf::from);
+    let target_dir =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let built = target_dir.join("release").join("switchyard");
     if !built.is_file() {
         bail!("built switchyard, but {} is not there", built.display());

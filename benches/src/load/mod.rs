@@ -263,7 +263,12 @@ async fn worker(run: Arc<Run>, mut conn: Conn) -> Recorder {
             run.failed.fetch_add(1, Ordering::Relaxed);
         }
         if start >= run.measure_from {
-            rec.record(start, end, outcome, header.as_ref().map(HeaderValue::as_bytes));
+            rec.record(
+                start,
+                end,
+                outcome,
+                header.as_ref().map(HeaderValue::as_bytes),
+            );
         }
         if outcome == Outcome::Connect {
             // Nothing listens: do not spin; the next attempt is the next request.

@@ -155,9 +155,17 @@ impl Recorder {
     }
 
     /// Records one request that started at `start` and ended at `end`.
-    pub fn record(&mut self, start: Instant, end: Instant, outcome: Outcome, header: Option<&[u8]>) {
+    pub fn record(
+        &mut self,
+        start: Instant,
+        end: Instant,
+        outcome: Outcome,
+        header: Option<&[u8]>,
+    ) {
         let latency = end.saturating_duration_since(start);
-        let us = u64::try_from(latency.as_micros()).unwrap_or(MAX_US).clamp(1, MAX_US);
+        let us = u64::try_from(latency.as_micros())
+            .unwrap_or(MAX_US)
+            .clamp(1, MAX_US);
         self.hist.saturating_record(us);
         self.counts.add(outcome);
         self.last_end = Some(self.last_end.map_or(end, |l| l.max(end)));
@@ -231,7 +239,9 @@ pub fn merge(origin: Instant, parts: Vec<Recorder>) -> Merged {
     for p in &parts {
         total.merge_counts(p);
     }
-    total.header_values.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    total
+        .header_values
+        .sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     Merged { total, parts }
 }
 

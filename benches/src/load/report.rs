@@ -166,9 +166,9 @@ impl Report {
     ) -> Report {
         let total = &merged.total;
         let c = total.counts;
-        let duration = total
-            .last_end
-            .map_or(Duration::ZERO, |e| e.saturating_duration_since(measure_from));
+        let duration = total.last_end.map_or(Duration::ZERO, |e| {
+            e.saturating_duration_since(measure_from)
+        });
         let secs = duration.as_secs_f64();
         let requests = c.total();
         let by_header = spec.by_header.as_ref().map(|name| {
@@ -195,7 +195,12 @@ impl Report {
             protocol: if spec.h2 { "HTTP/2" } else { "HTTP/1.1" }.to_string(),
             connections: spec.connections,
             streams: if spec.h2 { spec.streams.max(1) } else { 1 },
-            mode: if spec.rate.is_some() { "open" } else { "closed" }.to_string(),
+            mode: if spec.rate.is_some() {
+                "open"
+            } else {
+                "closed"
+            }
+            .to_string(),
             rate: spec.rate,
             duration_s: secs,
             requests,
@@ -302,8 +307,9 @@ fn flips_table(f: &FlipReport) -> String {
         f.failed_after_flips,
         human_us(f.worst_p99_us),
         f.worst_p99_ratio,
-        f.stale_answers
-            .map_or(String::new(), |s| format!("; old-colour answers after a flip returned {s}"))
+        f.stale_answers.map_or(String::new(), |s| format!(
+            "; old-colour answers after a flip returned {s}"
+        ))
     );
     let _ = writeln!(
         out,

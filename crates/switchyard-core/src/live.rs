@@ -345,7 +345,10 @@ mod tests {
         assert_eq!(s.record_failure(now, 1, base, max), Some(base));
         assert!(s.is_ejected(now));
         s.set_health(Health::Up);
-        assert!(s.is_ejected(now), "a verdict alone does not end an ejection");
+        assert!(
+            s.is_ejected(now),
+            "a verdict alone does not end an ejection"
+        );
         s.end_ejection();
         assert!(!s.is_ejected(now));
         assert_eq!(s.record_failure(now, 1, base, max), Some(base));

@@ -176,7 +176,9 @@ impl Default for RetryBudget {
 
 impl RetryBudget {
     fn roll(&self) {
-        let now = Instant::now().saturating_duration_since(self.epoch).as_secs();
+        let now = Instant::now()
+            .saturating_duration_since(self.epoch)
+            .as_secs();
         let seen = self.second.load(Ordering::Acquire);
         if now == seen
             || self
@@ -190,7 +192,11 @@ impl RetryBudget {
             self.requests.swap(0, Ordering::AcqRel),
             self.retries.swap(0, Ordering::AcqRel),
         );
-        let (reqs, rets) = if now == seen + 1 { (reqs, rets) } else { (0, 0) };
+        let (reqs, rets) = if now == seen + 1 {
+            (reqs, rets)
+        } else {
+            (0, 0)
+        };
         self.prev_requests.store(reqs, Ordering::Release);
         self.prev_retries.store(rets, Ordering::Release);
     }
@@ -204,9 +210,11 @@ impl RetryBudget {
     /// Admits one retry if the budget allows it, and counts it.
     pub fn try_retry(&self, ratio: f64, min: u32) -> bool {
         self.roll();
-        let requests = self.requests.load(Ordering::Relaxed) + self.prev_requests.load(Ordering::Relaxed);
+        let requests =
+            self.requests.load(Ordering::Relaxed) + self.prev_requests.load(Ordering::Relaxed);
         let allowed = ((f64::from(requests) * ratio).floor() as u32).max(min);
-        let spent = self.retries.load(Ordering::Relaxed) + self.prev_retries.load(Ordering::Relaxed);
+        let spent =
+            self.retries.load(Ordering::Relaxed) + self.prev_retries.load(Ordering::Relaxed);
         if spent >= allowed {
             return false;
         }

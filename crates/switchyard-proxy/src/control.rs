@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use switchyard_config::{Config, ConfigErrors};
 use switchyard_core::snapshot::decisions_from_config;
@@ -15,11 +15,13 @@ use switchyard_core::{Decisions, Health, Service, ServiceDecision, Snapshot};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+mod audit;
+
 use crate::health::HealthSupervisor;
-use crate::history::{History, HistoryAction, HistoryEntry, rfc3339};
-use crate::metrics::{ReloadResult, SwitchKind};
+use crate::history::{History, HistoryAction, HistoryEntry};
 use crate::shared::Shared;
 use crate::state::{PersistedService, PersistedState, STATE_VERSION, StateStore};
+use audit::{Asked, Change};
 
 /// Why a control operation was refused.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -98,28 +100,6 @@ pub struct SwitchOutcome {
     pub previous: Option<String>,
     /// The snapshot generation now in force.
     pub generation: u64,
-}
-
-/// What a switch-like operation did, for the caller and the history.
-#[derive(Debug)]
-struct Change {
-    /// The answer for the caller.
-    outcome: SwitchOutcome,
-    /// The pool active before.
-    from: String,
-    /// False when nothing changed (a switch to the pool already active, with no split).
-    changed: bool,
-}
-
-/// What a history entry for a switch-like operation says besides its result.
-struct Asked<'a> {
-    actor: &'a str,
-    action: HistoryAction,
-    service: Option<&'a str>,
-    /// The target pool, when known before the operation ran.
-    to: Option<&'a str>,
-    weights: Option<BTreeMap<String, u32>>,
-    forced: bool,
 }
 
 /// The control plane of one running proxy.
@@ -420,8 +400,10 @@ impl Controller {
         sync_upstreams(&self.shared, &new);
         self.health.sync(&self.shared, &new);
         let next = self.commit(&new, decisions).await?;
+        self.shared.rate_limits.sync(&new);
         crate::reload::apply_certs(self.tls.as_ref(), certs);
         *config = new;
+        self.history.set_capacity(config.admin.history);
         let servers: Vec<_> = config
             .services
             .values()
@@ -436,163 +418,6 @@ impl Controller {
         self.shared.registry.retain(&servers, &pools);
         tracing::info!(generation = next.generation, "config reloaded");
         Ok(next.generation)
-    }
-
-    /// Applies a new config on behalf of `actor`, and records the reload.
-    pub(crate) async fn reload_as(&self, actor: &str, new: Config) -> Result<u64, ControlError> {
-        let before = self.snapshot();
-        let result = self.reload(new).await;
-        self.record_reload(actor, &before, &result);
-        result
-    }
-
-    /// Re-reads the config file on behalf of `actor`, and records the reload.
-    pub(crate) async fn reload_source_as(&self, actor: &str) -> Result<u64, ControlError> {
-        let before = self.snapshot();
-        let result = crate::reload::reload_from_source(self).await;
-        self.record_reload(actor, &before, &result);
-        result
-    }
-
-    /// Records a switch-like operation: applied ones that changed something, and refused ones
-    /// whose service exists (a request naming no real service or pool changed nothing and is
-    /// not worth keeping).
-    fn record(&self, asked: Asked<'_>, result: &Result<Change, ControlError>) {
-        let entry =
-            |service: &str, from: &str, to: Option<&str>, generation, error: Option<String>| {
-                HistoryEntry {
-                    time: rfc3339(SystemTime::now()),
-                    action: asked.action,
-                    service: Some(service.to_string()),
-                    from: Some(from.to_string()),
-                    to: to.map(str::to_string),
-                    weights: asked.weights.clone(),
-                    forced: asked.forced,
-                    generation,
-                    actor: asked.actor.to_string(),
-                    ok: error.is_none(),
-                    error,
-                }
-            };
-        let entry = match result {
-            Ok(c) if !c.changed => return,
-            Ok(c) => {
-                let kind = match asked.action {
-                    HistoryAction::Rollback => SwitchKind::Rollback,
-                    HistoryAction::Split | HistoryAction::EndSplit => SwitchKind::Split,
-                    HistoryAction::Switch | HistoryAction::Reload => SwitchKind::Switch,
-                };
-                self.shared.metrics.switched(&c.outcome.service, kind);
-                entry(
-                    &c.outcome.service,
-                    &c.from,
-                    Some(&c.outcome.active),
-                    c.outcome.generation,
-                    None,
-                )
-            }
-            Err(
-                ControlError::UnknownService(_)
-                | ControlError::UnknownPool { .. }
-                | ControlError::AmbiguousService(_),
-            ) => return,
-            Err(e) => {
-                let snapshot = self.snapshot();
-                let Ok(svc) = resolve(&snapshot, asked.service) else {
-                    return;
-                };
-                let to = match asked.action {
-                    HistoryAction::Split => None,
-                    _ => asked.to,
-                };
-                entry(
-                    &svc.name,
-                    &svc.pools[svc.active].name,
-                    to,
-                    snapshot.generation,
-                    Some(e.to_string()),
-                )
-            }
-        };
-        if !entry.ok {
-            tracing::info!(service = entry.service.as_deref().unwrap_or("-"), actor = %entry.actor, error = entry.error.as_deref().unwrap_or("-"), "control request refused");
-        }
-        self.history.record(entry);
-    }
-
-    /// Records a reload, and the colour changes it brought (when no other decision interleaved).
-    fn record_reload(&self, actor: &str, before: &Snapshot, result: &Result<u64, ControlError>) {
-        self.shared.metrics.reloaded(match result {
-            Ok(_) => ReloadResult::Ok,
-            Err(ControlError::InvalidConfig(_) | ControlError::Tls(_)) => ReloadResult::Rejected,
-            Err(_) => ReloadResult::Failed,
-        });
-        let after = self.snapshot();
-        let time = rfc3339(SystemTime::now());
-        let entry = |service: Option<&str>,
-                     from: Option<&str>,
-                     to: Option<&str>,
-                     generation,
-                     error: Option<String>| {
-            HistoryEntry {
-                time: time.clone(),
-                action: HistoryAction::Reload,
-                service: service.map(str::to_string),
-                from: from.map(str::to_string),
-                to: to.map(str::to_string),
-                weights: None,
-                forced: false,
-                generation,
-                actor: actor.to_string(),
-                ok: error.is_none(),
-                error,
-            }
-        };
-        let generation = match result {
-            Ok(g) => *g,
-            Err(e) => {
-                let why = match e {
-                    ControlError::InvalidConfig(errors) => {
-                        let first = errors.iter().next().map(ToString::to_string);
-                        format!(
-                            "invalid config ({} problem{}){}",
-                            errors.len(),
-                            if errors.len() == 1 { "" } else { "s" },
-                            first.map(|f| format!(": {f}")).unwrap_or_default()
-                        )
-                    }
-                    other => other.to_string(),
-                };
-                self.history
-                    .record(entry(None, None, None, after.generation, Some(why)));
-                return;
-            }
-        };
-        self.history
-            .record(entry(None, None, None, generation, None));
-        if after.generation != generation || before.generation + 1 != generation {
-            return;
-        }
-        for svc in &after.services {
-            let to = &svc.pools[svc.active].name;
-            // A service the old config did not have was not switched: it was added.
-            let Some(from) = before
-                .service(&svc.name)
-                .map(|s| s.pools[s.active].name.as_str())
-            else {
-                continue;
-            };
-            if from != to {
-                self.shared.metrics.switched(&svc.name, SwitchKind::Switch);
-                self.history.record(entry(
-                    Some(&svc.name),
-                    Some(from),
-                    Some(to),
-                    generation,
-                    None,
-                ));
-            }
-        }
     }
 
     /// Stops the health checkers.

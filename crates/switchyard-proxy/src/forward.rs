@@ -69,14 +69,32 @@ pub(crate) async fn handle(
             } else {
                 None
             };
-            let forwarded = forward(&shared, snapshot, service, parts, body, upgrade, &mut trace);
-            let mut resp = match forwarded.await {
-                Ok(resp) => resp,
-                Err(e) => {
-                    error = Some(e.to_string());
-                    e.response(None)
+            let cfg = service.config.clone();
+            // Read before `parts` moves into forward().
+            let accept = parts.headers.get(header::ACCEPT_ENCODING).cloned();
+            let limited = shared
+                .rate_limits
+                .for_service(&service.name)
+                .and_then(|l| l.check(uri.path(), conn.peer.ip(), Instant::now()).err());
+            let resp = if let Some(wait) = limited {
+                error = Some("rate limited".to_string());
+                crate::ratelimit::too_many_requests(wait)
+            } else if let Some(files) = crate::static_files::matching(&cfg.static_files, uri.path())
+            {
+                crate::static_files::serve(files, &method, &uri, &parts.headers).await
+            } else {
+                let forwarded =
+                    forward(&shared, snapshot, service, parts, body, upgrade, &mut trace);
+                match forwarded.await {
+                    Ok(resp) => resp,
+                    Err(e) => {
+                        error = Some(e.to_string());
+                        e.response(None)
+                    }
                 }
             };
+            let mut resp = crate::compress::apply(&cfg.compression, &method, accept.as_ref(), resp);
+            set_response_headers(resp.headers_mut(), &cfg.response_headers);
             resp.headers_mut()
                 .insert(X_REQUEST_ID.clone(), request_id.clone());
             (resp, Some(request_id))
@@ -106,6 +124,19 @@ pub(crate) async fn handle(
         },
     );
     resp
+}
+
+/// Sets the service's configured response headers (`add_header … always`), replacing the
+/// upstream's. Names and values were validated with the config.
+fn set_response_headers(headers: &mut http::HeaderMap, wanted: &[(String, String)]) {
+    for (name, value) in wanted {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.insert(name, value);
+        }
+    }
 }
 
 /// What the attempts of one request went through, for the access log.
@@ -138,7 +169,8 @@ fn prepare(
             return Err(ProxyError::BodyTooLarge);
         }
     }
-    let websocket = parts.version == Version::HTTP_11 && upgrade::websocket_requested(&parts.headers);
+    let websocket =
+        parts.version == Version::HTTP_11 && upgrade::websocket_requested(&parts.headers);
     headers::strip_hop_by_hop(&mut parts.headers);
     if websocket {
         upgrade::restore_upgrade_headers(&mut parts.headers);
@@ -266,7 +298,7 @@ async fn forward(
     let budget = service.budget.clone();
     budget.record_request();
     let mut parts = Some(parts);
-    let mut tried: Vec<SocketAddr> = Vec::with_capacity(2);
+    let mut tried = Tried::default();
     let mut attempt = 0u32;
     let mut last_failed: Option<Failed> = None;
     loop {
@@ -276,7 +308,11 @@ async fn forward(
         let pool_index = service.choose_pool();
         trace.pool = Some(pool_index);
         let pool = &service.pools[pool_index];
-        let picked = match pool.pick(&tried, Instant::now(), service.config.ejection.all_down) {
+        let picked = match pool.pick(
+            tried.as_slice(),
+            Instant::now(),
+            service.config.ejection.all_down,
+        ) {
             Ok(p) => p,
             Err(NoServer::AllDown) => {
                 tracing::warn!(service = %service.name, pool = %pool.name, "every server of the pool is down; failing fast (all_down = \"fail\")");
@@ -314,7 +350,17 @@ async fn forward(
             streamed: &mut streamed,
             upgrade: &mut upgrade,
         };
-        let failed = match attempt_once(shared, addr, &mut pending, keep_head, in_flight, &service, &pool.name).await {
+        let failed = match attempt_once(
+            shared,
+            addr,
+            &mut pending,
+            keep_head,
+            in_flight,
+            &service,
+            &pool.name,
+        )
+        .await
+        {
             Ok(resp) => {
                 server.record_success();
                 return Ok(resp);
@@ -359,7 +405,7 @@ async fn forward(
                 let current = shared.snapshot.load_full();
                 let untried = current
                     .service(&service.name)
-                    .is_some_and(|s| has_untried(s, &tried));
+                    .is_some_and(|s| has_untried(s, tried.as_slice()));
                 if !untried {
                     stop("NoUntriedServer");
                     return failed.response.ok_or(ProxyError::Upstream { kind });
@@ -383,6 +429,34 @@ async fn forward(
             Some(s) => service = s.clone(),
             None => return Err(ProxyError::NoRoute),
         }
+    }
+}
+
+/// The servers a request has tried, kept inline: attempts are few (at most 10 by config).
+struct Tried {
+    addrs: [SocketAddr; 10],
+    len: usize,
+}
+
+impl Default for Tried {
+    fn default() -> Self {
+        Tried {
+            addrs: [SocketAddr::from(([0, 0, 0, 0], 0)); 10],
+            len: 0,
+        }
+    }
+}
+
+impl Tried {
+    fn push(&mut self, addr: SocketAddr) {
+        if let Some(slot) = self.addrs.get_mut(self.len) {
+            *slot = addr;
+            self.len += 1;
+        }
+    }
+
+    fn as_slice(&self) -> &[SocketAddr] {
+        &self.addrs[..self.len]
     }
 }
 

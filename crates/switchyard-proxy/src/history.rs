@@ -171,6 +171,16 @@ impl History {
         }
     }
 
+    /// Changes how many entries are kept (a reload may change `[admin] history`); the file
+    /// follows at its next trim.
+    pub(crate) fn set_capacity(&self, capacity: usize) {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.capacity = capacity.max(1);
+        while inner.entries.len() > inner.capacity {
+            inner.entries.pop_front();
+        }
+    }
+
     /// The newest `limit` entries, newest first.
     pub(crate) fn newest(&self, limit: usize) -> Vec<HistoryEntry> {
         let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
@@ -360,6 +370,8 @@ mod tests {
         let got: Vec<u64> = h.newest(10).iter().map(|e| e.generation).collect();
         assert_eq!(got, vec![5, 4, 3]);
         assert_eq!(h.newest(1)[0].generation, 5);
+        h.set_capacity(2);
+        assert_eq!(h.newest(10).len(), 2);
     }
 
     #[test]

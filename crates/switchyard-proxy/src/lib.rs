@@ -18,7 +18,6 @@
 
 mod admin;
 mod body;
-#[allow(dead_code)] // until forward.rs calls it
 mod compress;
 mod control;
 mod dashboard;
@@ -30,14 +29,12 @@ mod health;
 pub mod history;
 mod metrics;
 mod observe;
-#[allow(dead_code)] // until forward.rs calls it
 mod ratelimit;
 mod reload;
 mod server;
 mod shared;
 pub mod signals;
 pub mod state;
-#[allow(dead_code)] // until forward.rs calls it
 mod static_files;
 pub mod status;
 mod tls;
@@ -263,6 +260,7 @@ fn start_inner(
         upstreams: Upstreams::default(),
         registry: Registry::new(),
         connections: ConnCounter::default(),
+        rate_limits: ratelimit::RateLimiters::new(&config),
         metrics: metrics::Metrics::default(),
     });
     let history = match &config.state.file {

@@ -159,8 +159,8 @@ where
         builder,
         mut stop,
     } = ctx;
-    let mut io = Guarded::new(io, head_limit(&shared.snapshot.load().limits));
-    let answers = io.tunnel_signal();
+    let io = Guarded::new(io, head_limit(&shared.snapshot.load().limits));
+    let answers = Guarded::new((), 0).tunnel_signal();
     let svc = service_fn(move |req| {
         let shared = shared.clone();
         let answers = answers.clone();

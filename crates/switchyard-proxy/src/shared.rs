@@ -20,6 +20,8 @@ pub(crate) struct Shared {
     pub(crate) registry: Registry,
     /// Open client connections, so a graceful stop knows when it is done.
     pub(crate) connections: ConnCounter,
+    /// Per-client rate limiters, kept across snapshot swaps (synced by the control plane).
+    pub(crate) rate_limits: crate::ratelimit::RateLimiters,
     /// Request, retry and control-plane counters (lock-free on the request path).
     pub(crate) metrics: Metrics,
 }

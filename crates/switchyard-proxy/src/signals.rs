@@ -16,7 +16,9 @@ pub async fn serve_until_signal(handle: ProxyHandle) -> std::io::Result<bool> {
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading the config file");
                 // Errors are logged by the reload itself; the running config stays.
-                let _ = handle.reload_from_source().await;
+                let _ = handle
+                    .reload_from_source_as(crate::history::ACTOR_SIGHUP)
+                    .await;
             }
             _ = term.recv() => {
                 tracing::info!("SIGTERM: stopping gracefully");

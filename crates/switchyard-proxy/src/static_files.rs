@@ -144,10 +144,11 @@ enum Located {
     NotFound,
 }
 
-/// Finds the file the segments name, refusing anything outside `cfg.dir`. A directory is
-/// answered with its index file when it is asked for with a trailing `/` (`dir_url`), and
-/// with a redirect to that URL otherwise.
-/// Blocking: runs on the blocking pool.
+/// Finds the file the segments name, refusing anything outside `dir`. A directory is answered
+/// with its index file when it is asked for with a trailing `/` (`dir_url`), and with a
+/// redirect to that URL otherwise. Blocking: runs on the blocking pool. The file is later
+/// opened by its canonical path, so only someone who can write inside `dir` could swap a
+/// link in between.
 fn locate(dir: &Path, index: Option<&str>, segments: &[String], dir_url: bool) -> Located {
     let root = match std::fs::canonicalize(dir) {
         Ok(root) => root,

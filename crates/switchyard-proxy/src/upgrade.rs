@@ -118,8 +118,14 @@ mod tests {
 
     #[test]
     fn only_websocket_upgrades_are_recognised() {
-        assert!(websocket_requested(&map(&[("connection", "keep-alive, Upgrade"), ("upgrade", "WebSocket")])));
-        assert!(!websocket_requested(&map(&[("connection", "Upgrade, HTTP2-Settings"), ("upgrade", "h2c")])));
+        assert!(websocket_requested(&map(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "WebSocket")
+        ])));
+        assert!(!websocket_requested(&map(&[
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c")
+        ])));
         assert!(!websocket_requested(&map(&[("upgrade", "websocket")])));
         assert!(!websocket_requested(&map(&[("connection", "upgrade")])));
     }

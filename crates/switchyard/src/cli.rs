@@ -39,6 +39,22 @@ pub enum Command {
     Split(SplitArgs),
     /// Re-read the running proxy's config file.
     Reload(ReloadArgs),
+    /// Show the switch history: who switched, rolled back, split or reloaded what, and when.
+    History(HistoryArgs),
+}
+
+/// `switchyard history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// How many entries, newest first.
+    #[arg(long, short = 'n', default_value_t = 20)]
+    pub limit: usize,
+    /// Print the raw JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// The admin API.
+    #[command(flatten)]
+    pub admin: AdminArgs,
 }
 
 /// `switchyard serve`.

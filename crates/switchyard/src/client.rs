@@ -139,7 +139,9 @@ impl AdminClient {
             .method(method)
             .uri(&uri)
             .header(HOST, &self.authority)
-            .header(ACCEPT, "application/json");
+            .header(ACCEPT, "application/json")
+            // Who acted, for the switch history.
+            .header("x-switchyard-actor", "cli");
         if body.is_some() {
             req = req.header(CONTENT_TYPE, "application/json");
         }

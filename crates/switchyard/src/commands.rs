@@ -1,4 +1,5 @@
-//! The admin client commands: `status`, `switch`, `rollback`, `split` and `reload`.
+//! The admin client commands: `status`, `switch`, `rollback`, `split`, `reload` (and `history`,
+//! in its own module).
 //!
 //! Each one is a few calls to the admin API (SPEC §3) on a current-thread runtime; answers are
 //! printed to stdout, errors returned for `main` to print and turn into exit code 1.
@@ -32,6 +33,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             Command::Rollback(args) => rollback(args).await,
             Command::Split(args) => split(args).await,
             Command::Reload(args) => reload(&AdminClient::from_args(&args.admin)?).await,
+            Command::History(args) => crate::history::run(&args).await,
             Command::Serve(_) | Command::Check(_) => Err(anyhow!("not a client command")),
         }
     })

@@ -68,7 +68,8 @@ fn init_logging(format: LogFormat, access: bool) -> anyhow::Result<()> {
         .with_env_var(LOG_ENV)
         .from_env()
         .with_context(|| format!("{LOG_ENV} is not a valid log filter"))?;
-    let filter_mentions_access = std::env::var(LOG_ENV).is_ok_and(|f| f.contains("switchyard::access"));
+    let filter_mentions_access =
+        std::env::var(LOG_ENV).is_ok_and(|f| f.contains("switchyard::access"));
     if !access && !filter_mentions_access {
         filter = filter.add_directive(
             "switchyard::access=off"

@@ -111,6 +111,29 @@ async fn status_switch_rollback_and_refusals() {
     assert_eq!(out.code, Some(1), "{out:?}");
     assert_eq!(out.stderr, "error: unknown service `web`\n");
     assert_eq!(s.colour().await, "green");
+
+    // The history names the CLI as the actor, newest first.
+    let out = s.cli(&["history"]).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let rows: Vec<&str> = out.stdout.lines().skip(1).collect();
+    assert!(
+        rows[0].contains("rollback")
+            && rows[0].contains("blue -> green")
+            && rows[0].contains("cli"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("switch") && r.contains("green -> blue") && r.contains("applied")),
+        "{}",
+        out.stdout
+    );
+    let out = s.cli(&["history", "--json", "-n", "1"]).await;
+    let json: serde_json::Value =
+        serde_json::from_str(&out.stdout).expect("history --json is JSON");
+    assert_eq!(json["entries"].as_array().map(Vec::len), Some(1));
+    assert_eq!(json["entries"][0]["actor"], "cli");
 }
 
 #[tokio::test]

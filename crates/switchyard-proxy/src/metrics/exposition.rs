@@ -1,0 +1,304 @@
+//! The Prometheus exposition: every counter of [`Metrics`](super::Metrics), and the gauges read
+//! from the snapshot in force, encoded by `prometheus-client` through its custom-collector
+//! interface each time `/metrics` is scraped.
+
+use std::fmt;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, PoisonError};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::{Registry, Unit};
+use switchyard_core::{Health, Snapshot};
+use tokio::time::Instant;
+
+use super::{CLASSES, NO_POOL, REASONS, ServiceCounters, load};
+use crate::shared::Shared;
+
+/// Renders the whole exposition: every counter, and the gauges read from the snapshot now.
+pub(crate) fn render(shared: &Arc<Shared>) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Scrape(shared.clone())));
+    let mut out = String::with_capacity(8 * 1024);
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+        tracing::error!(error = %e, "could not encode the metrics");
+    }
+    out
+}
+
+/// The collector `prometheus-client` calls on every scrape.
+struct Scrape(Arc<Shared>);
+
+impl fmt::Debug for Scrape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Scrape")
+    }
+}
+
+/// Writes one metric family: its descriptor, then one sample per label set.
+fn family<L, M>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    samples: impl IntoIterator<Item = (L, M)>,
+) -> fmt::Result
+where
+    L: EncodeLabelSet,
+    M: EncodeMetric,
+{
+    let mut samples = samples.into_iter().peekable();
+    let Some((_, first)) = samples.peek() else {
+        return Ok(());
+    };
+    let mut m = enc.encode_descriptor(name, help, unit, first.metric_type())?;
+    for (labels, metric) in samples {
+        metric.encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// A sample without labels (the label set type for `family`).
+const NO_LABELS: [(&str, &str); 0] = [];
+
+fn counter(v: u64) -> ConstCounter<u64> {
+    ConstCounter::new(v)
+}
+
+fn gauge(v: i64) -> ConstGauge<i64> {
+    ConstGauge::new(v)
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        let shared = &self.0;
+        let metrics = &shared.metrics;
+        let table = metrics.table.load_full();
+        let snapshot = shared.snapshot.load_full();
+        let pools = || {
+            table.services.iter().flat_map(|(s, e)| {
+                e.pools
+                    .iter()
+                    .map(move |(p, c)| (s.as_str(), p.as_str(), &**c))
+                    .chain(std::iter::once((s.as_str(), NO_POOL, &e.counters.unpooled)))
+            })
+        };
+
+        family(
+            &mut enc,
+            "switchyard_requests",
+            "Requests answered, by service, pool (colour) and status class.",
+            None,
+            pools().flat_map(|(s, p, c)| {
+                CLASSES.iter().zip(&c.requests).map(move |(class, n)| {
+                    (
+                        [("service", s), ("pool", p), ("class", *class)],
+                        counter(load(n)),
+                    )
+                })
+            }),
+        )?;
+        family(
+            &mut enc,
+            "switchyard_unrouted_requests",
+            "Requests that matched no service or were malformed, by status class.",
+            None,
+            CLASSES
+                .iter()
+                .zip(&metrics.unrouted)
+                .map(|(class, n)| ([("class", *class)], counter(load(n)))),
+        )?;
+        {
+            let mut m = enc.encode_descriptor(
+                "switchyard_request_duration",
+                "Time from the request head to the response head, by service and pool.",
+                Some(&Unit::Seconds),
+                MetricType::Histogram,
+            )?;
+            for (s, p, c) in pools() {
+                let (sum, count, buckets) = c.latency.read();
+                m.encode_family(&[("service", s), ("pool", p)])?
+                    .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+            }
+        }
+        family(
+            &mut enc,
+            "switchyard_upstream_attempts",
+            "Upstream attempts made (retries included), by service and pool.",
+            None,
+            pools().map(|(s, p, c)| ([("service", s), ("pool", p)], counter(load(&c.attempts)))),
+        )?;
+        let by_reason = |pick: fn(&ServiceCounters) -> &[AtomicU64; REASONS.len()]| {
+            table.services.iter().flat_map(move |(s, e)| {
+                REASONS.iter().zip(pick(&e.counters)).map(move |(r, n)| {
+                    ([("service", s.as_str()), ("reason", *r)], counter(load(n)))
+                })
+            })
+        };
+        family(
+            &mut enc,
+            "switchyard_upstream_failures",
+            "Failed upstream attempts, by service and reason.",
+            None,
+            by_reason(|c| &c.failures),
+        )?;
+        family(
+            &mut enc,
+            "switchyard_upstream_retries",
+            "Failed upstream attempts that were retried, by service and reason.",
+            None,
+            by_reason(|c| &c.retries),
+        )?;
+        family(
+            &mut enc,
+            "switchyard_ejections",
+            "Servers ejected after consecutive failures, by service.",
+            None,
+            table.services.iter().map(|(s, e)| {
+                (
+                    [("service", s.as_str())],
+                    counter(load(&e.counters.ejections)),
+                )
+            }),
+        )?;
+        let switches = metrics
+            .switches
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        family(
+            &mut enc,
+            "switchyard_switches",
+            "Switches, rollbacks and splits that changed where a service routes, by service and kind.",
+            None,
+            switches
+                .iter()
+                .map(|((s, k), n)| ([("service", s.as_str()), ("kind", k.as_str())], counter(*n))),
+        )?;
+        family(
+            &mut enc,
+            "switchyard_config_reloads",
+            "Config reloads, by result (ok, rejected: invalid config, failed: anything else).",
+            None,
+            ["ok", "rejected", "failed"]
+                .iter()
+                .zip(&metrics.reloads)
+                .map(|(r, n)| ([("result", *r)], counter(load(n)))),
+        )?;
+        encode_gauges(&mut enc, shared, &snapshot)
+    }
+}
+
+/// The facts about now, read from the snapshot in force.
+fn encode_gauges(enc: &mut DescriptorEncoder, shared: &Shared, snap: &Snapshot) -> fmt::Result {
+    let now = Instant::now();
+    family(
+        enc,
+        "switchyard_snapshot_generation",
+        "Generation of the routing snapshot in force.",
+        None,
+        [(
+            NO_LABELS,
+            gauge(i64::try_from(snap.generation).unwrap_or(i64::MAX)),
+        )],
+    )?;
+    family(
+        enc,
+        "switchyard_open_connections",
+        "Client connections open now.",
+        None,
+        [(
+            NO_LABELS,
+            gauge(i64::try_from(shared.connections.count()).unwrap_or(i64::MAX)),
+        )],
+    )?;
+    let pools = || {
+        snap.services
+            .iter()
+            .flat_map(|s| s.pools.iter().enumerate().map(move |(i, p)| (&**s, i, p)))
+    };
+    family(
+        enc,
+        "switchyard_active_pool",
+        "1 for the active pool (colour) of each service, 0 for the others.",
+        None,
+        pools().map(|(s, i, p)| {
+            (
+                [("service", s.name.as_str()), ("pool", p.name.as_str())],
+                gauge(i64::from(s.active == i)),
+            )
+        }),
+    )?;
+    family(
+        enc,
+        "switchyard_pool_live",
+        "1 for each pool that takes new requests (the active one, or every pool with a split weight).",
+        None,
+        pools().map(|(s, i, p)| {
+            (
+                [("service", s.name.as_str()), ("pool", p.name.as_str())],
+                gauge(i64::from(s.is_live(i))),
+            )
+        }),
+    )?;
+    family(
+        enc,
+        "switchyard_pool_in_flight",
+        "Requests in flight on each pool.",
+        None,
+        pools().map(|(s, _, p)| {
+            (
+                [("service", s.name.as_str()), ("pool", p.name.as_str())],
+                gauge(i64::from(p.state.in_flight())),
+            )
+        }),
+    )?;
+    let servers = || {
+        pools().flat_map(|(s, _, p)| {
+            p.servers.iter().map(move |srv| {
+                let addr = srv.state.addr.to_string();
+                (s.name.as_str(), p.name.as_str(), addr, &srv.state)
+            })
+        })
+    };
+    family(
+        enc,
+        "switchyard_server_healthy",
+        "1 when a server passes its health checks and is not ejected, else 0.",
+        None,
+        servers().map(|(s, p, addr, st)| {
+            let up = st.health() == Health::Up && !st.is_ejected(now);
+            (
+                ([("service", s), ("pool", p)], [("server", addr)]),
+                gauge(i64::from(up)),
+            )
+        }),
+    )?;
+    family(
+        enc,
+        "switchyard_server_ejected",
+        "1 while a server is ejected after failures of real traffic, else 0.",
+        None,
+        servers().map(|(s, p, addr, st)| {
+            (
+                ([("service", s), ("pool", p)], [("server", addr)]),
+                gauge(i64::from(st.is_ejected(now))),
+            )
+        }),
+    )?;
+    family(
+        enc,
+        "switchyard_server_in_flight",
+        "Requests in flight on each server.",
+        None,
+        servers().map(|(s, p, addr, st)| {
+            (
+                ([("service", s), ("pool", p)], [("server", addr)]),
+                gauge(i64::from(st.in_flight())),
+            )
+        }),
+    )
+}
