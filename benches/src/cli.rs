@@ -143,6 +143,9 @@ pub struct CompareArgs {
     /// Also write the full report as JSON to this file.
     #[arg(long)]
     pub save: Option<PathBuf>,
+    /// Run nothing: print the markdown of a report saved with --save.
+    #[arg(long)]
+    pub render: Option<PathBuf>,
 }
 
 /// `upstream`.

@@ -65,6 +65,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 out(&report.human())
             }
         })),
+        Command::Compare(a) if a.render.is_some() => {
+            let path = a.render.unwrap_or_default();
+            let text = std::fs::read_to_string(&path)?;
+            out(&compare::markdown(&serde_json::from_str(&text)?))
+        }
         Command::Compare(a) => runtime(a.threads)?.block_on(until_interrupted(async {
             let report = compare::run(a.spec()).await?;
             if let Some(path) = &a.save {

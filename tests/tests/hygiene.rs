@@ -184,6 +184,14 @@ fn vectors() -> Vec<Vector> {
             ..refused("120 headers", many_headers.as_bytes())
         },
         Vector {
+            // Passed through to hyper's HTTP/2 server, which answers with frames and closes.
+            status: None,
+            ..refused(
+                "HTTP/2 preface followed by garbage",
+                b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\nGET / HTTP/1.1\r\nHost: app.test\r\n\r\n",
+            )
+        },
+        Vector {
             absent: &["\"upgrade\"", "\"http2-settings\"", "101 Switching"],
             ..control(
                 "Upgrade: h2c (answered as plain HTTP/1.1)",

@@ -165,5 +165,16 @@ async fn the_old_pool_drains_then_goes_idle() {
         async move { state == "idle" }
     })
     .await;
+    // A few seconds after draining, the idle pool's pooled connections to green are closed
+    // (health checks use one-shot connections, so green ends with none open).
+    assert!(
+        green.open_connections() > 0,
+        "the proxy kept a pooled connection to green"
+    );
+    poll_until(Duration::from_secs(15), || {
+        let open = green.open_connections();
+        async move { open == 0 }
+    })
+    .await;
     proxy.shutdown().await;
 }

@@ -28,11 +28,16 @@ impl HostMatch {
         }
     }
 
+    /// Case-insensitive: `host` is as the client wrote it (patterns are lower-case).
     fn matches(&self, host: &str) -> bool {
         match self {
             HostMatch::Any => true,
-            HostMatch::Exact(h) => h == host,
-            HostMatch::Wildcard(suffix) => host.len() > suffix.len() && host.ends_with(suffix),
+            HostMatch::Exact(h) => h.eq_ignore_ascii_case(host),
+            HostMatch::Wildcard(suffix) => {
+                host.len() > suffix.len()
+                    && host.as_bytes()[host.len() - suffix.len()..]
+                        .eq_ignore_ascii_case(suffix.as_bytes())
+            }
         }
     }
 }
@@ -87,7 +92,7 @@ impl Router {
         Router { routes }
     }
 
-    /// The index of the service for `host` (lower-case, without port) and `path`.
+    /// The index of the service for `host` (without port, any case) and `path`.
     pub fn route(&self, host: &str, path: &str) -> Option<usize> {
         self.routes
             .iter()

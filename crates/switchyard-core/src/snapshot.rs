@@ -247,7 +247,7 @@ impl Snapshot {
         }
     }
 
-    /// The service a request for `host` (lower-case, no port) and `path` goes to.
+    /// The service a request for `host` (no port, any case) and `path` goes to.
     pub fn route(&self, host: &str, path: &str) -> Option<&Arc<Service>> {
         self.router
             .route(host, path)

@@ -469,31 +469,55 @@ impl Controller {
                     return;
                 }
                 if svc.pools[i].state.in_flight() == 0 {
-                    let live: Vec<_> = snap
-                        .services
-                        .iter()
-                        .flat_map(|s| {
-                            (0..s.pools.len())
-                                .filter(|j| s.is_live(*j))
-                                .map(move |j| &s.pools[j])
-                        })
-                        .flat_map(|p| p.servers.iter().map(|s| s.state.addr))
-                        .collect();
-                    let mut closed = 0;
-                    for s in &svc.pools[i].servers {
-                        if !live.contains(&s.state.addr) {
-                            if let Some(c) = shared.upstreams.get(s.state.addr) {
-                                closed += c.close_idle();
-                            }
-                        }
+                    tracing::info!(service = %service, pool = %pool, drained_after_ms = started.elapsed().as_millis() as u64, "pool drained");
+                    // Keep its idle upstream connections a moment: an operator flipping back
+                    // (or a rollback) then finds them warm instead of reconnecting every one.
+                    tokio::time::sleep(DRAIN_LINGER).await;
+                    let closed = close_idle_if_still_drained(&shared, &service, &pool);
+                    if closed > 0 {
+                        tracing::info!(service = %service, pool = %pool, idle_connections_closed = closed, "closed the drained pool's idle upstream connections");
                     }
-                    tracing::info!(service = %service, pool = %pool, drained_after_ms = started.elapsed().as_millis() as u64, idle_connections_closed = closed, "pool drained");
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         });
     }
+}
+
+/// How long a drained pool keeps its idle upstream connections before they are closed.
+const DRAIN_LINGER: Duration = Duration::from_secs(5);
+
+/// Closes the idle upstream connections of `pool` if it is still not live and has nothing in
+/// flight (servers a live pool also uses keep theirs). Returns how many were closed.
+fn close_idle_if_still_drained(shared: &Shared, service: &str, pool: &str) -> usize {
+    let snap = shared.snapshot.load_full();
+    let Some(svc) = snap.service(service) else {
+        return 0;
+    };
+    let Some(i) = svc.pool_index(pool) else {
+        return 0;
+    };
+    if svc.is_live(i) || svc.pools[i].state.in_flight() != 0 {
+        return 0;
+    }
+    let live: Vec<_> = snap
+        .services
+        .iter()
+        .flat_map(|s| {
+            (0..s.pools.len())
+                .filter(|j| s.is_live(*j))
+                .map(move |j| &s.pools[j])
+        })
+        .flat_map(|p| p.servers.iter().map(|s| s.state.addr))
+        .collect();
+    svc.pools[i]
+        .servers
+        .iter()
+        .filter(|s| !live.contains(&s.state.addr))
+        .filter_map(|s| shared.upstreams.get(s.state.addr))
+        .map(|c| c.close_idle())
+        .sum()
 }
 
 fn resolve<'a>(

@@ -32,12 +32,27 @@ use crate::shared::Shared;
 use crate::upgrade;
 
 /// Facts about the client connection a request arrived on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct ConnInfo {
     /// The client's address.
     pub(crate) peer: SocketAddr,
     /// `http` or `https`, for `X-Forwarded-Proto`.
     pub(crate) proto: &'static str,
+    /// The client's IP as a header value, formatted once per connection for `X-Forwarded-For`.
+    pub(crate) client_ip: HeaderValue,
+}
+
+impl ConnInfo {
+    /// The facts about a connection from `peer` on a listener speaking `proto`.
+    pub(crate) fn new(peer: SocketAddr, proto: &'static str) -> Self {
+        let client_ip = HeaderValue::try_from(peer.ip().to_string())
+            .unwrap_or(HeaderValue::from_static("unknown"));
+        ConnInfo {
+            peer,
+            proto,
+            client_ip,
+        }
+    }
 }
 
 static IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static("idempotency-key");
@@ -45,7 +60,7 @@ static IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static("idempo
 /// Serves one client request.
 pub(crate) async fn handle(
     shared: Arc<Shared>,
-    conn: ConnInfo,
+    conn: Arc<ConnInfo>,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
@@ -56,7 +71,7 @@ pub(crate) async fn handle(
     let bytes_in = content_length(&parts.headers);
     let mut trace = Trace::default();
     let mut error = None;
-    let (resp, request_id) = match prepare(&snapshot, conn, &mut parts) {
+    let (resp, request_id) = match prepare(&snapshot, &conn, &mut parts) {
         Err(e) => {
             error = Some(e.to_string());
             let id = parts.headers.get(&X_REQUEST_ID).cloned();
@@ -156,12 +171,12 @@ struct Trace {
 /// Returns the service, the request id and whether this is a WebSocket handshake.
 fn prepare(
     snapshot: &Snapshot,
-    conn: ConnInfo,
+    conn: &ConnInfo,
     parts: &mut Parts,
 ) -> Result<(Arc<Service>, HeaderValue, bool), ProxyError> {
     let host = headers::request_host(parts.version, &parts.uri, &parts.headers)?;
     let service = snapshot
-        .route(&host.name, parts.uri.path())
+        .route(host.name(), parts.uri.path())
         .ok_or(ProxyError::NoRoute)?
         .clone();
     if let Some(len) = content_length(&parts.headers) {
@@ -176,9 +191,9 @@ fn prepare(
         upgrade::restore_upgrade_headers(&mut parts.headers);
     }
     let request_id = headers::ensure_request_id(&mut parts.headers);
-    headers::add_forwarded(
+    headers::add_forwarded_value(
         &mut parts.headers,
-        conn.peer.ip(),
+        &conn.client_ip,
         conn.proto,
         &host.authority,
     );
@@ -287,7 +302,9 @@ async fn forward(
     mut upgrade: Option<OnUpgrade>,
     trace: &mut Trace,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let policy = &service.config.retry.clone();
+    // The service may be replaced by a newer snapshot's on a retry; keep this one's policy.
+    let service_config = service.config.clone();
+    let policy = &service_config.retry;
     let max_body = snapshot.limits.max_body;
     let idempotent = retry::method_is_idempotent(parts.method.as_str())
         || (policy.idempotency_key && parts.headers.contains_key(&IDEMPOTENCY_KEY));

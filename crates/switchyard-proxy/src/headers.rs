@@ -38,14 +38,26 @@ pub enum HostError {
     Mismatch,
 }
 
-/// The request's host: the full authority (for `Host` upstream) and the lower-case host name
-/// without port (for routing).
+/// The request's host: the full authority (for `Host` upstream) and where the host name
+/// without port lies in it (for routing, which compares names case-insensitively).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHost {
     /// The authority as the client gave it (`example.com:8080`).
     pub authority: HeaderValue,
-    /// Lower-case host without port (`example.com`), or an IPv6 literal with brackets.
-    pub name: String,
+    /// The length of the host part of `authority` (the authority without `:port`).
+    host_len: usize,
+}
+
+impl RequestHost {
+    /// The host without port, as the client wrote it (`Shop.Example.com`), or an IPv6 literal
+    /// with brackets. Validated: ASCII, no userinfo, no spaces.
+    pub fn name(&self) -> &str {
+        self.authority
+            .to_str()
+            .ok()
+            .and_then(|s| s.get(..self.host_len))
+            .unwrap_or_default()
+    }
 }
 
 /// Checks the request's Host (HTTP/1) or authority (HTTP/2) and returns it.
@@ -74,25 +86,66 @@ pub fn request_host(
         // An HTTP/1.1 absolute-form request must still carry Host (RFC 9112 §3.2).
         (None, _) => return Err(HostError::Missing),
     };
-    let name = host_name(&authority).ok_or(HostError::Malformed)?;
-    Ok(RequestHost { authority, name })
+    let host_len = host_len(authority.as_bytes()).ok_or(HostError::Malformed)?;
+    Ok(RequestHost {
+        authority,
+        host_len,
+    })
 }
 
-/// The lower-case host part of an authority, validated.
-fn host_name(authority: &HeaderValue) -> Option<String> {
-    let s = authority.to_str().ok()?;
-    if s.is_empty() {
-        return None;
+/// Validates an authority (`host[:port]`, `[v6]:port`) without allocating; returns the length
+/// of its host part. Refuses userinfo, spaces and anything outside RFC 3986's host characters.
+fn host_len(authority: &[u8]) -> Option<usize> {
+    let (host_len, rest) = if authority.first() == Some(&b'[') {
+        let close = authority.iter().position(|b| *b == b']')?;
+        let inner = &authority[1..close];
+        if inner.is_empty()
+            || !inner
+                .iter()
+                .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'))
+        {
+            return None;
+        }
+        (close + 1, &authority[close + 1..])
+    } else {
+        let end = authority
+            .iter()
+            .rposition(|b| *b == b':')
+            .unwrap_or(authority.len());
+        let host = &authority[..end];
+        let reg_name = |b: &u8| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'-' | b'.'
+                        | b'_'
+                        | b'~'
+                        | b'!'
+                        | b'$'
+                        | b'&'
+                        | b'\''
+                        | b'('
+                        | b')'
+                        | b'*'
+                        | b'+'
+                        | b','
+                        | b';'
+                        | b'='
+                        | b'%'
+                )
+        };
+        if host.is_empty() || !host.iter().all(reg_name) {
+            return None;
+        }
+        (end, &authority[end..])
+    };
+    match rest {
+        [] => Some(host_len),
+        [b':', port @ ..] if port.len() <= 5 && port.iter().all(u8::is_ascii_digit) => {
+            Some(host_len)
+        }
+        _ => None,
     }
-    let parsed: http::uri::Authority = s.parse().ok()?;
-    if parsed.as_str().contains('@') {
-        return None;
-    }
-    let host = parsed.host();
-    if host.is_empty() {
-        return None;
-    }
-    Some(host.to_ascii_lowercase())
 }
 
 /// Removes hop-by-hop headers, including every header named in `Connection`.
@@ -134,14 +187,27 @@ pub fn add_forwarded(
     proto: &'static str,
     host: &HeaderValue,
 ) {
-    let mut ip = [0u8; 64];
-    let ip = format_ip(client, &mut ip);
+    let mut buf = [0u8; 64];
+    let ip = HeaderValue::from_str(format_ip(client, &mut buf))
+        .unwrap_or(HeaderValue::from_static("unknown"));
+    add_forwarded_value(headers, &ip, proto, host);
+}
+
+/// [`add_forwarded`] with the client's IP already formatted as a header value (the request path
+/// formats it once per connection).
+pub fn add_forwarded_value(
+    headers: &mut HeaderMap,
+    client_ip: &HeaderValue,
+    proto: &'static str,
+    host: &HeaderValue,
+) {
+    let ip = client_ip.as_bytes();
     let xff = match headers.get(&X_FORWARDED_FOR) {
         Some(prev) if !prev.is_empty() && headers.get_all(&X_FORWARDED_FOR).iter().count() == 1 => {
             let mut v = Vec::with_capacity(prev.len() + 2 + ip.len());
             v.extend_from_slice(prev.as_bytes());
             v.extend_from_slice(b", ");
-            v.extend_from_slice(ip.as_bytes());
+            v.extend_from_slice(ip);
             HeaderValue::from_bytes(&v)
         }
         Some(_) => {
@@ -149,11 +215,11 @@ pub fn add_forwarded(
                 .get_all(&X_FORWARDED_FOR)
                 .iter()
                 .map(HeaderValue::as_bytes)
-                .chain(std::iter::once(ip.as_bytes()))
+                .chain(std::iter::once(ip))
                 .collect();
             HeaderValue::from_bytes(&joined.join(&b", "[..]))
         }
-        None => HeaderValue::from_str(ip),
+        None => Ok(client_ip.clone()),
     };
     if let Ok(xff) = xff {
         headers.insert(X_FORWARDED_FOR.clone(), xff);
@@ -220,7 +286,7 @@ mod tests {
             Err(HostError::Duplicate)
         );
         let h = request_host(v11, &uri, &map(&[("host", "Shop.Example.com:8080")])).expect("ok");
-        assert_eq!(h.name, "shop.example.com");
+        assert_eq!(h.name(), "Shop.Example.com");
         assert_eq!(h.authority, "Shop.Example.com:8080");
         let abs: Uri = "http://other.com/x".parse().expect("uri");
         assert_eq!(
@@ -229,7 +295,16 @@ mod tests {
         );
         assert!(request_host(v11, &abs, &map(&[("host", "other.com")])).is_ok());
         let h2 = request_host(Version::HTTP_2, &abs, &map(&[])).expect("h2 authority");
-        assert_eq!(h2.name, "other.com");
+        assert_eq!(h2.name(), "other.com");
+        let v6 = request_host(v11, &uri, &map(&[("host", "[::1]:8080")])).expect("v6");
+        assert_eq!(v6.name(), "[::1]");
+        for bad in ["a.com:80:80", "a.com:x", ":80", "[::1", "a,b.com:123456"] {
+            assert_eq!(
+                request_host(v11, &uri, &map(&[("host", bad)])),
+                Err(HostError::Malformed),
+                "{bad}"
+            );
+        }
         assert_eq!(
             request_host(v11, &uri, &map(&[("host", "a b")])),
             Err(HostError::Malformed)

@@ -78,10 +78,7 @@ pub(crate) async fn serve_http(listener: TcpListener, ctx: ConnCtx, mode: Plain)
         tokio::spawn(async move {
             let shared = ctx.shared.clone();
             let _open = shared.connections.open();
-            let info = ConnInfo {
-                peer,
-                proto: "http",
-            };
+            let info = ConnInfo::new(peer, "http");
             serve_connection(stream, info, mode, ctx).await;
         });
     }
@@ -112,10 +109,7 @@ pub(crate) async fn serve_https(listener: TcpListener, ctx: ConnCtx, tls: Tls) {
                     return;
                 }
             };
-            let info = ConnInfo {
-                peer,
-                proto: "https",
-            };
+            let info = ConnInfo::new(peer, "https");
             serve_connection(stream, info, Plain::Forward, ctx).await;
         });
     }
@@ -159,15 +153,18 @@ where
         builder,
         mut stop,
     } = ctx;
-    let io = Guarded::new(io, head_limit(&shared.snapshot.load().limits));
-    let answers = Guarded::new((), 0).tunnel_signal();
+    let mut io = Guarded::new(io, head_limit(&shared.snapshot.load().limits));
+    let answers = io.tunnel_signal();
+    let peer = info.peer;
+    let info = Arc::new(info);
     let svc = service_fn(move |req| {
         let shared = shared.clone();
         let answers = answers.clone();
+        let info = info.clone();
         async move {
             let resp = match mode {
                 Plain::Forward => forward::handle(shared, info, req).await,
-                Plain::Redirect { https_port } => redirect(&shared, info, &req, https_port),
+                Plain::Redirect { https_port } => redirect(&shared, &info, &req, https_port),
             };
             answers.answered(resp.status());
             Ok::<_, Infallible>(resp)
@@ -183,14 +180,14 @@ where
         }
     };
     if let Err(e) = result {
-        tracing::debug!(client = %info.peer, error = %e, "client connection ended with an error");
+        tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
     }
 }
 
 /// Answers a request on a redirecting http listener, and logs it like any other.
 fn redirect<B>(
     shared: &Shared,
-    info: ConnInfo,
+    info: &ConnInfo,
     req: &http::Request<B>,
     https_port: u16,
 ) -> http::Response<crate::body::ProxyBody> {

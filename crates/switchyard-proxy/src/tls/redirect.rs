@@ -21,9 +21,12 @@ pub(crate) fn redirect<B>(req: &Request<B>, https_port: u16) -> Response<ProxyBo
         .filter(|pq| pq.starts_with('/'))
         .unwrap_or("/");
     let location = if https_port == 443 {
-        format!("https://{}{target}", host.name)
+        format!("https://{}{target}", host.name().to_ascii_lowercase())
     } else {
-        format!("https://{}:{https_port}{target}", host.name)
+        format!(
+            "https://{}:{https_port}{target}",
+            host.name().to_ascii_lowercase()
+        )
     };
     let Ok(location) = HeaderValue::from_str(&location) else {
         return ProxyError::BadHost(headers::HostError::Malformed).response(None);
