@@ -1,0 +1,119 @@
+//! The access log: one structured line per request with the fields an operator needs, for
+//! proxied requests, retried ones and requests the proxy answered by itself.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use switchyard_tests::{KeepAliveClient, TestApp};
+
+/// A writer that keeps every line the subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// The JSON access-log lines written so far.
+    fn access_lines(&self) -> Vec<Value> {
+        let text = String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["target"] == "switchyard::access")
+            .collect()
+    }
+}
+
+// A current-thread runtime: the proxy's tasks run on this thread, under its default subscriber.
+#[tokio::test]
+async fn every_request_gets_one_line_with_its_fields() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let green = TestApp::start("green").await;
+    let blue = TestApp::start("blue").await;
+    let spare = TestApp::start("green").await;
+    // Two green servers: the first will be dead, so one request shows a retry.
+    let proxy = common::start(common::two_colours(
+        &[green.addr(), spare.addr()],
+        &[blue.addr()],
+    ))
+    .await;
+    common::wait_healthy(&proxy, "green").await;
+    let mut client = KeepAliveClient::connect(common::http(&proxy)).await;
+
+    let r = client
+        .post("/echo?x=1", "shop.test", "hello")
+        .await
+        .expect("answer");
+    assert_eq!(r.status, 200);
+    let id = r.header("x-request-id").expect("a request id").to_string();
+    let r = client
+        .get("/nothing-here", "shop.test")
+        .await
+        .expect("answer");
+    assert_eq!(r.status, 404);
+    green.kill().await;
+    for _ in 0..2 {
+        assert_eq!(
+            client.get("/", "shop.test").await.expect("answer").status,
+            200
+        );
+    }
+
+    let lines = captured.access_lines();
+    assert_eq!(lines.len(), 4, "one line per request: {lines:#?}");
+    let f = &lines[0]["fields"];
+    assert_eq!(f["method"], "POST");
+    assert_eq!(f["path"], "/echo");
+    assert_eq!(f["status"], 200);
+    assert_eq!(f["service"], "app");
+    assert_eq!(f["colour"], "green");
+    assert!(
+        f["client"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("127.0.0.1:")),
+        "{f}"
+    );
+    let upstream = f["upstream"].as_str().expect("upstream");
+    assert!(upstream == green.addr().to_string() || upstream == spare.addr().to_string());
+    assert_eq!(f["attempts"], 1);
+    assert_eq!(f["bytes_in"], 5);
+    assert_eq!(f["bytes_out"], 5);
+    assert!(f["duration_ms"].as_f64().is_some_and(|d| d >= 0.0));
+    assert_eq!(f["request_id"], id.as_str());
+    assert!(lines[0]["timestamp"].is_string(), "lines carry the time");
+
+    // A 404 from the upstream app (the route exists, the path does not).
+    assert_eq!(lines[1]["fields"]["status"], 404);
+    // After the kill, a request that first hit the dead server shows two attempts.
+    let retried: Vec<&Value> = lines[2..]
+        .iter()
+        .filter(|l| l["fields"]["attempts"] == 2)
+        .collect();
+    assert!(
+        !retried.is_empty(),
+        "a retried request logs its attempts: {lines:#?}"
+    );
+    assert_eq!(
+        retried[0]["fields"]["upstream"],
+        spare.addr().to_string().as_str()
+    );
+    proxy.shutdown().await;
+}
