@@ -87,10 +87,14 @@ pub(crate) async fn handle(
             let cfg = service.config.clone();
             // Read before `parts` moves into forward().
             let accept = parts.headers.get(header::ACCEPT_ENCODING).cloned();
-            let limited = shared
-                .rate_limits
-                .for_service(&service.name)
-                .and_then(|l| l.check(uri.path(), conn.peer.ip(), Instant::now()).err());
+            let limited = if cfg.rate_limits.is_empty() {
+                None
+            } else {
+                shared
+                    .rate_limits
+                    .for_service(&service.name)
+                    .and_then(|l| l.check(uri.path(), conn.peer.ip(), Instant::now()).err())
+            };
             let resp = if let Some(wait) = limited {
                 error = Some("rate limited".to_string());
                 crate::ratelimit::too_many_requests(wait)
@@ -601,4 +605,3 @@ async fn attempt_once(
     }
     Ok(resp)
 }
-

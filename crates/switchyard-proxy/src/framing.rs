@@ -10,28 +10,44 @@
 //! or hands hyper a fixed invalid head instead ([`REJECT_HEAD`]), which hyper answers with
 //! `400 Bad Request` before closing the connection. Rules: `head.rs`.
 //!
+//! Heads over `max_header_bytes` or with more than `max_headers` fields are replaced too, with
+//! a head hyper answers with `431` ([`TOO_LARGE_HEAD`]), so both limits are exact whatever
+//! hyper's buffer does.
+//!
 //! Between heads it follows the body (`Content-Length` bytes, or the chunked framing in
 //! `chunked.rs`) so it always knows where the next head starts, also when requests are
-//! pipelined. Body bytes pass straight into hyper's buffer whenever the guard has nothing
-//! buffered. An HTTP/2 connection (the prior-knowledge preface) passes untouched, and so does a
-//! connection once it has become a tunnel — which the guard only learns from the service through
-//! a [`TunnelSignal`]; without one, every byte of the connection is checked as HTTP/1.
+//! pipelined. Whenever nothing is set aside, the client's bytes are read straight into hyper's
+//! buffer and judged there; only an incomplete head (or bytes held back until an answer is
+//! known) is copied aside, and that buffer is freed as soon as it is empty. An HTTP/2 connection
+//! (the prior-knowledge preface) passes untouched, and so does a connection once it has become
+//! a tunnel — which the guard only learns from the service through an [`AnswerSignal`];
+//! without one, every byte of the connection is checked as HTTP/1.
+//!
+//! It also keeps the client-side clocks of HTTP/1 (`timer.rs`): the first byte must come within
+//! `header_timeout` of the accept, a started head must be complete within `header_timeout` of
+//! its first byte, and an idle keep-alive connection is closed after `keepalive_timeout`. When
+//! one runs out the guard ends the read side (EOF), which hyper takes as the client leaving:
+//! it closes the connection without writing anything. No clock runs while a request is served,
+//! while a body streams, or once the connection is HTTP/2 or a tunnel.
 
+mod answers;
 mod chunked;
 mod head;
 mod read;
-mod tunnel;
+mod timer;
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::AsyncWrite;
 
+use self::answers::AnswerWatch;
+pub use self::answers::{AnswerSignal, Answered};
 use self::chunked::Chunked;
 use self::head::Tunnel;
-pub use self::tunnel::TunnelSignal;
-use self::tunnel::TunnelWatch;
+use self::timer::{Phase, Timer};
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -40,23 +56,64 @@ const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// answers with `400 Bad Request` and `connection: close`. Nothing follows it but EOF.
 pub const REJECT_HEAD: &[u8] = b"\x00\r\n\r\n";
 
-/// An empty line handed to hyper when the first head is slow to arrive. hyper-util's auto
-/// builder must see a byte before it picks HTTP/1 and starts hyper's header timeout; the empty
-/// line is skipped by hyper's parser (RFC 9112 §2.2), so the head timeout applies to the first
-/// head too without releasing any byte of it.
-const WAKE_UP: &[u8] = b"\r\n";
+/// The start of what hyper is given instead of a head over the limits: a head that never ends.
+/// It is followed by [`Limits::hyper_buf_size`] filler bytes in one header value, so hyper's
+/// buffer limit is reached before EOF and hyper answers `431 Request Header Fields Too Large`.
+pub const TOO_LARGE_HEAD: &[u8] = b"GET / HTTP/1.1\r\nx-too-large: ";
+
+/// hyper's smallest allowed `max_buf_size`.
+const HYPER_MIN_BUF: usize = 8192;
+
+/// What the guard enforces on a connection. Serve the guarded stream with a hyper HTTP/1
+/// builder set to the same limits: `max_headers(max_headers)` and
+/// `max_buf_size(limits.hyper_buf_size())`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request head in bytes (request line, headers, final empty line); a larger one
+    /// gets 431 (nginx `large_client_header_buffers`).
+    pub max_head_bytes: usize,
+    /// Most header fields in one head; more get 431.
+    pub max_headers: usize,
+    /// Time for the first byte after the accept, and for a head after its first byte.
+    pub header_timeout: Duration,
+    /// Time an idle keep-alive connection is kept (needs answers reported with
+    /// [`AnswerSignal::track`]).
+    pub keepalive_timeout: Duration,
+}
+
+impl Default for Limits {
+    /// Switchyard's `[limits]` defaults: 32 KiB, 100 headers, 10 s, 75 s.
+    fn default() -> Self {
+        Limits {
+            max_head_bytes: 32 * 1024,
+            max_headers: 100,
+            header_timeout: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(75),
+        }
+    }
+}
+
+impl Limits {
+    /// The `max_buf_size` hyper must be given: enough for the largest head, and at least hyper's
+    /// minimum. [`TOO_LARGE_HEAD`] is padded past it.
+    pub fn hyper_buf_size(&self) -> usize {
+        self.max_head_bytes.max(HYPER_MIN_BUF)
+    }
+}
 
 /// An IO stream whose read side only lets through HTTP/1 request heads with unambiguous
-/// framing. The write side passes through untouched.
+/// framing and within the limits, and ends connections whose client is too slow. The write
+/// side passes through untouched (a flush may start the keep-alive clock).
 ///
-/// `max_head_bytes` must be at least hyper's `max_buf_size`: a head that grows past it is handed
-/// to hyper as it is (hyper answers 431 by its own limit), followed by EOF, so hyper never
-/// completes a head the guard has not seen whatever the limits are.
+/// hyper never completes a head the guard has not accepted, whatever hyper's own limits: a
+/// refused head is replaced by one hyper can only refuse, then EOF. With hyper set to the
+/// guard's [`Limits`] the answers are exact (400 or 431); with other limits a refused client
+/// may only get a different error, or a closed connection.
 pub struct Guarded<IO> {
     /// The client stream.
     io: IO,
-    /// Bytes read from the client and not yet handed to hyper: `buf[pos..end]`. Zero-filled
-    /// storage, so reading into it needs no `unsafe`; reused for the connection's life.
+    /// Bytes set aside, not yet handed to hyper: `buf[pos..end]`. Zero-filled storage, so
+    /// reading into it needs no `unsafe`; freed whenever it is empty.
     buf: Vec<u8>,
     /// The first byte not yet handed to hyper.
     pos: usize,
@@ -64,22 +121,20 @@ pub struct Guarded<IO> {
     ok: usize,
     /// The end of the bytes read.
     end: usize,
-    /// Bytes of the pending head (from `ok`) known not to complete it: no LF among them.
+    /// Bytes of the pending head known not to complete it: no LF among them.
     scanned: usize,
     /// Where the connection is.
     state: State,
     /// Set by a head that may open a tunnel: hold after its body until its answer is known.
     hold: Option<(u64, Tunnel)>,
-    /// Largest pending head checked before giving up on it.
-    max_head: usize,
-    /// Heads released to hyper so far, numbering the requests for the tunnel watch.
+    /// What is enforced.
+    limits: Limits,
+    /// Heads released to hyper so far, numbering the requests for the answer watch.
     requests: u64,
-    /// Bytes to hand out before anything else (the wake-up line).
-    prefix: &'static [u8],
-    /// Whether hyper has been handed any byte yet.
-    started: bool,
-    /// The service's answers, when it reports them (see [`Guarded::tunnel_signal`]).
-    watch: Option<TunnelWatch>,
+    /// The service's answers, when it reports them (see [`Guarded::answer_signal`]).
+    watch: Option<AnswerWatch>,
+    /// The header and keep-alive clocks.
+    timer: Timer,
 }
 
 /// The read side's state.
@@ -102,15 +157,22 @@ enum State {
     },
     /// HTTP/2 or a tunnel: everything passes.
     Pass,
-    /// A head was refused: hand out what is left of the replacement head, then EOF.
-    Reject(&'static [u8]),
+    /// A head was refused: hand out what is left of the replacement head (`head`, then
+    /// `filler` bytes of padding), then EOF.
+    Reject {
+        /// The rest of the replacement head.
+        head: &'static [u8],
+        /// Padding bytes still to follow it.
+        filler: usize,
+    },
     /// Hand out what was cleared, then EOF.
     Ending,
 }
 
 impl<IO> Guarded<IO> {
-    /// Guards `io`; heads larger than `max_head_bytes` are left to hyper's own limit.
-    pub fn new(io: IO, max_head_bytes: usize) -> Self {
+    /// Guards `io` with `limits`. The connection's clocks start now: call it when the connection
+    /// is accepted (or its TLS handshake is done), within a Tokio runtime.
+    pub fn new(io: IO, limits: Limits) -> Self {
         Guarded {
             io,
             buf: Vec::new(),
@@ -120,24 +182,24 @@ impl<IO> Guarded<IO> {
             scanned: 0,
             state: State::Preface,
             hold: None,
-            max_head: max_head_bytes,
+            limits,
             requests: 0,
-            prefix: &[],
-            started: false,
             watch: None,
+            timer: Timer::new(),
         }
     }
 
-    /// Links the guard to the service: report every response status on the returned signal
-    /// (in request order) and the guard lets the connection become a tunnel after a 101 answer,
-    /// or a 2xx answer to `CONNECT`. After a request that could open a tunnel (`Upgrade` in
-    /// HTTP/1.1, or `CONNECT`) the guard holds further bytes until its answer is reported, so a
-    /// service that does not report every answer stalls such connections until hyper's header
-    /// timeout closes them. A miscount can stall a tunnel but never lets a head through
-    /// unchecked: hyper itself stops parsing HTTP/1 after a 101 or a 2xx to `CONNECT`.
-    /// Call before serving; a second call replaces the first signal.
-    pub fn tunnel_signal(&mut self) -> TunnelSignal {
-        let (signal, watch) = tunnel::pair();
+    /// Links the guard to the service: report every answer on the returned signal (in request
+    /// order), with [`AnswerSignal::track`], and the guard lets the connection become a tunnel
+    /// after a 101 answer, or a 2xx answer to `CONNECT`, and starts the keep-alive clock once
+    /// an answer is complete. After a request that could open a tunnel (`Upgrade` in HTTP/1.1,
+    /// or `CONNECT`) the guard holds further bytes until its answer is reported, so a service
+    /// that does not report every answer stalls such connections. A miscount can stall a
+    /// tunnel but never lets a head through unchecked: hyper itself stops parsing HTTP/1 after
+    /// a 101 or a 2xx to `CONNECT`. Without a signal no keep-alive clock runs (the header
+    /// clocks do). Call before serving; a second call replaces the first signal.
+    pub fn answer_signal(&mut self) -> AnswerSignal {
+        let (signal, watch) = answers::pair();
         self.watch = Some(watch);
         signal
     }
@@ -150,6 +212,58 @@ impl<IO> Guarded<IO> {
     /// The wrapped stream, mutably (reading from it directly would confuse the guard).
     pub fn get_mut(&mut self) -> &mut IO {
         &mut self.io
+    }
+
+    /// Whether the connection is idle: between requests, nothing of the next one received, and
+    /// every answer complete.
+    fn idle(&self) -> bool {
+        matches!(self.state, State::Head)
+            && self.end == self.pos
+            && self.requests > 0
+            && self
+                .watch
+                .as_ref()
+                .is_some_and(|w| w.finished(self.requests))
+    }
+
+    /// The clock that runs while the guard waits for the client now, if any.
+    fn clock(&self) -> Option<(Phase, Duration)> {
+        let started = self.end > self.ok;
+        let limits = &self.limits;
+        match self.state {
+            State::Preface | State::Head if started => Some((Phase::Head, limits.header_timeout)),
+            State::Preface => Some((Phase::First, limits.header_timeout)),
+            State::Head if self.requests == 0 => Some((Phase::First, limits.header_timeout)),
+            State::Head if self.idle() => Some((Phase::Idle, limits.keepalive_timeout)),
+            _ => None,
+        }
+    }
+
+    /// Called when the client has nothing more to read: whether the connection's clock has run
+    /// out (the task is woken when it will).
+    fn timed_out(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some((phase, limit)) = self.clock() else {
+            return false;
+        };
+        if !self.timer.expired(cx, phase, self.requests, limit) {
+            return false;
+        }
+        tracing::debug!(?phase, ?limit, "client too slow: closing the connection");
+        // Nothing cleared is left (it is handed out before reading); drop what was pending.
+        self.end = self.ok;
+        self.state = State::Ending;
+        self.release_buffer();
+        true
+    }
+
+    /// Frees the set-aside buffer once everything in it has been handed out.
+    fn release_buffer(&mut self) {
+        if self.pos == self.end {
+            self.pos = 0;
+            self.ok = 0;
+            self.end = 0;
+            self.buf = Vec::new();
+        }
     }
 }
 
@@ -175,7 +289,15 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        let this = self.get_mut();
+        let flushed = Pin::new(&mut this.io).poll_flush(cx);
+        // hyper flushes right after it has dropped a finished answer's body: the idle wait
+        // starts here, so the keep-alive clock runs without the task being woken to read.
+        if flushed.is_ready() && this.idle() && this.timed_out(cx) {
+            // Already over: let hyper read the EOF.
+            cx.waker().wake_by_ref();
+        }
+        flushed
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -5,23 +5,30 @@
 //! same serving code runs over a TCP stream or a TLS stream. Nothing here ever closes a
 //! connection because of a switch or a reload: connections only see the snapshot pointer
 //! through the request path, and a TLS connection keeps the certificate it was opened with.
+//!
+//! `[limits]` are applied here: HTTP/1 connections run behind the framing guard, which keeps
+//! their header and keep-alive clocks and the head limits (see `framing`); `max_connections`
+//! is a semaphore whose permit is taken before `accept()`, so connections over the limit wait
+//! in the kernel's accept queue. A connection is served with the limits in force when it was
+//! accepted; the number of connection slots is fixed at start.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use switchyard_config::LimitsConfig;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 
 use crate::forward::{self, ConnInfo};
-use crate::framing::Guarded;
+use crate::framing::{self, Guarded};
 use crate::observe::{self, RequestLog};
 use crate::shared::Shared;
 use crate::tls::{self, Tls};
@@ -43,39 +50,95 @@ pub(crate) enum Plain {
 pub(crate) struct ConnCtx {
     /// The snapshot pointer and live state.
     pub(crate) shared: Arc<Shared>,
-    /// The hyper connection builder (limits, timers).
-    pub(crate) builder: Arc<auto::Builder<TokioExecutor>>,
+    /// How connections are served (hyper builder, guard limits) and the connection slots,
+    /// shared by every client listener.
+    pub(crate) builder: Arc<ConnBuilder>,
     /// Turns true when the proxy stops.
     pub(crate) stop: watch::Receiver<bool>,
 }
 
-/// Builds the connection builder for the client side from the limits.
-pub(crate) fn builder(limits: &LimitsConfig) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .keep_alive(true)
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        .max_buf_size(head_limit(limits));
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .keep_alive_interval(Some(Duration::from_secs(30)));
-    b
+/// Everything `[limits]` sets up for client connections.
+pub(crate) struct ConnBuilder {
+    /// The serving set-up for the limits in force; made again when a reload changes `[limits]`,
+    /// for the connections accepted after it.
+    serving: ArcSwap<Serving>,
+    /// One permit per client connection that may be open (`max_connections`), taken before
+    /// `accept()`. Fixed at start: a reload does not change it.
+    slots: Arc<Semaphore>,
 }
 
-/// The largest request head hyper buffers (`max_buf_size`): the framing guard checks heads up to
-/// the same size.
-fn head_limit(limits: &LimitsConfig) -> usize {
-    limits.max_header_bytes.max(8192)
+/// The serving set-up for one version of `[limits]`.
+struct Serving {
+    /// The limits it was made from.
+    limits: LimitsConfig,
+    /// The hyper connection builder.
+    hyper: auto::Builder<TokioExecutor>,
+    /// What the framing guard enforces (the same head limits as `hyper`'s).
+    guard: framing::Limits,
+}
+
+/// Sets up client connections for `limits`.
+pub(crate) fn builder(limits: &LimitsConfig) -> ConnBuilder {
+    let slots = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    ConnBuilder {
+        serving: ArcSwap::from_pointee(Serving::new(limits)),
+        slots: Arc::new(Semaphore::new(slots)),
+    }
+}
+
+impl ConnBuilder {
+    /// The serving set-up for the limits of the snapshot in force.
+    fn serving(&self, shared: &Shared) -> Arc<Serving> {
+        let current = self.serving.load_full();
+        let snapshot = shared.snapshot.load();
+        if current.limits == snapshot.limits {
+            return current;
+        }
+        let next = Arc::new(Serving::new(&snapshot.limits));
+        self.serving.store(next.clone());
+        next
+    }
+}
+
+impl Serving {
+    fn new(limits: &LimitsConfig) -> Self {
+        let guard = framing::Limits {
+            max_head_bytes: limits.max_header_bytes,
+            max_headers: limits.max_headers,
+            header_timeout: limits.header_timeout,
+            keepalive_timeout: limits.keepalive_timeout,
+        };
+        let mut hyper = auto::Builder::new(TokioExecutor::new());
+        hyper
+            .http1()
+            .keep_alive(true)
+            .timer(TokioTimer::new())
+            // The guard keeps the header and keep-alive clocks. hyper's own header timer
+            // (on by default once there is a timer) would also run on idle keep-alive
+            // connections, cutting them at the header timeout.
+            .header_read_timeout(None)
+            .max_headers(limits.max_headers)
+            .max_buf_size(guard.hyper_buf_size());
+        hyper
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+            .keep_alive_interval(Some(Duration::from_secs(30)));
+        Serving {
+            limits: limits.clone(),
+            hyper,
+            guard,
+        }
+    }
 }
 
 /// Accepts connections on `listener` until `stop` turns true, serving each on its own task.
 pub(crate) async fn serve_http(listener: TcpListener, ctx: ConnCtx, mode: Plain) {
     let mut stop = ctx.stop.clone();
-    while let Some((stream, peer)) = accept(&listener, &mut stop).await {
+    while let Some((stream, peer, slot)) = accept(&listener, &ctx.builder.slots, &mut stop).await {
         let ctx = ctx.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let shared = ctx.shared.clone();
             let _open = shared.connections.open();
             let info = ConnInfo::new(peer, "http");
@@ -90,10 +153,11 @@ pub(crate) async fn serve_http(listener: TcpListener, ctx: ConnCtx, mode: Plain)
 /// then its requests are served as on a plain listener, with `X-Forwarded-Proto: https`.
 pub(crate) async fn serve_https(listener: TcpListener, ctx: ConnCtx, tls: Tls) {
     let mut stop = ctx.stop.clone();
-    while let Some((stream, peer)) = accept(&listener, &mut stop).await {
+    while let Some((stream, peer, slot)) = accept(&listener, &ctx.builder.slots, &mut stop).await {
         let ctx = ctx.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let shared = ctx.shared.clone();
             let _open = shared.connections.open();
             let timeout = shared.snapshot.load().limits.header_timeout;
@@ -116,12 +180,21 @@ pub(crate) async fn serve_https(listener: TcpListener, ctx: ConnCtx, tls: Tls) {
     tracing::debug!("TLS listener closed");
 }
 
-/// The next connection, or `None` once `stop` turns true.
+/// The next connection with the connection slot it holds, or `None` once `stop` turns true.
+///
+/// The slot is taken before `accept()`: while every slot is in use, new connections wait in
+/// the kernel's accept queue. A listener waiting for its next connection holds a slot for it.
 async fn accept(
     listener: &TcpListener,
+    slots: &Arc<Semaphore>,
     stop: &mut watch::Receiver<bool>,
-) -> Option<(TcpStream, SocketAddr)> {
+) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
     loop {
+        let slot = tokio::select! {
+            biased;
+            _ = crate::shared::stopped(stop) => return None,
+            s = slots.clone().acquire_owned() => s.ok()?,
+        };
         let accepted = tokio::select! {
             biased;
             _ = crate::shared::stopped(stop) => return None,
@@ -130,7 +203,7 @@ async fn accept(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                return Some((stream, peer));
+                return Some((stream, peer, slot));
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off briefly instead of spinning.
@@ -143,7 +216,8 @@ async fn accept(
 
 /// Serves one client connection (TCP or TLS) until it ends, or gracefully once `stop` turns
 /// true. Every HTTP/1 request head is checked by the framing guard before hyper parses it; each
-/// answer is reported to the guard, so that a 101 lets the connection become a tunnel.
+/// answer is reported to the guard, so that a 101 lets the connection become a tunnel and the
+/// keep-alive clock starts when an answer is complete.
 async fn serve_connection<I>(io: I, info: ConnInfo, mode: Plain, ctx: ConnCtx)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -153,8 +227,9 @@ where
         builder,
         mut stop,
     } = ctx;
-    let mut io = Guarded::new(io, head_limit(&shared.snapshot.load().limits));
-    let answers = io.tunnel_signal();
+    let serving = builder.serving(&shared);
+    let mut io = Guarded::new(io, serving.guard);
+    let answers = io.answer_signal();
     let peer = info.peer;
     let info = Arc::new(info);
     let svc = service_fn(move |req| {
@@ -166,11 +241,12 @@ where
                 Plain::Forward => forward::handle(shared, info, req).await,
                 Plain::Redirect { https_port } => redirect(&shared, &info, &req, https_port),
             };
-            answers.answered(resp.status());
-            Ok::<_, Infallible>(resp)
+            Ok::<_, Infallible>(answers.track(resp))
         }
     });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    let conn = serving
+        .hyper
+        .serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,

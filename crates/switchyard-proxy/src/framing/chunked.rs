@@ -66,6 +66,7 @@ impl Chunked {
     }
 
     /// Chunk-data bytes that may pass without being looked at (0 outside chunk data).
+    #[cfg(test)]
     pub(super) fn data_left(&self) -> u64 {
         if self.state == State::Data {
             self.size

@@ -6,9 +6,9 @@
 
 use std::mem::MaybeUninit;
 
-/// Header slots tried first, on the stack: hyper's default limit (100) plus one, so a head hyper
-/// accepts always fits. Heads with more headers are parsed again with one slot per line.
-const STACK_SLOTS: usize = 101;
+/// Header slots kept on the stack: hyper's default limit, and Switchyard's. A larger
+/// `max_headers` takes its slots from the heap, as hyper's own parser then does.
+const STACK_SLOTS: usize = 100;
 
 /// The largest Content-Length hyper accepts (`u64::MAX - 2`; the two top values are markers).
 const MAX_CONTENT_LENGTH: u64 = u64::MAX - 2;
@@ -31,6 +31,8 @@ pub(super) enum Head {
     },
     /// A complete head whose framing is ambiguous: it must never reach hyper.
     Rejected(&'static str),
+    /// More header fields than allowed (complete or not): it gets 431.
+    TooManyHeaders,
 }
 
 /// Whether a request could turn its connection into a tunnel (hyper's rule).
@@ -55,19 +57,19 @@ pub(super) enum Body {
     Chunked,
 }
 
-/// Judges the bytes of a pending head.
-pub(super) fn judge(buf: &[u8]) -> Head {
-    let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); STACK_SLOTS];
-    match parse(buf, &mut slots) {
+/// Judges the bytes of a pending head that may have at most `max_headers` header fields
+/// (hyper's `max_headers`: a head hyper would refuse is never parsed further).
+pub(super) fn judge(buf: &[u8], max_headers: usize) -> Head {
+    let parsed = if max_headers <= STACK_SLOTS {
+        let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); STACK_SLOTS];
+        parse(buf, &mut slots[..max_headers])
+    } else {
+        let mut slots = vec![MaybeUninit::<httparse::Header<'_>>::uninit(); max_headers];
+        parse(buf, &mut slots)
+    };
+    match parsed {
         Ok(head) => head,
-        // More headers than hyper's default allows. hyper answers 431 (unless its limit was
-        // raised), but the framing is checked all the same, so a raised limit opens no hole.
-        // A header takes a line, so one slot per LF is enough.
-        Err(httparse::Error::TooManyHeaders) => {
-            let lines = buf.iter().filter(|&&b| b == b'\n').count() + 1;
-            let mut slots = vec![MaybeUninit::uninit(); lines];
-            parse(buf, &mut slots).unwrap_or(Head::Malformed)
-        }
+        Err(httparse::Error::TooManyHeaders) => Head::TooManyHeaders,
         Err(_) => Head::Malformed,
     }
 }
@@ -175,7 +177,7 @@ mod tests {
     use super::*;
 
     fn head(lines: &str) -> Head {
-        judge(format!("{lines}\r\n\r\n").as_bytes())
+        judge(format!("{lines}\r\n\r\n").as_bytes(), 100)
     }
 
     fn accepted(lines: &str) -> (Body, Tunnel) {
@@ -220,17 +222,17 @@ mod tests {
     #[test]
     fn leading_empty_lines_count_in_the_length() {
         let buf = b"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\nGET";
-        assert!(matches!(judge(buf), Head::Accepted { len: 31, .. }));
+        assert!(matches!(judge(buf, 100), Head::Accepted { len: 31, .. }));
     }
 
     #[test]
     fn partial_and_malformed() {
-        assert_eq!(judge(b"GET / HTTP/1.1\r\nHost: a\r\n"), Head::Partial);
+        assert_eq!(judge(b"GET / HTTP/1.1\r\nHost: a\r\n", 100), Head::Partial);
         assert_eq!(
-            judge(b"GET / HTTP/1.1\r\nHost : a\r\n\r\n"),
+            judge(b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", 100),
             Head::Malformed
         );
-        assert_eq!(judge(b"\x00\r\n\r\n"), Head::Malformed);
+        assert_eq!(judge(b"\x00\r\n\r\n", 100), Head::Malformed);
     }
 
     #[test]
@@ -264,19 +266,36 @@ mod tests {
     }
 
     #[test]
-    fn framing_is_checked_past_the_stack_slots() {
-        let many = "X-A: 1\r\n".repeat(300);
-        let ok = format!("GET / HTTP/1.1\r\n{many}Content-Length: 1\r\n\r\nx");
+    fn header_fields_are_counted_against_the_limit() {
+        let head = |n: usize| {
+            format!(
+                "GET / HTTP/1.1\r\n{}Content-Length: 1\r\n\r\nx",
+                "X-A: 1\r\n".repeat(n - 1)
+            )
+        };
         assert!(matches!(
-            judge(ok.as_bytes()),
+            judge(head(100).as_bytes(), 100),
+            Head::Accepted { .. }
+        ));
+        assert_eq!(judge(head(101).as_bytes(), 100), Head::TooManyHeaders);
+        assert_eq!(judge(head(3).as_bytes(), 2), Head::TooManyHeaders);
+        // Counted as soon as one field too many has arrived, the head complete or not.
+        assert_eq!(
+            judge(b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n", 2),
+            Head::TooManyHeaders
+        );
+        // Past the stack slots, the slots come from the heap and framing is still checked.
+        assert!(matches!(
+            judge(head(300).as_bytes(), 1000),
             Head::Accepted {
                 body: Body::Length(1),
                 ..
             }
         ));
-        let bad = format!("GET / HTTP/1.1\r\n{many}Content-Length: 1\r\nContent-Length: 1\r\n\r\n");
-        assert!(matches!(judge(bad.as_bytes()), Head::Rejected(_)));
-        let partial = format!("GET / HTTP/1.1\r\n{many}");
-        assert_eq!(judge(partial.as_bytes()), Head::Partial);
+        let bad = format!(
+            "GET / HTTP/1.1\r\n{}Content-Length: 1\r\nContent-Length: 1\r\n\r\n",
+            "X-A: 1\r\n".repeat(300)
+        );
+        assert!(matches!(judge(bad.as_bytes(), 1000), Head::Rejected(_)));
     }
 }

@@ -1,6 +1,6 @@
 //! The guard in front of a real hyper server, served the way `server.rs` serves clients
-//! (hyper-util's auto builder with upgrades, over an in-memory duplex): what hyper answers,
-//! when it closes, and that its header timeout, HTTP/2 and upgrades still work.
+//! (hyper-util's auto builder with upgrades and the guard's limits, over an in-memory duplex):
+//! what hyper answers, when it closes, and that the clocks, HTTP/2 and upgrades work.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -15,15 +15,19 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
-use super::Guarded;
+use super::{Guarded, Limits, answers};
 
 /// What the test service saw: `METHOD path body` per request.
 type Seen = Arc<Mutex<Vec<String>>>;
 
 /// The test service: records each request, answers 200 `ok` (400 when the body fails), and
-/// answers `/ws` with 101 and an echo over the upgraded connection.
+/// answers `/ws` with 101 and an echo over the upgraded connection. `/slow` takes
+/// [`SLOW`] to answer.
 async fn app(mut req: Request<Incoming>, seen: Seen) -> Response<Full<Bytes>> {
     let line = format!("{} {}", req.method(), req.uri().path());
+    if req.uri().path() == "/slow" {
+        tokio::time::sleep(SLOW).await;
+    }
     if req.uri().path() == "/ws" && req.headers().contains_key(header::UPGRADE) {
         let upgrade = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {
@@ -56,30 +60,48 @@ async fn app(mut req: Request<Incoming>, seen: Seen) -> Response<Full<Bytes>> {
     resp
 }
 
-/// Serves one guarded connection; returns the client end and what the service saw.
-fn serve(signal: bool, header_timeout: Duration) -> (DuplexStream, Seen) {
+/// How long `/slow` takes: longer than every clock of [`limits`].
+const SLOW: Duration = Duration::from_secs(100);
+
+/// The guard's limits, with the clocks given.
+fn limits(header_timeout: Duration, keepalive_timeout: Duration) -> Limits {
+    Limits {
+        max_head_bytes: 8192,
+        header_timeout,
+        keepalive_timeout,
+        ..Limits::default()
+    }
+}
+
+/// Serves one guarded connection; returns the client end and what the service saw. Without
+/// `signal` the answers are not reported to the guard.
+fn serve(signal: bool, limits: Limits) -> (DuplexStream, Seen) {
     let (client, server) = tokio::io::duplex(1 << 16);
     let seen = Seen::default();
-    let mut guard = Guarded::new(server, 8192);
-    let tap = signal.then(|| guard.tunnel_signal());
+    let mut guard = Guarded::new(server, limits);
+    let tap = if signal {
+        guard.answer_signal()
+    } else {
+        answers::pair().0
+    };
     let app_seen = seen.clone();
     let svc = service_fn(move |req| {
         let seen = app_seen.clone();
         let tap = tap.clone();
         async move {
             let resp = app(req, seen).await;
-            if let Some(tap) = &tap {
-                tap.answered(resp.status());
-            }
-            Ok::<_, Infallible>(resp)
+            Ok::<_, Infallible>(tap.track(resp))
         }
     });
     tokio::spawn(async move {
+        // As `server.rs` sets it up.
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(header_timeout);
+            .header_read_timeout(None)
+            .max_headers(limits.max_headers)
+            .max_buf_size(limits.hyper_buf_size());
         let _ = builder
             .serve_connection_with_upgrades(TokioIo::new(guard), svc)
             .await;
@@ -106,10 +128,15 @@ fn seen(seen: &Seen) -> Vec<String> {
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Limits whose clocks never get in the way.
+fn relaxed() -> Limits {
+    limits(TIMEOUT, TIMEOUT)
+}
+
 #[tokio::test]
 async fn a_refused_head_gets_400_and_the_connection_closes() {
     for signal in [false, true] {
-        let (mut client, log) = serve(signal, TIMEOUT);
+        let (mut client, log) = serve(signal, relaxed());
         let raw = b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\
             Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
         let answer = exchange(&mut client, raw).await;
@@ -128,12 +155,12 @@ async fn a_refused_head_gets_400_and_the_connection_closes() {
 
 #[tokio::test]
 async fn a_slow_refused_head_gets_400_too() {
-    let (mut client, log) = serve(true, TIMEOUT);
+    let (mut client, log) = serve(true, relaxed());
     client
         .write_all(b"POST /a HTTP/1.1\r\nHost: x\r\n")
         .await
         .expect("write");
-    // Let the server take the first part (and hand hyper the wake-up line).
+    // Let the server take the first part.
     for _ in 0..10 {
         tokio::task::yield_now().await;
     }
@@ -151,7 +178,7 @@ async fn a_slow_refused_head_gets_400_too() {
 
 #[tokio::test]
 async fn large_bodies_pass_whole() {
-    let (mut client, log) = serve(true, TIMEOUT);
+    let (mut client, log) = serve(true, relaxed());
     let big = "a".repeat(200 * 1024);
     let chunk = "b".repeat(70 * 1024);
     let raw = format!(
@@ -174,7 +201,7 @@ async fn large_bodies_pass_whole() {
 
 #[tokio::test]
 async fn pipelined_requests_are_all_served() {
-    let (mut client, log) = serve(true, TIMEOUT);
+    let (mut client, log) = serve(true, relaxed());
     let raw = b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n\
         POST /2 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello\
         POST /3 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
@@ -190,7 +217,7 @@ async fn pipelined_requests_are_all_served() {
 
 #[tokio::test]
 async fn a_broken_chunked_body_fails_and_nothing_after_it_is_served() {
-    let (mut client, log) = serve(false, TIMEOUT);
+    let (mut client, log) = serve(false, relaxed());
     let raw = b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
         zz\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
     let answer = exchange(&mut client, raw).await;
@@ -202,27 +229,112 @@ async fn a_broken_chunked_body_fails_and_nothing_after_it_is_served() {
     assert!(seen(&log).is_empty());
 }
 
+/// Reads until the server closes; returns what came and when the EOF came.
+async fn until_closed(client: &mut DuplexStream) -> (String, tokio::time::Instant) {
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(1000), client.read_to_end(&mut out)).await;
+    assert!(read.is_ok(), "the connection was not closed");
+    (
+        String::from_utf8_lossy(&out).into_owned(),
+        tokio::time::Instant::now(),
+    )
+}
+
 #[tokio::test(start_paused = true)]
-async fn the_header_timeout_still_applies_to_a_slow_first_head() {
-    let (mut client, log) = serve(false, Duration::from_secs(5));
+async fn the_header_timeout_applies_to_a_slow_first_head() {
+    let (mut client, log) = serve(false, limits(Duration::from_secs(5), TIMEOUT));
     client
         .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
         .await
         .expect("write");
     let started = tokio::time::Instant::now();
-    let mut out = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(60), client.read_to_end(&mut out)).await;
-    assert!(
-        read.is_ok(),
-        "the connection was not closed by the header timeout"
-    );
-    assert!(started.elapsed() >= Duration::from_secs(5));
+    let (answer, closed) = until_closed(&mut client).await;
+    assert_eq!(closed - started, Duration::from_secs(5));
+    assert_eq!(answer, "", "nothing is written");
     assert!(seen(&log).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_connection_is_closed_after_the_header_timeout() {
+    let (mut client, log) = serve(true, limits(Duration::from_secs(5), TIMEOUT));
+    let started = tokio::time::Instant::now();
+    let (answer, closed) = until_closed(&mut client).await;
+    assert_eq!(closed - started, Duration::from_secs(5));
+    assert_eq!(answer, "");
+    assert!(seen(&log).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_keepalive_connection_closes_after_its_timeout_and_not_before() {
+    let header = Duration::from_secs(5);
+    let keepalive = Duration::from_secs(20);
+    let (mut client, log) = serve(true, limits(header, keepalive));
+    // Longer than the header timeout between requests: still open.
+    for _ in 0..3 {
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let mut buf = [0u8; 256];
+        let n = client.read(&mut buf).await.expect("an answer");
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200 OK\r\n"));
+        tokio::time::sleep(keepalive - Duration::from_secs(1)).await;
+    }
+    let idle = tokio::time::Instant::now() - (keepalive - Duration::from_secs(1));
+    let (answer, closed) = until_closed(&mut client).await;
+    assert_eq!(answer, "", "closed without a word");
+    assert_eq!(closed - idle, keepalive);
+    assert_eq!(seen(&log).len(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_answer_is_not_cut_by_the_clocks() {
+    let clock = Duration::from_secs(5);
+    let (mut client, log) = serve(true, limits(clock, clock));
+    let started = tokio::time::Instant::now();
+    client
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let (answer, closed) = until_closed(&mut client).await;
+    assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), 2, "{answer:?}");
+    assert_eq!(seen(&log), ["GET /slow ", "GET /after "]);
+    // Then idle, closed by the keep-alive clock.
+    assert_eq!(closed - started, SLOW + clock);
+}
+
+#[tokio::test]
+async fn heads_over_the_limits_get_431() {
+    let big = format!(
+        "GET /big HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(2000)
+    );
+    let many = format!(
+        "GET /many HTTP/1.1\r\nHost: x\r\n{}\r\n",
+        "X-A: 1\r\n".repeat(20)
+    );
+    for raw in [big, many] {
+        let limits = Limits {
+            max_head_bytes: 1024,
+            max_headers: 10,
+            ..relaxed()
+        };
+        let (mut client, log) = serve(true, limits);
+        let raw = format!("GET /ok HTTP/1.1\r\nHost: x\r\n\r\n{raw}GET /after HTTP/1.1\r\n\r\n");
+        let answer = exchange(&mut client, raw.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer:?}");
+        assert!(
+            answer.contains("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+            "{answer:?}"
+        );
+        assert_eq!(answer.matches("HTTP/1.1").count(), 2, "{answer:?}");
+        assert_eq!(seen(&log), ["GET /ok "]);
+    }
 }
 
 #[tokio::test]
 async fn http2_with_prior_knowledge_passes() {
-    let (client, log) = serve(true, TIMEOUT);
+    let (client, log) = serve(true, relaxed());
     let (mut sender, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(client))
             .await
@@ -238,7 +350,7 @@ async fn http2_with_prior_knowledge_passes() {
 
 #[tokio::test]
 async fn an_upgrade_answered_101_becomes_a_tunnel() {
-    let (mut client, log) = serve(true, TIMEOUT);
+    let (mut client, log) = serve(true, relaxed());
     // The tunnel's first bytes arrive with the request, before the answer.
     let raw = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n\
         ping\r\n\r\n\x00";
@@ -253,7 +365,7 @@ async fn an_upgrade_answered_101_becomes_a_tunnel() {
 
 #[tokio::test]
 async fn an_upgrade_answered_otherwise_keeps_the_checks() {
-    let (mut client, log) = serve(true, TIMEOUT);
+    let (mut client, log) = serve(true, relaxed());
     let raw =
         b"GET /plain HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n\
         POST /smuggled HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\

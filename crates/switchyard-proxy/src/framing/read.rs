@@ -1,7 +1,10 @@
-//! The read side of [`Guarded`]: hand out what is cleared, judge what is buffered, read more.
+//! The read side of [`Guarded`]: hand out what is cleared, judge what arrives, read more.
 //!
-//! Bytes flow `client -> buf[ok..end] (being judged) -> buf[pos..ok] (cleared) -> hyper`, except
-//! body and tunnel bytes, which are read straight into hyper's buffer when nothing is buffered.
+//! Whenever nothing is set aside, the client's bytes are read straight into hyper's buffer and
+//! judged there; whatever cannot be cleared yet (the start of an incomplete head, bytes held
+//! until an answer is known) is taken back out of hyper's buffer and set aside. Set-aside bytes
+//! flow `client -> buf[ok..end] (being judged) -> buf[pos..ok] (cleared) -> hyper`, and the
+//! buffer is freed once it is empty, so an idle connection holds none.
 
 use std::io;
 use std::pin::Pin;
@@ -9,60 +12,88 @@ use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, ReadBuf};
 
+use super::answers;
 use super::chunked::{Chunked, Progress};
 use super::head::{self, Body, Head, Tunnel};
-use super::tunnel;
-use super::{Guarded, PREFACE, REJECT_HEAD, State, WAKE_UP};
+use super::{Guarded, PREFACE, REJECT_HEAD, State, TOO_LARGE_HEAD};
 
-/// The first size of the head buffer.
+/// The first size of the set-aside buffer.
 const INITIAL_BUF: usize = 4096;
 
-/// What the read loop does after judging the buffered bytes.
-enum Step {
-    /// Something changed: look again.
-    Again,
-    /// More bytes from the client are needed.
-    Read,
-    /// Waiting for the service's answer (the waker is registered).
+/// With less room than this in hyper's buffer, a head is read into the set-aside buffer
+/// instead: it would likely not fit and be copied aside anyway. (hyper-util reads a
+/// connection's first 24 bytes on their own, looking for the HTTP/2 preface.)
+const DIRECT_HEAD_MIN: usize = 1024;
+
+/// Padding handed out after [`TOO_LARGE_HEAD`].
+const FILLER: &[u8; 64] = &[b'a'; 64];
+
+/// How far [`Guarded::scan`] cleared the bytes it was given, and what becomes of the rest.
+struct Scan {
+    /// Bytes cleared for hyper, from the start.
+    cleared: usize,
+    /// What to do with the bytes after them.
+    rest: Rest,
+}
+
+/// What becomes of the bytes a scan did not clear.
+enum Rest {
+    /// Keep them, to judge when more arrive.
+    Keep,
+    /// Keep them: they wait for an answer (the task is woken when it comes).
     Wait,
+    /// Discard them: nothing after the cleared bytes goes to hyper.
+    Drop,
+}
+
+impl Scan {
+    /// `cleared` bytes cleared, the rest kept.
+    fn keep(cleared: usize) -> Self {
+        Scan {
+            cleared,
+            rest: Rest::Keep,
+        }
+    }
+}
+
+/// What judging a pending head led to.
+enum Judged {
+    /// A head of this many bytes was released; the state is its body's.
+    Accepted(usize),
+    /// The head is not complete yet.
+    Partial,
+    /// Everything goes to hyper as it is, then EOF.
+    PassAll,
+    /// The head was refused: a replacement goes instead, and nothing after it.
+    Refused,
 }
 
 impl<IO> Guarded<IO> {
-    /// Hands out the wake-up line, cleared bytes or the replacement head; false when there is
-    /// nothing to hand out.
+    /// Hands out cleared bytes or the replacement head; false when there is nothing to hand out.
     fn hand_out(&mut self, out: &mut ReadBuf<'_>) -> bool {
-        let bytes = if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(out.remaining());
-            out.put_slice(&self.prefix[..n]);
-            self.prefix = &self.prefix[n..];
-            n
-        } else if self.pos < self.ok {
+        if self.pos < self.ok {
             let n = (self.ok - self.pos).min(out.remaining());
             out.put_slice(&self.buf[self.pos..self.pos + n]);
             self.pos += n;
-            if self.pos == self.end {
-                self.pos = 0;
-                self.ok = 0;
-                self.end = 0;
-                if matches!(self.state, State::Pass) {
-                    // Nothing will be buffered again.
-                    self.buf = Vec::new();
-                }
-            }
-            n
-        } else if let State::Reject(rest) = &mut self.state {
-            let n = rest.len().min(out.remaining());
-            out.put_slice(&rest[..n]);
-            *rest = &rest[n..];
-            if rest.is_empty() {
-                self.state = State::Ending;
-            }
-            n
-        } else {
-            0
+            self.release_buffer();
+            return true;
+        }
+        let State::Reject { head, filler } = &mut self.state else {
+            return false;
         };
-        self.started |= bytes > 0;
-        bytes > 0
+        let room = out.remaining();
+        let n = head.len().min(out.remaining());
+        out.put_slice(&head[..n]);
+        *head = &head[n..];
+        while head.is_empty() && *filler > 0 && out.remaining() > 0 {
+            let n = (*filler).min(FILLER.len()).min(out.remaining());
+            out.put_slice(&FILLER[..n]);
+            *filler -= n;
+        }
+        if head.is_empty() && *filler == 0 {
+            self.state = State::Ending;
+        }
+        out.remaining() < room
     }
 
     /// The state after a body (or a head without one) ends.
@@ -73,117 +104,123 @@ impl<IO> Guarded<IO> {
         }
     }
 
-    /// Judges the buffered bytes `ok..end` as far as the state allows.
-    fn advance(&mut self, cx: &mut Context<'_>) -> Step {
-        let pending = self.end - self.ok;
-        match &mut self.state {
-            State::Preface => {
-                let have = &self.buf[self.ok..self.end];
-                let n = have.len().min(PREFACE.len());
-                if have[..n] != PREFACE[..n] {
-                    self.state = State::Head;
-                    Step::Again
-                } else if n == PREFACE.len() {
-                    self.state = State::Pass;
-                    Step::Again
-                } else {
-                    Step::Read
-                }
-            }
-            State::Head if pending == 0 => Step::Read,
-            State::Head => self.judge_head(),
-            State::Length(left) if pending > 0 => {
-                let take = (*left).min(pending as u64);
-                *left -= take;
-                self.ok += take as usize;
-                if *left == 0 {
-                    self.state = self.after_body();
-                }
-                Step::Again
-            }
-            State::Chunked(body) if pending > 0 => {
-                let (n, progress) = body.feed(&self.buf[self.ok..self.end]);
-                self.ok += n;
-                match progress {
-                    Progress::More => {}
-                    Progress::Done => self.state = self.after_body(),
-                    Progress::Invalid => {
-                        // hyper's decoder fails on the same byte; nothing after it is hyper's.
-                        tracing::debug!("invalid chunked body: the connection ends after it");
-                        self.end = self.ok;
-                        self.state = State::Ending;
+    /// Judges `bytes`, the connection's next bytes (none of them cleared yet), as far as the
+    /// state allows.
+    fn scan(&mut self, bytes: &[u8], cx: &mut Context<'_>) -> Scan {
+        let mut at = 0;
+        loop {
+            let rest = &bytes[at..];
+            match &mut self.state {
+                State::Preface => {
+                    let n = rest.len().min(PREFACE.len());
+                    if rest[..n] != PREFACE[..n] {
+                        self.state = State::Head;
+                    } else if n == PREFACE.len() {
+                        self.state = State::Pass;
+                    } else {
+                        return Scan::keep(at);
                     }
                 }
-                Step::Again
-            }
-            State::Hold { request, tunnel } => {
-                let Some(watch) = &self.watch else {
-                    self.state = State::Head;
-                    return Step::Again;
-                };
-                let Poll::Ready(status) = watch.poll_answer(cx, *request) else {
-                    return Step::Wait;
-                };
-                if tunnel::opens_tunnel(status, *tunnel == Tunnel::Connect) {
-                    tracing::debug!(%status, "connection became a tunnel: no more checks");
-                    self.state = State::Pass;
-                } else {
-                    self.state = State::Head;
+                State::Head if rest.is_empty() => return Scan::keep(at),
+                State::Head => match self.judge_head(rest) {
+                    Judged::Accepted(len) => at += len,
+                    Judged::Partial => return Scan::keep(at),
+                    Judged::PassAll => return Scan::keep(bytes.len()),
+                    Judged::Refused => {
+                        return Scan {
+                            cleared: at,
+                            rest: Rest::Drop,
+                        };
+                    }
+                },
+                State::Length(_) | State::Chunked(_) if rest.is_empty() => return Scan::keep(at),
+                State::Length(left) => {
+                    let take = (*left).min(rest.len() as u64);
+                    *left -= take;
+                    at += take as usize;
+                    if *left == 0 {
+                        self.state = self.after_body();
+                    }
                 }
-                Step::Again
+                State::Chunked(body) => {
+                    let (n, progress) = body.feed(rest);
+                    at += n;
+                    match progress {
+                        Progress::More => return Scan::keep(at),
+                        Progress::Done => self.state = self.after_body(),
+                        Progress::Invalid => {
+                            // hyper's decoder fails on the same byte; nothing after it is hyper's.
+                            tracing::debug!("invalid chunked body: the connection ends after it");
+                            self.state = State::Ending;
+                            return Scan {
+                                cleared: at,
+                                rest: Rest::Drop,
+                            };
+                        }
+                    }
+                }
+                State::Hold { request, tunnel } => {
+                    let Some(watch) = &self.watch else {
+                        self.state = State::Head;
+                        continue;
+                    };
+                    let Poll::Ready(status) = watch.poll_answer(cx, *request) else {
+                        return Scan {
+                            cleared: at,
+                            rest: Rest::Wait,
+                        };
+                    };
+                    if answers::opens_tunnel(status, *tunnel == Tunnel::Connect) {
+                        tracing::debug!(%status, "connection became a tunnel: no more checks");
+                        self.state = State::Pass;
+                    } else {
+                        self.state = State::Head;
+                    }
+                }
+                State::Pass => return Scan::keep(bytes.len()),
+                State::Reject { .. } | State::Ending => {
+                    return Scan {
+                        cleared: at,
+                        rest: Rest::Drop,
+                    };
+                }
             }
-            State::Pass if pending > 0 => {
-                self.ok = self.end;
-                Step::Again
-            }
-            State::Length(_) | State::Chunked(_) | State::Pass => Step::Read,
-            // Handled by the read loop before judging.
-            State::Reject(_) | State::Ending => Step::Again,
         }
     }
 
-    /// Judges the pending head `ok..end`.
-    fn judge_head(&mut self) -> Step {
-        let pending = &self.buf[self.ok..self.end];
+    /// Judges the pending head at the start of `pending`.
+    fn judge_head(&mut self, pending: &[u8]) -> Judged {
+        let max = self.limits.max_head_bytes;
         let verdict = if pending[self.scanned.min(pending.len())..].contains(&b'\n') {
-            head::judge(pending)
+            head::judge(pending, self.limits.max_headers)
         } else {
             // A head can only become complete with an LF.
             Head::Partial
         };
         match verdict {
+            Head::Partial if pending.len() > max => self.refuse_too_large("head over the limit"),
             Head::Partial => {
                 self.scanned = pending.len();
-                if pending.len() > self.max_head {
-                    tracing::debug!(
-                        bytes = pending.len(),
-                        "request head over the limit: left to hyper's limit"
-                    );
-                    self.ok = self.end;
-                    self.state = State::Ending;
-                    return Step::Again;
-                }
-                if !self.started {
-                    self.prefix = WAKE_UP;
-                    return Step::Again;
-                }
-                Step::Read
+                Judged::Partial
             }
+            Head::TooManyHeaders => self.refuse_too_large("more header fields than the limit"),
+            Head::Accepted { len, .. } if len > max => self.refuse_too_large("head over the limit"),
             Head::Malformed => {
                 // hyper's parser refuses these bytes the same way and answers 400.
-                self.ok = self.end;
+                self.scanned = 0;
                 self.state = State::Ending;
-                Step::Again
+                Judged::PassAll
             }
             Head::Rejected(reason) => {
                 tracing::info!(reason, "request rejected: ambiguous framing");
-                self.end = self.ok;
                 self.scanned = 0;
-                self.state = State::Reject(REJECT_HEAD);
-                Step::Again
+                self.state = State::Reject {
+                    head: REJECT_HEAD,
+                    filler: 0,
+                };
+                Judged::Refused
             }
             Head::Accepted { len, body, tunnel } => {
-                self.ok += len;
                 self.scanned = 0;
                 self.requests += 1;
                 if tunnel != Tunnel::No && self.watch.is_some() {
@@ -194,63 +231,88 @@ impl<IO> Guarded<IO> {
                     Body::Length(n) => State::Length(n),
                     Body::Chunked => State::Chunked(Chunked::new()),
                 };
-                Step::Again
+                Judged::Accepted(len)
             }
         }
     }
 
-    /// How many bytes may be read straight into hyper's buffer now, if any.
-    fn direct_limit(&self) -> Option<u64> {
-        match &self.state {
-            State::Pass => Some(u64::MAX),
-            State::Length(left) => Some(*left),
-            State::Chunked(body) if body.data_left() > 0 => Some(body.data_left()),
-            _ => None,
+    /// Refuses the pending head with a replacement hyper answers with 431.
+    fn refuse_too_large(&mut self, reason: &'static str) -> Judged {
+        tracing::info!(
+            reason,
+            max_bytes = self.limits.max_head_bytes,
+            max_headers = self.limits.max_headers,
+            "request rejected: 431"
+        );
+        self.scanned = 0;
+        self.state = State::Reject {
+            head: TOO_LARGE_HEAD,
+            filler: self.limits.hyper_buf_size(),
+        };
+        Judged::Refused
+    }
+
+    /// Judges the set-aside bytes `ok..end` (a held request's answer needs none).
+    fn scan_aside(&mut self, cx: &mut Context<'_>) -> Scan {
+        let buf = std::mem::take(&mut self.buf);
+        let scan = self.scan(&buf[self.ok..self.end], cx);
+        self.buf = buf;
+        self.ok += scan.cleared;
+        if matches!(scan.rest, Rest::Drop) {
+            self.end = self.ok;
+            self.release_buffer();
         }
+        scan
+    }
+
+    /// Moves `bytes` into the (empty) set-aside buffer.
+    fn set_aside(&mut self, bytes: &[u8]) {
+        let size = bytes.len().max(INITIAL_BUF);
+        let mut buf = Vec::with_capacity(size);
+        buf.extend_from_slice(bytes);
+        buf.resize(size, 0);
+        self.buf = buf;
+        self.pos = 0;
+        self.ok = 0;
+        self.end = bytes.len();
+    }
+
+    /// Whether the next bytes may be read straight into hyper's buffer, which has `room`.
+    fn direct(&self, room: usize) -> bool {
+        self.pos == self.end
+            && match self.state {
+                State::Length(_) | State::Chunked(_) | State::Pass => true,
+                State::Preface | State::Head => room >= DIRECT_HEAD_MIN,
+                State::Hold { .. } | State::Reject { .. } | State::Ending => false,
+            }
     }
 }
 
 impl<IO: AsyncRead + Unpin> Guarded<IO> {
-    /// Reads at most `limit` body (or tunnel) bytes straight into `out`.
+    /// Reads into `out` and judges the new bytes in place: what cannot be cleared is set aside
+    /// (or dropped). True when some bytes were cleared for hyper.
     fn read_direct(
         &mut self,
         cx: &mut Context<'_>,
         out: &mut ReadBuf<'_>,
-        limit: u64,
-    ) -> Poll<io::Result<()>> {
-        let n = match usize::try_from(limit) {
-            Ok(limit) if limit < out.remaining() => {
-                let mut part = ReadBuf::new(out.initialize_unfilled_to(limit));
-                ready!(Pin::new(&mut self.io).poll_read(cx, &mut part))?;
-                let n = part.filled().len();
-                out.advance(n);
-                n
-            }
-            _ => {
-                let before = out.filled().len();
-                ready!(Pin::new(&mut self.io).poll_read(cx, out))?;
-                out.filled().len() - before
-            }
-        };
-        if n == 0 {
+    ) -> Poll<io::Result<bool>> {
+        let before = out.filled().len();
+        ready!(Pin::new(&mut self.io).poll_read(cx, out))?;
+        let read = out.filled().len();
+        if read == before {
             self.state = State::Ending;
-            return Poll::Ready(Ok(()));
+            return Poll::Ready(Ok(false));
         }
-        self.started = true;
-        match &mut self.state {
-            State::Length(left) => {
-                *left = left.saturating_sub(n as u64);
-                if *left == 0 {
-                    self.state = self.after_body();
-                }
-            }
-            State::Chunked(body) => body.skip_data(n as u64),
-            _ => {}
+        let scan = self.scan(&out.filled()[before..], cx);
+        let keep = before + scan.cleared;
+        if !matches!(scan.rest, Rest::Drop) && keep < read {
+            self.set_aside(&out.filled()[keep..]);
         }
-        Poll::Ready(Ok(()))
+        out.set_filled(keep);
+        Poll::Ready(Ok(scan.cleared > 0))
     }
 
-    /// Reads from the client into the buffer; at EOF, clears what is left and ends.
+    /// Reads from the client into the set-aside buffer; at EOF, clears what is left and ends.
     fn fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.pos > 0 {
             self.buf.copy_within(self.pos..self.end, 0);
@@ -259,9 +321,13 @@ impl<IO: AsyncRead + Unpin> Guarded<IO> {
             self.pos = 0;
         }
         if self.end == self.buf.len() {
-            let cap = self.max_head.saturating_add(1).max(INITIAL_BUF);
+            let cap = self
+                .limits
+                .max_head_bytes
+                .saturating_add(1)
+                .max(INITIAL_BUF);
             if self.buf.len() >= cap {
-                // Unreachable: a pending head over `max_head` ends the checks first.
+                // Unreachable: a pending head over the limit is refused first.
                 self.ok = self.end;
                 self.state = State::Ending;
                 return Poll::Ready(Ok(()));
@@ -297,21 +363,32 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
             if this.hand_out(out) {
                 return Poll::Ready(Ok(()));
             }
-            if matches!(this.state, State::Ending | State::Reject(_)) {
+            if matches!(this.state, State::Ending | State::Reject { .. }) {
                 // EOF (a refused head's replacement is handed out above, then `Ending`).
                 return Poll::Ready(Ok(()));
             }
-            match this.advance(cx) {
-                Step::Again => continue,
-                Step::Wait => return Poll::Pending,
-                Step::Read => {}
-            }
-            if this.pos == this.end {
-                if let Some(limit) = this.direct_limit() {
-                    return this.read_direct(cx, out, limit);
+            if this.end > this.ok || matches!(this.state, State::Hold { .. }) {
+                let scan = this.scan_aside(cx);
+                if scan.cleared > 0 || matches!(this.state, State::Ending | State::Reject { .. }) {
+                    continue;
+                }
+                if matches!(scan.rest, Rest::Wait) {
+                    return Poll::Pending;
                 }
             }
-            ready!(this.fill(cx))?;
+            let read = if this.direct(out.remaining()) {
+                this.read_direct(cx, out)
+            } else {
+                this.fill(cx).map_ok(|()| false)
+            };
+            match read {
+                Poll::Ready(Ok(true)) => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(false)) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                // Timed out: the state is `Ending`, and the next turn hands out EOF.
+                Poll::Pending if this.timed_out(cx) => {}
+                Poll::Pending => return Poll::Pending,
+            }
         }
     }
 }

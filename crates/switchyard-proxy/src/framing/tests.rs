@@ -1,15 +1,18 @@
-//! The guard on its own, over a scripted stream that hands out bytes in awkward pieces.
+//! The guard on its own, over a scripted stream that hands out bytes in awkward pieces, and
+//! its clocks over an in-memory duplex on paused time.
 
 use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures_util::FutureExt;
-use http::StatusCode;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use http::{Response, StatusCode};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
+use tokio::time::Instant;
 
-use super::{Guarded, PREFACE, REJECT_HEAD, WAKE_UP};
+use super::{Guarded, Limits, PREFACE, REJECT_HEAD, TOO_LARGE_HEAD};
 
 /// A client stream that hands out `pieces` one read at a time, then EOF (or, with `hang`,
 /// nothing more ever); records what is written to it.
@@ -79,8 +82,21 @@ impl AsyncWrite for Script {
     }
 }
 
+/// Limits with heads up to `max_head_bytes`.
+fn limits(max_head_bytes: usize) -> Limits {
+    Limits {
+        max_head_bytes,
+        ..Limits::default()
+    }
+}
+
+/// `script` behind a guard with heads up to 8 KiB.
+fn guard(script: Script) -> Guarded<Script> {
+    Guarded::new(script, limits(8192))
+}
+
 /// Everything the guard hands out until EOF, read `chunk` bytes at a time.
-async fn drain(guard: &mut Guarded<Script>, chunk: usize) -> Vec<u8> {
+async fn drain<IO: AsyncRead + Unpin>(guard: &mut Guarded<IO>, chunk: usize) -> Vec<u8> {
     let mut out = Vec::new();
     let mut buf = vec![0u8; chunk];
     loop {
@@ -92,19 +108,18 @@ async fn drain(guard: &mut Guarded<Script>, chunk: usize) -> Vec<u8> {
     }
 }
 
-/// What the guard hands out of `input` (cut in `split`-byte pieces, read in `chunk`s), with
-/// the wake-up line left out when the guard added one.
+/// What the guard hands out of `input` (cut in `split`-byte pieces, read in `chunk`s).
 async fn through(input: &[u8], split: usize, chunk: usize) -> Vec<u8> {
-    let mut guard = Guarded::new(Script::split(input, split), 8192);
-    unwoken(drain(&mut guard, chunk).await, input)
+    drain(&mut guard(Script::split(input, split)), chunk).await
 }
 
-/// `out` without the wake-up line, if the guard put one before the bytes of `input`.
-fn unwoken(out: Vec<u8>, input: &[u8]) -> Vec<u8> {
-    match out.strip_prefix(WAKE_UP) {
-        Some(rest) if !input.starts_with(WAKE_UP) || input.starts_with(rest) => rest.to_vec(),
-        _ => out,
-    }
+/// [`through`] read in small chunks (heads judged in the set-aside buffer) and in large ones
+/// (judged in place in the reader's buffer), which must hand out the same bytes.
+async fn through_both(input: &[u8], split: usize) -> Vec<u8> {
+    let small = through(input, split, 64).await;
+    let large = through(input, split, 8192).await;
+    assert_eq!(small, large, "split {split}: small and large reads differ");
+    small
 }
 
 /// Whatever the guard hands out before it would wait for more.
@@ -141,20 +156,24 @@ async fn valid_requests_pass_unchanged_in_any_split() {
 }
 
 #[tokio::test]
-async fn the_wake_up_line_comes_only_when_the_first_head_is_slow() {
-    let mut guard = Guarded::new(Script::split(GET, GET.len()), 8192);
-    assert_eq!(drain(&mut guard, 8192).await, GET);
-    let mut guard = Guarded::new(Script::split(GET, 4), 8192);
-    assert_eq!(drain(&mut guard, 8192).await, [WAKE_UP, GET].concat());
+async fn a_slow_first_head_passes_as_it_is() {
+    // Nothing is added in front of it (hyper needs no wake-up: the guard keeps the clock).
+    for split in [1, 4, GET.len()] {
+        let mut guard = guard(Script::split(GET, split));
+        assert_eq!(drain(&mut guard, 8192).await, GET, "split {split}");
+    }
 }
 
 #[tokio::test]
 async fn no_byte_of_a_head_passes_before_it_is_complete() {
     let head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n";
-    let mut guard = Guarded::new(Script::open(head, 3), 8192);
-    assert_eq!(ready_now(&mut guard), WAKE_UP);
-    let mut guard = Guarded::new(Script::open(&[GET, head].concat(), 5), 8192);
-    assert_eq!(ready_now(&mut guard), [WAKE_UP, GET].concat());
+    let mut g = guard(Script::open(head, 3));
+    assert_eq!(ready_now(&mut g), b"");
+    let mut g = guard(Script::open(&[GET, head].concat(), 5));
+    assert_eq!(ready_now(&mut g), GET);
+    // Read straight into the reader's buffer, the partial head is taken back out of it.
+    let mut g = guard(Script::open(&[GET, head].concat(), 4096));
+    assert_eq!(ready_now(&mut g), GET);
 }
 
 #[tokio::test]
@@ -165,8 +184,10 @@ async fn http2_preface_passes_through() {
     ]
     .concat();
     for split in [1, 5, 23, 24, input.len()] {
-        let mut guard = Guarded::new(Script::split(&input, split), 8192);
-        assert_eq!(drain(&mut guard, 7).await, input, "split {split}");
+        for chunk in [7, 24, 8192] {
+            let mut guard = guard(Script::split(&input, split));
+            assert_eq!(drain(&mut guard, chunk).await, input, "split {split}");
+        }
     }
     // A method starting like the preface is still HTTP/1.
     let pri = b"PRI / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx";
@@ -192,16 +213,18 @@ async fn each_ambiguous_head_is_replaced_and_ends_the_connection() {
         let bad = format!("POST / HTTP/1.1\r\nHost: x\r\n{fields}\r\n\r\n0\r\n\r\n");
         let input = [bad.as_bytes(), GET].concat();
         for split in [1, 9, input.len()] {
-            assert_eq!(through(&input, split, 64).await, REJECT_HEAD, "{fields:?}");
+            assert_eq!(through_both(&input, split).await, REJECT_HEAD, "{fields:?}");
         }
         // Requests before it are answered first.
         let input = [GET, POST_CL, bad.as_bytes(), GET].concat();
         let expected = [GET, POST_CL, REJECT_HEAD].concat();
-        assert_eq!(
-            through(&input, 7, 64).await,
-            expected,
-            "{fields:?} after others"
-        );
+        for split in [7, input.len()] {
+            assert_eq!(
+                through_both(&input, split).await,
+                expected,
+                "{fields:?} after others"
+            );
+        }
     }
 }
 
@@ -210,9 +233,11 @@ async fn malformed_heads_go_to_hyper_as_they_are_then_eof() {
     let bad = b"GET / HTTP/1.1\r\nHost : x\r\n\r\n";
     let input = [&bad[..], GET].concat();
     // hyper refuses the first head and closes: what follows it is never parsed.
-    assert_eq!(through(&input, 64, 64).await, input);
-    let out = through(&input, 10, 64).await;
-    assert!(out.len() >= bad.len() && input.starts_with(&out), "{out:?}");
+    assert_eq!(through_both(&input, 64).await, input);
+    for chunk in [64, 8192] {
+        let out = through(&input, 10, chunk).await;
+        assert!(out.len() >= bad.len() && input.starts_with(&out), "{out:?}");
+    }
 }
 
 #[tokio::test]
@@ -221,30 +246,60 @@ async fn invalid_chunk_syntax_ends_the_connection_after_the_bad_byte() {
     let input = [&head[..], b"3\r\nabc\r\nzz\r\n\r\n", GET].concat();
     let expected = [&head[..], b"3\r\nabc\r\nz"].concat();
     for split in [1, 4, input.len()] {
-        assert_eq!(through(&input, split, 64).await, expected, "split {split}");
+        assert_eq!(through_both(&input, split).await, expected, "split {split}");
     }
 }
 
+/// The replacement for a head over the limits: [`TOO_LARGE_HEAD`] and padding past hyper's
+/// buffer (`max_buf_size` 8 KiB).
+fn too_large() -> Vec<u8> {
+    let mut out = TOO_LARGE_HEAD.to_vec();
+    out.resize(TOO_LARGE_HEAD.len() + 8192, b'a');
+    out
+}
+
 #[tokio::test]
-async fn a_head_over_the_limit_goes_to_hyper_unchecked_then_eof() {
+async fn a_head_over_the_limit_is_replaced_and_ends_the_connection() {
     let long = format!("GET / HTTP/1.1\r\nX-Long: {}\r\n", "a".repeat(300));
-    let input = [
+    // Incomplete: refused as soon as it is over the limit.
+    let partial = [
         long.as_bytes(),
-        b"Content-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"Content-Length: 1\r\nTransfer-Encoding: chunked\r\n",
     ]
     .concat();
-    let mut guard = Guarded::new(Script::split(&input, 100), 128);
-    let out = drain(&mut guard, 8192).await;
-    let out = out.strip_prefix(WAKE_UP).unwrap_or(&out);
-    assert!(
-        out.len() > 128 && input.starts_with(out),
-        "{} bytes",
-        out.len()
-    );
-    assert!(
-        out.len() < input.len(),
-        "the rest of the head must not follow"
-    );
+    // Complete: refused too, with what follows it.
+    let complete = [long.as_bytes(), b"\r\n", GET].concat();
+    for input in [partial, complete] {
+        for split in [1, 100, input.len()] {
+            let mut guard = Guarded::new(Script::split(&input, split), limits(128));
+            assert_eq!(drain(&mut guard, 8192).await, too_large(), "split {split}");
+        }
+    }
+    // Requests before it are served; a head just within the limit passes.
+    let within = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(100));
+    let input = [within.as_bytes(), long.as_bytes()].concat();
+    let mut guard = Guarded::new(Script::split(&input, 7), limits(within.len()));
+    let expected = [within.as_bytes(), &too_large()].concat();
+    assert_eq!(drain(&mut guard, 64).await, expected);
+}
+
+#[tokio::test]
+async fn a_head_with_too_many_fields_is_replaced() {
+    let many = format!("GET / HTTP/1.1\r\n{}\r\n", "X-A: 1\r\n".repeat(101));
+    let input = [GET, many.as_bytes(), GET].concat();
+    for split in [9, input.len()] {
+        assert_eq!(
+            through_both(&input, split).await,
+            [GET, &too_large()].concat()
+        );
+    }
+    let few = Limits {
+        max_headers: 2,
+        ..limits(8192)
+    };
+    let three = b"GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\n\r\n";
+    let mut guard = Guarded::new(Script::split(three, 64), few);
+    assert_eq!(drain(&mut guard, 64).await, too_large());
 }
 
 #[tokio::test]
@@ -252,13 +307,15 @@ async fn body_bytes_that_look_like_heads_are_not_judged() {
     let body = b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n";
     let cl = format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", body.len());
     let input = [cl.as_bytes(), body, GET].concat();
-    assert_eq!(through(&input, 3, 64).await, input);
+    assert_eq!(through_both(&input, 3).await, input);
+    assert_eq!(through_both(&input, input.len()).await, input);
     let chunked = format!(
         "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n",
         body.len()
     );
     let input = [chunked.as_bytes(), body, b"\r\n0\r\n\r\n", GET].concat();
-    assert_eq!(through(&input, 3, 64).await, input);
+    assert_eq!(through_both(&input, 3).await, input);
+    assert_eq!(through_both(&input, input.len()).await, input);
 }
 
 const UPGRADE: &[u8] =
@@ -270,7 +327,7 @@ const SMUGGLED: &[u8] =
 async fn without_a_signal_upgrade_requests_stay_guarded() {
     let input = [UPGRADE, SMUGGLED, b"0\r\n\r\n"].concat();
     assert_eq!(
-        through(&input, 64, 64).await,
+        through_both(&input, 64).await,
         [UPGRADE, REJECT_HEAD].concat()
     );
 }
@@ -278,9 +335,9 @@ async fn without_a_signal_upgrade_requests_stay_guarded() {
 #[tokio::test]
 async fn a_101_answer_opens_the_tunnel() {
     let frames = b"\x81\x05hello\r\n\r\n\x00 anything";
-    let mut guard = Guarded::new(Script::open(&[GET, UPGRADE, frames].concat(), 9), 8192);
-    let signal = guard.tunnel_signal();
-    assert_eq!(ready_now(&mut guard), [WAKE_UP, GET, UPGRADE].concat());
+    let mut guard = guard(Script::open(&[GET, UPGRADE, frames].concat(), 9));
+    let signal = guard.answer_signal();
+    assert_eq!(ready_now(&mut guard), [GET, UPGRADE].concat());
     signal.answered(StatusCode::OK);
     assert_eq!(
         ready_now(&mut guard),
@@ -294,9 +351,9 @@ async fn a_101_answer_opens_the_tunnel() {
 #[tokio::test]
 async fn another_answer_to_an_upgrade_request_keeps_the_checks() {
     let input = [UPGRADE, GET, SMUGGLED, b"0\r\n\r\n"].concat();
-    let mut guard = Guarded::new(Script::split(&input, 5), 8192);
-    let signal = guard.tunnel_signal();
-    assert_eq!(ready_now(&mut guard), [WAKE_UP, UPGRADE].concat());
+    let mut guard = guard(Script::split(&input, 5));
+    let signal = guard.answer_signal();
+    assert_eq!(ready_now(&mut guard), UPGRADE);
     signal.answered(StatusCode::NOT_FOUND);
     assert_eq!(drain(&mut guard, 64).await, [GET, REJECT_HEAD].concat());
 }
@@ -305,20 +362,20 @@ async fn another_answer_to_an_upgrade_request_keeps_the_checks() {
 async fn connect_opens_a_tunnel_on_2xx_only() {
     let connect = b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n";
     let tls = b"\x16\x03\x01\x00\x05hello";
-    let mut guard = Guarded::new(Script::split(&[&connect[..], tls].concat(), 64), 8192);
-    let signal = guard.tunnel_signal();
+    let mut guard = self::guard(Script::split(&[&connect[..], tls].concat(), 64));
+    let signal = guard.answer_signal();
     assert_eq!(ready_now(&mut guard), connect);
     signal.answered(StatusCode::OK);
     assert_eq!(drain(&mut guard, 64).await, tls);
 
-    let mut guard = Guarded::new(Script::split(&[&connect[..], SMUGGLED].concat(), 64), 8192);
-    let signal = guard.tunnel_signal();
+    let mut guard = self::guard(Script::split(&[&connect[..], SMUGGLED].concat(), 64));
+    let signal = guard.answer_signal();
     assert_eq!(ready_now(&mut guard), connect);
     signal.answered(StatusCode::SWITCHING_PROTOCOLS);
     // 101 hands the connection over whatever the method (hyper's rule too).
     assert_eq!(drain(&mut guard, 64).await, SMUGGLED);
-    let mut guard = Guarded::new(Script::split(&[&connect[..], SMUGGLED].concat(), 64), 8192);
-    let signal = guard.tunnel_signal();
+    let mut guard = self::guard(Script::split(&[&connect[..], SMUGGLED].concat(), 64));
+    let signal = guard.answer_signal();
     assert_eq!(ready_now(&mut guard), connect);
     signal.answered(StatusCode::FORBIDDEN);
     assert_eq!(drain(&mut guard, 64).await, REJECT_HEAD);
@@ -326,7 +383,7 @@ async fn connect_opens_a_tunnel_on_2xx_only() {
 
 #[tokio::test]
 async fn writes_pass_through() {
-    let mut guard = Guarded::new(Script::default(), 8192);
+    let mut guard = guard(Script::default());
     guard.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.ok();
     let slices = [io::IoSlice::new(b"ab"), io::IoSlice::new(b"cd")];
     let n = guard.write_vectored(&slices).await.unwrap_or(0);
@@ -339,4 +396,171 @@ async fn writes_pass_through() {
             .written
             .starts_with(b"HTTP/1.1 200 OK\r\n\r\nab")
     );
+}
+
+#[tokio::test]
+async fn heads_are_judged_in_the_readers_buffer_and_nothing_is_kept_between_requests() {
+    let mut g = guard(Script::open(&pipeline(), 4096));
+    assert_eq!(ready_now(&mut g), pipeline());
+    assert_eq!(g.buf.capacity(), 0, "whole heads are never copied aside");
+    // A head cut in two is set aside until complete, then the buffer is freed.
+    let mut g = guard(Script::open(&[GET, &GET[..10]].concat(), 4096));
+    assert_eq!(ready_now(&mut g), GET);
+    assert!(g.buf.capacity() > 0);
+    g.get_mut().pieces.push_back(GET[10..].to_vec());
+    assert_eq!(ready_now(&mut g), GET);
+    assert_eq!(g.buf.capacity(), 0, "an idle connection holds no buffer");
+}
+
+/// Clocks short enough to read, far apart enough to tell apart.
+const HEADER: Duration = Duration::from_secs(2);
+const KEEPALIVE: Duration = Duration::from_secs(7);
+
+/// A guard over one end of a duplex (with an answer signal), and the other end.
+fn clocked() -> (Guarded<DuplexStream>, super::AnswerSignal, DuplexStream) {
+    let (client, server) = tokio::io::duplex(1 << 16);
+    let mut guard = Guarded::new(
+        server,
+        Limits {
+            header_timeout: HEADER,
+            keepalive_timeout: KEEPALIVE,
+            ..Limits::default()
+        },
+    );
+    let signal = guard.answer_signal();
+    (guard, signal, client)
+}
+
+/// Reads what the guard hands out until EOF; returns it and when the EOF came.
+async fn until_eof(guard: &mut Guarded<DuplexStream>) -> (Vec<u8>, Instant) {
+    let out = drain(guard, 8192).await;
+    (out, Instant::now())
+}
+
+/// Reads exactly `n` bytes from the guard.
+async fn take(guard: &mut Guarded<DuplexStream>, n: usize) -> Vec<u8> {
+    let mut out = vec![0; n];
+    guard
+        .read_exact(&mut out)
+        .await
+        .expect("the guard hands out the bytes");
+    out
+}
+
+/// Answers the oldest request with an empty 200 that is complete at once.
+fn answer(signal: &super::AnswerSignal) {
+    drop(signal.track(Response::new(())));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_connection_ends_after_the_header_timeout() {
+    let (mut guard, _signal, _client) = clocked();
+    let opened = Instant::now();
+    let (out, at) = until_eof(&mut guard).await;
+    assert!(out.is_empty());
+    assert_eq!(at - opened, HEADER);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_trickled_head_ends_after_the_header_timeout_from_its_first_byte() {
+    let (mut guard, _signal, mut client) = clocked();
+    let reader = tokio::spawn(async move { until_eof(&mut guard).await });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let first = Instant::now();
+    for byte in GET.iter().take(GET.len() - 1) {
+        if client.write_all(&[*byte]).await.is_err() {
+            break; // Closed.
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let (out, at) = reader.await.expect("reader");
+    assert!(out.is_empty(), "no byte of the head may pass: {out:?}");
+    assert_eq!(at - first, HEADER);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_connection_ends_after_the_keepalive_timeout() {
+    let (mut guard, signal, mut client) = clocked();
+    client.write_all(GET).await.expect("write");
+    assert_eq!(take(&mut guard, GET.len()).await, GET);
+    answer(&signal);
+    let idle = Instant::now();
+    let (out, at) = until_eof(&mut guard).await;
+    assert!(out.is_empty());
+    assert_eq!(at - idle, KEEPALIVE);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_that_keeps_sending_stays_open() {
+    let (mut guard, signal, mut client) = clocked();
+    for _ in 0..5 {
+        client.write_all(GET).await.expect("write");
+        assert_eq!(take(&mut guard, GET.len()).await, GET);
+        answer(&signal);
+        // Idle for most of the keep-alive period, then the next request.
+        let next = tokio::time::timeout(KEEPALIVE - Duration::from_secs(1), guard.read_u8()).await;
+        assert!(next.is_err(), "nothing to read yet, and still open");
+    }
+    // A head started on an idle connection has the header timeout from its first byte.
+    client.write_all(&GET[..5]).await.expect("write");
+    let started = Instant::now();
+    let (out, at) = until_eof(&mut guard).await;
+    assert!(out.is_empty());
+    assert_eq!(at - started, HEADER);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_clock_runs_while_a_request_is_served_or_a_body_streams() {
+    let (mut guard, signal, mut client) = clocked();
+    client.write_all(GET).await.expect("write");
+    assert_eq!(take(&mut guard, GET.len()).await, GET);
+    // Answered, but its body is still being sent.
+    let answer = signal.track(Response::new(()));
+    let long = KEEPALIVE * 10;
+    assert!(tokio::time::timeout(long, guard.read_u8()).await.is_err());
+    drop(answer);
+    let idle = Instant::now();
+    assert_eq!(until_eof(&mut guard).await.1 - idle, KEEPALIVE);
+
+    // A request body that pauses.
+    let (mut guard, _signal, mut client) = clocked();
+    let head = b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n";
+    client.write_all(head).await.expect("write");
+    client.write_all(b"12345").await.expect("write");
+    assert_eq!(
+        take(&mut guard, head.len() + 5).await,
+        [&head[..], b"12345"].concat()
+    );
+    assert!(tokio::time::timeout(long, guard.read_u8()).await.is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn http2_and_tunnels_have_no_clock() {
+    let (mut guard, _signal, mut client) = clocked();
+    client.write_all(PREFACE).await.expect("write");
+    assert_eq!(take(&mut guard, PREFACE.len()).await, PREFACE);
+    assert!(
+        tokio::time::timeout(KEEPALIVE * 10, guard.read_u8())
+            .await
+            .is_err()
+    );
+
+    let (mut guard, signal, mut client) = clocked();
+    client.write_all(UPGRADE).await.expect("write");
+    assert_eq!(take(&mut guard, UPGRADE.len()).await, UPGRADE);
+    answer_with(&signal, StatusCode::SWITCHING_PROTOCOLS);
+    assert!(
+        tokio::time::timeout(KEEPALIVE * 10, guard.read_u8())
+            .await
+            .is_err()
+    );
+    client.write_all(b"frame").await.expect("write");
+    assert_eq!(take(&mut guard, 5).await, b"frame");
+}
+
+/// Answers the oldest request with `status`, complete at once.
+fn answer_with(signal: &super::AnswerSignal, status: StatusCode) {
+    let mut resp = Response::new(());
+    *resp.status_mut() = status;
+    drop(signal.track(resp));
 }

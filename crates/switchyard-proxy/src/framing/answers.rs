@@ -1,17 +1,20 @@
-//! How a guarded connection learns what its requests were answered with, so that it stops
-//! checking bytes exactly when the connection has become a tunnel (101 Switching Protocols, or
-//! a 2xx answer to `CONNECT`) and not a moment earlier.
+//! How a guarded connection learns what its requests were answered with and when each answer
+//! was complete, so that it stops checking bytes exactly when the connection has become a
+//! tunnel (101 Switching Protocols, or a 2xx answer to `CONNECT`) and not a moment earlier, and
+//! so that its keep-alive timer only runs while the connection is really idle.
 //!
 //! hyper keeps serving a connection as HTTP/1 when an `Upgrade` or `CONNECT` request gets any
 //! other answer, so a guard that stopped checking at the request would let a client smuggle the
 //! next requests past it by adding `Upgrade: x` to the first one.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
 use http::StatusCode;
+use http_body::{Body, Frame, SizeHint};
 
 /// Bits of the packed answer word that hold the status code; the rest count answers.
 const STATUS_BITS: u32 = 16;
@@ -21,39 +24,41 @@ const STATUS_BITS: u32 = 16;
 struct Shared {
     /// `(answers << 16) | last status`: one word, so the count and status are read together.
     answers: AtomicU64,
+    /// Answers whose body hyper has finished with (sent whole, or given up on).
+    finished: AtomicU64,
     /// The guard's task, woken when an answer is recorded.
     waker: AtomicWaker,
 }
 
 /// The service side of a guarded connection: record every answer here, in request order.
 ///
-/// Taken from [`Guarded::tunnel_signal`](super::Guarded::tunnel_signal). hyper's HTTP/1 server
+/// Taken from [`Guarded::answer_signal`](super::Guarded::answer_signal). hyper's HTTP/1 server
 /// calls the service for one request at a time, so the n-th call answers the n-th request.
 #[derive(Debug, Clone)]
-pub struct TunnelSignal {
+pub struct AnswerSignal {
     /// Shared with the guard.
     shared: Arc<Shared>,
 }
 
-/// The guard's side of a [`TunnelSignal`].
+/// The guard's side of an [`AnswerSignal`].
 #[derive(Debug)]
-pub(super) struct TunnelWatch {
+pub(super) struct AnswerWatch {
     /// Shared with the service.
     shared: Arc<Shared>,
 }
 
 /// A linked signal (for the service) and watch (for the guard).
-pub(super) fn pair() -> (TunnelSignal, TunnelWatch) {
+pub(super) fn pair() -> (AnswerSignal, AnswerWatch) {
     let shared = Arc::new(Shared::default());
     (
-        TunnelSignal {
+        AnswerSignal {
             shared: shared.clone(),
         },
-        TunnelWatch { shared },
+        AnswerWatch { shared },
     )
 }
 
-impl TunnelSignal {
+impl AnswerSignal {
     /// Records that the connection's next unanswered request was answered with `status`.
     pub fn answered(&self, status: StatusCode) {
         let status = u64::from(status.as_u16());
@@ -65,9 +70,64 @@ impl TunnelSignal {
             });
         self.shared.waker.wake();
     }
+
+    /// Records `resp` as the answer to the next unanswered request ([`answered`]), and that
+    /// it is complete once hyper drops its body (sent whole, or abandoned with the
+    /// connection). Only answers tracked this way let the guard's keep-alive timer start.
+    ///
+    /// [`answered`]: AnswerSignal::answered
+    pub fn track<B>(&self, resp: http::Response<B>) -> http::Response<Answered<B>> {
+        self.answered(resp.status());
+        resp.map(|body| Answered {
+            body,
+            _done: Done(self.shared.clone()),
+        })
+    }
 }
 
-impl TunnelWatch {
+/// A response body that tells the guard when hyper is done with it (see
+/// [`AnswerSignal::track`]).
+#[derive(Debug)]
+pub struct Answered<B> {
+    /// The answer's body, passed through untouched.
+    body: B,
+    /// Counts the answer as finished when the body is dropped.
+    _done: Done,
+}
+
+/// Counts one answer as finished when dropped.
+#[derive(Debug)]
+struct Done(Arc<Shared>);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        // No wake-up: the guard looks at the count when hyper flushes the answer's last bytes,
+        // which hyper always does after dropping the body.
+        self.0.finished.fetch_add(1, Ordering::Release);
+    }
+}
+
+impl<B: Body + Unpin> Body for Answered<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl AnswerWatch {
     /// The status request number `request` (counting from 1) was answered with, once it has
     /// been. The caller must not let a later request through before this is known.
     pub(super) fn poll_answer(&self, cx: &mut Context<'_>, request: u64) -> Poll<StatusCode> {
@@ -80,6 +140,11 @@ impl TunnelWatch {
             Some(status) => Poll::Ready(status),
             None => Poll::Pending,
         }
+    }
+
+    /// Whether the answers to the first `requests` requests are all complete.
+    pub(super) fn finished(&self, requests: u64) -> bool {
+        self.shared.finished.load(Ordering::Acquire) >= requests
     }
 
     /// The status of request `request`, if the answer count has reached it.

@@ -1,0 +1,92 @@
+//! The guard's one timer: how long a client may take to start or finish a request head, and how
+//! long an idle keep-alive connection is kept.
+//!
+//! The timer only matters while the guard waits for the client; it is looked at when a read from
+//! the client would block (and when hyper flushes a finished answer, to start the keep-alive
+//! wait). One [`Sleep`] per connection is allocated the first time it is needed and then only
+//! moved: a wait that ends later than the sleep is left alone (the early wake-up re-arms it),
+//! so a busy keep-alive connection touches the timer wheel about once per keep-alive period
+//! rather than once per request.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Context;
+use std::time::Duration;
+
+use tokio::time::{Instant, Sleep};
+
+/// What the client is being waited for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// The connection's first byte (nginx `client_header_timeout` from the accept).
+    First,
+    /// The rest of a started request head (nginx `client_header_timeout`).
+    Head,
+    /// The next request on an idle keep-alive connection (nginx `keepalive_timeout`).
+    Idle,
+}
+
+/// The deadline of the current wait and the sleep that fires at (or before) it.
+#[derive(Debug)]
+pub(super) struct Timer {
+    /// When the connection was opened: the first-byte wait counts from here.
+    opened: Instant,
+    /// The wait the deadline belongs to: its phase and the number of requests released before
+    /// it, so that each head and each idle period gets a deadline of its own.
+    wait: Option<(Phase, u64)>,
+    /// When the current wait ends.
+    deadline: Instant,
+    /// Fires at `deadline` or earlier; `None` until first needed.
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl Timer {
+    /// A timer for a connection opened now.
+    pub(super) fn new() -> Self {
+        let now = Instant::now();
+        Timer {
+            opened: now,
+            wait: None,
+            deadline: now,
+            sleep: None,
+        }
+    }
+
+    /// Waits in `phase` (with `requests` requests released so far) for at most `limit`,
+    /// counted from the start of this wait (from the connection's opening for
+    /// [`Phase::First`]). Returns true once the wait's deadline has passed; otherwise the task
+    /// is woken at (or before) the deadline.
+    pub(super) fn expired(
+        &mut self,
+        cx: &mut Context<'_>,
+        phase: Phase,
+        requests: u64,
+        limit: Duration,
+    ) -> bool {
+        if self.wait != Some((phase, requests)) {
+            self.wait = Some((phase, requests));
+            let from = match phase {
+                Phase::First => self.opened,
+                Phase::Head | Phase::Idle => Instant::now(),
+            };
+            self.deadline = from + limit;
+        }
+        let deadline = self.deadline;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if sleep.deadline() > deadline {
+            sleep.as_mut().reset(deadline);
+        }
+        loop {
+            if sleep.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            if sleep.deadline() >= deadline {
+                return true;
+            }
+            // Left from an earlier wait that ended sooner: sleep on until this one ends.
+            sleep.as_mut().reset(deadline);
+        }
+    }
+}
