@@ -102,11 +102,8 @@ pub(crate) async fn handle(
             {
                 crate::static_files::serve(files, &method, &uri, &parts.headers).await
             } else {
-                // Boxed: hyper keeps room for the service future in every connection, idle or
-                // not, so the large request state lives on the heap only while a request runs.
-                let forwarded = Box::pin(forward(
-                    &shared, snapshot, service, parts, body, upgrade, &mut trace,
-                ));
+                let forwarded =
+                    forward(&shared, snapshot, service, parts, body, upgrade, &mut trace);
                 match forwarded.await {
                     Ok(resp) => resp,
                     Err(e) => {

@@ -238,7 +238,9 @@ where
         let info = info.clone();
         async move {
             let resp = match mode {
-                Plain::Forward => forward::handle(shared, info, req).await,
+                // Boxed: hyper keeps room for the service future in every connection,
+                // idle or not; the request's state lives on the heap only while it runs.
+                Plain::Forward => Box::pin(forward::handle(shared, info, req)).await,
                 Plain::Redirect { https_port } => redirect(&shared, &info, &req, https_port),
             };
             Ok::<_, Infallible>(answers.track(resp))
