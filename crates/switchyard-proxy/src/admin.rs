@@ -59,15 +59,7 @@ pub(crate) async fn serve(
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = crate::shared::stopped(&mut stop) => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(e) = result {
+            if let Err(e) = crate::shared::serve_until_stopped(conn, &mut stop).await {
                 tracing::debug!(client = %peer, error = %e, "admin connection error");
             }
         });

@@ -249,15 +249,7 @@ where
     let conn = serving
         .hyper
         .serve_connection_with_upgrades(TokioIo::new(io), svc);
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = crate::shared::stopped(&mut stop) => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
-    if let Err(e) = result {
+    if let Err(e) = crate::shared::serve_until_stopped(conn, &mut stop).await {
         tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
     }
 }

@@ -76,3 +76,22 @@ pub(crate) async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
         std::future::pending::<()>().await;
     }
 }
+
+/// Drives a client or admin connection to its end; once `stop` turns true it is asked to finish
+/// gracefully (HTTP/1: close after the response in flight; HTTP/2: GOAWAY) and then awaited.
+pub(crate) async fn serve_until_stopped<C>(
+    conn: C,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> Result<(), C::Error>
+where
+    C: hyper_util::server::graceful::GracefulConnection,
+{
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stopped(stop) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    }
+}
