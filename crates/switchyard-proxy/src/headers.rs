@@ -257,8 +257,10 @@ pub fn new_request_id() -> HeaderValue {
         *b = HEX[(n & 0xf) as usize];
         n >>= 4;
     }
-    // Hex digits are always a valid header value.
-    HeaderValue::from_bytes(&out).unwrap_or(HeaderValue::from_static("0"))
+    // One allocation that clones share by reference count (the id goes upstream and back on
+    // the response). Hex digits are always a valid header value.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(out))
+        .unwrap_or(HeaderValue::from_static("0"))
 }
 
 #[cfg(test)]

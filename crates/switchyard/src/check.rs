@@ -38,11 +38,30 @@ pub fn summary(config: &Config) -> String {
         .flat_map(|s| s.pools.values())
         .map(|p| p.servers.len())
         .sum();
-    let listen = if config.listen.http.is_empty() {
-        "no http listener".to_string()
-    } else {
-        format!("listening on {}", join(&config.listen.http))
+    let mut listen = match (
+        config.listen.http.is_empty(),
+        config.listen.https.is_empty(),
+    ) {
+        (true, true) => "no listener".to_string(),
+        (false, _) => format!("listening on {}", join(&config.listen.http)),
+        (true, false) => String::from("listening"),
     };
+    if !config.listen.https.is_empty() {
+        let sep = if config.listen.http.is_empty() {
+            " on"
+        } else {
+            ","
+        };
+        listen.push_str(&format!(
+            "{sep} https on {} ({} certificate{})",
+            join(&config.listen.https),
+            config.tls.certs.len(),
+            if config.tls.certs.len() == 1 { "" } else { "s" }
+        ));
+        if config.listen.redirect_https {
+            listen.push_str(", http redirects to https");
+        }
+    }
     let admin = match (config.admin.listen, &config.admin.token_env) {
         (None, _) => "admin off".to_string(),
         (Some(addr), None) => format!("admin on {addr}"),
