@@ -118,18 +118,16 @@ pub(crate) struct Controller {
 
 impl Controller {
     /// Builds the first snapshot (with decisions restored from the store) and starts health checks.
+    /// Takes over a proxy whose first snapshot ([`first_snapshot`]) is in `shared`: syncs the
+    /// upstream pools and metrics to it and starts the health checkers.
     pub(crate) fn new(
         shared: Arc<Shared>,
         config: Config,
         store: Option<Arc<dyn StateStore>>,
         history: History,
     ) -> Controller {
-        let decisions = restore(&config, store.as_deref());
-        let generation = 1;
-        let snapshot = Snapshot::build(&config, &decisions, &shared.registry, generation);
         sync_upstreams(&shared, &config);
-        shared.metrics.sync(&snapshot);
-        shared.snapshot.store(Arc::new(snapshot));
+        shared.metrics.sync(&shared.snapshot.load());
         let health = HealthSupervisor::default();
         health.sync(&shared, &config);
         Controller {
@@ -520,6 +518,15 @@ fn close_idle_if_still_drained(shared: &Shared, service: &str, pool: &str) -> us
         .filter_map(|s| shared.upstreams.get(s.state.addr))
         .map(|c| c.close_idle())
         .sum()
+}
+
+/// The first snapshot (generation 1): the config with the decisions restored from the store.
+pub(crate) fn first_snapshot(
+    config: &Config,
+    store: Option<&dyn StateStore>,
+    registry: &switchyard_core::Registry,
+) -> Snapshot {
+    Snapshot::build(config, &restore(config, store), registry, 1)
 }
 
 fn resolve<'a>(

@@ -250,15 +250,12 @@ fn start_inner(
     };
     let shutdown_timeout = config.runtime.shutdown_timeout;
     let builder = Arc::new(server::builder(&config.limits));
+    let registry = Registry::new();
+    let first = control::first_snapshot(&config, store.as_deref(), &registry);
     let shared = Arc::new(Shared {
-        snapshot: ArcSwap::from_pointee(Snapshot::build(
-            &config,
-            &BTreeMap::new(),
-            &Registry::new(),
-            0,
-        )),
+        snapshot: ArcSwap::from_pointee(first),
         upstreams: Upstreams::default(),
-        registry: Registry::new(),
+        registry,
         connections: ConnCounter::default(),
         rate_limits: ratelimit::RateLimiters::new(&config),
         metrics: metrics::Metrics::default(),
