@@ -1,7 +1,10 @@
 //! The edge settings parse into the typed config they describe; `load_file` resolves and
 //! checks paths on disk where `parse_str` does not; `Config::validate` applies the same rules.
 
-use std::net::SocketAddr;
+mod common;
+
+use common::{APP, addr, parse};
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -12,18 +15,6 @@ use switchyard_config::{
 };
 
 const NGINX_MIGRATION: &str = include_str!("../../../config/nginx-migration.toml");
-
-/// A valid service to append options to (lines 1-4).
-const APP: &str =
-    "[services.app]\nactive = \"green\"\n[services.app.pools]\ngreen = [\"127.0.0.1:5000\"]\n";
-
-fn addr(text: &str) -> SocketAddr {
-    text.parse().expect("a socket address")
-}
-
-fn parse(text: &str) -> Config {
-    parse_str(text, "test.toml").unwrap_or_else(|errors| panic!("{errors}"))
-}
 
 #[test]
 fn every_edge_option_is_read() {

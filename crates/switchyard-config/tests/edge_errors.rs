@@ -1,40 +1,15 @@
 //! Every problem with the edge settings (https, TLS, limits, log, admin history, response
 //! headers, compression, rate limits, static files) is reported with its line and column.
 
-use switchyard_config::{ConfigError, parse_str};
+mod common;
 
-/// A valid service to append problems to (lines 1-4).
-const APP: &str =
-    "[services.app]\nactive = \"green\"\n[services.app.pools]\ngreen = [\"127.0.0.1:5000\"]\n";
+use common::{APP, check, errors, one};
+
+use switchyard_config::parse_str;
 
 /// A valid https setup to add problems to (lines 1-5, then APP on lines 6-9).
 const TLS: &str = "[listen]\nhttps = [\"0.0.0.0:8443\"]\n[[tls.certs]]\ncert = \"a.crt\"\n\
                    key = \"a.key\"\n";
-
-fn errors(text: &str) -> Vec<ConfigError> {
-    match parse_str(text, "test.toml") {
-        Ok(config) => panic!("expected errors, got {config:#?}"),
-        Err(errors) => errors.0,
-    }
-}
-
-/// Asserts `text` has exactly one problem, at `line`:`column`, whose message contains each of
-/// `words`.
-#[track_caller]
-fn one(text: &str, line: usize, column: usize, words: &[&str]) {
-    let errors = errors(text);
-    assert_eq!(errors.len(), 1, "expected one error, got {errors:#?}");
-    check(&errors[0], line, column, words);
-}
-
-#[track_caller]
-fn check(error: &ConfigError, line: usize, column: usize, words: &[&str]) {
-    assert_eq!(error.origin, "test.toml");
-    assert_eq!((error.line, error.column), (line, column), "{error}");
-    for word in words {
-        assert!(error.message.contains(word), "`{word}` not in: {error}");
-    }
-}
 
 #[test]
 fn the_valid_bases_are_valid() {

@@ -1,24 +1,19 @@
 //! Valid configs parse into the typed `Config` they describe.
 
+mod common;
+
+use common::{addr, parse};
+
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use switchyard_config::{
     AllDown, Balance, CertConfig, CompressionConfig, Config, DEFAULT_CONFIG_TOML, EjectionConfig,
     HealthConfig, HostPattern, LimitsConfig, ListenConfig, LogConfig, RetryConfig, RuntimeConfig,
-    ServerConfig, ServiceConfig, TlsConfig, UpstreamConfig, default_config, load_file, parse_str,
+    ServerConfig, ServiceConfig, TlsConfig, UpstreamConfig, default_config, load_file,
 };
 
 const EXAMPLE: &str = include_str!("../../../config/example.toml");
-
-fn addr(text: &str) -> SocketAddr {
-    text.parse().expect("a socket address")
-}
-
-fn parse(text: &str) -> Config {
-    parse_str(text, "test.toml").unwrap_or_else(|errors| panic!("{errors}"))
-}
 
 #[test]
 fn default_config_is_the_classic_blue_green_setup() {
