@@ -75,7 +75,7 @@ pub(crate) async fn handle(
     let bytes_in = content_length(&parts.headers);
     let mut trace = Trace::default();
     let mut error = None;
-    let (resp, request_id) = match prepare(&snapshot, &conn, &mut parts) {
+    let (resp, request_id) = match prepare(&snapshot, &conn, bytes_in, &mut parts) {
         Err(e) => {
             error = Some(e.to_string());
             let id = parts.headers.get(&X_REQUEST_ID).cloned();
@@ -176,10 +176,12 @@ struct Trace {
 }
 
 /// Checks the request head, routes it and rewrites its headers for the upstream.
-/// Returns the service, the request id and whether this is a WebSocket handshake.
+/// `content_length` is the request's, read once by the caller. Returns the service, the request
+/// id and whether this is a WebSocket handshake.
 fn prepare(
     snapshot: &Snapshot,
     conn: &ConnInfo,
+    content_length: Option<u64>,
     parts: &mut Parts,
 ) -> Result<(Arc<Service>, HeaderValue, bool), ProxyError> {
     let host = headers::request_host(parts.version, &parts.uri, &parts.headers)?;
@@ -187,7 +189,7 @@ fn prepare(
         .route(host.name(), parts.uri.path())
         .ok_or(ProxyError::NoRoute)?
         .clone();
-    if let Some(len) = content_length(&parts.headers) {
+    if let Some(len) = content_length {
         if len > snapshot.limits.max_body {
             return Err(ProxyError::BodyTooLarge);
         }
