@@ -1,0 +1,26 @@
+//! Switchyard's HTTP/1.1 codec for the upstream side of the proxy.
+//!
+//! Everything here is a pure function (or a small state machine) over byte buffers: no sockets,
+//! no futures, no allocation on the common path beyond the caller's buffers. The proxy drives
+//! an upstream exchange from the request's own task with these pieces:
+//!
+//! - [`encode_request_head`] writes a request line and header block into a buffer, with the
+//!   framing header the body needs (`Content-Length` or `Transfer-Encoding: chunked`);
+//! - [`parse_response_head`] tokenizes a response head (with `httparse`) and decides its body
+//!   framing by RFC 9112 §6.3, refusing what could be read two ways; the header fields come
+//!   back as ranges of the read buffer, turned into an [`http::HeaderMap`] without copying by
+//!   [`ResponseHead::header_map`];
+//! - [`ChunkedDecoder`] walks a chunked body and points at its data, without copying it;
+//! - [`encode_chunk`] and [`LAST_CHUNK`] write a chunked request body.
+//!
+//! The decoders are fuzzed against hyper's (see `fuzz/` at the crate root).
+
+mod chunked;
+mod request;
+mod response;
+
+pub use chunked::{ChunkError, ChunkedDecoder, Step};
+pub use request::{BodyLength, LAST_CHUNK, encode_chunk, encode_request_head};
+pub use response::{
+    BodyFraming, HeadError, MAX_CONTENT_LENGTH, ParseOutcome, ResponseHead, parse_response_head,
+};

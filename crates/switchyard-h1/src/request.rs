@@ -1,0 +1,141 @@
+//! Request heads and chunked request bodies, written into a buffer.
+
+use std::fmt::Write as _;
+
+use bytes::{BufMut, BytesMut};
+use http::Method;
+use http::header::{self, HeaderMap};
+
+/// How the request body is framed on the upstream connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyLength {
+    /// No body and no framing header (a GET, say).
+    None,
+    /// `Content-Length: n` (a known size, 0 included).
+    Known(u64),
+    /// `Transfer-Encoding: chunked` (a streamed body of unknown size).
+    Chunked,
+}
+
+/// The end of a chunked body with no trailers.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// Appends a request head to `out`: the request line (always HTTP/1.1), every field of
+/// `headers` but the framing ones, then the framing field `body` calls for, then the blank
+/// line. Field names and values were validated by `http`, so nothing here can break the
+/// message's framing.
+pub fn encode_request_head(
+    out: &mut BytesMut,
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    body: BodyLength,
+) {
+    let mut size = method.as_str().len() + target.len() + 16 + 32;
+    for (name, value) in headers {
+        size += name.as_str().len() + value.len() + 4;
+    }
+    out.reserve(size);
+    out.put_slice(method.as_str().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(target.as_bytes());
+    out.put_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        out.put_slice(name.as_str().as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(value.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+    match body {
+        BodyLength::None => {}
+        BodyLength::Known(n) => {
+            // Writing into a BytesMut cannot fail.
+            let _ = write!(out, "content-length: {n}\r\n");
+        }
+        BodyLength::Chunked => out.put_slice(b"transfer-encoding: chunked\r\n"),
+    }
+    out.put_slice(b"\r\n");
+}
+
+/// Appends the size line of a chunk of `len` bytes (the caller appends the data and `\r\n`).
+pub fn encode_chunk(out: &mut BytesMut, len: usize) {
+    let _ = write!(out, "{len:x}\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn heads_carry_one_framing_field() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("app"));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("99"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        headers.append("x-a", HeaderValue::from_static("1"));
+        headers.append("x-a", HeaderValue::from_static("2"));
+        let mut out = BytesMut::new();
+        encode_request_head(
+            &mut out,
+            &Method::POST,
+            "/p?q=1",
+            &headers,
+            BodyLength::Known(5),
+        );
+        assert_eq!(
+            &out[..],
+            b"POST /p?q=1 HTTP/1.1\r\nhost: app\r\nx-a: 1\r\nx-a: 2\r\ncontent-length: 5\r\n\r\n"
+        );
+        out.clear();
+        encode_request_head(
+            &mut out,
+            &Method::GET,
+            "/",
+            &HeaderMap::new(),
+            BodyLength::None,
+        );
+        assert_eq!(&out[..], b"GET / HTTP/1.1\r\n\r\n");
+        out.clear();
+        encode_request_head(
+            &mut out,
+            &Method::PUT,
+            "/",
+            &HeaderMap::new(),
+            BodyLength::Chunked,
+        );
+        assert_eq!(
+            &out[..],
+            b"PUT / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+        out.clear();
+        encode_chunk(&mut out, 255);
+        assert_eq!(&out[..], b"ff\r\n");
+    }
+
+    #[test]
+    fn an_encoded_head_parses_back_with_httparse() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("example.com"));
+        headers.insert("x-forwarded-for", HeaderValue::from_static("127.0.0.1"));
+        let mut out = BytesMut::new();
+        encode_request_head(
+            &mut out,
+            &Method::DELETE,
+            "/a/b",
+            &headers,
+            BodyLength::Known(0),
+        );
+        let mut slots = [httparse::EMPTY_HEADER; 8];
+        let mut req = httparse::Request::new(&mut slots);
+        assert_eq!(req.parse(&out), Ok(httparse::Status::Complete(out.len())));
+        assert_eq!((req.method, req.path), (Some("DELETE"), Some("/a/b")));
+        assert_eq!(req.headers.len(), 3);
+    }
+}

@@ -1,0 +1,462 @@
+//! Response heads: tokenized by `httparse`, framed by RFC 9112 §6.3, header fields kept as
+//! ranges of the read buffer.
+//!
+//! The framing rules are strict where a lenient reading could desynchronise a kept-alive
+//! connection: several different `Content-Length` values, a `Content-Length` that is not a
+//! plain decimal, `chunked` anywhere but last, and `Transfer-Encoding` in an HTTP/1.0 response
+//! are errors (the proxy answers 502 and closes the connection). A response with both
+//! `Transfer-Encoding` and `Content-Length` is read as chunked, its `Content-Length` dropped and
+//! its connection not reused, as the RFC asks of an intermediary.
+
+use std::ops::Range;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// The largest `Content-Length` accepted (hyper's limit too: `u64::MAX` is reserved there).
+pub const MAX_CONTENT_LENGTH: u64 = u64::MAX - 1;
+
+/// Header slots tried on the stack before a head with more fields is parsed again on the heap.
+const STACK_FIELDS: usize = 64;
+/// The most header fields a response head may have.
+const MAX_FIELDS: usize = 512;
+
+/// How the body of a response is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// No body: a response to HEAD, a 1xx, 204 or 304, or `Content-Length: 0`.
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// A chunked body.
+    Chunked,
+    /// Everything until the upstream closes the connection.
+    UntilClose,
+}
+
+/// A parsed response head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseHead {
+    /// The status code.
+    pub status: u16,
+    /// The minor HTTP version (0 or 1).
+    pub version_minor: u8,
+    /// The length of the head, blank line included: the body starts there.
+    pub head_len: usize,
+    /// Header fields as (name, value) ranges of the parsed buffer, in order.
+    pub fields: Vec<(Range<usize>, Range<usize>)>,
+    /// How the body is delimited.
+    pub framing: BodyFraming,
+    /// True when the connection may carry another request once this response is read.
+    pub keep_alive: bool,
+}
+
+/// What one parse of the bytes read so far found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseOutcome {
+    /// The head is not complete yet: read more.
+    Partial,
+    /// A complete head.
+    Complete(ResponseHead),
+}
+
+/// Why a response head was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadError {
+    /// Not HTTP/1.x, or broken syntax.
+    Malformed(&'static str),
+    /// The head is larger than the limit.
+    TooLarge,
+    /// More header fields than the codec accepts.
+    TooManyFields,
+}
+
+impl std::fmt::Display for HeadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HeadError::Malformed(why) => write!(f, "malformed response head: {why}"),
+            HeadError::TooLarge => f.write_str("response head too large"),
+            HeadError::TooManyFields => f.write_str("too many response header fields"),
+        }
+    }
+}
+
+impl std::error::Error for HeadError {}
+
+/// Parses the response head at the start of `buf`. `head_request` says the request was HEAD
+/// (its response has no body whatever its headers say); a head longer than `max_head` bytes is
+/// refused.
+pub fn parse_response_head(
+    buf: &[u8],
+    head_request: bool,
+    max_head: usize,
+) -> Result<ParseOutcome, HeadError> {
+    let mut slots = [httparse::EMPTY_HEADER; STACK_FIELDS];
+    match parse_with(buf, &mut slots, head_request, max_head) {
+        Err(HeadError::TooManyFields) => {
+            let mut slots = vec![httparse::EMPTY_HEADER; MAX_FIELDS];
+            parse_with(buf, &mut slots, head_request, max_head)
+        }
+        other => other,
+    }
+}
+
+fn parse_with<'b>(
+    buf: &'b [u8],
+    slots: &mut [httparse::Header<'b>],
+    head_request: bool,
+    max_head: usize,
+) -> Result<ParseOutcome, HeadError> {
+    let mut resp = httparse::Response::new(slots);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() > max_head => return Err(HeadError::TooLarge),
+        Ok(httparse::Status::Partial) => return Ok(ParseOutcome::Partial),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyFields),
+        Err(_) => return Err(HeadError::Malformed("syntax")),
+    };
+    if len > max_head {
+        return Err(HeadError::TooLarge);
+    }
+    let (Some(version_minor), Some(status)) = (resp.version, resp.code) else {
+        return Err(HeadError::Malformed("no version or status"));
+    };
+    if !(100..=999).contains(&status) {
+        return Err(HeadError::Malformed("status out of range"));
+    }
+    let base = buf.as_ptr() as usize;
+    let offset = |s: &[u8]| (s.as_ptr() as usize).wrapping_sub(base);
+    let mut fields = Vec::with_capacity(resp.headers.len());
+    for h in resp.headers.iter() {
+        let (n, v) = (offset(h.name.as_bytes()), offset(h.value));
+        fields.push((n..n + h.name.len(), v..v + h.value.len()));
+    }
+    let (framing, keep_alive) = framing(resp.headers, version_minor, status, head_request)?;
+    Ok(ParseOutcome::Complete(ResponseHead {
+        status,
+        version_minor,
+        head_len: len,
+        fields,
+        framing,
+        keep_alive,
+    }))
+}
+
+/// Decides the body framing and connection reuse of a response.
+fn framing(
+    fields: &[httparse::Header<'_>],
+    version_minor: u8,
+    status: u16,
+    head_request: bool,
+) -> Result<(BodyFraming, bool), HeadError> {
+    let mut close = false;
+    let mut keep_alive_token = false;
+    let mut te_seen = false;
+    let mut chunked_last = false;
+    let mut length: Option<u64> = None;
+    for h in fields {
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"connection") {
+            for token in tokens(h.value) {
+                close |= token.eq_ignore_ascii_case(b"close");
+                keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            for token in tokens(h.value) {
+                if chunked_last {
+                    // `chunked` must be the last coding, applied once.
+                    return Err(HeadError::Malformed(
+                        "chunked is not the last transfer coding",
+                    ));
+                }
+                chunked_last = token.eq_ignore_ascii_case(b"chunked");
+                te_seen = true;
+            }
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            for token in h.value.split(|&b| b == b',') {
+                let n = decimal(token).ok_or(HeadError::Malformed("bad Content-Length"))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(HeadError::Malformed("conflicting Content-Length values"));
+                }
+                length = Some(n);
+            }
+        }
+    }
+    let mut keep_alive = if version_minor == 0 {
+        keep_alive_token && !close
+    } else {
+        !close
+    };
+    if status == 101 {
+        return Ok((BodyFraming::Empty, false));
+    }
+    if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
+        return Ok((BodyFraming::Empty, keep_alive));
+    }
+    if te_seen {
+        if version_minor == 0 {
+            return Err(HeadError::Malformed(
+                "Transfer-Encoding in an HTTP/1.0 response",
+            ));
+        }
+        if length.is_some() {
+            keep_alive = false;
+        }
+        return Ok(if chunked_last {
+            (BodyFraming::Chunked, keep_alive)
+        } else {
+            (BodyFraming::UntilClose, false)
+        });
+    }
+    Ok(match length {
+        Some(0) => (BodyFraming::Empty, keep_alive),
+        Some(n) => (BodyFraming::Length(n), keep_alive),
+        None => (BodyFraming::UntilClose, false),
+    })
+}
+
+/// The comma-separated tokens of a header value, trimmed, empty ones skipped.
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+/// A `Content-Length` value: digits only, no sign, at most [`MAX_CONTENT_LENGTH`].
+fn decimal(value: &[u8]) -> Option<u64> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    (n <= MAX_CONTENT_LENGTH).then_some(n)
+}
+
+/// Header fields that describe one hop and never go on to the client.
+fn hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TRANSFER_ENCODING
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::UPGRADE
+        || name == header::PROXY_AUTHENTICATE
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
+}
+
+impl ResponseHead {
+    /// The value of the first field called `name` (case-insensitive), as bytes of `buf`.
+    pub fn field<'b>(&self, buf: &'b [u8], name: &str) -> Option<&'b [u8]> {
+        self.fields.iter().find_map(|(n, v)| {
+            buf.get(n.clone())
+                .filter(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+                .and_then(|_| buf.get(v.clone()))
+        })
+    }
+
+    /// The header fields for the client: hop-by-hop fields (and those the `Connection` field
+    /// names) left out, and `Content-Length` left out unless it frames the body (a chunked or
+    /// close-delimited body is framed again by the client side). `head` holds the head's bytes
+    /// (at least `head_len` of them); values share its memory.
+    pub fn header_map(&self, head: &Bytes) -> Result<HeaderMap, HeadError> {
+        let mut map = HeaderMap::with_capacity(self.fields.len());
+        let mut named: Vec<HeaderName> = Vec::new();
+        let keep_length = matches!(self.framing, BodyFraming::Length(_) | BodyFraming::Empty);
+        for (n, v) in &self.fields {
+            let name_bytes = head
+                .get(n.clone())
+                .ok_or(HeadError::Malformed("field out of range"))?;
+            let name = HeaderName::from_bytes(name_bytes)
+                .map_err(|_| HeadError::Malformed("bad field name"))?;
+            if name == header::CONNECTION {
+                if let Some(value) = head.get(v.clone()) {
+                    for token in tokens(value) {
+                        if let Ok(listed) = HeaderName::from_bytes(token) {
+                            named.push(listed);
+                        }
+                    }
+                }
+                continue;
+            }
+            if hop_by_hop(&name) || (name == header::CONTENT_LENGTH && !keep_length) {
+                continue;
+            }
+            if v.end > head.len() || v.start > v.end {
+                return Err(HeadError::Malformed("field out of range"));
+            }
+            let value = HeaderValue::from_maybe_shared(head.slice(v.clone()))
+                .map_err(|_| HeadError::Malformed("bad field value"))?;
+            map.append(name, value);
+        }
+        for name in named {
+            if name != header::CONTENT_LENGTH {
+                map.remove(&name);
+            }
+        }
+        if let BodyFraming::Length(_) = self.framing {
+            // Several equal Content-Length fields (or a list) become one.
+            if map.get_all(header::CONTENT_LENGTH).iter().count() > 1
+                || map
+                    .get(header::CONTENT_LENGTH)
+                    .is_some_and(|v| v.as_bytes().contains(&b','))
+            {
+                if let BodyFraming::Length(n) = self.framing {
+                    map.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+                }
+            }
+        }
+        Ok(map)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ParseOutcome, HeadError> {
+        parse_response_head(text.as_bytes(), false, 64 * 1024)
+    }
+
+    fn head(text: &str) -> ResponseHead {
+        match parse(text) {
+            Ok(ParseOutcome::Complete(h)) => h,
+            other => panic!("not a complete head: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn framing_follows_the_rfc() {
+        let h = head("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+        assert_eq!(
+            (h.status, h.framing, h.keep_alive),
+            (200, BodyFraming::Length(5), true)
+        );
+        assert_eq!(h.head_len, 38);
+        let h = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
+        assert_eq!(h.framing, BodyFraming::Chunked);
+        let h = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n");
+        assert_eq!((h.framing, h.keep_alive), (BodyFraming::UntilClose, false));
+        let h = head("HTTP/1.1 200 OK\r\n\r\n");
+        assert_eq!((h.framing, h.keep_alive), (BodyFraming::UntilClose, false));
+        let h = head("HTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\n");
+        assert_eq!((h.framing, h.keep_alive), (BodyFraming::Empty, true));
+        let h = head("HTTP/1.1 304 Not Modified\r\n\r\n");
+        assert_eq!(h.framing, BodyFraming::Empty);
+        let h = head("HTTP/1.1 100 Continue\r\n\r\n");
+        assert_eq!(h.framing, BodyFraming::Empty);
+        let h = head("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n");
+        assert_eq!((h.framing, h.keep_alive), (BodyFraming::Empty, false));
+        let h = head("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(h.framing, BodyFraming::Empty);
+        let h = parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n", true, 1024);
+        assert!(matches!(
+            h,
+            Ok(ParseOutcome::Complete(ResponseHead {
+                framing: BodyFraming::Empty,
+                ..
+            }))
+        ));
+    }
+
+    #[test]
+    fn connection_reuse() {
+        assert!(
+            !head("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").keep_alive
+        );
+        assert!(!head("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n").keep_alive);
+        assert!(
+            head("HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n")
+                .keep_alive
+        );
+        let both =
+            head("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(
+            (both.framing, both.keep_alive),
+            (BodyFraming::Chunked, false)
+        );
+    }
+
+    #[test]
+    fn ambiguous_heads_are_refused() {
+        for bad in [
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 0x5\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: \r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "HTTP/2 200 OK\r\n\r\n",
+            "HTTP/1.1 20 OK\r\n\r\n",
+            "ICY 200 OK\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(HeadError::Malformed(_))),
+                "{bad:?}"
+            );
+        }
+        let h = head("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n");
+        assert_eq!(h.framing, BodyFraming::Length(5));
+    }
+
+    #[test]
+    fn partial_and_too_large() {
+        assert_eq!(
+            parse("HTTP/1.1 200 OK\r\nContent-Le"),
+            Ok(ParseOutcome::Partial)
+        );
+        assert_eq!(parse(""), Ok(ParseOutcome::Partial));
+        let long = format!("HTTP/1.1 200 OK\r\nX: {}\r\n", "a".repeat(100));
+        assert_eq!(
+            parse_response_head(long.as_bytes(), false, 64),
+            Err(HeadError::TooLarge)
+        );
+        let many: String = (0..600).map(|i| format!("X-{i}: v\r\n")).collect();
+        let text = format!("HTTP/1.1 200 OK\r\n{many}\r\n");
+        assert_eq!(
+            parse_response_head(text.as_bytes(), false, 1 << 20),
+            Err(HeadError::TooManyFields)
+        );
+        let some: String = (0..100).map(|i| format!("X-{i}: v\r\n")).collect();
+        let text = format!("HTTP/1.1 200 OK\r\n{some}Content-Length: 0\r\n\r\n");
+        let h = match parse_response_head(text.as_bytes(), false, 1 << 20) {
+            Ok(ParseOutcome::Complete(h)) => h,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(h.fields.len(), 101);
+    }
+
+    #[test]
+    fn header_map_strips_hop_by_hop_and_shares_memory() {
+        let text = "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nContent-Length: 12\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nX-App: v\r\n\r\n";
+        let bytes = Bytes::from(text);
+        let h = head(text);
+        let map = h.header_map(&bytes).expect("map");
+        assert_eq!(map.get_all("set-cookie").iter().count(), 2);
+        assert_eq!(map.get("x-app").map(HeaderValue::as_bytes), Some(&b"v"[..]));
+        for gone in [
+            "connection",
+            "x-hop",
+            "keep-alive",
+            "transfer-encoding",
+            "content-length",
+        ] {
+            assert!(map.get(gone).is_none(), "{gone}");
+        }
+        let text = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n";
+        let map = head(text).header_map(&Bytes::from(text)).expect("map");
+        assert_eq!(map.get_all("content-length").iter().count(), 1);
+        assert_eq!(
+            head(text).field(text.as_bytes(), "CONTENT-LENGTH"),
+            Some(&b"3"[..])
+        );
+    }
+}
