@@ -234,7 +234,9 @@ mod tests {
 
     /// Decodes `body` fed in pieces of `split` bytes: the data, the bytes consumed in all and
     /// the trailers, or the error.
-    fn run(body: &[u8], split: usize) -> Result<(Vec<u8>, usize, Option<Vec<u8>>), ChunkError> {
+    type Decoded = (Vec<u8>, usize, Option<Vec<u8>>);
+
+    fn run(body: &[u8], split: usize) -> Result<Decoded, ChunkError> {
         let mut d = ChunkedDecoder::new();
         let mut data = Vec::new();
         let mut pos = 0;
