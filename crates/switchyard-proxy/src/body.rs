@@ -1,9 +1,9 @@
 //! Body types of the request path: what goes to the upstream and what goes back to the client.
 //!
 //! Request bodies are either buffered whole (small enough to replay on a retry) or streamed
-//! with a size limit. Response bodies are streamed from the upstream; the wrapper returns the
-//! upstream connection to its pool and ends the in-flight count when the last byte has passed,
-//! so a pool drains exactly when its last response is complete.
+//! with a size limit. Response bodies are streamed from the upstream connection itself
+//! (`upstream::response`), which goes back to its pool, and ends the in-flight count, when the
+//! last byte has passed, so a pool drains exactly when its last response is complete.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,9 +13,6 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use switchyard_core::InFlight;
-
-use crate::upstream::{Sender, ServerConns};
 
 /// The error type of the proxy's bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -107,59 +104,19 @@ impl Body for UpstreamBody {
     }
 }
 
-/// What a finished upstream response gives back: its connection and its in-flight count.
-#[derive(Debug)]
-pub(crate) struct Lease {
-    pub(crate) sender: Sender,
-    pub(crate) conns: Arc<ServerConns>,
-    pub(crate) in_flight: InFlight,
-}
-
-impl Lease {
-    /// The response is complete: the connection goes back to the pool.
-    fn release(self) {
-        self.conns.checkin(self.sender);
-        drop(self.in_flight);
-    }
-}
+pub use crate::upstream::response::UpstreamResponse;
 
 /// A response body as sent to the client.
 #[derive(Debug)]
 pub enum ProxyBody {
     /// A body made by the proxy itself (errors, admin answers).
     Full(Option<Bytes>),
-    /// An upstream's body, streamed.
+    /// An upstream's body, streamed from its connection.
     Upstream(UpstreamResponse),
     /// Another body compressed as it streams (`compress`).
     Compressed(Box<crate::compress::Encoded>),
     /// A file read from disk in chunks (`static_files`).
     File(Box<crate::static_files::FileStream>),
-}
-
-/// An upstream response body holding its connection until the end.
-#[derive(Debug)]
-pub struct UpstreamResponse {
-    inner: Incoming,
-    lease: Option<Lease>,
-}
-
-impl UpstreamResponse {
-    pub(crate) fn new(inner: Incoming, lease: Lease) -> Self {
-        let mut body = UpstreamResponse {
-            inner,
-            lease: Some(lease),
-        };
-        if body.inner.is_end_stream() {
-            body.finish();
-        }
-        body
-    }
-
-    fn finish(&mut self) {
-        if let Some(lease) = self.lease.take() {
-            lease.release();
-        }
-    }
 }
 
 impl ProxyBody {
@@ -185,24 +142,7 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             ProxyBody::Full(data) => Poll::Ready(data.take().map(|b| Ok(Frame::data(b)))),
-            ProxyBody::Upstream(up) => match Pin::new(&mut up.inner).poll_frame(cx) {
-                Poll::Ready(None) => {
-                    up.finish();
-                    Poll::Ready(None)
-                }
-                Poll::Ready(Some(Ok(frame))) => {
-                    if up.inner.is_end_stream() {
-                        up.finish();
-                    }
-                    Poll::Ready(Some(Ok(frame)))
-                }
-                Poll::Ready(Some(Err(e))) => {
-                    // The connection is broken: drop it rather than pooling it.
-                    up.lease = None;
-                    Poll::Ready(Some(Err(Box::new(e))))
-                }
-                Poll::Pending => Poll::Pending,
-            },
+            ProxyBody::Upstream(up) => up.poll_frame(cx),
             ProxyBody::Compressed(c) => Pin::new(c.as_mut()).poll_frame(cx),
             ProxyBody::File(f) => Pin::new(f.as_mut()).poll_frame(cx),
         }
@@ -211,7 +151,7 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ProxyBody::Full(data) => data.is_none(),
-            ProxyBody::Upstream(up) => up.inner.is_end_stream(),
+            ProxyBody::Upstream(up) => up.is_end_stream(),
             ProxyBody::Compressed(c) => c.is_end_stream(),
             ProxyBody::File(f) => f.is_end_stream(),
         }
@@ -221,7 +161,7 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             ProxyBody::Full(None) => SizeHint::with_exact(0),
-            ProxyBody::Upstream(up) => up.inner.size_hint(),
+            ProxyBody::Upstream(up) => up.size_hint(),
             ProxyBody::Compressed(c) => c.size_hint(),
             ProxyBody::File(f) => f.size_hint(),
         }

@@ -21,6 +21,14 @@ pub enum ProxyError {
     /// The client's body could not be read.
     #[error("could not read the request body")]
     BadBody,
+    /// The client broke off its request body while it was being sent upstream (it went away,
+    /// or its framing broke mid-body). Never counted against the server, never retried;
+    /// logged with nginx's 499.
+    #[error("the client broke off the request body")]
+    ClientAborted,
+    /// A request form the proxy does not forward (`CONNECT`, asterisk-form targets).
+    #[error("{0}")]
+    Refused(&'static str),
     /// Every server of the pool is down and the service is set to fail fast.
     #[error("no healthy upstream server in pool {pool}")]
     NoHealthyServer {
@@ -39,7 +47,10 @@ impl ProxyError {
     /// The status code this error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::BadHost(_) | ProxyError::BadBody => StatusCode::BAD_REQUEST,
+            ProxyError::BadHost(_) | ProxyError::BadBody | ProxyError::ClientAborted => {
+                StatusCode::BAD_REQUEST
+            }
+            ProxyError::Refused(_) => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::NoHealthyServer { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -55,8 +66,20 @@ impl ProxyError {
     pub fn closes_connection(&self) -> bool {
         matches!(
             self,
-            ProxyError::BadHost(_) | ProxyError::BadBody | ProxyError::BodyTooLarge
+            ProxyError::BadHost(_)
+                | ProxyError::BadBody
+                | ProxyError::BodyTooLarge
+                | ProxyError::ClientAborted
         )
+    }
+
+    /// The status the access log records: the one sent, except 499 for a client that broke
+    /// off its request (as nginx logs it).
+    pub fn log_status(&self) -> u16 {
+        match self {
+            ProxyError::ClientAborted => 499,
+            e => e.status().as_u16(),
+        }
     }
 
     /// The plain-text answer.

@@ -75,6 +75,7 @@ pub(crate) async fn handle(
     let bytes_in = content_length(&parts.headers);
     let mut trace = Trace::default();
     let mut error = None;
+    let mut log_status = None;
     let (resp, request_id) = match prepare(&snapshot, &conn, bytes_in, &mut parts) {
         Err(e) => {
             error = Some(e.to_string());
@@ -112,6 +113,7 @@ pub(crate) async fn handle(
                     Ok(resp) => resp,
                     Err(e) => {
                         error = Some(e.to_string());
+                        log_status = Some(e.log_status());
                         e.response(None)
                     }
                 }
@@ -134,7 +136,7 @@ pub(crate) async fn handle(
             client: conn.peer,
             method: &method,
             path: uri.path(),
-            status: resp.status().as_u16(),
+            status: log_status.unwrap_or(resp.status().as_u16()),
             service: trace.service.as_ref().map(|s| s.name.as_str()),
             pool,
             upstream: trace.upstream,
@@ -299,6 +301,8 @@ struct Failed {
     kind: FailureKind,
     /// An upstream response with a retryable status, kept in case it must be forwarded after all.
     response: Option<Response<ProxyBody>>,
+    /// Set when the client, not the upstream, broke the attempt: the answer, at once.
+    client: Option<ProxyError>,
 }
 
 /// Forwards the request, retrying as the policy allows.
@@ -394,6 +398,11 @@ async fn forward(
             }
             Err(failed) => failed,
         };
+        if let Some(e) = failed.client {
+            // The client's fault: not the server's, and nothing to retry.
+            tracing::debug!(service = %service.name, upstream = %addr, error = %e, "request body broke off on the client side");
+            return Err(e);
+        }
         if let Some((_, exceeded)) = &streamed {
             if exceeded.load(Ordering::Relaxed) {
                 return Err(ProxyError::BodyTooLarge);

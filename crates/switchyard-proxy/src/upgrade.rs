@@ -14,8 +14,10 @@ use http::header::{self, HeaderMap, HeaderValue};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use switchyard_core::InFlight;
+use tokio::io::AsyncWriteExt;
 
 use crate::shared::Shared;
+use crate::upstream::Conn;
 
 /// How often an open tunnel checks whether its pool is still live (only with a drain timeout).
 const LIVENESS_CHECK: Duration = Duration::from_secs(1);
@@ -54,24 +56,37 @@ pub(crate) struct TunnelSite {
 
 /// Splices the client's and the upstream's upgraded streams until either side closes (or the
 /// drain timeout ends it). Runs on its own task.
+///
+/// `upstream` is the connection the 101 came on; bytes the upstream sent after the 101 head
+/// (already in its buffer) go to the client first.
 pub(crate) fn spawn_tunnel(
     shared: Arc<Shared>,
     client: OnUpgrade,
-    upstream: OnUpgrade,
+    upstream: Conn,
     in_flight: InFlight,
     site: TunnelSite,
 ) {
     tokio::spawn(async move {
         let _in_flight = in_flight;
-        let (client, upstream) = match tokio::try_join!(client, upstream) {
-            Ok(both) => both,
+        let client = match client.await {
+            Ok(c) => c,
             Err(e) => {
                 tracing::debug!(error = %e, "upgrade did not complete");
                 return;
             }
         };
         let mut client = TokioIo::new(client);
-        let mut upstream = TokioIo::new(upstream);
+        let Conn {
+            stream: mut upstream,
+            buf: early,
+            ..
+        } = upstream;
+        if !early.is_empty() {
+            if let Err(e) = client.write_all(&early).await {
+                tracing::debug!(error = %e, "websocket closed before it started");
+                return;
+            }
+        }
         let splice = tokio::io::copy_bidirectional(&mut client, &mut upstream);
         tokio::select! {
             r = splice => {

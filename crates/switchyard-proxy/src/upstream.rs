@@ -1,15 +1,19 @@
 //! The upstream connection pool: kept-alive HTTP/1.1 connections to each app server.
 //!
-//! Written over `hyper::client::conn::http1` rather than the legacy pooled client so that the
-//! request path knows exactly what happened to a request: a connect failure leaves the request
-//! in our hands (nothing sent), and a pooled connection that closed before the request was
-//! written hands the request back (`TrySendError::take_message`). That distinction is what
+//! A connection is a plain TCP stream with its read buffer ([`Conn`]); the request's own task
+//! writes the request and reads the response on it with the `switchyard-h1` codec
+//! (`exchange`), and the response body streams from it (`response`), so no task and no channel
+//! stand between the client and the upstream. Because the request path writes the bytes
+//! itself, it knows exactly whether any byte of a request reached the connection: that is what
 //! makes retries of non-idempotent requests safe.
 //!
 //! Idle connections wait in a lock-free queue per server; a connection goes back to its queue
-//! only when the response body has been read to the end, so a reused connection is always
-//! between two messages. The queues live in a map behind an `ArcSwap`, written only when the
-//! control plane adds servers.
+//! only when its response was read to the end with nothing left over, so a reused connection
+//! is always between two messages. An idle connection holds no read buffer. The queues live
+//! in a map behind an `ArcSwap`, written only when the control plane adds servers.
+
+pub(crate) mod exchange;
+pub(crate) mod response;
 
 use std::collections::HashMap;
 use std::io;
@@ -19,21 +23,35 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use bytes::BytesMut;
 use crossbeam_queue::ArrayQueue;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
 use switchyard_config::UpstreamConfig;
 use switchyard_core::retry::FailureKind;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::body::UpstreamBody;
+/// One upstream connection: the stream and what was read from it but not consumed yet.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    /// The TCP stream.
+    pub(crate) stream: TcpStream,
+    /// Bytes read and not yet consumed; empty (and without capacity) while idle.
+    pub(crate) buf: BytesMut,
+    /// True when the connection carried an earlier request.
+    pub(crate) reused: bool,
+}
 
-/// A connection ready to carry one request.
-pub(crate) type Sender = SendRequest<UpstreamBody>;
+impl Conn {
+    /// True when an idle connection can carry a request: the upstream has not closed it and
+    /// sent nothing unasked. Costs no system call unless the connection became readable.
+    fn is_usable(&self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+}
 
 struct IdleConn {
-    sender: Sender,
+    conn: Conn,
     since: Instant,
 }
 
@@ -79,32 +97,19 @@ impl ServerConns {
     }
 
     /// A connection ready for a request: a pooled one if any is still usable, else a new one.
-    /// The flag is true for a reused connection.
-    pub(crate) async fn checkout(&self) -> Result<(Sender, bool), FailureKind> {
+    pub(crate) async fn checkout(&self) -> Result<Conn, FailureKind> {
         let idle_timeout = Duration::from_millis(self.idle_timeout_ms.load(Ordering::Relaxed));
-        while let Some(mut conn) = self.idle.pop() {
-            if conn.sender.is_closed() || conn.since.elapsed() >= idle_timeout {
+        while let Some(idle) = self.idle.pop() {
+            if idle.since.elapsed() >= idle_timeout || !idle.conn.is_usable() {
                 continue;
             }
-            // The previous response is complete, so readiness is at most one poll away; an
-            // error means the connection closed meanwhile.
-            if conn.sender.ready().await.is_ok() {
-                return Ok((conn.sender, true));
-            }
+            return Ok(idle.conn);
         }
-        self.connect().await.map(|s| (s, false))
+        self.connect().await
     }
 
-    async fn connect(&self) -> Result<Sender, FailureKind> {
-        self.open(false).await
-    }
-
-    /// A fresh connection that may be upgraded (a WebSocket handshake); never pooled.
-    pub(crate) async fn connect_upgradable(&self) -> Result<Sender, FailureKind> {
-        self.open(true).await
-    }
-
-    async fn open(&self, upgrades: bool) -> Result<Sender, FailureKind> {
+    /// A fresh connection (a WebSocket handshake takes one that is never pooled).
+    pub(crate) async fn connect(&self) -> Result<Conn, FailureKind> {
         let timeout = Duration::from_millis(self.connect_timeout_ms.load(Ordering::Relaxed));
         let stream = match tokio::time::timeout(timeout, TcpStream::connect(self.addr)).await {
             Err(_) => return Err(FailureKind::ConnectTimeout),
@@ -118,31 +123,23 @@ impl ServerConns {
             Ok(Ok(s)) => s,
         };
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|_| FailureKind::ConnectError)?;
-        let addr = self.addr;
-        tokio::spawn(async move {
-            let result = if upgrades {
-                conn.with_upgrades().await
-            } else {
-                conn.await
-            };
-            if let Err(e) = result {
-                tracing::debug!(upstream = %addr, error = %e, "upstream connection ended");
-            }
-        });
-        Ok(sender)
+        Ok(Conn {
+            stream,
+            buf: BytesMut::new(),
+            reused: false,
+        })
     }
 
-    /// Returns a connection whose last response was read to the end.
-    pub(crate) fn checkin(&self, sender: Sender) {
-        if !self.pooling || sender.is_closed() {
+    /// Returns a connection whose last response was read to the end with nothing left over.
+    pub(crate) fn checkin(&self, mut conn: Conn) {
+        if !self.pooling || !conn.buf.is_empty() {
             return;
         }
+        // An idle connection keeps no buffer.
+        conn.buf = BytesMut::new();
+        conn.reused = true;
         let _ = self.idle.push(IdleConn {
-            sender,
+            conn,
             since: Instant::now(),
         });
     }

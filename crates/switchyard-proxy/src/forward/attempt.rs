@@ -6,18 +6,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use http::Response;
 use http::request::Parts;
-use http::{Request, Response};
+use http_body::Body;
 use hyper::upgrade::OnUpgrade;
 use switchyard_core::retry::FailureKind;
 use switchyard_core::{InFlight, Service};
+use switchyard_h1::{BodyLength, encode_request_head};
 
 use super::Failed;
-use crate::body::{Lease, ProxyBody, UpstreamBody, UpstreamResponse};
-use crate::headers;
+use crate::body::{ProxyBody, UpstreamBody, UpstreamResponse};
+use crate::error::ProxyError;
 use crate::shared::Shared;
 use crate::upgrade;
+use crate::upstream::exchange::{ExchangeError, Outgoing, exchange};
 
 /// The servers a request has tried, kept inline: attempts are few (at most 10 by config).
 pub(super) struct Tried {
@@ -66,8 +69,8 @@ pub(super) struct Pending<'a> {
     pub(super) upgrade: &'a mut Option<OnUpgrade>,
 }
 
-/// One attempt on one server. On failure the head (and a streamed body) are back in `pending`
-/// whenever the request did not reach the upstream.
+/// One attempt on one server. On failure the head (and a streamed body) are still in
+/// `pending` whenever nothing of the request was written upstream.
 pub(super) async fn attempt_once(
     shared: &Arc<Shared>,
     addr: SocketAddr,
@@ -81,90 +84,151 @@ pub(super) async fn attempt_once(
     let fail = |kind| Failed {
         kind,
         response: None,
+        client: None,
     };
     let conns = shared
         .upstreams
         .get(addr)
         .ok_or(fail(FailureKind::ConnectError))?;
     let websocket = pending.upgrade.is_some();
-    let mut sender = if websocket {
-        conns.connect_upgradable().await.map_err(fail)?
+    let mut conn = if websocket {
+        conns.connect().await.map_err(fail)?
     } else {
-        conns.checkout().await.map_err(fail)?.0
+        conns.checkout().await.map_err(fail)?
     };
-    let head = if keep_head {
-        pending.parts.clone()
-    } else {
-        pending.parts.take()
-    };
-    let Some(head) = head else {
+    let Some(head) = pending.parts.as_ref() else {
         return Err(fail(FailureKind::Unsent));
     };
-    let body = match pending.replay {
-        Some(b) => UpstreamBody::Full(b.clone()),
-        None => match pending.streamed.take() {
-            Some((b, exceeded)) => {
-                *pending.streamed = Some((UpstreamBody::Full(None), exceeded));
-                b
+    let head_request = head.method == http::Method::HEAD;
+    let (length, mut streamed) = match (pending.replay, pending.streamed.as_mut()) {
+        (Some(Some(b)), _) => (BodyLength::Known(b.len() as u64), None),
+        (Some(None), _) => (empty_body_length(head), None),
+        (None, Some((body, _))) => {
+            let hint = body.size_hint();
+            match hint.exact() {
+                Some(n) => (BodyLength::Known(n), Some((body, false))),
+                None => (BodyLength::Chunked, Some((body, true))),
             }
-            None => UpstreamBody::Full(None),
-        },
-    };
-    let req = Request::from_parts(head, body);
-    let timeout = service.config.upstream.response_timeout;
-    let resp = match tokio::time::timeout(timeout, sender.try_send_request(req)).await {
-        Err(_) => return Err(fail(FailureKind::ResponseTimeout)),
-        Ok(Err(mut e)) => {
-            return match e.take_message() {
-                Some(req) => {
-                    let (head, body) = req.into_parts();
-                    *pending.parts = Some(head);
-                    if let Some((slot, _)) = pending.streamed.as_mut() {
-                        *slot = body;
-                    }
-                    Err(fail(FailureKind::Unsent))
-                }
-                None => {
-                    tracing::debug!(upstream = %addr, error = %e.error(), "upstream request failed");
-                    Err(fail(FailureKind::Reset))
-                }
-            };
         }
-        Ok(Ok(resp)) => resp,
+        (None, None) => (empty_body_length(head), None),
     };
-    let mut resp = resp;
-    if websocket && resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-        let upstream_io = hyper::upgrade::on(&mut resp);
-        if let Some(client_io) = pending.upgrade.take() {
-            let site = upgrade::TunnelSite {
-                service: service.name.clone(),
-                pool: pool.to_string(),
-                drain_timeout: service.config.upgraded_drain_timeout,
-            };
-            upgrade::spawn_tunnel(shared.clone(), client_io, upstream_io, in_flight, site);
-        }
-        let (mut rparts, _) = resp.into_parts();
-        headers::strip_hop_by_hop(&mut rparts.headers);
-        upgrade::restore_upgrade_headers(&mut rparts.headers);
-        return Ok(Response::from_parts(rparts, ProxyBody::empty()));
+    let target = head
+        .uri
+        .path_and_query()
+        .map_or("/", http::uri::PathAndQuery::as_str);
+    let mut out = BytesMut::new();
+    encode_request_head(&mut out, &head.method, target, &head.headers, length);
+    if let Some(Some(b)) = pending.replay {
+        out.extend_from_slice(b);
     }
-    let (mut rparts, rbody) = resp.into_parts();
-    headers::strip_hop_by_hop(&mut rparts.headers);
-    let lease = Lease {
-        sender,
-        conns,
-        in_flight,
+    let outgoing = Outgoing {
+        head: &out,
+        streamed: streamed.take(),
+        head_request,
     };
-    let resp = Response::from_parts(
-        rparts,
-        ProxyBody::Upstream(UpstreamResponse::new(rbody, lease)),
-    );
-    let status = resp.status().as_u16();
-    if policy.on_status.contains(&status) {
+    let timeout = service.config.upstream.response_timeout;
+    let exchanged = tokio::time::timeout(timeout, exchange(&mut conn, outgoing)).await;
+    let answer = match exchanged {
+        Err(_) => Some(Err(ExchangeError::Upstream(FailureKind::ResponseTimeout))),
+        Ok(r) => Some(r),
+    };
+    let answer = match answer {
+        Some(Ok(a)) => a,
+        Some(Err(ExchangeError::Upstream(FailureKind::Unsent))) | None => {
+            // Nothing was written: the head and any streamed body are untouched.
+            return Err(fail(FailureKind::Unsent));
+        }
+        Some(Err(e)) => {
+            consume_head(pending, keep_head);
+            return Err(match e {
+                ExchangeError::Upstream(kind) => fail(kind),
+                ExchangeError::Client => Failed {
+                    kind: FailureKind::Reset,
+                    response: None,
+                    client: Some(ProxyError::ClientAborted),
+                },
+                ExchangeError::TooLarge => Failed {
+                    kind: FailureKind::Reset,
+                    response: None,
+                    client: Some(ProxyError::BodyTooLarge),
+                },
+            });
+        }
+    };
+    consume_head(pending, keep_head);
+    let status = http::StatusCode::from_u16(answer.head.status);
+    let headers = answer.head.header_map(&answer.bytes);
+    let (Ok(status), Ok(mut headers)) = (status, headers) else {
+        tracing::debug!(upstream = %addr, "unusable response head from upstream");
+        return Err(fail(FailureKind::Reset));
+    };
+    if status == http::StatusCode::SWITCHING_PROTOCOLS {
+        let agreed = answer
+            .head
+            .field(&answer.bytes, "upgrade")
+            .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"websocket"));
+        let client_io = pending.upgrade.take();
+        return match (client_io, agreed) {
+            (Some(client_io), true) => {
+                let site = upgrade::TunnelSite {
+                    service: service.name.clone(),
+                    pool: pool.to_string(),
+                    drain_timeout: service.config.upgraded_drain_timeout,
+                };
+                upgrade::spawn_tunnel(shared.clone(), client_io, conn, in_flight, site);
+                upgrade::restore_upgrade_headers(&mut headers);
+                let mut resp = Response::new(ProxyBody::empty());
+                *resp.status_mut() = status;
+                *resp.headers_mut() = headers;
+                Ok(resp)
+            }
+            _ => {
+                tracing::warn!(upstream = %addr, websocket_asked = websocket, "upstream answered 101 without agreeing to the WebSocket upgrade the client asked for; answered 502, no tunnel opened");
+                let kind = FailureKind::Reset;
+                Err(Failed {
+                    kind,
+                    response: Some(ProxyError::Upstream { kind }.response(None)),
+                    client: None,
+                })
+            }
+        };
+    }
+    let reusable = answer.head.keep_alive && answer.request_complete && !websocket;
+    let body = UpstreamResponse::new(conn, answer.head.framing, reusable, conns, in_flight);
+    let mut resp = Response::new(ProxyBody::Upstream(body));
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    if policy.on_status.contains(&status.as_u16()) {
         return Err(Failed {
-            kind: FailureKind::Status(status),
+            kind: FailureKind::Status(status.as_u16()),
             response: Some(resp),
+            client: None,
         });
     }
     Ok(resp)
+}
+
+/// The framing of an empty request body: `Content-Length: 0` when the client sent one (or the
+/// method is one that normally carries a body), else none.
+fn empty_body_length(head: &Parts) -> BodyLength {
+    let carries_body = matches!(
+        head.method,
+        http::Method::POST | http::Method::PUT | http::Method::PATCH
+    );
+    if carries_body || head.headers.contains_key(http::header::CONTENT_LENGTH) {
+        BodyLength::Known(0)
+    } else {
+        BodyLength::None
+    }
+}
+
+/// Once bytes of the request were written, the head is used up unless a retry may need it.
+fn consume_head(pending: &mut Pending<'_>, keep_head: bool) {
+    if !keep_head {
+        *pending.parts = None;
+    }
+    if let Some((body, _)) = pending.streamed.as_mut() {
+        // A streamed body is read once: a retry cannot send it again.
+        *body = UpstreamBody::Full(None);
+    }
 }
