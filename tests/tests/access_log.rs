@@ -1,5 +1,6 @@
 //! The access log: one structured line per request with the fields an operator needs, for
-//! proxied requests, retried ones and requests the proxy answered by itself.
+//! proxied requests, retried ones and requests the proxy answered by itself — written by the
+//! proxy's buffered writer (as the binary runs it), and every line flushed by a graceful stop.
 
 mod common;
 
@@ -7,6 +8,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
+use switchyard_proxy::{AccessSink, Builder, Listeners};
 use switchyard_tests::{KeepAliveClient, TestApp};
 
 /// A writer that keeps every line the subscriber writes.
@@ -34,27 +36,20 @@ impl Captured {
     }
 }
 
-// A current-thread runtime: the proxy's tasks run on this thread, under its default subscriber.
 #[tokio::test]
 async fn every_request_gets_one_line_with_its_fields() {
     let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
     let green = TestApp::start("green").await;
     let blue = TestApp::start("blue").await;
     let spare = TestApp::start("green").await;
     // Two green servers: the first will be dead, so one request shows a retry.
-    let proxy = common::start(common::two_colours(
-        &[green.addr(), spare.addr()],
-        &[blue.addr()],
-    ))
-    .await;
+    let mut config = common::two_colours(&[green.addr(), spare.addr()], &[blue.addr()]);
+    config.log.format = switchyard_config::LogFormat::Json;
+    let listeners = Listeners::loopback().await.expect("loopback listeners");
+    let proxy = Builder::new(config, listeners)
+        .access_log(AccessSink::Writer(Box::new(captured.clone())))
+        .start()
+        .expect("the proxy starts");
     common::wait_healthy(&proxy, "green").await;
     let mut client = KeepAliveClient::connect(common::http(&proxy)).await;
 
@@ -77,11 +72,14 @@ async fn every_request_gets_one_line_with_its_fields() {
         );
     }
 
+    // A graceful stop writes every line before it returns.
+    proxy.shutdown().await;
     let lines = captured.access_lines();
     assert_eq!(lines.len(), 4, "one line per request: {lines:#?}");
     let f = &lines[0]["fields"];
     assert_eq!(f["method"], "POST");
     assert_eq!(f["path"], "/echo");
+    assert_eq!(f["query"], "x=1");
     assert_eq!(f["status"], 200);
     assert_eq!(f["service"], "app");
     assert_eq!(f["colour"], "green");
@@ -115,5 +113,4 @@ async fn every_request_gets_one_line_with_its_fields() {
         retried[0]["fields"]["upstream"],
         spare.addr().to_string().as_str()
     );
-    proxy.shutdown().await;
 }

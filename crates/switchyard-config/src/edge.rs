@@ -172,9 +172,22 @@ impl Checker<'_, '_> {
             self.check(&format.span(), "log.format", parsed)
                 .unwrap_or_default()
         });
+        let access_file = raw.access_file.as_ref().and_then(|file| {
+            let path = file.get_ref();
+            let checked = if path.is_empty() {
+                Err(
+                    "the path is empty; leave `access_file` out to log to standard output"
+                        .to_string(),
+                )
+            } else {
+                Ok(std::path::PathBuf::from(path))
+            };
+            self.check(&file.span(), "log.access_file", checked)
+        });
         LogConfig {
             format,
             access: raw.access.as_ref().map_or(d.access, |on| *on.get_ref()),
+            access_file,
         }
     }
 }

@@ -7,7 +7,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -37,8 +37,17 @@ pub struct LimitedStream {
     pub(crate) seen: u64,
     /// The limit; beyond it the stream fails and `exceeded` is set.
     pub(crate) max: u64,
+    /// What the request path learns of the stream after handing it over.
+    pub(crate) progress: Arc<StreamProgress>,
+}
+
+/// What a streamed request body reports back to the request path.
+#[derive(Debug, Default)]
+pub struct StreamProgress {
     /// Set when the limit was crossed, so the request path answers 413.
-    pub(crate) exceeded: Arc<AtomicBool>,
+    pub(crate) exceeded: AtomicBool,
+    /// Body bytes that arrived from the client (for the access log).
+    pub(crate) arrived: AtomicU64,
 }
 
 /// The error a streamed body fails with past its limit.
@@ -64,8 +73,9 @@ impl Body for UpstreamBody {
                     Poll::Ready(Some(Ok(frame))) => {
                         if let Some(data) = frame.data_ref() {
                             s.seen += data.len() as u64;
+                            s.progress.arrived.store(s.seen, Ordering::Relaxed);
                             if s.seen > s.max {
-                                s.exceeded.store(true, Ordering::Relaxed);
+                                s.progress.exceeded.store(true, Ordering::Relaxed);
                                 return Poll::Ready(Some(Err(Box::new(BodyTooLarge(s.max)))));
                             }
                         }

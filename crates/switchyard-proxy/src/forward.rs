@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use bytes::{Bytes, BytesMut};
 use http::request::Parts;
@@ -24,7 +24,7 @@ use switchyard_core::select::NoServer;
 use switchyard_core::{InFlight, Service, Snapshot};
 use tokio::time::Instant;
 
-use crate::body::{LimitedStream, ProxyBody, UpstreamBody};
+use crate::body::{LimitedStream, ProxyBody, StreamProgress, UpstreamBody};
 use crate::error::ProxyError;
 use crate::headers::{self, X_REQUEST_ID};
 use crate::observe::{self, RequestLog};
@@ -67,23 +67,28 @@ pub(crate) async fn handle(
     conn: Arc<ConnInfo>,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    let started = Instant::now();
     let snapshot = shared.snapshot.load_full();
     let (mut parts, body) = req.into_parts();
-    let method = parts.method.clone();
-    let uri = parts.uri.clone();
-    let bytes_in = content_length(&parts.headers);
-    let mut trace = Trace::default();
+    let mut log = LogOnce {
+        shared: &shared,
+        conn: &conn,
+        method: parts.method.clone(),
+        uri: parts.uri.clone(),
+        started: Instant::now(),
+        trace: Trace::default(),
+        done: false,
+    };
+    let declared = content_length(&parts.headers);
     let mut error = None;
     let mut log_status = None;
-    let (resp, request_id) = match prepare(&snapshot, &conn, bytes_in, &mut parts) {
+    let (resp, request_id) = match prepare(&snapshot, &conn, declared, &mut parts) {
         Err(e) => {
             error = Some(e.to_string());
             let id = parts.headers.get(&X_REQUEST_ID).cloned();
             (e.response(id.as_ref()), id)
         }
         Ok((service, request_id, websocket)) => {
-            trace.service = Some(service.clone());
+            log.trace.service = Some(service.clone());
             let upgrade = if websocket {
                 parts.extensions.remove::<OnUpgrade>()
             } else {
@@ -95,20 +100,28 @@ pub(crate) async fn handle(
             let limited = if cfg.rate_limits.is_empty() {
                 None
             } else {
-                shared
-                    .rate_limits
-                    .for_service(&service.name)
-                    .and_then(|l| l.check(uri.path(), conn.peer.ip(), Instant::now()).err())
+                shared.rate_limits.for_service(&service.name).and_then(|l| {
+                    l.check(log.uri.path(), conn.peer.ip(), Instant::now())
+                        .err()
+                })
             };
             let resp = if let Some(wait) = limited {
                 error = Some("rate limited".to_string());
                 crate::ratelimit::too_many_requests(wait)
-            } else if let Some(files) = crate::static_files::matching(&cfg.static_files, uri.path())
+            } else if let Some(files) =
+                crate::static_files::matching(&cfg.static_files, log.uri.path())
             {
-                crate::static_files::serve(files, &method, &uri, &parts.headers).await
+                crate::static_files::serve(files, &log.method, &log.uri, &parts.headers).await
             } else {
-                let forwarded =
-                    forward(&shared, snapshot, service, parts, body, upgrade, &mut trace);
+                let forwarded = forward(
+                    &shared,
+                    snapshot,
+                    service,
+                    parts,
+                    body,
+                    upgrade,
+                    &mut log.trace,
+                );
                 match forwarded.await {
                     Ok(resp) => resp,
                     Err(e) => {
@@ -118,37 +131,83 @@ pub(crate) async fn handle(
                     }
                 }
             };
-            let mut resp = crate::compress::apply(&cfg.compression, &method, accept.as_ref(), resp);
+            let mut resp =
+                crate::compress::apply(&cfg.compression, &log.method, accept.as_ref(), resp);
             set_response_headers(resp.headers_mut(), &cfg.response_headers);
             resp.headers_mut()
                 .insert(X_REQUEST_ID.clone(), request_id.clone());
             (resp, Some(request_id))
         }
     };
-    let pool = trace
-        .service
-        .as_ref()
-        .and_then(|s| trace.pool.and_then(|i| s.pools.get(i)))
-        .map(|p| p.name.as_str());
-    observe::request_done(
-        &shared,
-        &RequestLog {
-            client: conn.peer,
-            method: &method,
-            path: uri.path(),
-            status: log_status.unwrap_or(resp.status().as_u16()),
-            service: trace.service.as_ref().map(|s| s.name.as_str()),
-            pool,
-            upstream: trace.upstream,
-            attempts: trace.attempts,
-            bytes_in,
-            bytes_out: content_length(resp.headers()),
-            duration: started.elapsed(),
-            request_id: request_id.as_ref(),
-            error: error.as_deref(),
-        },
+    log.finish(
+        log_status.unwrap_or(resp.status().as_u16()),
+        content_length(resp.headers()),
+        request_id.as_ref(),
+        error.as_deref(),
     );
     resp
+}
+
+/// The access-log line of one request: written once the response head is ready, or, when the
+/// client goes away first (the request's future is dropped), with nginx's 499.
+struct LogOnce<'a> {
+    shared: &'a Shared,
+    conn: &'a ConnInfo,
+    method: http::Method,
+    uri: Uri,
+    started: Instant,
+    trace: Trace,
+    done: bool,
+}
+
+impl LogOnce<'_> {
+    fn finish(
+        &mut self,
+        status: u16,
+        bytes_out: Option<u64>,
+        request_id: Option<&HeaderValue>,
+        error: Option<&str>,
+    ) {
+        self.done = true;
+        let trace = &self.trace;
+        let pool = trace
+            .service
+            .as_ref()
+            .and_then(|s| trace.pool.and_then(|i| s.pools.get(i)))
+            .map(|p| p.name.as_str());
+        observe::request_done(
+            self.shared,
+            &RequestLog {
+                client: self.conn.peer,
+                method: &self.method,
+                path: self.uri.path(),
+                query: self.uri.query(),
+                status,
+                service: trace.service.as_ref().map(|s| s.name.as_str()),
+                pool,
+                upstream: trace.upstream,
+                attempts: trace.attempts,
+                bytes_in: Some(trace.bytes_in),
+                bytes_out,
+                duration: self.started.elapsed(),
+                request_id,
+                error,
+            },
+        );
+    }
+}
+
+impl Drop for LogOnce<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.finish(
+                499,
+                None,
+                None,
+                Some("the client went away before the response"),
+            );
+        }
+    }
 }
 
 /// Sets the service's configured response headers (`add_header … always`), replacing the
@@ -175,6 +234,8 @@ struct Trace {
     upstream: Option<SocketAddr>,
     /// Attempts made.
     attempts: u32,
+    /// Request body bytes that arrived from the client.
+    bytes_in: u64,
 }
 
 /// Checks the request head, routes it and rewrites its headers for the upstream.
@@ -234,7 +295,7 @@ enum Prepared {
     /// Read completely: replayed on every attempt.
     Buffered(Option<Bytes>),
     /// Too large to buffer: sent once.
-    Streamed(UpstreamBody, Arc<AtomicBool>),
+    Streamed(UpstreamBody, Arc<StreamProgress>),
 }
 
 /// Reads up to the replay limit; a body that ends within it is buffered, else it is streamed.
@@ -247,18 +308,18 @@ async fn prepare_body(
         return Ok(Prepared::Buffered(None));
     }
     let limit = policy.replay_buffer as u64;
-    let exceeded = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(StreamProgress::default());
     if body.size_hint().lower() > limit {
         let stream = LimitedStream {
             prefix: None,
             inner: body,
             seen: 0,
             max: max_body,
-            exceeded: exceeded.clone(),
+            progress: progress.clone(),
         };
         return Ok(Prepared::Streamed(
             UpstreamBody::Stream(Box::new(stream)),
-            exceeded,
+            progress,
         ));
     }
     let mut body = body;
@@ -278,16 +339,17 @@ async fn prepare_body(
                         return Err(ProxyError::BodyTooLarge);
                     }
                     if buf.len() as u64 > limit {
+                        progress.arrived.store(buf.len() as u64, Ordering::Relaxed);
                         let stream = LimitedStream {
                             seen: buf.len() as u64,
                             prefix: Some(buf.freeze()),
                             inner: body,
                             max: max_body,
-                            exceeded: exceeded.clone(),
+                            progress: progress.clone(),
                         };
                         return Ok(Prepared::Streamed(
                             UpstreamBody::Stream(Box::new(stream)),
-                            exceeded,
+                            progress,
                         ));
                     }
                 }
@@ -323,8 +385,16 @@ async fn forward(
     let idempotent = retry::method_is_idempotent(parts.method.as_str())
         || (policy.idempotency_key && parts.headers.contains_key(&IDEMPOTENCY_KEY));
     let (replay, mut streamed) = match prepare_body(body, policy, max_body).await? {
-        Prepared::Buffered(b) => (Some(b), None),
-        Prepared::Streamed(b, exceeded) => (None, Some((b, exceeded))),
+        Prepared::Buffered(b) => {
+            trace.bytes_in = b.as_ref().map_or(0, |b| b.len() as u64);
+            (Some(b), None)
+        }
+        Prepared::Streamed(b, progress) => (None, Some((b, progress))),
+    };
+    let arrived = |streamed: &Option<(UpstreamBody, Arc<StreamProgress>)>, trace: &mut Trace| {
+        if let Some((_, p)) = streamed {
+            trace.bytes_in = p.arrived.load(Ordering::Relaxed);
+        }
     };
     let budget = service.budget.clone();
     budget.record_request();
@@ -394,17 +464,19 @@ async fn forward(
         {
             Ok(resp) => {
                 server.record_success();
+                arrived(&streamed, trace);
                 return Ok(resp);
             }
             Err(failed) => failed,
         };
+        arrived(&streamed, trace);
         if let Some(e) = failed.client {
             // The client's fault: not the server's, and nothing to retry.
             tracing::debug!(service = %service.name, upstream = %addr, error = %e, "request body broke off on the client side");
             return Err(e);
         }
-        if let Some((_, exceeded)) = &streamed {
-            if exceeded.load(Ordering::Relaxed) {
+        if let Some((_, progress)) = &streamed {
+            if progress.exceeded.load(Ordering::Relaxed) {
                 return Err(ProxyError::BodyTooLarge);
             }
         }

@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+mod access_log;
 mod admin;
 mod body;
 mod compress;
@@ -47,6 +48,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use access_log::AccessSink;
 use arc_swap::ArcSwap;
 pub use body::{BoxError, ProxyBody};
 pub use control::{ControlError, SwitchOutcome};
@@ -173,6 +175,7 @@ pub struct Builder {
     listeners: Listeners,
     store: Option<Option<Arc<dyn StateStore>>>,
     token: Option<String>,
+    access: Option<AccessSink>,
 }
 
 impl Builder {
@@ -183,7 +186,16 @@ impl Builder {
             listeners,
             store: None,
             token: None,
+            access: None,
         }
+    }
+
+    /// Writes the access log (when `[log] access` is on) through the buffered writer to this
+    /// sink. Without it, access lines are `tracing` events with target `switchyard::access`
+    /// (the binary always sets one: `[log] access_file` or standard output).
+    pub fn access_log(mut self, sink: AccessSink) -> Self {
+        self.access = Some(sink);
+        self
     }
 
     /// Uses this state store instead of the file `[state] file` names (`None`: no persistence).
@@ -207,7 +219,7 @@ impl Builder {
                 .as_ref()
                 .map(|p| Arc::new(FileStateStore::new(p.clone())) as Arc<dyn StateStore>)
         });
-        start_inner(self.config, self.listeners, store, self.token)
+        start_inner(self.config, self.listeners, store, self.token, self.access)
     }
 }
 
@@ -216,8 +228,23 @@ fn start_inner(
     listeners: Listeners,
     store: Option<Arc<dyn StateStore>>,
     token: Option<String>,
+    access: Option<AccessSink>,
 ) -> Result<ProxyHandle, StartError> {
     config.validate()?;
+    let access = match access {
+        Some(sink) if config.log.access => {
+            let reopens = matches!(sink, AccessSink::File(_));
+            Some((
+                access_log::AccessLog::start(config.log.format, sink)?,
+                reopens,
+            ))
+        }
+        _ => None,
+    };
+    let (access, reopens) = match access {
+        Some((log, reopens)) => (Some(log), reopens),
+        None => (None, false),
+    };
     let admin_addr = match &listeners.admin {
         Some(l) => Some(l.local_addr()?),
         None => None,
@@ -259,6 +286,7 @@ fn start_inner(
         connections: ConnCounter::default(),
         rate_limits: ratelimit::RateLimiters::new(&config),
         metrics: metrics::Metrics::default(),
+        access,
     });
     let history = match &config.state.file {
         Some(state) => History::open(history::path_for_state(state), history_capacity(&config)),
@@ -270,6 +298,12 @@ fn start_inner(
     );
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
+    if reopens {
+        tasks.push(tokio::spawn(signals::reopen_access_log_on_usr1(
+            shared.clone(),
+            stop_rx.clone(),
+        )));
+    }
     let ctx = server::ConnCtx {
         shared: shared.clone(),
         builder,
@@ -534,6 +568,17 @@ impl ProxyHandle {
             );
         }
         self.ctl.stop();
+        if let Some(access) = &self.ctl.shared.access {
+            // Every line of the requests served is written before the proxy returns.
+            access.close();
+        }
         drained
+    }
+
+    /// Reopens the access-log file (as SIGUSR1 does), after logrotate moved it.
+    pub fn reopen_access_log(&self) {
+        if let Some(access) = &self.ctl.shared.access {
+            access.reopen();
+        }
     }
 }

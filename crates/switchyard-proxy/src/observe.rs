@@ -3,7 +3,9 @@
 //!
 //! The request path calls these functions and nothing else for observability, so the cost of
 //! watching the proxy is decided here, in one place: a few relaxed atomic adds on counters
-//! found through one `ArcSwap` load (see `metrics`), and the log line.
+//! found through one `ArcSwap` load (see `metrics`), and the log line — appended to the
+//! buffered access log (`access_log`) when the proxy has one, else emitted as a `tracing`
+//! event with target `switchyard::access` (an embedding program's default).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -22,6 +24,8 @@ pub(crate) struct RequestLog<'a> {
     pub(crate) method: &'a Method,
     /// The request path (without query).
     pub(crate) path: &'a str,
+    /// The query string, without `?`.
+    pub(crate) query: Option<&'a str>,
     /// The status sent to the client.
     pub(crate) status: u16,
     /// The service it was routed to.
@@ -32,7 +36,7 @@ pub(crate) struct RequestLog<'a> {
     pub(crate) upstream: Option<SocketAddr>,
     /// Attempts made (0 when the proxy answered by itself).
     pub(crate) attempts: u32,
-    /// Request body bytes, when known from `Content-Length`.
+    /// Request body bytes that arrived from the client.
     pub(crate) bytes_in: Option<u64>,
     /// Response body bytes, when known from `Content-Length`.
     pub(crate) bytes_out: Option<u64>,
@@ -53,22 +57,26 @@ pub(crate) fn request_done(shared: &Shared, log: &RequestLog<'_>) {
         log.duration,
         log.attempts,
     );
-    tracing::info!(
-        target: "switchyard::access",
-        client = %log.client,
-        method = %log.method,
-        path = log.path,
-        status = log.status,
-        service = log.service.unwrap_or("-"),
-        colour = log.pool.unwrap_or("-"),
-        upstream = %log.upstream.map_or_else(|| "-".to_string(), |a| a.to_string()),
-        attempts = log.attempts,
-        bytes_in = log.bytes_in.unwrap_or(0),
-        bytes_out = log.bytes_out.unwrap_or(0),
-        duration_ms = log.duration.as_secs_f64() * 1000.0,
-        request_id = log.request_id.and_then(|v| v.to_str().ok()).unwrap_or("-"),
-        error = log.error.unwrap_or("-"),
-    );
+    match &shared.access {
+        Some(access) => access.write(log),
+        None => tracing::info!(
+            target: "switchyard::access",
+            client = %log.client,
+            method = %log.method,
+            path = log.path,
+            query = log.query.unwrap_or(""),
+            status = log.status,
+            service = log.service.unwrap_or("-"),
+            colour = log.pool.unwrap_or("-"),
+            upstream = %log.upstream.map_or_else(|| "-".to_string(), |a| a.to_string()),
+            attempts = log.attempts,
+            bytes_in = log.bytes_in.unwrap_or(0),
+            bytes_out = log.bytes_out.unwrap_or(0),
+            duration_ms = (log.duration.as_micros() as f64) / 1000.0,
+            request_id = log.request_id.and_then(|v| v.to_str().ok()).unwrap_or("-"),
+            error = log.error.unwrap_or("-"),
+        ),
+    }
 }
 
 /// Records one failed upstream attempt and whether it is retried.

@@ -270,6 +270,7 @@ fn redirect<B>(
             client: info.peer,
             method: req.method(),
             path: req.uri().path(),
+            query: req.uri().query(),
             status,
             service: None,
             pool: None,

@@ -24,6 +24,9 @@ pub(crate) struct Shared {
     pub(crate) rate_limits: crate::ratelimit::RateLimiters,
     /// Request, retry and control-plane counters (lock-free on the request path).
     pub(crate) metrics: Metrics,
+    /// The buffered access log; `None` sends access lines to `tracing` (an embedding
+    /// program's default) or, with `[log] access = false`, nowhere.
+    pub(crate) access: Option<crate::access_log::AccessLog>,
 }
 
 /// Counts open client connections and wakes a waiter when none is left.

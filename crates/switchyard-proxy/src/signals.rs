@@ -32,3 +32,28 @@ pub async fn serve_until_signal(handle: ProxyHandle) -> std::io::Result<bool> {
     }
     Ok(handle.shutdown().await)
 }
+
+/// Reopens the access-log file on every SIGUSR1 (after logrotate moved it), until the proxy
+/// stops. Started only when the access log goes to a file.
+pub(crate) async fn reopen_access_log_on_usr1(
+    shared: std::sync::Arc<crate::shared::Shared>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut usr1 = match signal(SignalKind::user_defined1()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGUSR1: the access log will not be reopened by it");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = crate::shared::stopped(&mut stop) => return,
+            _ = usr1.recv() => {
+                if let Some(access) = &shared.access {
+                    access.reopen();
+                }
+            }
+        }
+    }
+}

@@ -20,7 +20,7 @@ const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(1);
 
 /// Runs the proxy until a stop signal; returns once it has stopped gracefully.
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
-    let config = match &args.config {
+    let mut config = match &args.config {
         Some(path) => check::load(path)?,
         None => switchyard_config::default_config(),
     };
@@ -28,6 +28,11 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         switchyard_config::LogFormat::Text => LogFormat::Text,
         switchyard_config::LogFormat::Json => LogFormat::Json,
     });
+    // The command line's format applies to the access log as well.
+    config.log.format = match format {
+        LogFormat::Text => switchyard_config::LogFormat::Text,
+        LogFormat::Json => switchyard_config::LogFormat::Json,
+    };
     init_logging(format, config.log.access)?;
     let source = config.source.as_ref().map_or_else(
         || switchyard_config::DEFAULT_CONFIG_NAME.to_string(),
@@ -37,7 +42,13 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let runtime = runtime(&config)?;
     let result = runtime.block_on(async move {
         let listeners = switchyard_proxy::Listeners::bind(&config).await?;
-        let handle = switchyard_proxy::start(config, listeners)?;
+        let access = match &config.log.access_file {
+            Some(path) => switchyard_proxy::AccessSink::File(path.clone()),
+            None => switchyard_proxy::AccessSink::Stdout,
+        };
+        let handle = switchyard_proxy::Builder::new(config, listeners)
+            .access_log(access)
+            .start()?;
         switchyard_proxy::signals::serve_until_signal(handle)
             .await
             .context("cannot listen for signals")?;
@@ -60,8 +71,9 @@ fn runtime(config: &Config) -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// Logs to stdout, filtered by `SWITCHYARD_LOG`, as text or JSON lines. With `[log] access =
-/// false` the access log (target `switchyard::access`) is off unless the filter turns it on.
+/// Logs to stdout, filtered by `SWITCHYARD_LOG`, as text or JSON lines. The access log does
+/// not go through this subscriber: the proxy's buffered writer writes it (to stdout, or to
+/// `[log] access_file`), in the same format, when `[log] access` is on.
 fn init_logging(format: LogFormat, access: bool) -> anyhow::Result<()> {
     let mut filter = EnvFilter::builder()
         .with_default_directive(LevelFilter::INFO.into())

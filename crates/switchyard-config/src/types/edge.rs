@@ -36,12 +36,15 @@ impl CertConfig {
 }
 
 /// `[log]`: what the process logs, and how.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
     /// How every log line (access and event lines alike) is written.
     pub format: LogFormat,
     /// Whether one access-log line is written per request (nginx's `access_log`).
     pub access: bool,
+    /// Where access-log lines go: this file (appended to, reopened on SIGUSR1 for logrotate),
+    /// or standard output when `None`.
+    pub access_file: Option<std::path::PathBuf>,
 }
 
 impl Default for LogConfig {
@@ -50,6 +53,7 @@ impl Default for LogConfig {
         LogConfig {
             format: LogFormat::Text,
             access: true,
+            access_file: None,
         }
     }
 }

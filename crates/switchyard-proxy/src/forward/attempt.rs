@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use bytes::{Bytes, BytesMut};
 use http::Response;
@@ -16,7 +15,7 @@ use switchyard_core::{InFlight, Service};
 use switchyard_h1::{BodyLength, encode_request_head};
 
 use super::Failed;
-use crate::body::{ProxyBody, UpstreamBody, UpstreamResponse};
+use crate::body::{ProxyBody, StreamProgress, UpstreamBody, UpstreamResponse};
 use crate::error::ProxyError;
 use crate::shared::Shared;
 use crate::upgrade;
@@ -65,7 +64,7 @@ pub(super) fn has_untried(svc: &Service, tried: &[SocketAddr]) -> bool {
 pub(super) struct Pending<'a> {
     pub(super) parts: &'a mut Option<Parts>,
     pub(super) replay: &'a Option<Option<Bytes>>,
-    pub(super) streamed: &'a mut Option<(UpstreamBody, Arc<AtomicBool>)>,
+    pub(super) streamed: &'a mut Option<(UpstreamBody, Arc<StreamProgress>)>,
     pub(super) upgrade: &'a mut Option<OnUpgrade>,
 }
 

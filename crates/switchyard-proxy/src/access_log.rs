@@ -1,0 +1,475 @@
+//! The access log: one line per request, written without `tracing`'s per-event formatting.
+//!
+//! The request path formats its line straight into one shared, pre-sized buffer (a short
+//! critical section: an append, no I/O, no allocation once the buffer has grown); a writer
+//! thread of its own swaps the buffer out at least every 100 ms, or sooner when it passes
+//! 64 KiB, and writes it to standard output or to `[log] access_file` — nginx's
+//! `access_log … buffer= flush=`. The file is reopened on SIGUSR1 (after logrotate moved it),
+//! and a graceful stop flushes every line before the proxy returns.
+//!
+//! Lines keep the shape the `tracing` subscriber gave them before: text
+//! (`TIME  INFO switchyard::access: client=… method=… path="…" …`) or JSON
+//! (`{"timestamp":…,"level":"INFO","fields":{…},"target":"switchyard::access"}`), with the
+//! query string added. Every client-supplied string is escaped, so no request can forge a line.
+//! If the output cannot keep up, lines beyond 8 MiB of backlog are dropped and counted, rather
+//! than stalling requests or growing memory without bound.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use switchyard_config::LogFormat;
+
+use crate::observe::RequestLog;
+
+/// The longest a line waits in the buffer.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// A buffer this full wakes the writer at once.
+const WAKE_AT: usize = 64 * 1024;
+/// Beyond this backlog, lines are dropped (and counted).
+const MAX_BACKLOG: usize = 8 * 1024 * 1024;
+
+/// Where the lines go.
+pub enum AccessSink {
+    /// Standard output (with the process log).
+    Stdout,
+    /// A file, appended to and reopened on SIGUSR1.
+    File(PathBuf),
+    /// Any writer (tests, embedding programs).
+    Writer(Box<dyn Write + Send>),
+}
+
+impl std::fmt::Debug for AccessSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AccessSink::Stdout => f.write_str("Stdout"),
+            AccessSink::File(p) => write!(f, "File({})", p.display()),
+            AccessSink::Writer(_) => f.write_str("Writer"),
+        }
+    }
+}
+
+/// The lines not written yet, and the formatted second they were stamped in.
+struct Pending {
+    buf: Vec<u8>,
+    /// The Unix second `stamp` was made for.
+    second: u64,
+    /// `YYYY-MM-DDTHH:MM:SS` of that second.
+    stamp: [u8; 19],
+}
+
+struct Inner {
+    format: LogFormat,
+    pending: Mutex<Pending>,
+    stop: AtomicBool,
+    reopen: AtomicBool,
+    dropped: AtomicU64,
+    writer: std::sync::OnceLock<std::thread::Thread>,
+}
+
+/// The access log of one proxy.
+pub(crate) struct AccessLog {
+    inner: Arc<Inner>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for AccessLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessLog")
+            .field("format", &self.inner.format)
+            .finish()
+    }
+}
+
+impl AccessLog {
+    /// Starts the writer thread for `sink`; a file that cannot be opened is an error.
+    pub(crate) fn start(format: LogFormat, sink: AccessSink) -> io::Result<AccessLog> {
+        let out: Box<dyn Write + Send> = match &sink {
+            AccessSink::Stdout => Box::new(io::stdout()),
+            AccessSink::File(path) => Box::new(open(path)?),
+            AccessSink::Writer(_) => Box::new(io::sink()),
+        };
+        let (out, path) = match sink {
+            AccessSink::Writer(w) => (w, None),
+            AccessSink::File(p) => (out, Some(p)),
+            AccessSink::Stdout => (out, None),
+        };
+        let inner = Arc::new(Inner {
+            format,
+            pending: Mutex::new(Pending {
+                buf: Vec::with_capacity(WAKE_AT + 4096),
+                second: u64::MAX,
+                stamp: [b'0'; 19],
+            }),
+            stop: AtomicBool::new(false),
+            reopen: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+            writer: std::sync::OnceLock::new(),
+        });
+        let thread_inner = inner.clone();
+        let thread = std::thread::Builder::new()
+            .name("switchyard-access-log".into())
+            .spawn(move || write_loop(&thread_inner, out, path.as_deref()))?;
+        let _ = inner.writer.set(thread.thread().clone());
+        Ok(AccessLog {
+            inner,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Asks the writer to reopen the file (after logrotate moved it).
+    pub(crate) fn reopen(&self) {
+        self.inner.reopen.store(true, Ordering::Relaxed);
+        self.wake();
+    }
+
+    fn wake(&self) {
+        if let Some(t) = self.inner.writer.get() {
+            t.unpark();
+        }
+    }
+
+    /// Appends the line for one request.
+    pub(crate) fn write(&self, log: &RequestLog<'_>) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let full = {
+            let mut p = self
+                .inner
+                .pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if p.buf.len() > MAX_BACKLOG {
+                self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            let second = now.as_secs();
+            if second != p.second {
+                p.stamp = stamp(now);
+                p.second = second;
+            }
+            let Pending { buf, stamp, .. } = &mut *p;
+            match self.inner.format {
+                LogFormat::Json => json_line(buf, stamp, now.subsec_micros(), log),
+                LogFormat::Text => text_line(buf, stamp, now.subsec_micros(), log),
+            }
+            buf.len() >= WAKE_AT
+        };
+        if full {
+            self.wake();
+        }
+    }
+
+    /// Writes every pending line and stops the writer. Later lines are not written.
+    pub(crate) fn close(&self) {
+        self.inner.stop.store(true, Ordering::Release);
+        self.wake();
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn open(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot open the access log {}: {e}", path.display()),
+            )
+        })
+}
+
+/// The writer thread: swaps the buffer out and writes it, until stopped.
+fn write_loop(inner: &Inner, mut out: Box<dyn Write + Send>, path: Option<&Path>) {
+    let mut spare: Vec<u8> = Vec::with_capacity(WAKE_AT + 4096);
+    let mut dropped_seen = 0;
+    loop {
+        std::thread::park_timeout(FLUSH_EVERY);
+        let stopping = inner.stop.load(Ordering::Acquire);
+        if inner.reopen.swap(false, Ordering::Relaxed) {
+            if let Some(path) = path {
+                match open(path) {
+                    Ok(f) => {
+                        let _ = out.flush();
+                        out = Box::new(f);
+                        tracing::info!(file = %path.display(), "access log reopened");
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "access log not reopened; still writing to the old file")
+                    }
+                }
+            }
+        }
+        {
+            let mut p = inner.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            std::mem::swap(&mut p.buf, &mut spare);
+        }
+        if !spare.is_empty() {
+            if let Err(e) = out.write_all(&spare).and_then(|()| out.flush()) {
+                tracing::error!(error = %e, "cannot write the access log");
+            }
+            spare.clear();
+            if spare.capacity() > 4 * WAKE_AT {
+                spare.shrink_to(WAKE_AT + 4096);
+            }
+        }
+        let dropped = inner.dropped.load(Ordering::Relaxed);
+        if dropped > dropped_seen {
+            tracing::warn!(
+                dropped = dropped - dropped_seen,
+                "access-log lines dropped: the output did not keep up"
+            );
+            dropped_seen = dropped;
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of a Unix time.
+fn stamp(since_epoch: Duration) -> [u8; 19] {
+    let mut out = [b'0'; 19];
+    let t = UNIX_EPOCH + Duration::from_secs(since_epoch.as_secs());
+    let text = humantime::format_rfc3339_seconds(t).to_string();
+    if let Some(b) = text.as_bytes().get(..19) {
+        out.copy_from_slice(b);
+    }
+    out
+}
+
+/// Appends `v` to `buf` in decimal.
+fn num(buf: &mut Vec<u8>, v: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut v = v;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&digits[i..]);
+}
+
+/// Appends `v` zero-padded to `width` digits.
+fn padded(buf: &mut Vec<u8>, v: u64, width: usize) {
+    let start = buf.len();
+    num(buf, v);
+    let len = buf.len() - start;
+    if len < width {
+        let pad = width - len;
+        buf.splice(start..start, std::iter::repeat_n(b'0', pad));
+    }
+}
+
+/// Appends the time `stamp` + `.micros` + `Z`.
+fn time(buf: &mut Vec<u8>, stamp: &[u8; 19], micros: u32) {
+    buf.extend_from_slice(stamp);
+    buf.push(b'.');
+    padded(buf, u64::from(micros), 6);
+    buf.push(b'Z');
+}
+
+/// Appends a duration in milliseconds with three decimals.
+fn millis(buf: &mut Vec<u8>, d: Duration) {
+    let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    num(buf, micros / 1000);
+    buf.push(b'.');
+    padded(buf, micros % 1000, 3);
+}
+
+/// Appends `s` escaped for a JSON string or a quoted text value (`"`, `\` and control
+/// characters escaped).
+fn escaped(buf: &mut Vec<u8>, s: &str) {
+    for &b in s.as_bytes() {
+        match b {
+            b'"' => buf.extend_from_slice(b"\\\""),
+            b'\\' => buf.extend_from_slice(b"\\\\"),
+            b'\n' => buf.extend_from_slice(b"\\n"),
+            b'\r' => buf.extend_from_slice(b"\\r"),
+            b'\t' => buf.extend_from_slice(b"\\t"),
+            0..0x20 | 0x7f => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                buf.extend_from_slice(b"\\u00");
+                buf.push(HEX[usize::from(b >> 4)]);
+                buf.push(HEX[usize::from(b & 15)]);
+            }
+            _ => buf.push(b),
+        }
+    }
+}
+
+/// Appends a socket address (or `-`).
+fn addr(buf: &mut Vec<u8>, a: Option<std::net::SocketAddr>) {
+    match a {
+        Some(a) => {
+            let _ = write!(buf, "{a}");
+        }
+        None => buf.push(b'-'),
+    }
+}
+
+fn request_id<'a>(log: &'a RequestLog<'_>) -> &'a str {
+    log.request_id.and_then(|v| v.to_str().ok()).unwrap_or("-")
+}
+
+/// One JSON line, in the shape `tracing`'s JSON formatter gave access events.
+fn json_line(buf: &mut Vec<u8>, stamp: &[u8; 19], micros: u32, log: &RequestLog<'_>) {
+    buf.extend_from_slice(b"{\"timestamp\":\"");
+    time(buf, stamp, micros);
+    buf.extend_from_slice(b"\",\"level\":\"INFO\",\"fields\":{\"client\":\"");
+    addr(buf, Some(log.client));
+    buf.extend_from_slice(b"\",\"method\":\"");
+    escaped(buf, log.method.as_str());
+    buf.extend_from_slice(b"\",\"path\":\"");
+    escaped(buf, log.path);
+    buf.extend_from_slice(b"\",\"query\":\"");
+    escaped(buf, log.query.unwrap_or(""));
+    buf.extend_from_slice(b"\",\"status\":");
+    num(buf, u64::from(log.status));
+    buf.extend_from_slice(b",\"service\":\"");
+    escaped(buf, log.service.unwrap_or("-"));
+    buf.extend_from_slice(b"\",\"colour\":\"");
+    escaped(buf, log.pool.unwrap_or("-"));
+    buf.extend_from_slice(b"\",\"upstream\":\"");
+    addr(buf, log.upstream);
+    buf.extend_from_slice(b"\",\"attempts\":");
+    num(buf, u64::from(log.attempts));
+    buf.extend_from_slice(b",\"bytes_in\":");
+    num(buf, log.bytes_in.unwrap_or(0));
+    buf.extend_from_slice(b",\"bytes_out\":");
+    num(buf, log.bytes_out.unwrap_or(0));
+    buf.extend_from_slice(b",\"duration_ms\":");
+    millis(buf, log.duration);
+    buf.extend_from_slice(b",\"request_id\":\"");
+    escaped(buf, request_id(log));
+    buf.extend_from_slice(b"\",\"error\":\"");
+    escaped(buf, log.error.unwrap_or("-"));
+    buf.extend_from_slice(b"\"},\"target\":\"switchyard::access\"}\n");
+}
+
+/// One text line, in the shape `tracing`'s text formatter gave access events.
+fn text_line(buf: &mut Vec<u8>, stamp: &[u8; 19], micros: u32, log: &RequestLog<'_>) {
+    time(buf, stamp, micros);
+    buf.extend_from_slice(b"  INFO switchyard::access: client=");
+    addr(buf, Some(log.client));
+    buf.extend_from_slice(b" method=");
+    escaped(buf, log.method.as_str());
+    buf.extend_from_slice(b" path=\"");
+    escaped(buf, log.path);
+    buf.extend_from_slice(b"\" query=\"");
+    escaped(buf, log.query.unwrap_or(""));
+    buf.extend_from_slice(b"\" status=");
+    num(buf, u64::from(log.status));
+    buf.extend_from_slice(b" service=\"");
+    escaped(buf, log.service.unwrap_or("-"));
+    buf.extend_from_slice(b"\" colour=\"");
+    escaped(buf, log.pool.unwrap_or("-"));
+    buf.extend_from_slice(b"\" upstream=");
+    addr(buf, log.upstream);
+    buf.extend_from_slice(b" attempts=");
+    num(buf, u64::from(log.attempts));
+    buf.extend_from_slice(b" bytes_in=");
+    num(buf, log.bytes_in.unwrap_or(0));
+    buf.extend_from_slice(b" bytes_out=");
+    num(buf, log.bytes_out.unwrap_or(0));
+    buf.extend_from_slice(b" duration_ms=");
+    millis(buf, log.duration);
+    buf.extend_from_slice(b" request_id=\"");
+    escaped(buf, request_id(log));
+    buf.extend_from_slice(b"\" error=\"");
+    escaped(buf, log.error.unwrap_or("-"));
+    buf.extend_from_slice(b"\"\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{HeaderValue, Method};
+
+    fn sample<'a>(id: &'a HeaderValue, method: &'a Method) -> RequestLog<'a> {
+        RequestLog {
+            client: "127.0.0.1:4000".parse().expect("addr"),
+            method,
+            path: "/a\"b\\c\u{1}",
+            query: Some("x=1&y=\"2\""),
+            status: 200,
+            service: Some("app"),
+            pool: Some("green"),
+            upstream: Some("127.0.0.1:5000".parse().expect("addr")),
+            attempts: 2,
+            bytes_in: Some(5),
+            bytes_out: None,
+            duration: Duration::from_micros(1_076_962),
+            request_id: Some(id),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn json_lines_parse_and_escape_client_strings() {
+        let id = HeaderValue::from_static("abc");
+        let method = Method::GET;
+        let mut buf = Vec::new();
+        let stamp = *b"2026-12-03T23:18:41";
+        json_line(&mut buf, &stamp, 42, &sample(&id, &method));
+        assert_eq!(buf.iter().filter(|b| **b == b'\n').count(), 1);
+        let v: serde_json::Value = serde_json::from_slice(&buf).expect("valid JSON");
+        assert_eq!(v["timestamp"], "2026-12-03T23:18:41.000042Z");
+        assert_eq!(v["target"], "switchyard::access");
+        let f = &v["fields"];
+        assert_eq!(f["path"], "/a\"b\\c\u{1}");
+        assert_eq!(f["query"], "x=1&y=\"2\"");
+        assert_eq!(f["status"], 200);
+        assert_eq!(f["attempts"], 2);
+        assert_eq!(f["bytes_out"], 0);
+        assert_eq!(f["duration_ms"], 1076.962);
+        assert_eq!(f["upstream"], "127.0.0.1:5000");
+        assert_eq!(f["error"], "-");
+    }
+
+    #[test]
+    fn text_lines_are_one_line_with_quoted_strings() {
+        let id = HeaderValue::from_static("abc");
+        let method = Method::POST;
+        let mut buf = Vec::new();
+        text_line(&mut buf, b"2026-12-03T23:18:41", 7, &sample(&id, &method));
+        let line = String::from_utf8(buf).expect("utf-8");
+        assert_eq!(
+            line,
+            "2026-12-03T23:18:41.000007Z  INFO switchyard::access: client=127.0.0.1:4000 method=POST path=\"/a\\\"b\\\\c\\u0001\" query=\"x=1&y=\\\"2\\\"\" status=200 service=\"app\" colour=\"green\" upstream=127.0.0.1:5000 attempts=2 bytes_in=5 bytes_out=0 duration_ms=1076.962 request_id=\"abc\" error=\"-\"\n"
+        );
+    }
+
+    #[test]
+    fn stamps_are_rfc3339_seconds() {
+        assert_eq!(
+            &stamp(Duration::from_secs(1_764_803_921)),
+            b"2025-12-03T23:18:41"
+        );
+        assert_eq!(&stamp(Duration::ZERO), b"1970-01-01T00:00:00");
+    }
+}
