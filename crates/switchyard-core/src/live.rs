@@ -5,10 +5,11 @@
 //! server address (and by service and pool name for pools). A new snapshot is built from the
 //! same objects, so a switch or a reload never resets health or in-flight counts.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -44,9 +45,26 @@ pub struct ServerState {
     ejections_total: AtomicU64,
     /// The registry's time origin, so ejection deadlines fit in an atomic.
     epoch: Instant,
+    /// What the proxy keeps per server beside this state (its idle upstream connections),
+    /// attached once when a snapshot naming the server is built: a request reaches it from
+    /// the server it picked, with no look-up.
+    attached: OnceLock<Arc<dyn Any + Send + Sync>>,
 }
 
 impl ServerState {
+    /// Attaches the proxy's per-server object unless one is attached already; returns the
+    /// one attached, if it is a `T`.
+    pub fn attach_with<T: Any + Send + Sync>(&self, make: impl FnOnce() -> Arc<T>) -> Option<&T> {
+        self.attached
+            .get_or_init(|| make() as Arc<dyn Any + Send + Sync>)
+            .downcast_ref::<T>()
+    }
+
+    /// The attached object, if one of type `T` is attached.
+    pub fn attached<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.attached.get().and_then(|a| a.downcast_ref::<T>())
+    }
+
     fn new(addr: SocketAddr, epoch: Instant) -> Self {
         ServerState {
             addr,
@@ -57,6 +75,7 @@ impl ServerState {
             ejections: AtomicU32::new(0),
             ejections_total: AtomicU64::new(0),
             epoch,
+            attached: OnceLock::new(),
         }
     }
 

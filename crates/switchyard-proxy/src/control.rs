@@ -126,7 +126,7 @@ impl Controller {
         store: Option<Arc<dyn StateStore>>,
         history: History,
     ) -> Controller {
-        sync_upstreams(&shared, &config);
+        crate::upstream::attach(&shared.snapshot.load());
         shared.metrics.sync(&shared.snapshot.load());
         let health = HealthSupervisor::default();
         health.sync(&shared, &config);
@@ -397,9 +397,10 @@ impl Controller {
                     .filter(|s| s.keys().all(|p| new_cfg.pools.contains_key(p)));
             }
         }
-        sync_upstreams(&self.shared, &new);
-        self.health.sync(&self.shared, &new);
         let next = self.commit(&new, decisions).await?;
+        // Only once the new snapshot is in force: a reload that fails to persist leaves the
+        // running snapshot with its health checkers and rate limiters as they were.
+        self.health.sync(&self.shared, &new);
         self.shared.rate_limits.sync(&new);
         crate::reload::apply_certs(self.tls.as_ref(), certs);
         *config = new;
@@ -438,6 +439,7 @@ impl Controller {
             &self.shared.registry,
             generation,
         ));
+        crate::upstream::attach(&next);
         if let Some(store) = &self.store {
             let state = persisted(config, &next);
             let store = store.clone();
@@ -515,8 +517,8 @@ fn close_idle_if_still_drained(shared: &Shared, service: &str, pool: &str) -> us
         .servers
         .iter()
         .filter(|s| !live.contains(&s.state.addr))
-        .filter_map(|s| shared.upstreams.get(s.state.addr))
-        .map(|c| c.close_idle())
+        .filter_map(|s| crate::upstream::conns(&s.state))
+        .map(crate::upstream::ServerConns::close_idle)
         .sum()
 }
 
@@ -579,19 +581,4 @@ fn outcome(svc: &Service, generation: u64) -> SwitchOutcome {
         previous: svc.previous.map(|i| svc.pools[i].name.clone()),
         generation,
     }
-}
-
-fn sync_upstreams(shared: &Shared, config: &Config) {
-    let servers: Vec<_> = config
-        .services
-        .values()
-        .flat_map(|svc| {
-            svc.pools.values().flat_map(move |p| {
-                p.servers
-                    .iter()
-                    .map(move |s| (s.addr, svc.upstream.clone()))
-            })
-        })
-        .collect();
-    shared.upstreams.sync(&servers);
 }

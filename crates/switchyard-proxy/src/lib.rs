@@ -66,7 +66,6 @@ use tokio::task::JoinHandle;
 use crate::control::Controller;
 use crate::history::{ACTOR_EMBEDDED, History};
 use crate::shared::{ConnCounter, Shared};
-use crate::upstream::Upstreams;
 
 /// The sockets the proxy serves on, bound by the caller (so tests use port 0, and a future
 /// binary upgrade can hand over inherited sockets).
@@ -281,7 +280,6 @@ fn start_inner(
     let first = control::first_snapshot(&config, store.as_deref(), &registry);
     let shared = Arc::new(Shared {
         snapshot: ArcSwap::from_pointee(first),
-        upstreams: Upstreams::default(),
         registry,
         connections: ConnCounter::default(),
         rate_limits: ratelimit::RateLimiters::new(&config),

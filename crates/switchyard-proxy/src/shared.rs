@@ -7,15 +7,12 @@ use switchyard_core::{Registry, Snapshot};
 use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
-use crate::upstream::Upstreams;
 
 /// State shared by every connection task and the control plane.
 #[derive(Debug)]
 pub(crate) struct Shared {
     /// The one routing snapshot; the control plane is its only writer.
     pub(crate) snapshot: ArcSwap<Snapshot>,
-    /// Pooled upstream connections, keyed by server address.
-    pub(crate) upstreams: Upstreams,
     /// Live per-server and per-pool state, reused by every snapshot built.
     pub(crate) registry: Registry,
     /// Open client connections, so a graceful stop knows when it is done.

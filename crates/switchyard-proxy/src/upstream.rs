@@ -9,24 +9,25 @@
 //!
 //! Idle connections wait in a lock-free queue per server; a connection goes back to its queue
 //! only when its response was read to the end with nothing left over, so a reused connection
-//! is always between two messages. An idle connection holds no read buffer. The queues live
-//! in a map behind an `ArcSwap`, written only when the control plane adds servers.
+//! is always between two messages. An idle connection holds no read buffer. Each queue is
+//! attached to its server's live state when a snapshot naming the server is built, so the
+//! request path reaches it from the server it picked: no map, no look-up, and nothing to keep
+//! in step with the snapshot.
 
 pub(crate) mod exchange;
 pub(crate) mod response;
 
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use bytes::BytesMut;
 use crossbeam_queue::ArrayQueue;
 use switchyard_config::UpstreamConfig;
 use switchyard_core::retry::FailureKind;
+use switchyard_core::{ServerState, Snapshot};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -154,41 +155,29 @@ impl ServerConns {
     }
 }
 
-/// Every server's connections, keyed by address.
-#[derive(Debug, Default)]
-pub(crate) struct Upstreams {
-    map: ArcSwap<HashMap<SocketAddr, Arc<ServerConns>>>,
+/// Gives every server of `snapshot` its connection queue (a server that has one keeps it, with
+/// the settings of the service that names it now). Control plane only, before the snapshot is
+/// stored: the request path then reaches a server's connections from the server it picked.
+/// A server that leaves the config takes its queue with it once no snapshot names it any more,
+/// and its idle connections close then.
+pub(crate) fn attach(snapshot: &Snapshot) {
+    for svc in &snapshot.services {
+        let cfg = &svc.config.upstream;
+        for server in svc.pools.iter().flat_map(|p| p.servers.iter()) {
+            let state = &server.state;
+            let mut fresh = false;
+            let conns = state.attach_with(|| {
+                fresh = true;
+                Arc::new(ServerConns::new(state.addr, cfg))
+            });
+            if let (Some(conns), false) = (conns, fresh) {
+                conns.update(cfg);
+            }
+        }
+    }
 }
 
-impl Upstreams {
-    /// The connections of the server at `addr`, if the control plane has registered it.
-    pub(crate) fn get(&self, addr: SocketAddr) -> Option<Arc<ServerConns>> {
-        self.map.load().get(&addr).cloned()
-    }
-
-    /// Makes the map hold exactly `servers` (with their settings); keeps existing pools.
-    /// Control plane only.
-    pub(crate) fn sync(&self, servers: &[(SocketAddr, UpstreamConfig)]) {
-        let current = self.map.load_full();
-        let mut next = HashMap::with_capacity(servers.len());
-        for (addr, cfg) in servers {
-            if next.contains_key(addr) {
-                continue;
-            }
-            let conns = match current.get(addr) {
-                Some(c) => {
-                    c.update(cfg);
-                    c.clone()
-                }
-                None => Arc::new(ServerConns::new(*addr, cfg)),
-            };
-            next.insert(*addr, conns);
-        }
-        for (addr, old) in current.iter() {
-            if !next.contains_key(addr) {
-                old.close_idle();
-            }
-        }
-        self.map.store(Arc::new(next));
-    }
+/// The connection queue of a server (attached when its first snapshot was built).
+pub(crate) fn conns(state: &ServerState) -> Option<&ServerConns> {
+    state.attached::<ServerConns>()
 }

@@ -85,10 +85,8 @@ pub(super) async fn attempt_once(
         response: None,
         client: None,
     };
-    let conns = shared
-        .upstreams
-        .get(addr)
-        .ok_or(fail(FailureKind::ConnectError))?;
+    let server = in_flight.server().clone();
+    let conns = crate::upstream::conns(&server).ok_or(fail(FailureKind::ConnectError))?;
     let websocket = pending.upgrade.is_some();
     let mut conn = if websocket {
         conns.connect().await.map_err(fail)?
@@ -193,7 +191,7 @@ pub(super) async fn attempt_once(
         };
     }
     let reusable = answer.head.keep_alive && answer.request_complete && !websocket;
-    let body = UpstreamResponse::new(conn, answer.head.framing, reusable, conns, in_flight);
+    let body = UpstreamResponse::new(conn, answer.head.framing, reusable, in_flight);
     let mut resp = Response::new(ProxyBody::Upstream(body));
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;

@@ -8,7 +8,6 @@
 //! early (the client went away) closes its connection.
 
 use std::io;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes};
@@ -17,7 +16,7 @@ use http_body::{Frame, SizeHint};
 use switchyard_core::InFlight;
 use switchyard_h1::{BodyFraming, ChunkedDecoder, Step};
 
-use super::{Conn, ServerConns};
+use super::Conn;
 use crate::body::BoxError;
 
 /// How many bytes a read asks the kernel for at most.
@@ -38,10 +37,10 @@ enum Reading {
     Done,
 }
 
-/// What a complete body gives back.
+/// What a complete body gives back: the connection to its server's queue, and the in-flight
+/// count (which also names the server).
 #[derive(Debug)]
 struct Lease {
-    conns: Arc<ServerConns>,
     in_flight: InFlight,
 }
 
@@ -76,7 +75,6 @@ impl UpstreamResponse {
         conn: Conn,
         framing: BodyFraming,
         reusable: bool,
-        conns: Arc<ServerConns>,
         in_flight: InFlight,
     ) -> Self {
         let reading = match framing {
@@ -89,7 +87,7 @@ impl UpstreamResponse {
             conn: Some(conn),
             reading,
             reusable,
-            lease: Some(Lease { conns, in_flight }),
+            lease: Some(Lease { in_flight }),
         };
         if matches!(body.reading, Reading::Done) {
             body.finish(true);
@@ -104,7 +102,9 @@ impl UpstreamResponse {
         let conn = self.conn.take();
         if let Some(lease) = self.lease.take() {
             if let (true, true, Some(conn)) = (clean, self.reusable, conn) {
-                lease.conns.checkin(conn);
+                if let Some(conns) = super::conns(lease.in_flight.server()) {
+                    conns.checkin(conn);
+                }
             }
             drop(lease.in_flight);
         }
