@@ -26,9 +26,10 @@ pub enum ProxyError {
     /// logged with nginx's 499.
     #[error("the client broke off the request body")]
     ClientAborted,
-    /// A request form the proxy does not forward (`CONNECT`, asterisk-form targets).
-    #[error("{0}")]
-    Refused(&'static str),
+    /// A request form the proxy does not forward: `CONNECT` (405), an asterisk-form target
+    /// with a method other than `OPTIONS` (400).
+    #[error("{1}")]
+    Refused(StatusCode, &'static str),
     /// Every server of the pool is down and the service is set to fail fast.
     #[error("no healthy upstream server in pool {pool}")]
     NoHealthyServer {
@@ -50,7 +51,7 @@ impl ProxyError {
             ProxyError::BadHost(_) | ProxyError::BadBody | ProxyError::ClientAborted => {
                 StatusCode::BAD_REQUEST
             }
-            ProxyError::Refused(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::Refused(status, _) => *status,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::NoHealthyServer { .. } => StatusCode::SERVICE_UNAVAILABLE,

@@ -78,6 +78,18 @@ pub(crate) async fn handle(
         trace: Trace::default(),
         done: false,
     };
+    if parts.method == http::Method::OPTIONS && parts.uri.path() == "*" {
+        // `OPTIONS *` asks about the server itself: the proxy answers it.
+        let mut resp = Response::new(ProxyBody::empty());
+        resp.headers_mut().insert(
+            header::ALLOW,
+            HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"),
+        );
+        resp.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        log.finish(200, Some(0), None, None);
+        return resp;
+    }
     let declared = content_length(&parts.headers);
     let mut error = None;
     let mut log_status = None;
@@ -247,6 +259,18 @@ fn prepare(
     content_length: Option<u64>,
     parts: &mut Parts,
 ) -> Result<(Arc<Service>, HeaderValue, bool), ProxyError> {
+    if parts.method == http::Method::CONNECT {
+        return Err(ProxyError::Refused(
+            http::StatusCode::METHOD_NOT_ALLOWED,
+            "CONNECT is not proxied",
+        ));
+    }
+    if parts.uri.path() == "*" {
+        return Err(ProxyError::Refused(
+            http::StatusCode::BAD_REQUEST,
+            "an asterisk-form target is for OPTIONS only",
+        ));
+    }
     let host = headers::request_host(parts.version, &parts.uri, &parts.headers)?;
     let service = snapshot
         .route(host.name(), parts.uri.path())
