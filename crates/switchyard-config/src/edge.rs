@@ -133,6 +133,18 @@ impl Checker<'_, '_> {
             d.keepalive_timeout,
             true,
         );
+        let body_timeout = self.duration(
+            raw.body_timeout.as_ref(),
+            "limits.body_timeout",
+            d.body_timeout,
+            true,
+        );
+        let send_timeout = self.duration(
+            raw.send_timeout.as_ref(),
+            "limits.send_timeout",
+            d.send_timeout,
+            true,
+        );
         let max_headers = self.int(
             raw.max_headers.as_ref(),
             "limits.max_headers",
@@ -150,6 +162,8 @@ impl Checker<'_, '_> {
             max_header_bytes: max_header_bytes.unwrap_or(d.max_header_bytes),
             header_timeout: header_timeout.unwrap_or(d.header_timeout),
             keepalive_timeout: keepalive_timeout.unwrap_or(d.keepalive_timeout),
+            body_timeout: body_timeout.unwrap_or(d.body_timeout),
+            send_timeout: send_timeout.unwrap_or(d.send_timeout),
             max_headers: max_headers.unwrap_or(d.max_headers),
             max_connections: max_connections.unwrap_or(d.max_connections),
         }

@@ -34,6 +34,8 @@ impl Config {
         }
         problems.positive("limits.header_timeout", limits.header_timeout);
         problems.positive("limits.keepalive_timeout", limits.keepalive_timeout);
+        problems.positive("limits.body_timeout", limits.body_timeout);
+        problems.positive("limits.send_timeout", limits.send_timeout);
         self.check_edge(&mut problems);
         if let Some(threads) = self.runtime.worker_threads {
             problems.int(

@@ -69,6 +69,8 @@ pub(crate) struct RawLimits {
     pub max_header_bytes: Option<Spanned<SizeText>>,
     pub header_timeout: Option<Spanned<DurationText>>,
     pub keepalive_timeout: Option<Spanned<DurationText>>,
+    pub body_timeout: Option<Spanned<DurationText>>,
+    pub send_timeout: Option<Spanned<DurationText>>,
     pub max_headers: Option<Spanned<i64>>,
     pub max_connections: Option<Spanned<i64>>,
 }

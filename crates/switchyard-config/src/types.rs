@@ -79,6 +79,12 @@ pub struct LimitsConfig {
     pub header_timeout: Duration,
     /// How long an idle keep-alive client connection is kept open.
     pub keepalive_timeout: Duration,
+    /// Longest wait between two reads of a request body (nginx `client_body_timeout`); a
+    /// client that sends nothing for longer gets 408 and its connection is closed.
+    pub body_timeout: Duration,
+    /// Longest wait for a client to take more of a response (nginx `send_timeout`); a client
+    /// that reads nothing for longer has its connection closed.
+    pub send_timeout: Duration,
     /// Most header fields in one request (1..=1000); more gets 431.
     pub max_headers: usize,
     /// Most client connections open at once, over all listeners (at least 1); further
@@ -93,6 +99,8 @@ impl Default for LimitsConfig {
             max_header_bytes: 32 * 1024,
             header_timeout: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(75),
+            body_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
             max_headers: 100,
             max_connections: 10_000,
         }

@@ -39,7 +39,18 @@ pub struct LimitedStream {
     pub(crate) max: u64,
     /// What the request path learns of the stream after handing it over.
     pub(crate) progress: Arc<StreamProgress>,
+    /// The longest wait for the client's next bytes (`limits.body_timeout`).
+    pub(crate) timeout: std::time::Duration,
+    /// When the current wait for the client must end; `None` while bytes are flowing.
+    pub(crate) wait_until: Option<tokio::time::Instant>,
+    /// Fires at `wait_until`; allocated when a read first waits, then only moved.
+    pub(crate) idle: Option<Pin<Box<tokio::time::Sleep>>>,
 }
+
+/// The error a streamed body fails with when the client sends nothing for `body_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("the client sent nothing of its body for {0:?}")]
+pub struct BodyTimedOut(pub std::time::Duration);
 
 /// What a streamed request body reports back to the request path.
 #[derive(Debug, Default)]
@@ -71,6 +82,7 @@ impl Body for UpstreamBody {
                 }
                 match Pin::new(&mut s.inner).poll_frame(cx) {
                     Poll::Ready(Some(Ok(frame))) => {
+                        s.wait_until = None;
                         if let Some(data) = frame.data_ref() {
                             s.seen += data.len() as u64;
                             s.progress.arrived.store(s.seen, Ordering::Relaxed);
@@ -83,7 +95,22 @@ impl Body for UpstreamBody {
                     }
                     Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
                     Poll::Ready(None) => Poll::Ready(None),
-                    Poll::Pending => Poll::Pending,
+                    Poll::Pending => {
+                        let timeout = s.timeout;
+                        let deadline = *s
+                            .wait_until
+                            .get_or_insert_with(|| tokio::time::Instant::now() + timeout);
+                        let idle = s
+                            .idle
+                            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                        if idle.deadline() != deadline {
+                            idle.as_mut().reset(deadline);
+                        }
+                        if std::future::Future::poll(idle.as_mut(), cx).is_ready() {
+                            return Poll::Ready(Some(Err(Box::new(BodyTimedOut(s.timeout)))));
+                        }
+                        Poll::Pending
+                    }
                 }
             }
         }

@@ -21,6 +21,9 @@ pub enum ProxyError {
     /// The client's body could not be read.
     #[error("could not read the request body")]
     BadBody,
+    /// The client sent nothing of its body for `limits.body_timeout`.
+    #[error("the client sent nothing of its body for body_timeout")]
+    BodyTimeout,
     /// The client broke off its request body while it was being sent upstream (it went away,
     /// or its framing broke mid-body). Never counted against the server, never retried;
     /// logged with nginx's 499.
@@ -54,6 +57,7 @@ impl ProxyError {
             ProxyError::Refused(status, _) => *status,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::NoHealthyServer { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Upstream {
                 kind: FailureKind::ResponseTimeout | FailureKind::ConnectTimeout,
@@ -70,6 +74,7 @@ impl ProxyError {
             ProxyError::BadHost(_)
                 | ProxyError::BadBody
                 | ProxyError::BodyTooLarge
+                | ProxyError::BodyTimeout
                 | ProxyError::ClientAborted
         )
     }

@@ -327,6 +327,7 @@ async fn prepare_body(
     body: Incoming,
     policy: &RetryConfig,
     max_body: u64,
+    body_timeout: std::time::Duration,
 ) -> Result<Prepared, ProxyError> {
     if body.is_end_stream() {
         return Ok(Prepared::Buffered(None));
@@ -340,6 +341,9 @@ async fn prepare_body(
             seen: 0,
             max: max_body,
             progress: progress.clone(),
+            timeout: body_timeout,
+            wait_until: None,
+            idle: None,
         };
         return Ok(Prepared::Streamed(
             UpstreamBody::Stream(Box::new(stream)),
@@ -349,7 +353,10 @@ async fn prepare_body(
     let mut body = body;
     let mut buf = BytesMut::new();
     loop {
-        match body.frame().await {
+        let frame = tokio::time::timeout(body_timeout, body.frame())
+            .await
+            .map_err(|_| ProxyError::BodyTimeout)?;
+        match frame {
             None => {
                 return Ok(Prepared::Buffered(
                     Some(buf.freeze()).filter(|b| !b.is_empty()),
@@ -370,6 +377,9 @@ async fn prepare_body(
                             inner: body,
                             max: max_body,
                             progress: progress.clone(),
+                            timeout: body_timeout,
+                            wait_until: None,
+                            idle: None,
                         };
                         return Ok(Prepared::Streamed(
                             UpstreamBody::Stream(Box::new(stream)),
@@ -408,13 +418,14 @@ async fn forward(
     let max_body = snapshot.limits.max_body;
     let idempotent = retry::method_is_idempotent(parts.method.as_str())
         || (policy.idempotency_key && parts.headers.contains_key(&IDEMPOTENCY_KEY));
-    let (replay, mut streamed) = match prepare_body(body, policy, max_body).await? {
-        Prepared::Buffered(b) => {
-            trace.bytes_in = b.as_ref().map_or(0, |b| b.len() as u64);
-            (Some(b), None)
-        }
-        Prepared::Streamed(b, progress) => (None, Some((b, progress))),
-    };
+    let (replay, mut streamed) =
+        match prepare_body(body, policy, max_body, snapshot.limits.body_timeout).await? {
+            Prepared::Buffered(b) => {
+                trace.bytes_in = b.as_ref().map_or(0, |b| b.len() as u64);
+                (Some(b), None)
+            }
+            Prepared::Streamed(b, progress) => (None, Some((b, progress))),
+        };
     let arrived = |streamed: &Option<(UpstreamBody, Arc<StreamProgress>)>, trace: &mut Trace| {
         if let Some((_, p)) = streamed {
             trace.bytes_in = p.arrived.load(Ordering::Relaxed);

@@ -135,6 +135,54 @@ pub struct Guarded<IO> {
     watch: Option<AnswerWatch>,
     /// The header and keep-alive clocks.
     timer: Timer,
+    /// The send clock: how long a write may stay blocked on a client that reads nothing.
+    send: SendClock,
+}
+
+/// nginx's `send_timeout`: a write to the client that stays blocked for longer fails, and
+/// the connection ends. The clock starts when a write first blocks and stops at the next
+/// write that goes through; its sleep is allocated the first time a write blocks.
+#[derive(Debug, Default)]
+struct SendClock {
+    /// The limit; `None` runs no clock.
+    limit: Option<Duration>,
+    /// When the blocked write must have gone through.
+    deadline: Option<tokio::time::Instant>,
+    /// Fires at the deadline.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl SendClock {
+    /// Looks at a write's outcome: a write blocked past the limit becomes an error.
+    fn check<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        let Some(limit) = self.limit else {
+            return r;
+        };
+        if r.is_ready() {
+            self.deadline = None;
+            return r;
+        }
+        let deadline = *self
+            .deadline
+            .get_or_insert_with(|| tokio::time::Instant::now() + limit);
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if sleep.deadline() != deadline {
+            sleep.as_mut().reset(deadline);
+        }
+        if std::future::Future::poll(sleep.as_mut(), cx).is_ready() {
+            tracing::debug!(
+                ?limit,
+                "client read nothing for send_timeout: closing the connection"
+            );
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "send_timeout: the client read nothing",
+            )));
+        }
+        Poll::Pending
+    }
 }
 
 /// The read side's state.
@@ -186,7 +234,15 @@ impl<IO> Guarded<IO> {
             requests: 0,
             watch: None,
             timer: Timer::new(),
+            send: SendClock::default(),
         }
+    }
+
+    /// Ends the connection when a write to the client stays blocked for longer than `limit`
+    /// (nginx `send_timeout`).
+    pub fn with_send_timeout(mut self, limit: Duration) -> Self {
+        self.send.limit = Some(limit);
+        self
     }
 
     /// Links the guard to the service: report every answer on the returned signal (in request
@@ -273,7 +329,9 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.send.check(cx, r)
     }
 
     fn poll_write_vectored(
@@ -281,7 +339,9 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.send.check(cx, r)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -291,6 +351,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let flushed = Pin::new(&mut this.io).poll_flush(cx);
+        let flushed = this.send.check(cx, flushed);
         // hyper flushes right after it has dropped a finished answer's body: the idle wait
         // starts here, so the keep-alive clock runs without the task being woken to read.
         if flushed.is_ready() && this.idle() && this.timed_out(cx) {

@@ -228,7 +228,7 @@ where
         mut stop,
     } = ctx;
     let serving = builder.serving(&shared);
-    let mut io = Guarded::new(io, serving.guard);
+    let mut io = Guarded::new(io, serving.guard).with_send_timeout(serving.limits.send_timeout);
     let answers = io.answer_signal();
     let peer = info.peer;
     let info = Arc::new(info);

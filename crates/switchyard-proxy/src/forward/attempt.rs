@@ -149,6 +149,11 @@ pub(super) async fn attempt_once(
                     response: None,
                     client: Some(ProxyError::BodyTooLarge),
                 },
+                ExchangeError::TimedOut => Failed {
+                    kind: FailureKind::Reset,
+                    response: None,
+                    client: Some(ProxyError::BodyTimeout),
+                },
             });
         }
     };

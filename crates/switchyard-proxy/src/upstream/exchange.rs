@@ -30,6 +30,8 @@ pub(crate) enum ExchangeError {
     Client,
     /// The client's streamed body went past `max_body`.
     TooLarge,
+    /// The client sent nothing of its streamed body for `body_timeout`.
+    TimedOut,
 }
 
 /// The request as the exchange writes it.
@@ -129,6 +131,8 @@ async fn send_body<W: AsyncWrite + Unpin>(
             Some(Err(e)) => {
                 return Err(if e.is::<crate::body::BodyTooLarge>() {
                     ExchangeError::TooLarge
+                } else if e.is::<crate::body::BodyTimedOut>() {
+                    ExchangeError::TimedOut
                 } else {
                     ExchangeError::Client
                 });
