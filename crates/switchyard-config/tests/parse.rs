@@ -204,7 +204,8 @@ fn every_option_is_read() {
         "[listen]\nhttp = [\"127.0.0.1:8081\", \"[::1]:8081\"]\n\
          [admin]\nlisten = \"\"\ntoken_env = \"TOKEN\"\nhistory = 1\n\
          [limits]\nmax_body = \"1GiB\"\nmax_header_bytes = \"8k\"\nheader_timeout = \"500ms\"\n\
-         keepalive_timeout = \"2m\"\nmax_headers = 1000\nmax_connections = 1\n\
+         keepalive_timeout = \"2m\"\nbody_timeout = \"15s\"\nsend_timeout = \"30s\"\n\
+         max_headers = 1000\nmax_connections = 1\n\
          [runtime]\nworker_threads = 4\nshutdown_timeout = \"0s\"\n\
          [state]\nfile = \"/tmp/s.json\"\n\
          [services.app]\nactive = \"g\"\npools.g = [\"127.0.0.1:5000\"]\n\
@@ -232,6 +233,8 @@ fn every_option_is_read() {
             max_header_bytes: 8192,
             header_timeout: Duration::from_millis(500),
             keepalive_timeout: Duration::from_secs(120),
+            body_timeout: Duration::from_secs(15),
+            send_timeout: Duration::from_secs(30),
             max_headers: 1000,
             max_connections: 1,
         }
