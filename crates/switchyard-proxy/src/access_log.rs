@@ -322,9 +322,19 @@ fn escaped(buf: &mut Vec<u8>, s: &str) {
     }
 }
 
-/// Appends a socket address (or `-`).
+/// Appends a socket address (or `-`); IPv4 without the formatting machinery.
 fn addr(buf: &mut Vec<u8>, a: Option<std::net::SocketAddr>) {
     match a {
+        Some(std::net::SocketAddr::V4(v4)) => {
+            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf.push(b'.');
+                }
+                num(buf, u64::from(octet));
+            }
+            buf.push(b':');
+            num(buf, u64::from(v4.port()));
+        }
         Some(a) => {
             let _ = write!(buf, "{a}");
         }
