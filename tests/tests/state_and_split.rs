@@ -89,6 +89,8 @@ async fn a_split_sends_its_share_and_a_switch_ends_it() {
     let green = TestApp::start("green").await;
     let blue = TestApp::start("blue").await;
     let proxy = common::start(common::two_colours(&[green.addr()], &[blue.addr()])).await;
+    // A split is health-gated like a switch: blue must pass its checks first.
+    common::wait_healthy(&proxy, "blue").await;
     let weights = BTreeMap::from([("blue".to_string(), 10), ("green".to_string(), 90)]);
     proxy.split(None, weights).await.expect("split");
     let s = proxy.status();

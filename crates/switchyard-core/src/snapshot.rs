@@ -6,6 +6,7 @@
 //! `Arc`s of the `live` module, which are shared by consecutive snapshots.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,7 @@ use switchyard_config::{Balance, Config, LimitsConfig, ServiceConfig};
 use crate::live::{PoolState, Registry, ServerState};
 use crate::retry::RetryBudget;
 use crate::router::Router;
+use tokio::time::Instant;
 
 /// The runtime decisions for one service: what an operator changed since the config was loaded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +93,25 @@ pub struct Service {
     pub budget: Arc<RetryBudget>,
 }
 
+/// A weighted draw among the indexes that `eligible` accepts; `None` when their weights sum
+/// to 0.
+fn draw(weights: &[u32], eligible: impl Fn(usize) -> bool) -> Option<usize> {
+    let weight = |i: usize, w: u32| if eligible(i) { u64::from(w) } else { 0 };
+    let total: u64 = weights.iter().enumerate().map(|(i, w)| weight(i, *w)).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut point = fastrand::u64(0..total);
+    for (i, w) in weights.iter().enumerate() {
+        let w = weight(i, *w);
+        if point < w {
+            return Some(i);
+        }
+        point -= w;
+    }
+    None
+}
+
 /// Whether a pool takes new traffic, finishes old traffic, or has none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -115,22 +136,66 @@ impl Service {
     }
 
     /// The index of the pool a new request goes to: the active one, or a weighted draw when a
-    /// split is set.
+    /// split is set (see [`Service::pick_pool`]).
     pub fn choose_pool(&self) -> usize {
-        if let Some(weights) = &self.split {
-            let total: u64 = weights.iter().map(|w| u64::from(*w)).sum();
-            if total > 0 {
-                let mut point = fastrand::u64(0..total);
-                for (i, w) in weights.iter().enumerate() {
-                    let w = u64::from(*w);
-                    if point < w {
-                        return i;
-                    }
-                    point -= w;
+        self.pick_pool(Instant::now(), &[])
+    }
+
+    /// The pool for an attempt of a request that has tried the servers `tried`: the active
+    /// pool, or with a split a weighted draw among the split's pools that have a server this
+    /// request has not tried and that is available (healthy, not ejected). A pool of the split
+    /// with no available server gets no new requests while another one has; when none has,
+    /// the draw is among those with untried servers, then among all of the split.
+    pub fn pick_pool(&self, now: Instant, tried: &[SocketAddr]) -> usize {
+        let Some(weights) = &self.split else {
+            return self.active;
+        };
+        let untried = |i: usize| {
+            self.pools[i]
+                .servers
+                .iter()
+                .any(|s| !tried.contains(&s.state.addr))
+        };
+        let available = |i: usize| untried(i) && self.pools[i].has_available(now);
+        draw(weights, available)
+            .or_else(|| draw(weights, untried))
+            .or_else(|| draw(weights, |_| true))
+            .unwrap_or(self.active)
+    }
+
+    /// The share of new requests each pool gets now (indexed like `pools`), health taken into
+    /// account as [`Service::pick_pool`] does it.
+    pub fn effective_shares(&self, now: Instant) -> Vec<f64> {
+        let Some(weights) = &self.split else {
+            return (0..self.pools.len())
+                .map(|i| if i == self.active { 1.0 } else { 0.0 })
+                .collect();
+        };
+        let available = |i: usize| self.pools[i].has_available(now);
+        let counted: Vec<u64> = if weights
+            .iter()
+            .enumerate()
+            .any(|(i, w)| *w > 0 && available(i))
+        {
+            weights
+                .iter()
+                .enumerate()
+                .map(|(i, w)| if available(i) { u64::from(*w) } else { 0 })
+                .collect()
+        } else {
+            weights.iter().map(|w| u64::from(*w)).collect()
+        };
+        let total: u64 = counted.iter().sum();
+        counted
+            .iter()
+            .map(|w| {
+                if total == 0 {
+                    0.0
+                } else {
+                    *w as f64 / total as f64
                 }
-            }
-        }
-        self.active
+            })
+            .collect()
     }
 
     /// Whether the pool at `index` takes new traffic.

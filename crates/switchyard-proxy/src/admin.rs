@@ -304,17 +304,42 @@ async fn handle(
         }
         Route::Split(svc) if method == Method::DELETE => ctl.end_split(&actor, svc).await,
         Route::Split(svc) => {
-            let weights: BTreeMap<String, u32> = match read_json(body, None).await {
+            let fields: BTreeMap<String, serde_json::Value> = match read_json(body, None).await {
                 Ok(b) => b,
                 Err(resp) => return resp,
             };
-            ctl.split(&actor, svc, weights).await
+            match split_body(fields) {
+                Ok((weights, force)) => ctl.split(&actor, svc, weights, force).await,
+                Err(e) => Err(ControlError::BadRequest(e)),
+            }
         }
     };
     match result {
         Ok(outcome) => ok(&outcome),
         Err(e) => control_error(&e),
     }
+}
+
+/// A split body: pool weights (`{"blue": 10, "green": 90}`), with an optional `"force": true`.
+fn split_body(
+    fields: BTreeMap<String, serde_json::Value>,
+) -> Result<(BTreeMap<String, u32>, bool), String> {
+    let mut weights = BTreeMap::new();
+    let mut force = false;
+    for (key, value) in fields {
+        if key == "force" {
+            force = value
+                .as_bool()
+                .ok_or("`force` must be true or false".to_string())?;
+            continue;
+        }
+        let weight = value
+            .as_u64()
+            .and_then(|w| u32::try_from(w).ok())
+            .ok_or(format!("the weight of pool `{key}` must be a whole number"))?;
+        weights.insert(key, weight);
+    }
+    Ok((weights, force))
 }
 
 /// Who sent a control request: the sanitised `X-Switchyard-Actor` header, else `admin-api`.

@@ -308,8 +308,9 @@ impl Controller {
         actor: &str,
         service: Option<&str>,
         weights: BTreeMap<String, u32>,
+        force: bool,
     ) -> Result<SwitchOutcome, ControlError> {
-        let result = self.split_inner(service, weights.clone()).await;
+        let result = self.split_inner(service, weights.clone(), force).await;
         self.record(
             Asked {
                 actor,
@@ -317,7 +318,7 @@ impl Controller {
                 service,
                 to: None,
                 weights: Some(weights),
-                forced: false,
+                forced: force,
             },
             &result,
         );
@@ -328,12 +329,36 @@ impl Controller {
         &self,
         service: Option<&str>,
         weights: BTreeMap<String, u32>,
+        force: bool,
     ) -> Result<Change, ControlError> {
         let config = self.config.lock().await;
         let snapshot = self.snapshot();
         let svc = resolve(&snapshot, service)?;
-        for pool in weights.keys() {
-            pool_index(svc, pool)?;
+        let mut named_healthy = false;
+        for (pool, weight) in &weights {
+            let index = pool_index(svc, pool)?;
+            named_healthy |= *weight > 0 && pool_is_healthy(svc, index);
+        }
+        if !force && !named_healthy && weights.values().any(|w| *w > 0) {
+            let pools = weights
+                .iter()
+                .filter(|(_, w)| **w > 0)
+                .map(|(p, _)| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(ControlError::Unhealthy {
+                service: svc.name.clone(),
+                pool: pools,
+            });
+        }
+        // Weights that leave out the active pool give it the rest of 100:
+        // `blue=10` means blue 10, the active pool 90.
+        let mut weights = weights;
+        let active = svc.pools[svc.active].name.clone();
+        if !weights.contains_key(&active) {
+            let named: u64 = weights.values().map(|w| u64::from(*w)).sum();
+            let rest = 100u64.saturating_sub(named);
+            weights.insert(active, u32::try_from(rest).unwrap_or(0));
         }
         if weights.values().all(|w| *w == 0) {
             return Err(ControlError::BadRequest(

@@ -441,7 +441,7 @@ async fn forward(
         attempt += 1;
         trace.attempts = attempt;
         trace.service = Some(service.clone());
-        let pool_index = service.choose_pool();
+        let pool_index = service.pick_pool(Instant::now(), tried.as_slice());
         trace.pool = Some(pool_index);
         let pool = &service.pools[pool_index];
         let picked = match pool.pick(

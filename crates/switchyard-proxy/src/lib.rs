@@ -489,7 +489,23 @@ impl ProxyHandle {
         service: Option<&str>,
         weights: BTreeMap<String, u32>,
     ) -> Result<SwitchOutcome, ControlError> {
-        self.ctl.split(&actor_name(actor), service, weights).await
+        self.ctl
+            .split(&actor_name(actor), service, weights, false)
+            .await
+    }
+
+    /// [`split_as`](Self::split_as), health-gated unless `force`: a split whose named pools
+    /// have no healthy server is refused.
+    pub async fn split_forced_as(
+        &self,
+        actor: &str,
+        service: Option<&str>,
+        weights: BTreeMap<String, u32>,
+        force: bool,
+    ) -> Result<SwitchOutcome, ControlError> {
+        self.ctl
+            .split(&actor_name(actor), service, weights, force)
+            .await
     }
 
     /// Ends a split on behalf of `actor`: every new request goes to the active pool again.

@@ -43,6 +43,10 @@ pub struct PoolStatus {
     pub state: String,
     /// Requests in flight on this pool.
     pub in_flight: u32,
+    /// The share of new requests it gets now (0 to 1): 1 for the active pool without a split;
+    /// with a split, its weight's share among the split's pools that have a healthy server.
+    #[serde(default)]
+    pub share: f64,
     /// Its servers.
     pub servers: Vec<ServerStatus>,
 }
@@ -88,6 +92,7 @@ impl StatusReport {
             .services
             .iter()
             .map(|svc| {
+                let shares = svc.effective_shares(now);
                 let pools = svc
                     .pools
                     .iter()
@@ -112,6 +117,7 @@ impl StatusReport {
                             PoolStatus {
                                 state: role_name(svc.role(i)).to_string(),
                                 in_flight: pool.state.in_flight(),
+                                share: shares.get(i).copied().unwrap_or(0.0),
                                 servers,
                             },
                         )

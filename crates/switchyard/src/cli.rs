@@ -151,6 +151,9 @@ pub struct SplitArgs {
     /// End the split: all new requests go to the active pool again.
     #[arg(long)]
     pub off: bool,
+    /// Split even when no pool named has a healthy server.
+    #[arg(long, conflicts_with = "off")]
+    pub force: bool,
     /// The service (may be left out when there is exactly one).
     #[arg(long, short)]
     pub service: Option<String>,

@@ -217,9 +217,11 @@ async fn split(args: SplitArgs) -> anyhow::Result<()> {
             return Err(anyhow!("pool `{pool}` is given twice"));
         }
     }
-    let out: SwitchOutcome = client
-        .json(Method::PUT, &path, Some(&json!(weights)))
-        .await?;
+    let mut body = json!(weights);
+    if args.force {
+        body["force"] = json!(true);
+    }
+    let out: SwitchOutcome = client.json(Method::PUT, &path, Some(&body)).await?;
     let shares = weights
         .iter()
         .map(|(pool, weight)| format!("{pool}={weight}"))

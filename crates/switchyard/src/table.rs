@@ -173,6 +173,7 @@ mod tests {
                 PoolStatus {
                     state: "active".into(),
                     in_flight: 0,
+                    share: 0.0,
                     servers: vec![server("127.0.0.1:5001", "up", 0)],
                 },
             ),
@@ -181,6 +182,7 @@ mod tests {
                 PoolStatus {
                     state: "draining".into(),
                     in_flight: 2,
+                    share: 0.0,
                     servers: vec![
                         server("127.0.0.1:5000", "up", 2),
                         server("127.0.0.1:5002", "unknown", 0),

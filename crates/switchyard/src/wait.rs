@@ -110,6 +110,7 @@ mod tests {
         let pool = PoolStatus {
             state: state.into(),
             in_flight,
+            share: 0.0,
             servers: vec![server],
         };
         StatusReport {
