@@ -1,6 +1,9 @@
 // Drives the Switchyard dashboard in headless Chromium (Debian's /usr/bin/chromium) through
 // playwright-core: opens the page, checks that green is live, flips to blue through the in-page
-// confirmation, waits until the page shows blue, and saves screenshots.
+// confirmation, waits until the page shows blue (and offers "Rollback to green", not a second
+// button to the same place), splits 90/10 and checks that only blue says ACTIVE, ends the split,
+// then prints "make green unhealthy" and waits for the page's "staged green DOWN" state. It saves
+// a screenshot of each step.
 //
 //   node flip.mjs <admin-url> <out-dir>
 //
@@ -90,6 +93,38 @@ try {
   await page.screenshot({ path: shot, fullPage: true });
   log(`screenshot: ${shot}`);
 
+  log("checking that Rollback and Flip do not both lead to green");
+  await page.locator('[data-testid="rollback-app"]', { hasText: "Rollback to green" }).waitFor();
+  await flip.waitFor({ state: "hidden" });
+
+  log("splitting 90/10 from the page");
+  await page.click('[data-testid="split-app"]');
+  await page.locator("#split").waitFor({ state: "visible" });
+  await page.click("#split-ok");
+  await dialog.waitFor({ state: "visible" });
+  await page.click('[data-testid="confirm-ok"]');
+  const blue = page.locator('[data-testid="pool-app-blue"] .badge');
+  const green = page.locator('[data-testid="pool-app-green"] .badge');
+  await blue.filter({ hasText: "active · 90%" }).waitFor();
+  await green.filter({ hasText: "split · 10%" }).waitFor();
+  const actives = await page.locator('.pool .badge', { hasText: /^active/ }).count();
+  if (actives !== 1) throw new Error(`${actives} pools say ACTIVE during the split`);
+  await page.waitForTimeout(2500);
+  await page.screenshot({ path: join(outDir, "dashboard-split.png"), fullPage: true });
+
+  log("ending the split");
+  await page.locator("button", { hasText: "End split" }).click();
+  await dialog.waitFor({ state: "visible" });
+  await page.click('[data-testid="confirm-ok"]');
+  await green.filter({ hasText: "staged" }).waitFor();
+
+  // The test reads this line and fails green's health checks.
+  log("ready: make green unhealthy");
+  await page.locator('[data-testid="staged-down-app"]', { hasText: "staged green DOWN" }).waitFor();
+  await page.locator('[data-testid="down-app-green"]').waitFor({ state: "visible" });
+  await page.waitForTimeout(1500);
+  await page.screenshot({ path: join(outDir, "dashboard-staged-down.png"), fullPage: true });
+
   await page.setViewportSize({ width: 390, height: 844 });
   await page.waitForTimeout(1200);
   await page.screenshot({ path: join(outDir, "dashboard-phone.png"), fullPage: true });
@@ -97,7 +132,7 @@ try {
   if (problems.length) {
     throw new Error(`the page reported problems:\n${problems.join("\n")}`);
   }
-  log("ok: the page flipped app from green to blue");
+  log("ok: the page flipped app from green to blue, split it, and showed green down");
 } catch (e) {
   console.error(`[flip.mjs] FAILED: ${e && e.stack ? e.stack : e}`);
   process.exitCode = 1;
