@@ -117,11 +117,13 @@ pub struct SwitchArgs {
     /// Switch even when the target pool has no healthy server.
     #[arg(long)]
     pub force: bool,
-    /// Before switching, wait until the target pool has a healthy server (default 30s).
-    #[arg(long, value_name = "DURATION", num_args = 0..=1, default_missing_value = DEFAULT_WAIT, value_parser = parse_duration)]
+    /// Before switching, wait until the target pool has a healthy server: 30s, or as long as
+    /// `--wait-healthy=DURATION` says (with `=`, so `--wait-healthy blue` names the colour).
+    #[arg(long, value_name = "DURATION", num_args = 0..=1, require_equals = true, default_missing_value = DEFAULT_WAIT, value_parser = parse_duration)]
     pub wait_healthy: Option<Duration>,
-    /// After switching, wait until the old pool has no request in flight (default 30s).
-    #[arg(long, value_name = "DURATION", num_args = 0..=1, default_missing_value = DEFAULT_WAIT, value_parser = parse_duration)]
+    /// After switching, wait until the old pool has no request in flight: 30s, or as long as
+    /// `--wait-drained=DURATION` says.
+    #[arg(long, value_name = "DURATION", num_args = 0..=1, require_equals = true, default_missing_value = DEFAULT_WAIT, value_parser = parse_duration)]
     pub wait_drained: Option<Duration>,
     /// The admin API.
     #[command(flatten)]
@@ -212,7 +214,7 @@ mod tests {
         };
         assert_eq!(args.wait_drained, Some(Duration::from_secs(30)));
         assert_eq!(args.wait_healthy, None);
-        let cli = Cli::try_parse_from(["switchyard", "switch", "blue", "--wait-healthy", "250ms"]);
+        let cli = Cli::try_parse_from(["switchyard", "switch", "blue", "--wait-healthy=250ms"]);
         let Ok(Cli {
             command: Command::Switch(args),
         }) = cli
@@ -220,6 +222,33 @@ mod tests {
             panic!("switch did not parse: {cli:?}");
         };
         assert_eq!(args.wait_healthy, Some(Duration::from_millis(250)));
+        // The colour after a bare flag is the colour, not the flag's value.
+        let cli = Cli::try_parse_from(["switchyard", "switch", "--wait-healthy", "green"]);
+        let Ok(Cli {
+            command: Command::Switch(args),
+        }) = cli
+        else {
+            panic!("switch did not parse: {cli:?}");
+        };
+        assert_eq!(args.colour, "green");
+        assert_eq!(args.wait_healthy, Some(Duration::from_secs(30)));
+        let cli = Cli::try_parse_from([
+            "switchyard",
+            "switch",
+            "--wait-healthy",
+            "--wait-drained=1m",
+            "blue",
+        ]);
+        let Ok(Cli {
+            command: Command::Switch(args),
+        }) = cli
+        else {
+            panic!("switch did not parse: {cli:?}");
+        };
+        assert_eq!(
+            (args.colour.as_str(), args.wait_drained),
+            ("blue", Some(Duration::from_secs(60)))
+        );
     }
 
     #[test]
