@@ -5,7 +5,11 @@
 // then prints "make green unhealthy" and waits for the page's "staged green DOWN" state. It saves
 // a screenshot of each step.
 //
-//   node flip.mjs <admin-url> <out-dir>
+//   node flip.mjs <admin-url> <out-dir> [<admin-url-without-token>]
+//
+// With the third argument, it first opens that proxy's dashboard with every API answer held
+// back for 5 s, and checks that the page shows the live colour anyway (from the state the page
+// came with), before any poll could have answered.
 //
 // With SWITCHYARD_ADMIN_TOKEN set, the page must first ask for the token (the admin API
 // answers 401 without it); the script types it into the page's token dialog.
@@ -15,7 +19,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 
-const [adminUrl, outDir] = process.argv.slice(2);
+const [adminUrl, outDir, openUrl] = process.argv.slice(2);
 if (!adminUrl || !outDir) {
   console.error("usage: node flip.mjs <admin-url> <out-dir>");
   process.exit(2);
@@ -54,8 +58,27 @@ try {
     if (m.type() === "error" && !/401/.test(m.text())) problems.push(`console: ${m.text()}`);
   });
   page.on("request", (r) => {
-    if (!r.url().startsWith(adminUrl)) problems.push(`request to another origin: ${r.url()}`);
+    if (!r.url().startsWith(adminUrl) && !(openUrl && r.url().startsWith(openUrl))) {
+      problems.push(`request to another origin: ${r.url()}`);
+    }
   });
+
+  if (openUrl) {
+    log(`opening ${openUrl}/ with the API held back`);
+    const held = /\/(status|stats|history)(\?|$)/;
+    await page.route((url) => held.test(url.pathname), async (route) => {
+      await new Promise((r) => setTimeout(r, 5000));
+      await route.continue().catch(() => {});
+    });
+    const started = Date.now();
+    await page.goto(`${openUrl}/`, { waitUntil: "domcontentloaded" });
+    await page.locator('[data-testid="live-app"]', { hasText: "green live" }).waitFor({ timeout: 3000 });
+    await page.locator('[data-testid="pool-app-green"] .badge', { hasText: "active" }).waitFor({ timeout: 1000 });
+    const ms = Date.now() - started;
+    await page.screenshot({ path: join(outDir, "dashboard-first-paint.png"), fullPage: true });
+    log(`the first state was drawn ${ms} ms after navigation, with every API answer still held`);
+    await page.unrouteAll({ behavior: "ignoreErrors" });
+  }
 
   log(`opening ${adminUrl}/`);
   await page.goto(`${adminUrl}/`, { waitUntil: "domcontentloaded" });

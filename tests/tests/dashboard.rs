@@ -190,12 +190,17 @@ async fn flipping_from_the_dashboard_in_a_real_browser() {
         }
     });
 
+    // A second proxy without a token: its page carries its state, drawn before any poll.
+    let open = common::start(common::two_colours(&[green.addr()], &[blue.addr()])).await;
+    let open_admin = open.admin_addr().expect("admin API");
+
     let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
     let script = browser_dir.join("flip.mjs");
     let mut child = tokio::process::Command::new("node")
         .arg(&script)
         .arg(format!("http://{admin}"))
         .arg(&out_dir)
+        .arg(format!("http://{open_admin}"))
         .env("SWITCHYARD_ADMIN_TOKEN", TOKEN)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -234,7 +239,13 @@ async fn flipping_from_the_dashboard_in_a_real_browser() {
         "the script asked for green to go down:\n{stdout}"
     );
 
+    assert!(
+        stdout.contains("with every API answer still held"),
+        "the page drew its first state before any poll:\n{stdout}"
+    );
+    open.shutdown().await;
     for name in [
+        "dashboard-first-paint.png",
         "dashboard-after-flip.png",
         "dashboard-split.png",
         "dashboard-staged-down.png",
