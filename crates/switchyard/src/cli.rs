@@ -1,5 +1,6 @@
 //! The command line, as clap derives it (SPEC §1).
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -169,6 +170,36 @@ pub struct ReloadArgs {
     pub admin: AdminArgs,
 }
 
+impl Cli {
+    /// Parses the process's command line, exiting as clap does on a usage error (code 2), with
+    /// a hint when a wait flag's duration was written after a space (`--wait-healthy 60s`).
+    pub fn parse_args() -> Cli {
+        let args: Vec<OsString> = std::env::args_os().collect();
+        match Cli::try_parse_from(&args) {
+            Ok(cli) => cli,
+            Err(e) => {
+                let _ = e.print();
+                if e.use_stderr() {
+                    if let Some(hint) = spaced_wait_value(&args) {
+                        eprintln!("\nhint: {hint}");
+                    }
+                }
+                std::process::exit(e.exit_code());
+            }
+        }
+    }
+}
+
+/// The fix for `--wait-healthy 60s` (the value must follow `=`), when the arguments hold one.
+fn spaced_wait_value(args: &[OsString]) -> Option<String> {
+    args.windows(2).find_map(|pair| {
+        let flag = pair[0].to_str()?;
+        let value = pair[1].to_str()?;
+        (matches!(flag, "--wait-healthy" | "--wait-drained") && parse_duration(value).is_ok())
+            .then(|| format!("give the wait its duration with `=`: {flag}={value}"))
+    })
+}
+
 /// Parses `POOL=WEIGHT`.
 fn parse_weight(s: &str) -> Result<(String, u32), String> {
     let (pool, weight) = s
@@ -248,6 +279,28 @@ mod tests {
         assert_eq!(
             (args.colour.as_str(), args.wait_drained),
             ("blue", Some(Duration::from_secs(60)))
+        );
+    }
+
+    #[test]
+    fn a_spaced_wait_duration_gets_a_hint() {
+        let args = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
+        assert_eq!(
+            spaced_wait_value(&args(&[
+                "switchyard",
+                "switch",
+                "blue",
+                "--wait-healthy",
+                "60s"
+            ])),
+            Some("give the wait its duration with `=`: --wait-healthy=60s".to_string())
+        );
+        assert!(
+            Cli::try_parse_from(["switchyard", "switch", "blue", "--wait-healthy", "60s"]).is_err()
+        );
+        assert_eq!(
+            spaced_wait_value(&args(&["switchyard", "switch", "--wait-drained", "blue"])),
+            None
         );
     }
 
