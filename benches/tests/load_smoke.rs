@@ -195,3 +195,33 @@ async fn flips_go_through_the_admin_api() {
     let json = serde_json::to_value(&flips).expect("serialize");
     assert!(json["steady_p99_us"].is_u64());
 }
+
+#[tokio::test]
+async fn a_duration_ends_the_run_even_with_answers_outstanding() {
+    // A server that reads requests and never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let mut spec = LoadSpec::new(Target::local(addr, "/"));
+    spec.connections = 3;
+    spec.duration = Some(Duration::from_millis(300));
+    spec.timeout = Duration::from_secs(600);
+    // Bounded far below the request timeout: the run must end at its deadline, not when the
+    // outstanding requests time out.
+    let r = tokio::time::timeout(Duration::from_secs(60), load::run(spec))
+        .await
+        .expect("the run ends at its deadline, not after the request timeout")
+        .expect("run");
+    assert_eq!(r.unfinished, 3, "{r:?}");
+    assert_eq!((r.requests, r.errors.timeout), (0, 0), "{r:?}");
+    assert!(
+        r.human().contains("3 unfinished at the end"),
+        "{}",
+        r.human()
+    );
+}

@@ -8,6 +8,10 @@
 //! waiting (coordinated omission). A connection that is idle and early sleeps until the due
 //! time and measures from when it woke, so the timer's own granularity is not charged to the
 //! server.
+//!
+//! A run with a duration ends at its deadline: a request still waiting for its answer then is
+//! abandoned and reported as unfinished (not recorded, not a timeout), so `-d 5s` takes 5 s
+//! even when answers take longer than that or never come.
 
 mod conn;
 pub mod record;
@@ -114,6 +118,8 @@ struct Run {
     done: AtomicU64,
     /// Requests failed, for the progress line.
     failed: AtomicU64,
+    /// Requests abandoned at the deadline, still waiting for their answer.
+    unfinished: AtomicU64,
 }
 
 impl Run {
@@ -174,6 +180,7 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<Report> {
         keep_samples: spec.flip.is_some(),
         done: AtomicU64::new(0),
         failed: AtomicU64::new(0),
+        unfinished: AtomicU64::new(0),
     });
 
     let mut workers = tokio::task::JoinSet::new();
@@ -211,7 +218,15 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<Report> {
         None => Vec::new(),
     };
     let merged = record::merge(t0, parts);
-    Ok(Report::build(&spec, t0, measure_from, &merged, &flips))
+    let unfinished = run.unfinished.load(Ordering::Relaxed);
+    Ok(Report::build(
+        &spec,
+        t0,
+        measure_from,
+        &merged,
+        &flips,
+        unfinished,
+    ))
 }
 
 fn request_head(spec: &LoadSpec) -> anyhow::Result<http::request::Parts> {
@@ -245,14 +260,26 @@ async fn worker(run: Arc<Run>, mut conn: Conn) -> Recorder {
             None => Instant::now(),
         };
         let req = run.request();
-        let result = tokio::time::timeout(
-            run.timeout,
+        // The answer is awaited until the request times out, or until the run's deadline when
+        // that comes first.
+        let timeout_at = Instant::now() + run.timeout;
+        let (limit, cut_at_end) = match run.deadline {
+            Some(d) if d < timeout_at => (d, true),
+            _ => (timeout_at, false),
+        };
+        let result = tokio::time::timeout_at(
+            limit.into(),
             exchange(&mut conn, req, &mut rec, run.by_header.as_ref()),
         )
         .await;
         let end = Instant::now();
         let (outcome, header) = match result {
             Ok(r) => r,
+            Err(_) if cut_at_end => {
+                conn.abandon();
+                run.unfinished.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
             Err(_) => {
                 conn.abandon();
                 (Outcome::Timeout, None)

@@ -125,6 +125,10 @@ pub struct Report {
     pub requests: u64,
     /// Requests answered with 1xx–3xx.
     pub ok: u64,
+    /// Requests still waiting for their answer when the duration ended: abandoned, and not
+    /// counted in `requests`.
+    #[serde(default)]
+    pub unfinished: u64,
     /// Recorded requests per second.
     pub rps: f64,
     /// Latency of every recorded request, in µs.
@@ -163,6 +167,7 @@ impl Report {
         measure_from: Instant,
         merged: &Merged,
         flips: &[FlipEvent],
+        unfinished: u64,
     ) -> Report {
         let total = &merged.total;
         let c = total.counts;
@@ -205,6 +210,7 @@ impl Report {
             duration_s: secs,
             requests,
             ok: c.ok,
+            unfinished,
             rps: if secs > 0.0 {
                 requests as f64 / secs
             } else {
@@ -246,9 +252,14 @@ impl Report {
             self.url, self.protocol, self.connections
         );
         let _ = writeln!(out, "duration     {:.2} s", self.duration_s);
+        let unfinished = if self.unfinished > 0 {
+            format!(", {} unfinished at the end (not counted)", self.unfinished)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "requests     {} ({:.1} req/s), {} ok",
+            "requests     {} ({:.1} req/s), {} ok{unfinished}",
             self.requests, self.rps, self.ok
         );
         let _ = writeln!(

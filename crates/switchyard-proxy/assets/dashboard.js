@@ -1,12 +1,14 @@
 // Switchyard dashboard: polls the admin API of the proxy that serves it, draws the services,
-// pools and servers, a request/error chart per service, and the switch history, and sends
-// flips, rollbacks and splits after an in-page confirmation.
+// pools and servers (rates, error share, p50/p99 latency), a request/error chart per service
+// with flip markers (dashboard-chart.js), and the switch history, and sends flips, rollbacks and
+// splits after an in-page confirmation. The first state comes with the page when it can (a JSON
+// block the proxy adds when no token is needed), so nothing waits for the first poll.
 //
 // Only same-origin requests; everything is rendered with textContent (no HTML from data).
 "use strict";
 
 const POLL_MS = 1000;
-const WINDOW_S = 300; // the chart shows the last five minutes
+const LATENCY_WINDOW_MS = 60000; // p50/p99 over the last minute
 const HISTORY_LIMIT = 30;
 const TOKEN_KEY = "switchyard-admin-token";
 const ACTOR = "dashboard";
@@ -24,6 +26,8 @@ const state = {
   lastCounts: new Map(), // "svc/pool" -> {t, requests, errors}
   series: new Map(), // "svc" -> [{t, pools: {pool: {rps, eps}}}]
   rates: new Map(), // "svc/pool" -> {rps, eps}
+  latency: new Map(), // "svc/pool" -> [{t, buckets}], the last minute of readings
+  history: [], // the last entries, newest first
   cards: new Map(), // "svc" -> {shape, root, refs}
   historyDirty: true,
   lastHistoryAt: 0,
@@ -142,7 +146,9 @@ async function poll() {
     if (state.historyDirty || now - state.lastHistoryAt > 5000) {
       state.historyDirty = false;
       state.lastHistoryAt = now;
-      renderHistory((await api("GET", `/history?limit=${HISTORY_LIMIT}`)).entries || []);
+      state.history = (await api("GET", `/history?limit=${HISTORY_LIMIT}`)).entries || [];
+      renderHistory(state.history);
+      render(status, null);
     }
   } catch (e) {
     setLink("offline", "offline");
@@ -162,6 +168,17 @@ function absorbStats(stats) {
     ingest(sample.services, sample.t, wallNow - (stats.uptime_seconds - sample.t) * 1000);
   }
   ingest(stats.services, stats.uptime_seconds, wallNow);
+  for (const [svc, s] of Object.entries(stats.services || {})) {
+    for (const [pool, c] of Object.entries(s.pools || {})) {
+      if (!c.latency) continue;
+      const key = `${svc}/${pool}`;
+      const list = state.latency.get(key) || [];
+      list.push({ t: wallNow, buckets: c.latency });
+      // Keep one reading at least a minute old as the baseline, none older.
+      while (list.length > 2 && list[1].t <= wallNow - LATENCY_WINDOW_MS) list.shift();
+      state.latency.set(key, list);
+    }
+  }
   $("generation").textContent = stats.generation;
   $("connections").textContent = stats.open_connections;
   $("uptime").textContent = formatUptime(stats.uptime_seconds);
@@ -192,24 +209,11 @@ function ingest(services, t, wall) {
   }
 }
 
-function formatUptime(s) {
-  s = Math.floor(s);
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
-  if (s < 86400) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
-  return `${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h`;
-}
-
-function fmtRate(r) {
-  if (r === 0) return "0";
-  if (r < 10) return r.toFixed(1);
-  return Math.round(r).toLocaleString();
-}
-
 // ---- services --------------------------------------------------------------------------------
 
 function render(status, stats) {
   const root = $("services");
+  for (const placeholder of root.querySelectorAll(".loading")) placeholder.remove();
   const names = Object.keys(status.services);
   for (const [name, card] of state.cards) {
     if (!names.includes(name)) { card.root.remove(); state.cards.delete(name); }
@@ -236,6 +240,7 @@ function buildCard(name, svc) {
   refs.live = live;
   refs.split = el("span", { class: "badge warn", hidden: "" });
   refs.down = el("span", { class: "badge bad", text: "live pool down", hidden: "" });
+  refs.stagedDown = el("span", { class: "badge bad big", hidden: "", dataset: { testid: `staged-down-${name}` } });
   refs.flip = el("button", { class: "flip", type: "button", dataset: { testid: `flip-${name}` } });
   refs.switches = el("span", { class: "controls" });
   refs.rollback = el("button", { type: "button", dataset: { testid: `rollback-${name}` } });
@@ -252,8 +257,11 @@ function buildCard(name, svc) {
     const r = {};
     r.state = el("span", { class: "badge" });
     r.rps = el("b", { text: "0" });
-    r.eps = el("b", { text: "0" });
+    r.err = el("b", { text: "–" });
+    r.p50 = el("b", { text: "–" });
+    r.p99 = el("b", { text: "–" });
     r.inflight = el("b", { text: "0" });
+    r.downNote = el("p", { class: "down-note", hidden: "", dataset: { testid: `down-${name}-${pool}` } });
     r.servers = {};
     const list = el("ul", { class: "servers" });
     for (const s of svc.pools[pool].servers) {
@@ -266,9 +274,12 @@ function buildCard(name, svc) {
       el("div", { class: "pool-head" },
         el("span", { class: "pool-name" }, el("span", { class: "swatch" }), pool),
         r.state),
+      r.downNote,
       el("div", { class: "numbers" },
         el("div", { class: "num" }, r.rps, el("span", { text: "req/s" })),
-        el("div", { class: "num err" }, r.eps, el("span", { text: "5xx/s" })),
+        el("div", { class: "num err" }, r.err, el("span", { text: "5xx" })),
+        el("div", { class: "num", title: "time to the response head, last minute" }, r.p50, el("span", { text: "p50" })),
+        el("div", { class: "num", title: "time to the response head, last minute" }, r.p99, el("span", { text: "p99" })),
         el("div", { class: "num" }, r.inflight, el("span", { text: "in flight" }))),
       list);
     refs.pools[pool] = r;
@@ -278,12 +289,13 @@ function buildCard(name, svc) {
   refs.canvas = el("canvas", { height: "140", "aria-label": `Requests per second of ${name}` });
   const legend = el("span", { class: "legend" },
     ...poolNames.map((p) => el("span", {}, el("i", { colour: colourOf(p) }), `${p} req/s`)),
-    el("span", {}, el("i", { class: "dashed" }), "5xx/s"));
+    el("span", {}, el("i", { class: "dashed" }), "5xx/s"),
+    el("span", {}, el("i", { class: "marker" }), "flips"));
   refs.peak = el("span", {});
 
   const root = el("article", { class: "card service", dataset: { service: name } },
     el("div", { class: "service-top" },
-      el("div", { class: "service-name" }, el("h2", { text: name }), live, refs.split, refs.down),
+      el("div", { class: "service-name" }, el("h2", { text: name }), live, refs.split, refs.down, refs.stagedDown),
       el("div", { class: "controls" }, refs.flip, refs.switches, refs.rollback, refs.splitButton, refs.endSplit)),
     pools,
     el("div", { class: "chart" },
@@ -302,21 +314,43 @@ function updateCard(name, svc, card, stats) {
   refs.down.hidden = svc.live_pool_available !== false;
 
   const split = svc.split && Object.values(svc.split).some((w) => w > 0) ? svc.split : null;
+  const total = split ? Object.values(split).reduce((a, b) => a + b, 0) || 1 : 1;
+  const share = (p) => (split ? Math.round((100 * (split[p] || 0)) / total) : p === active ? 100 : 0);
   refs.split.hidden = !split;
   if (split) {
-    const total = Object.values(split).reduce((a, b) => a + b, 0) || 1;
     refs.split.textContent = "split " + Object.entries(split)
-      .filter(([, w]) => w > 0).map(([p, w]) => `${p} ${Math.round((100 * w) / total)}%`).join(" / ");
+      .filter(([, w]) => w > 0).map(([p]) => `${p} ${share(p)}%`).join(" / ");
   }
   refs.endSplit.hidden = !split;
 
-  // Flip: with two pools, to the other one; with more, to the previous one (or the next by name).
+  // A pool that takes no new requests and whose every server is down or ejected.
+  const isDown = (p) => p.servers.length > 0 && p.servers.every((s) => s.ejected || s.health === "down");
+  const staged = poolNames.filter((p) => p !== active && share(p) === 0);
+  const stagedDown = staged.filter((p) => isDown(svc.pools[p]));
+  refs.stagedDown.hidden = stagedDown.length === 0;
+  refs.stagedDown.textContent = `staged ${stagedDown.join(", ")} DOWN`;
+
+  // Flip goes to the staged colour: with two pools the other one; with more, the previous one
+  // (or the first other). Rollback undoes the last switch and is offered only right after one,
+  // so the two never name the same move; with two pools exactly one of them is shown.
   const others = poolNames.filter((p) => p !== active);
   const flipTo = poolNames.length === 2 ? others[0] : (svc.previous && svc.previous !== active ? svc.previous : others[0]);
-  refs.flip.hidden = !flipTo;
+  const last = state.history.find((e) => e.service === name && e.ok && e.action !== "reload");
+  const canRollback = Boolean(svc.previous && svc.previous !== active && last && last.action === "switch" && last.to === active);
+  refs.rollback.hidden = !canRollback;
+  if (canRollback) {
+    const down = isDown(svc.pools[svc.previous]);
+    refs.rollback.textContent = down ? `Rollback to ${svc.previous} (DOWN)` : `Rollback to ${svc.previous}`;
+    refs.rollback.className = down ? "flip danger" : "";
+    refs.rollback.title = `Undo the switch from ${svc.previous} to ${active} of ${fmtTime(new Date(last.time))}`;
+  }
+  refs.flip.hidden = !flipTo || (canRollback && flipTo === svc.previous);
   if (flipTo) {
+    const down = isDown(svc.pools[flipTo]);
     refs.flip.dataset.to = flipTo;
-    refs.flip.textContent = `Flip to ${flipTo}`;
+    refs.flip.textContent = down ? `Flip to ${flipTo} (DOWN)` : `Flip to ${flipTo}`;
+    refs.flip.title = `Switch every new request to ${flipTo}`;
+    refs.flip.classList.toggle("danger", down);
     refs.flip.style.setProperty("--c", colourOf(flipTo));
   }
   const extra = poolNames.length > 2 ? others.filter((p) => p !== flipTo) : [];
@@ -326,20 +360,38 @@ function updateCard(name, svc, card, stats) {
     refs.switches.replaceChildren(...extra.map((p) =>
       el("button", { type: "button", class: "ghost", text: `Switch to ${p}`, onclick: () => flip(name, p) })));
   }
-  refs.rollback.disabled = !svc.previous;
-  refs.rollback.textContent = svc.previous ? `Rollback to ${svc.previous}` : "Rollback";
   refs.splitButton.disabled = poolNames.length < 2;
 
   for (const pool of poolNames) {
     const p = svc.pools[pool];
     const r = refs.pools[pool];
-    r.state.textContent = p.state;
-    r.state.className = p.state === "draining" ? "badge warn" : "badge";
-    r.root.classList.toggle("is-live", p.state === "active");
+    const down = isDown(p);
+    // During a split only the active pool says ACTIVE; the others that take a share say so.
+    let label = p.state, kind = "badge";
+    if (pool === active) { label = split ? `active · ${share(pool)}%` : "active"; kind = "badge live"; }
+    else if (share(pool) > 0) { label = `split · ${share(pool)}%`; kind = "badge warn"; }
+    else if (p.state === "draining") kind = "badge warn";
+    else label = "staged";
+    if (down) { label = "down"; kind = "badge bad"; }
+    r.state.textContent = label;
+    r.state.className = kind;
+    r.root.classList.toggle("is-live", pool === active);
+    r.root.classList.toggle("is-share", pool !== active && share(pool) > 0);
+    r.root.classList.toggle("is-down", down);
+    r.downNote.hidden = !down;
+    r.downNote.textContent = pool === active || share(pool) > 0
+      ? `${pool} is DOWN: no healthy server, and it takes ${share(pool)}% of new requests.`
+      : `${pool} is DOWN: no healthy server. A flip to ${pool} is refused unless forced.`;
     const rate = state.rates.get(`${name}/${pool}`) || { rps: 0, eps: 0 };
     r.rps.textContent = fmtRate(rate.rps);
-    r.eps.textContent = fmtRate(rate.eps);
-    r.eps.parentElement.classList.toggle("has-errors", rate.eps > 0);
+    r.err.textContent = rate.rps > 0 ? `${fmtPct((100 * rate.eps) / rate.rps)}%` : "–";
+    r.err.title = `${fmtRate(rate.eps)} 5xx/s`;
+    r.err.parentElement.classList.toggle("has-errors", rate.eps > 0);
+    const readings = state.latency.get(`${name}/${pool}`) || [];
+    const cur = readings.length ? readings[readings.length - 1].buckets : null;
+    const base = readings.length > 1 ? readings[0].buckets : null;
+    r.p50.textContent = fmtQuantile(quantile(0.5, cur, base));
+    r.p99.textContent = fmtQuantile(quantile(0.99, cur, base));
     r.inflight.textContent = p.in_flight;
     for (const s of p.servers) {
       const slot = r.servers[s.addr];
@@ -350,81 +402,15 @@ function updateCard(name, svc, card, stats) {
       slot.f.textContent = `${s.in_flight} in flight`;
     }
   }
-  drawChart(name, poolNames, refs);
-}
-
-// ---- chart -----------------------------------------------------------------------------------
-
-function drawChart(name, poolNames, refs) {
-  const canvas = refs.canvas;
-  const css = getComputedStyle(document.documentElement);
-  const width = canvas.clientWidth || 600;
-  const height = canvas.clientHeight || 140;
-  const dpr = window.devicePixelRatio || 1;
-  if (canvas.width !== Math.round(width * dpr) || canvas.height !== Math.round(height * dpr)) {
-    canvas.width = Math.round(width * dpr);
-    canvas.height = Math.round(height * dpr);
-  }
-  const ctx = canvas.getContext("2d");
-  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-  ctx.clearRect(0, 0, width, height);
-  const series = state.series.get(name) || [];
-  const now = Date.now();
-  const pad = { l: 36, r: 8, t: 10, b: 18 };
-  const w = width - pad.l - pad.r;
-  const h = height - pad.t - pad.b;
-  let peak = 0;
-  for (const pt of series) for (const r of Object.values(pt.pools)) peak = Math.max(peak, r.rps, r.eps);
-  const top = 4 * niceCeil(Math.max(peak, 1) / 4); // four gridlines at round numbers
-  const x = (t) => pad.l + w - ((now - t) / (WINDOW_S * 1000)) * w;
-  const y = (v) => pad.t + h - (v / top) * h;
-
-  ctx.font = `11px ${css.getPropertyValue("--font")}`;
-  ctx.fillStyle = css.getPropertyValue("--muted").trim() || "#888";
-  ctx.strokeStyle = css.getPropertyValue("--line").trim() || "#333";
-  ctx.lineWidth = 1;
-  for (let i = 0; i <= 4; i++) {
-    const v = (top * i) / 4;
-    const yy = Math.round(y(v)) + 0.5;
-    ctx.beginPath(); ctx.moveTo(pad.l, yy); ctx.lineTo(pad.l + w, yy); ctx.stroke();
-    ctx.textAlign = "right"; ctx.textBaseline = "middle";
-    ctx.fillText(fmtAxis(v), pad.l - 6, yy);
-  }
-  ctx.textAlign = "center"; ctx.textBaseline = "top";
-  for (let m = 0; m <= WINDOW_S / 60; m++) {
-    const t = now - m * 60000;
-    ctx.fillText(m === 0 ? "now" : `-${m}m`, Math.min(Math.max(x(t), pad.l + 10), pad.l + w - 12), pad.t + h + 4);
-  }
-
-  const line = (pick, colour, dashed) => {
-    ctx.beginPath();
-    let started = false;
-    for (const pt of series) {
-      const v = pick(pt);
-      if (v === undefined) continue;
-      const xx = x(pt.t), yy = y(v);
-      if (started) ctx.lineTo(xx, yy); else { ctx.moveTo(xx, yy); started = true; }
-    }
-    ctx.setLineDash(dashed ? [4, 3] : []);
-    ctx.strokeStyle = colour;
-    ctx.lineWidth = 2;
-    ctx.lineJoin = "round";
-    ctx.stroke();
-    ctx.setLineDash([]);
-  };
-  for (const pool of poolNames) line((pt) => pt.pools[pool] && pt.pools[pool].rps, colourOf(pool), false);
-  line((pt) => Object.values(pt.pools).reduce((a, r) => a + r.eps, 0), "#ef4444", true);
+  const markers = state.history
+    .filter((e) => e.service === name && e.ok && e.action !== "reload")
+    .map((e) => ({
+      t: Date.parse(e.time),
+      colour: colourOf(e.to || active),
+      label: e.action === "split" ? "split" : e.action === "end_split" ? "end split" : `${e.action === "rollback" ? "rollback" : "flip"} → ${e.to}`,
+    }));
+  const peak = drawChart(refs.canvas, state.series.get(name) || [], markers, poolNames, colourOf);
   refs.peak.textContent = `peak ${fmtRate(peak)} req/s · last ${WINDOW_S / 60} min`;
-}
-
-function fmtAxis(v) {
-  return v >= 10 ? Math.round(v).toLocaleString() : String(Number(v.toFixed(2)));
-}
-
-function niceCeil(v) {
-  const p = Math.pow(10, Math.floor(Math.log10(v)));
-  for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p) return m * p;
-  return 10 * p;
 }
 
 // ---- history ---------------------------------------------------------------------------------
@@ -437,7 +423,9 @@ function renderHistory(entries) {
   body.replaceChildren(...entries.map((e) => {
     const when = new Date(e.time);
     const change = el("td", {});
-    if (e.action === "split" && e.weights) {
+    if (e.action === "end_split" && e.to) {
+      change.append("all to ", el("span", { class: "pill", colour: colourOf(e.to), text: e.to }));
+    } else if (e.action === "split" && e.weights) {
       change.append(Object.entries(e.weights).map(([p, w]) => `${p}=${w}`).join(" "));
     } else if (e.from || e.to) {
       if (e.from) change.append(el("span", { class: "pill", colour: colourOf(e.from), text: e.from }));
@@ -448,7 +436,7 @@ function renderHistory(entries) {
     }
     const action = ACTIONS[e.action] || e.action;
     return el("tr", { class: e.ok ? "" : "refused" },
-      el("td", { title: e.time, text: isToday(when) ? when.toLocaleTimeString() : when.toLocaleString() }),
+      el("td", { title: e.time, class: "mono", text: fmtTime(when) }),
       el("td", {}, action, e.forced ? el("span", { class: "badge warn", text: "forced" }) : null),
       el("td", { text: e.service || "—" }),
       change,
@@ -456,11 +444,6 @@ function renderHistory(entries) {
       el("td", { text: e.generation }),
       el("td", { class: e.ok ? "result-ok" : "result-refused", text: e.ok ? "applied" : `refused: ${e.error || ""}` }));
   }));
-}
-
-function isToday(d) {
-  const n = new Date();
-  return d.getFullYear() === n.getFullYear() && d.getMonth() === n.getMonth() && d.getDate() === n.getDate();
 }
 
 // ---- actions ---------------------------------------------------------------------------------
@@ -509,7 +492,8 @@ async function run(label, method, path, body) {
   state.busy = true;
   try {
     const out = await api(method, path, body);
-    const change = out && out.active ? `${out.service}: ${out.previous || "—"} → ${out.active}` : "done";
+    const moved = out && out.active && (label === "Flip" || label === "Rollback");
+    const change = moved ? `${out.service}: ${out.previous || "—"} → ${out.active}` : (out && out.service) || "done";
     toast(`${label}: ${change} (generation ${out ? out.generation : "?"})`, "ok");
   } catch (e) {
     toast(`${label} refused: ${e.message}`, "bad");
@@ -608,5 +592,23 @@ document.addEventListener("DOMContentLoaded", () => {
   window.addEventListener("resize", () => {
     if (state.status) render(state.status, null);
   });
-  poll();
+  // The state the page came with: draw it now, poll from the next second on.
+  const initial = $("initial-state");
+  let first = null;
+  try { first = initial ? JSON.parse(initial.textContent) : null; } catch { first = null; }
+  if (first && first.status && first.stats) {
+    state.seeded = true;
+    state.status = first.status;
+    state.generation = first.status.generation;
+    state.history = first.history || [];
+    state.historyDirty = false;
+    state.lastHistoryAt = Date.now();
+    absorbStats(first.stats);
+    render(first.status, first.stats);
+    renderHistory(state.history);
+    setLink("live", "live");
+    setTimeout(poll, POLL_MS);
+  } else {
+    poll();
+  }
 });

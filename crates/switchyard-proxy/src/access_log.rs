@@ -247,11 +247,17 @@ fn write_loop(inner: &Inner, mut out: Box<dyn Write + Send>, path: Option<&Path>
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS` of a Unix time.
+/// `YYYY-MM-DDTHH:MM:SS` of a Unix time (UTC).
 fn stamp(since_epoch: Duration) -> [u8; 19] {
     let mut out = [b'0'; 19];
-    let t = UNIX_EPOCH + Duration::from_secs(since_epoch.as_secs());
-    let text = humantime::format_rfc3339_seconds(t).to_string();
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second]"
+    );
+    let text = i64::try_from(since_epoch.as_secs())
+        .ok()
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_default();
     if let Some(b) = text.as_bytes().get(..19) {
         out.copy_from_slice(b);
     }

@@ -239,6 +239,13 @@ async fn handle(
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
             return resp;
         }
+        // Without a token anyone may read the state, so the page comes with it and draws it
+        // before its first poll.
+        Route::Asset(content_type, _)
+            if token.is_none() && content_type.starts_with("text/html") =>
+        {
+            return dashboard::page_with_state(&initial_state(ctl));
+        }
         Route::Asset(content_type, body) => return dashboard::response(content_type, body),
         Route::Favicon => {
             let mut resp = Response::new(ProxyBody::full(""));
@@ -343,6 +350,15 @@ fn split_body(
 }
 
 /// Who sent a control request: the sanitised `X-Switchyard-Actor` header, else `admin-api`.
+/// What the dashboard's first poll would fetch: `/status`, `/stats?series=1` and `/history`.
+fn initial_state(ctl: &Controller) -> serde_json::Value {
+    json!({
+        "status": StatusReport::from_snapshot(&ctl.snapshot()),
+        "stats": metrics::stats(&ctl.shared, true),
+        "history": ctl.history(DEFAULT_LIMIT),
+    })
+}
+
 fn actor<B>(req: &Request<B>) -> String {
     req.headers()
         .get(X_SWITCHYARD_ACTOR)

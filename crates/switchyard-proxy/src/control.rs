@@ -46,7 +46,7 @@ pub enum ControlError {
     AmbiguousService(String),
     /// The target pool has no healthy server and `force` was not given.
     #[error(
-        "pool `{pool}` of service `{service}` has no healthy server; use force to switch anyway"
+        "pool `{pool}` of service `{service}` has no healthy server; pass force (CLI: --force) to switch anyway"
     )]
     Unhealthy {
         /// The service.

@@ -2,7 +2,9 @@
 //!
 //! No build step and nothing fetched from elsewhere: the files under `assets/` are served as
 //! they are, with a content security policy that allows only this origin. The page needs no
-//! token to load; it asks for one when an API call answers 401.
+//! token to load; it asks for one when an API call answers 401. When no token is configured,
+//! the page carries the proxy's state in a JSON data block (not a script: the CSP allows no
+//! inline script), so it is drawn at once rather than after the first poll.
 
 use http::{HeaderValue, Response, header};
 
@@ -12,6 +14,8 @@ use crate::body::ProxyBody;
 pub(crate) const HTML: &str = include_str!("../assets/dashboard.html");
 /// Its script.
 pub(crate) const JS: &str = include_str!("../assets/dashboard.js");
+/// Its chart and latency maths.
+pub(crate) const CHART_JS: &str = include_str!("../assets/dashboard-chart.js");
 /// Its stylesheet.
 pub(crate) const CSS: &str = include_str!("../assets/dashboard.css");
 
@@ -24,9 +28,23 @@ pub(crate) fn asset(path: &str) -> Option<(&'static str, &'static str)> {
     match path {
         "/" | "/index.html" | "/dashboard" => Some(("text/html; charset=utf-8", HTML)),
         "/assets/dashboard.js" => Some(("text/javascript; charset=utf-8", JS)),
+        "/assets/dashboard-chart.js" => Some(("text/javascript; charset=utf-8", CHART_JS)),
         "/assets/dashboard.css" => Some(("text/css; charset=utf-8", CSS)),
         _ => None,
     }
+}
+
+/// The page with `state` in `<script type="application/json" id="initial-state">`, where the
+/// script reads it. `<` is escaped, so no value can end the block.
+pub(crate) fn page_with_state(state: &serde_json::Value) -> Response<ProxyBody> {
+    let json = serde_json::to_string(state)
+        .unwrap_or_else(|_| "null".into())
+        .replace('<', "\\u003c");
+    let block = format!("<script type=\"application/json\" id=\"initial-state\">{json}</script>\n");
+    let page = HTML.replacen("</head>", &format!("{block}</head>"), 1);
+    let mut resp = response("text/html; charset=utf-8", "");
+    *resp.body_mut() = ProxyBody::full(page);
+    resp
 }
 
 /// The response for an embedded file.
@@ -57,7 +75,12 @@ mod tests {
 
     #[test]
     fn nothing_is_loaded_from_elsewhere() {
-        for (name, text) in [("html", HTML), ("js", JS), ("css", CSS)] {
+        for (name, text) in [
+            ("html", HTML),
+            ("js", JS),
+            ("chart", CHART_JS),
+            ("css", CSS),
+        ] {
             let lower = text.to_ascii_lowercase();
             for needle in ["http://", "https://", "//cdn", "@import", "url("] {
                 assert!(!lower.contains(needle), "{name} contains {needle}");
@@ -67,7 +90,11 @@ mod tests {
 
     #[test]
     fn the_page_references_only_embedded_assets() {
-        for reference in ["/assets/dashboard.js", "/assets/dashboard.css"] {
+        for reference in [
+            "/assets/dashboard.js",
+            "/assets/dashboard-chart.js",
+            "/assets/dashboard.css",
+        ] {
             assert!(HTML.contains(reference), "{reference}");
             assert!(asset(reference).is_some(), "{reference}");
         }
@@ -82,5 +109,24 @@ mod tests {
         assert!(JS.contains("sessionStorage"));
         assert!(!JS.contains("window.confirm") && !JS.contains("confirm("));
         assert!(!JS.contains("innerHTML"), "render with textContent only");
+        assert!(
+            !CHART_JS.contains("innerHTML"),
+            "render with textContent only"
+        );
+    }
+
+    #[test]
+    fn the_state_block_cannot_end_early() {
+        let state = serde_json::json!({ "actor": "</script><script>alert(1)</script>" });
+        let resp = page_with_state(&state);
+        let ProxyBody::Full(Some(body)) = resp.into_body() else {
+            panic!("a full body");
+        };
+        let page = String::from_utf8_lossy(&body).into_owned();
+        assert_eq!(
+            page.matches("</script>").count(),
+            HTML.matches("</script>").count() + 1
+        );
+        assert!(page.contains("id=\"initial-state\">{\"actor\":\"\\u003c/script>"));
     }
 }

@@ -225,6 +225,10 @@ pub(crate) struct Metrics {
 /// Requests and 5xx answers so far, by service and pool.
 pub(crate) type Traffic = BTreeMap<String, BTreeMap<String, (u64, u64)>>;
 
+/// A latency histogram for `/stats`: per bucket its upper bound in seconds (`None` for
+/// `+Inf`) and its count.
+pub(crate) type LatencyBuckets = Vec<(Option<f64>, u64)>;
+
 /// How many once-a-second samples `/stats?series=1` keeps: five minutes.
 const SERIES_LEN: usize = 300;
 
@@ -345,6 +349,24 @@ impl Metrics {
             .collect()
     }
 
+    /// Each pool's latency histogram as read now, for `/stats`: per bucket its upper bound in
+    /// seconds (`None` for `+Inf`) and its count (not cumulative).
+    pub(crate) fn latencies(&self) -> BTreeMap<(String, String), LatencyBuckets> {
+        let table = self.table.load();
+        let mut out = BTreeMap::new();
+        for (svc, e) in &table.services {
+            for (pool, c) in &e.pools {
+                let (_, _, buckets) = c.latency.read();
+                let buckets = buckets
+                    .into_iter()
+                    .map(|(le, n)| (le.is_finite().then_some(le), n))
+                    .collect();
+                out.insert((svc.clone(), pool.clone()), buckets);
+            }
+        }
+        out
+    }
+
     /// Time since the proxy started.
     pub(crate) fn uptime(&self) -> Duration {
         self.started.elapsed()
@@ -397,8 +419,9 @@ fn traffic_json(traffic: Traffic) -> serde_json::Value {
 }
 
 /// The small JSON document the dashboard polls: request and 5xx counters per pool, so rates
-/// can be drawn from the difference between two polls. With `series`, also the samples of the
-/// last minutes (`t` is the uptime in seconds at each sample).
+/// can be drawn from the difference between two polls, and each pool's latency buckets
+/// (`[upper bound in seconds or null, count]`, time to the response head). With `series`, also
+/// the samples of the last minutes (`t` is the uptime in seconds at each sample).
 pub(crate) fn stats(shared: &Shared, series: bool) -> serde_json::Value {
     let metrics = &shared.metrics;
     let mut doc = serde_json::json!({
@@ -407,6 +430,12 @@ pub(crate) fn stats(shared: &Shared, series: bool) -> serde_json::Value {
         "uptime_seconds": metrics.uptime().as_secs_f64(),
         "services": traffic_json(metrics.traffic()),
     });
+    // Latency buckets per pool, for the dashboard's p50/p99.
+    for ((svc, pool), buckets) in metrics.latencies() {
+        if let Some(p) = doc["services"][&svc]["pools"].get_mut(&pool) {
+            p["latency"] = serde_json::json!(buckets);
+        }
+    }
     if series {
         let samples: Vec<_> = metrics
             .series

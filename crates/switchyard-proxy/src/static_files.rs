@@ -10,7 +10,19 @@
 //! Every refusal is a 404 — never a 403 — so a probe cannot tell "exists but refused" from
 //! "does not exist" outside the directory. The one 403 is for a file inside the directory that
 //! the proxy may not read (the operator's permissions problem, worth seeing as such). Only `GET`
-//! and `HEAD` are served; `Range` is ignored (the whole file is sent, as RFC 9110 allows).
+//! and `HEAD` are served.
+//!
+//! A `GET` with one byte range gets 206 and that range (`If-Range` honoured); several ranges,
+//! or one that starts past the end, get 416 with `Content-Range: bytes */LEN` (`range.rs`). A
+//! file with a `NAME.br` or `NAME.gz` sibling (passing the same inside-the-directory check) is
+//! answered with the sibling and `Content-Encoding` when the client's `Accept-Encoding` takes
+//! it, and every answer for such a file carries `Vary: Accept-Encoding`. Media types come from
+//! `mime_guess`'s table, with `charset=utf-8` on text.
+//!
+//! Why not tower-http's `ServeDir`: it follows a symlink that leads out of the directory (it
+//! has no option to refuse one), it would open the `.br`/`.gz` siblings without such a check
+//! either, and it would add `tower`, `tower-http` and a boxed body variant to the response
+//! path for what is some 150 lines here.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -22,10 +34,14 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode, Uri};
 use http_body::{Body, Frame, SizeHint};
-use switchyard_config::StaticConfig;
-use tokio::io::{AsyncRead, ReadBuf};
+use switchyard_config::{CompressionConfig, StaticConfig};
+use tokio::io::{AsyncRead, AsyncSeekExt, ReadBuf};
 
 use crate::body::{BoxError, ProxyBody};
+use crate::compress::Encoding;
+use range::Ranged;
+
+mod range;
 
 /// Bytes read from the file per body frame.
 const CHUNK: usize = 64 * 1024;
@@ -77,7 +93,7 @@ pub(crate) async fn serve(
         tokio::task::spawn_blocking(move || locate(&dir, index.as_deref(), &segments, dir_url))
             .await;
     let file = match located {
-        Ok(Located::File(file)) => file,
+        Ok(Located::File(files)) => files,
         Ok(Located::Redirect) => return redirect_to_dir(uri),
         Ok(Located::NotFound) => return not_found(),
         Err(e) => {
@@ -134,10 +150,20 @@ struct Found {
     meta: std::fs::Metadata,
 }
 
+/// A file and the precompressed forms of it that lie next to it.
+struct Variants {
+    /// The file itself.
+    plain: Found,
+    /// `NAME.br`, when it is a regular file inside the directory.
+    br: Option<Found>,
+    /// `NAME.gz`, likewise.
+    gz: Option<Found>,
+}
+
 /// Where a request leads.
 enum Located {
     /// A regular file inside the directory.
-    File(Found),
+    File(Box<Variants>),
     /// A directory named without its trailing `/`, that has an index file.
     Redirect,
     /// Nothing servable.
@@ -167,7 +193,7 @@ fn locate(dir: &Path, index: Option<&str>, segments: &[String], dir_url: bool) -
         return if dir_url {
             Located::NotFound
         } else {
-            Located::File(found)
+            Located::File(Box::new(with_siblings(&root, found)))
         };
     }
     if !found.meta.is_dir() {
@@ -178,9 +204,25 @@ fn locate(dir: &Path, index: Option<&str>, segments: &[String], dir_url: bool) -
         return Located::NotFound;
     };
     match inside(&root, &found.path.join(index)) {
-        Some(file) if file.meta.is_file() && dir_url => Located::File(file),
+        Some(file) if file.meta.is_file() && dir_url => {
+            Located::File(Box::new(with_siblings(&root, file)))
+        }
         Some(file) if file.meta.is_file() => Located::Redirect,
         _ => Located::NotFound,
+    }
+}
+
+/// `plain` with its `.br` and `.gz` siblings, each found (or not) by the same rule as any file.
+fn with_siblings(root: &Path, plain: Found) -> Variants {
+    let sibling = |ext: &str| {
+        let mut name = plain.path.clone().into_os_string();
+        name.push(ext);
+        inside(root, Path::new(&name)).filter(|f| f.meta.is_file())
+    };
+    Variants {
+        br: sibling(".br"),
+        gz: sibling(".gz"),
+        plain,
     }
 }
 
@@ -203,23 +245,25 @@ fn inside(root: &Path, path: &Path) -> Option<Found> {
     Some(Found { path, meta })
 }
 
-/// Answers with the file: 304 when the client's copy is current, else its headers and, for
-/// `GET`, its bytes streamed from disk.
+/// Answers with the file (or the precompressed form the client takes): 304 when the client's
+/// copy is current, else its headers and, for `GET`, its bytes — all of them, or the one range
+/// asked for — streamed from disk.
 async fn send_file(
     cfg: &StaticConfig,
     method: &Method,
     req: &HeaderMap,
-    file: &Found,
+    files: &Variants,
 ) -> Response<ProxyBody> {
+    let (file, coding) = choose(files, req.get(header::ACCEPT_ENCODING));
     let len = file.meta.len();
     let modified = file.meta.modified().ok();
     let etag = etag(len, modified);
-    let last_modified = modified.map(httpdate::fmt_http_date);
     let mut head = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&etag) {
         head.insert(header::ETAG, v);
     }
-    if let Some(v) = last_modified.and_then(|d| HeaderValue::from_str(&d).ok()) {
+    if let Some(v) = modified.and_then(|m| HeaderValue::from_str(&httpdate::fmt_http_date(m)).ok())
+    {
         head.insert(header::LAST_MODIFIED, v);
     }
     if let Some(v) = cfg
@@ -229,22 +273,53 @@ async fn send_file(
     {
         head.insert(header::CACHE_CONTROL, v);
     }
+    if files.br.is_some() || files.gz.is_some() {
+        head.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    }
     if not_modified(req, &etag, modified) {
         let mut resp = Response::new(ProxyBody::empty());
         *resp.status_mut() = StatusCode::NOT_MODIFIED;
         *resp.headers_mut() = head;
         return resp;
     }
-    head.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(content_type(&file.path)),
-    );
-    head.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if let Ok(v) = HeaderValue::from_str(&content_type(&files.plain.path)) {
+        head.insert(header::CONTENT_TYPE, v);
+    }
+    if let Some(coding) = coding {
+        head.insert(header::CONTENT_ENCODING, HeaderValue::from_static(coding));
+    }
+    head.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    let ranged = if method == Method::GET {
+        range::requested(req, len, &etag, modified)
+    } else {
+        Ranged::Whole
+    };
+    let (status, start, count) = match ranged {
+        Ranged::Whole => (StatusCode::OK, 0, len),
+        Ranged::Part { start, end } => {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
+                head.insert(header::CONTENT_RANGE, v);
+            }
+            (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
+        }
+        Ranged::Unsatisfiable => {
+            let mut resp = plain(StatusCode::RANGE_NOT_SATISFIABLE, "Range Not Satisfiable\n");
+            let content_type = resp.headers_mut().remove(header::CONTENT_TYPE);
+            head.remove(header::CONTENT_ENCODING);
+            head.extend(content_type.map(|v| (header::CONTENT_TYPE, v)));
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                head.insert(header::CONTENT_RANGE, v);
+            }
+            *resp.headers_mut() = head;
+            return resp;
+        }
+    };
+    head.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
     let body = if method == Method::HEAD {
         ProxyBody::empty()
     } else {
-        match tokio::fs::File::open(&file.path).await {
-            Ok(f) => ProxyBody::File(Box::new(FileStream::new(f, len))),
+        match open_at(&file.path, start).await {
+            Ok(f) => ProxyBody::File(Box::new(FileStream::new(f, count))),
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
                 tracing::warn!(path = %file.path.display(), error = %e, "static file not readable by the proxy");
                 return plain(StatusCode::FORBIDDEN, "Forbidden\n");
@@ -256,8 +331,43 @@ async fn send_file(
         }
     };
     let mut resp = Response::new(body);
+    *resp.status_mut() = status;
     *resp.headers_mut() = head;
     resp
+}
+
+/// The file opened and positioned at byte `start`.
+async fn open_at(path: &Path, start: u64) -> io::Result<tokio::fs::File> {
+    let mut f = tokio::fs::File::open(path).await?;
+    if start > 0 {
+        f.seek(io::SeekFrom::Start(start)).await?;
+    }
+    Ok(f)
+}
+
+/// The form to send and its `Content-Encoding`: brotli or gzip when that sibling exists and
+/// `Accept-Encoding` takes it (the higher q-value wins, brotli on a tie), else the file itself.
+fn choose<'a>(
+    files: &'a Variants,
+    accept: Option<&HeaderValue>,
+) -> (&'a Found, Option<&'static str>) {
+    let offered = CompressionConfig {
+        enabled: true,
+        brotli: files.br.is_some(),
+        gzip: files.gz.is_some(),
+        ..CompressionConfig::default()
+    };
+    match crate::compress::negotiate(&offered, accept) {
+        Some(Encoding::Brotli) => files
+            .br
+            .as_ref()
+            .map_or((&files.plain, None), |f| (f, Some("br"))),
+        Some(Encoding::Gzip) => files
+            .gz
+            .as_ref()
+            .map_or((&files.plain, None), |f| (f, Some("gzip"))),
+        None => (&files.plain, None),
+    }
 }
 
 /// A strong validator from the size and the modification time (nanoseconds): it changes
@@ -299,42 +409,26 @@ fn not_modified(req: &HeaderMap, etag: &str, modified: Option<SystemTime>) -> bo
     secs(modified) <= secs(since)
 }
 
-/// `Content-Type` by file extension; `application/octet-stream` when unknown.
-pub(crate) fn content_type(path: &Path) -> &'static str {
+/// `Content-Type` by file extension (`mime_guess`'s table), with `charset=utf-8` on text and
+/// JavaScript; `application/octet-stream` when unknown.
+pub(crate) fn content_type(path: &Path) -> String {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase)
         .unwrap_or_default();
-    match ext.as_str() {
-        "html" | "htm" => "text/html; charset=utf-8",
-        "css" => "text/css; charset=utf-8",
-        "js" | "mjs" => "text/javascript; charset=utf-8",
-        "json" | "map" => "application/json",
-        "webmanifest" => "application/manifest+json",
-        "xml" => "application/xml",
-        "txt" => "text/plain; charset=utf-8",
-        "csv" => "text/csv; charset=utf-8",
-        "md" => "text/markdown; charset=utf-8",
-        "svg" => "image/svg+xml",
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "gif" => "image/gif",
-        "webp" => "image/webp",
-        "avif" => "image/avif",
-        "ico" => "image/x-icon",
-        "woff" => "font/woff",
-        "woff2" => "font/woff2",
-        "ttf" => "font/ttf",
-        "otf" => "font/otf",
-        "wasm" => "application/wasm",
-        "pdf" => "application/pdf",
-        "zip" => "application/zip",
-        "gz" => "application/gzip",
-        "mp4" => "video/mp4",
-        "webm" => "video/webm",
-        "mp3" => "audio/mpeg",
-        _ => "application/octet-stream",
+    let essence = match ext.as_str() {
+        // The table's older names for these.
+        "mjs" => "text/javascript",
+        "map" => "application/json",
+        _ => mime_guess::from_ext(&ext)
+            .first_raw()
+            .unwrap_or("application/octet-stream"),
+    };
+    if essence.starts_with("text/") || essence == "application/javascript" {
+        format!("{essence}; charset=utf-8")
+    } else {
+        essence.to_owned()
     }
 }
 

@@ -1,5 +1,6 @@
 //! The command line, as clap derives it (SPEC §1).
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -117,11 +118,13 @@ pub struct SwitchArgs {
     /// Switch even when the target pool has no healthy server.
     #[arg(long)]
     pub force: bool,
-    /// Before switching, wait until the target pool has a healthy server (default 30s).
-    #[arg(long, value_name = "DURATION", num_args = 0..=1, default_missing_value = DEFAULT_WAIT, value_parser = parse_duration)]
+    /// Before switching, wait until the target pool has a healthy server: 30s, or as long as
+    /// `--wait-healthy=DURATION` says (with `=`, so `--wait-healthy blue` names the colour).
+    #[arg(long, value_name = "DURATION", num_args = 0..=1, require_equals = true, default_missing_value = DEFAULT_WAIT, value_parser = parse_duration)]
     pub wait_healthy: Option<Duration>,
-    /// After switching, wait until the old pool has no request in flight (default 30s).
-    #[arg(long, value_name = "DURATION", num_args = 0..=1, default_missing_value = DEFAULT_WAIT, value_parser = parse_duration)]
+    /// After switching, wait until the old pool has no request in flight: 30s, or as long as
+    /// `--wait-drained=DURATION` says.
+    #[arg(long, value_name = "DURATION", num_args = 0..=1, require_equals = true, default_missing_value = DEFAULT_WAIT, value_parser = parse_duration)]
     pub wait_drained: Option<Duration>,
     /// The admin API.
     #[command(flatten)]
@@ -170,6 +173,36 @@ pub struct ReloadArgs {
     pub admin: AdminArgs,
 }
 
+impl Cli {
+    /// Parses the process's command line, exiting as clap does on a usage error (code 2), with
+    /// a hint when a wait flag's duration was written after a space (`--wait-healthy 60s`).
+    pub fn parse_args() -> Cli {
+        let args: Vec<OsString> = std::env::args_os().collect();
+        match Cli::try_parse_from(&args) {
+            Ok(cli) => cli,
+            Err(e) => {
+                let _ = e.print();
+                if e.use_stderr() {
+                    if let Some(hint) = spaced_wait_value(&args) {
+                        eprintln!("\nhint: {hint}");
+                    }
+                }
+                std::process::exit(e.exit_code());
+            }
+        }
+    }
+}
+
+/// The fix for `--wait-healthy 60s` (the value must follow `=`), when the arguments hold one.
+fn spaced_wait_value(args: &[OsString]) -> Option<String> {
+    args.windows(2).find_map(|pair| {
+        let flag = pair[0].to_str()?;
+        let value = pair[1].to_str()?;
+        (matches!(flag, "--wait-healthy" | "--wait-drained") && parse_duration(value).is_ok())
+            .then(|| format!("give the wait its duration with `=`: {flag}={value}"))
+    })
+}
+
 /// Parses `POOL=WEIGHT`.
 fn parse_weight(s: &str) -> Result<(String, u32), String> {
     let (pool, weight) = s
@@ -215,7 +248,7 @@ mod tests {
         };
         assert_eq!(args.wait_drained, Some(Duration::from_secs(30)));
         assert_eq!(args.wait_healthy, None);
-        let cli = Cli::try_parse_from(["switchyard", "switch", "blue", "--wait-healthy", "250ms"]);
+        let cli = Cli::try_parse_from(["switchyard", "switch", "blue", "--wait-healthy=250ms"]);
         let Ok(Cli {
             command: Command::Switch(args),
         }) = cli
@@ -223,6 +256,55 @@ mod tests {
             panic!("switch did not parse: {cli:?}");
         };
         assert_eq!(args.wait_healthy, Some(Duration::from_millis(250)));
+        // The colour after a bare flag is the colour, not the flag's value.
+        let cli = Cli::try_parse_from(["switchyard", "switch", "--wait-healthy", "green"]);
+        let Ok(Cli {
+            command: Command::Switch(args),
+        }) = cli
+        else {
+            panic!("switch did not parse: {cli:?}");
+        };
+        assert_eq!(args.colour, "green");
+        assert_eq!(args.wait_healthy, Some(Duration::from_secs(30)));
+        let cli = Cli::try_parse_from([
+            "switchyard",
+            "switch",
+            "--wait-healthy",
+            "--wait-drained=1m",
+            "blue",
+        ]);
+        let Ok(Cli {
+            command: Command::Switch(args),
+        }) = cli
+        else {
+            panic!("switch did not parse: {cli:?}");
+        };
+        assert_eq!(
+            (args.colour.as_str(), args.wait_drained),
+            ("blue", Some(Duration::from_secs(60)))
+        );
+    }
+
+    #[test]
+    fn a_spaced_wait_duration_gets_a_hint() {
+        let args = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
+        assert_eq!(
+            spaced_wait_value(&args(&[
+                "switchyard",
+                "switch",
+                "blue",
+                "--wait-healthy",
+                "60s"
+            ])),
+            Some("give the wait its duration with `=`: --wait-healthy=60s".to_string())
+        );
+        assert!(
+            Cli::try_parse_from(["switchyard", "switch", "blue", "--wait-healthy", "60s"]).is_err()
+        );
+        assert_eq!(
+            spaced_wait_value(&args(&["switchyard", "switch", "--wait-drained", "blue"])),
+            None
+        );
     }
 
     #[test]

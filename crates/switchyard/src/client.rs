@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use switchyard_proxy::status::StatusReport;
 use tokio::net::TcpStream;
 
-use crate::cli::AdminArgs;
+use crate::cli::{AdminArgs, DEFAULT_ADMIN};
 
 /// The environment variable the admin token is read from.
 pub const TOKEN_ENV: &str = "SWITCHYARD_ADMIN_TOKEN";
@@ -106,8 +106,7 @@ impl AdminClient {
 
     /// `GET /status`, parsed.
     pub async fn status(&self) -> anyhow::Result<StatusReport> {
-        let body = self.call(Method::GET, "/status", None).await?;
-        serde_json::from_slice(&body).context("the admin API answered /status with unexpected JSON")
+        self.json(Method::GET, "/status", None).await
     }
 
     /// A call whose success answer is JSON of type `T`.
@@ -118,8 +117,24 @@ impl AdminClient {
         body: Option<&serde_json::Value>,
     ) -> anyhow::Result<T> {
         let answer = self.call(method, path, body).await?;
-        serde_json::from_slice(&answer)
-            .with_context(|| format!("the admin API answered {path} with unexpected JSON"))
+        match serde_json::from_slice(&answer) {
+            Ok(value) => Ok(value),
+            // Valid JSON of another shape: an admin API of another version.
+            Err(e) if serde_json::from_slice::<serde_json::Value>(&answer).is_ok() => {
+                Err(anyhow!(e).context(format!(
+                    "the admin API at {} answered {path} with JSON of an unexpected shape",
+                    self.url
+                )))
+            }
+            Err(_) => bail!(
+                "{} answered {path} with something that is not JSON ({}): is --admin {} \
+                 Switchyard's admin listener (`[admin] listen`, default {DEFAULT_ADMIN}), not \
+                 its client port?",
+                self.url,
+                preview(&answer),
+                self.url
+            ),
+        }
     }
 
     /// One call: the body of a 2xx answer, an [`ApiError`] for any other status, or an error
@@ -163,7 +178,18 @@ impl AdminClient {
         if status.is_success() {
             Ok(answer)
         } else {
-            Err(api_error(status, &answer).into())
+            let mut e = api_error(status, &answer);
+            if serde_json::from_slice::<ErrorBody>(&answer).is_err() {
+                // Not the admin API's `{"error": ...}`: probably not the admin API at all.
+                e.message = format!(
+                    "{} answered {path} with {status} and {}: is --admin {} Switchyard's admin \
+                     listener (`[admin] listen`, default {DEFAULT_ADMIN}), not its client port?",
+                    self.url,
+                    preview(&answer),
+                    self.url
+                );
+            }
+            Err(e.into())
         }
     }
 
@@ -192,6 +218,20 @@ impl AdminClient {
         conn.abort();
         result
     }
+}
+
+/// The start of an answer body for a message, on one line: up to 40 characters in quotes.
+fn preview(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.is_empty() {
+        return "an empty body".to_string();
+    }
+    let mut short: String = text.chars().take(40).collect();
+    if short.len() < text.len() {
+        short.push('…');
+    }
+    format!("a body that starts with {short:?}")
 }
 
 /// Turns an error answer into an [`ApiError`], whatever its shape.

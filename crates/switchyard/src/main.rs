@@ -16,7 +16,6 @@ mod wait;
 use std::fmt;
 use std::process::ExitCode;
 
-use clap::Parser as _;
 use hyper::StatusCode;
 
 use crate::cli::{Cli, Command};
@@ -35,7 +34,7 @@ impl fmt::Display for Failed {
 impl std::error::Error for Failed {}
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     let result = match cli.command {
         Command::Serve(args) => serve::run(&args),
         Command::Check(args) => check::run(&args.config),

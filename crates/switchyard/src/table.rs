@@ -89,11 +89,11 @@ pub fn render_status(report: &StatusReport) -> String {
         "SERVICE",
         "POOL",
         "STATE",
-        "IN FLIGHT",
+        "POOL IN FLIGHT",
         "SERVER",
         "HEALTH",
         "EJECTED",
-        "IN FLIGHT",
+        "SERVER IN FLIGHT",
     ]);
     for (name, svc) in &report.services {
         for (pool_name, pool) in &svc.pools {
@@ -211,10 +211,10 @@ generation 4
 SERVICE  ACTIVE  PREVIOUS  SPLIT  LIVE POOL
 app      blue    green     -      available
 
-SERVICE  POOL   STATE     IN FLIGHT  SERVER          HEALTH   EJECTED  IN FLIGHT
-app      blue   active    0          127.0.0.1:5001  up       no       0
-app      green  draining  2          127.0.0.1:5000  up       no       2
-                                     127.0.0.1:5002  unknown  no       0
+SERVICE  POOL   STATE     POOL IN FLIGHT  SERVER          HEALTH   EJECTED  SERVER IN FLIGHT
+app      blue   active    0               127.0.0.1:5001  up       no       0
+app      green  draining  2               127.0.0.1:5000  up       no       2
+                                          127.0.0.1:5002  unknown  no       0
 ";
         assert_eq!(text, expected);
     }

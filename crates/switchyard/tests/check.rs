@@ -87,7 +87,7 @@ async fn usage_errors_exit_2() {
     assert_eq!(out.code, Some(2), "{out:?}");
     let out = cli(&["switch"], &[]).await;
     assert_eq!(out.code, Some(2), "{out:?}");
-    let out = cli(&["switch", "blue", "--wait-drained", "soon"], &[]).await;
+    let out = cli(&["switch", "blue", "--wait-drained=soon"], &[]).await;
     assert_eq!(out.code, Some(2), "{out:?}");
     let out = cli(&["split"], &[]).await;
     assert_eq!(out.code, Some(2), "{out:?}");

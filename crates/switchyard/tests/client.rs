@@ -228,6 +228,41 @@ async fn an_unreachable_admin_api_is_explained() {
 }
 
 #[tokio::test]
+async fn the_client_port_given_as_admin_is_explained() {
+    let s = Setup::start("", &[]).await;
+    s.proxy.wait_healthy().await;
+    let client = format!("http://{}", s.proxy.http);
+    for args in [&["status"][..], &["switch", "blue"][..]] {
+        let mut all = args.to_vec();
+        all.extend(["--admin", client.as_str()]);
+        let out = cli(&all, &[]).await;
+        assert_eq!(out.code, Some(1), "{out:?}");
+        assert!(
+            out.stderr.contains("not its client port?"),
+            "{}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("line 1 column 1"), "{}", out.stderr);
+    }
+    assert_eq!(s.colour().await, "green", "nothing was switched");
+}
+
+#[tokio::test]
+async fn a_refused_switch_names_the_cli_flag() {
+    let s = Setup::start("", &[]).await;
+    s.proxy.wait_healthy().await;
+    s.blue.set_healthy(false);
+    s.proxy
+        .wait_status("blue down", |st| {
+            st["services"]["app"]["pools"]["blue"]["servers"][0]["healthy"] == false
+        })
+        .await;
+    let out = s.cli(&["switch", "blue"]).await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("(CLI: --force)"), "{}", out.stderr);
+}
+
+#[tokio::test]
 async fn wait_drained_returns_once_the_old_colour_has_finished() {
     let s = Setup::start("", &[]).await;
     s.proxy.wait_healthy().await;
@@ -243,7 +278,7 @@ async fn wait_drained_returns_once_the_old_colour_has_finished() {
     });
     poll_until(common::WAIT, || async { s.green.in_flight() == 1 }).await;
 
-    let out = s.cli(&["switch", "blue", "--wait-drained", "10s"]).await;
+    let out = s.cli(&["switch", "blue", "--wait-drained=10s"]).await;
     let returned = Instant::now();
     assert_eq!(out.code, Some(0), "{out:?}");
     assert!(
@@ -289,7 +324,7 @@ async fn wait_healthy_waits_for_the_target_pool() {
     );
 
     // Nothing listens for red: the wait gives up, and nothing is switched.
-    let out = s.cli(&["switch", "red", "--wait-healthy", "1s"]).await;
+    let out = s.cli(&["switch", "red", "--wait-healthy=1s"]).await;
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(
         out.stderr
@@ -307,7 +342,7 @@ async fn wait_healthy_waits_for_the_target_pool() {
             st["services"]["app"]["pools"]["blue"]["servers"][0]["healthy"] == false
         })
         .await;
-    let (out, ()) = tokio::join!(s.cli(&["switch", "blue", "--wait-healthy", "10s"]), async {
+    let (out, ()) = tokio::join!(s.cli(&["switch", "blue", "--wait-healthy=10s"]), async {
         // Let a few health checks go by (so the command has most likely seen blue down), then
         // bring it back.
         let seen = s.blue.health_checks();

@@ -64,7 +64,7 @@ pub(super) fn restore(config: &Config, store: Option<&dyn StateStore>) -> Decisi
             tracing::warn!(service = %name, active = %d.active, "saved state names pools the config no longer has; ignored");
             continue;
         }
-        tracing::info!(service = %name, active = %d.active, previous = ?d.previous, generation = state.generation, state = %store.describe(), "restored saved decision");
+        tracing::info!(service = %name, active = %d.active, previous = d.previous.as_deref().unwrap_or("none"), generation = state.generation, state = %store.describe(), "restored saved decision");
         decisions.insert(name, d);
     }
     decisions

@@ -352,3 +352,38 @@ fn etags_change_with_size_and_time() {
     );
     assert_eq!(etag(10, None), "\"a-0\"");
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_sibling_that_leads_outside_is_never_served() {
+    let s = site();
+    let public = s.tmp.path().join("public");
+    std::os::unix::fs::symlink(s.tmp.path().join("secret.txt"), public.join("hello.txt.gz"))
+        .expect("symlink");
+    let resp = req(
+        &s.cfg,
+        Method::GET,
+        "/static/hello.txt",
+        &[("accept-encoding", "gzip")],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers().get(header::CONTENT_ENCODING).is_none());
+    assert!(resp.headers().get(header::VARY).is_none());
+    assert_eq!(body(resp).await, "hello, world\n");
+}
+
+#[tokio::test]
+async fn head_with_a_range_announces_the_whole_file() {
+    let s = site();
+    let resp = req(
+        &s.cfg,
+        Method::HEAD,
+        "/static/hello.txt",
+        &[("range", "bytes=0-1")],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()[header::CONTENT_LENGTH], "13");
+    assert_eq!(resp.headers()[header::ACCEPT_RANGES], "bytes");
+}
