@@ -169,6 +169,7 @@ pub(crate) struct RawUpstream {
     pub response_timeout: Option<Spanned<DurationText>>,
     pub idle_timeout: Option<Spanned<DurationText>>,
     pub max_idle_per_server: Option<Spanned<i64>>,
+    pub resolve_interval: Option<Spanned<DurationText>>,
 }
 
 /// `[services.NAME.retry]`.

@@ -165,6 +165,14 @@ pub(crate) fn server_addr(text: &str) -> Result<SocketAddr, String> {
     }
 }
 
+/// The host name of a server written `NAME:PORT` (`None` for an IP address).
+pub(crate) fn server_host(text: &str) -> Option<String> {
+    if text.parse::<SocketAddr>().is_ok() {
+        return None;
+    }
+    text.rsplit_once(':').map(|(host, _)| host.to_string())
+}
+
 fn server_port(port: u16) -> Result<(), String> {
     if port == 0 {
         Err("port 0 is not a server port".to_string())

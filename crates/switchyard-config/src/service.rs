@@ -213,9 +213,12 @@ impl Checker<'_, '_> {
 
     fn server(&mut self, path: &str, span: &Range<usize>, raw: &RawServer) -> Option<ServerConfig> {
         match raw {
-            RawServer::Addr(addr) => {
-                let addr = self.check(span, path, rules::server_addr(addr))?;
-                Some(ServerConfig::new(addr))
+            RawServer::Addr(text) => {
+                let addr = self.check(span, path, rules::server_addr(text))?;
+                Some(ServerConfig {
+                    host: rules::server_host(text),
+                    ..ServerConfig::new(addr)
+                })
             }
             RawServer::Table(table) => {
                 let weight_path = format!("{path}.weight");
@@ -227,11 +230,13 @@ impl Checker<'_, '_> {
                     return None;
                 };
                 let addr_path = format!("{path}.addr");
+                let addr_text = addr;
                 let addr =
                     self.check(&addr.span(), &addr_path, rules::server_addr(addr.get_ref()))?;
                 Some(ServerConfig {
                     addr,
                     weight: weight.unwrap_or(1),
+                    host: rules::server_host(addr_text.get_ref()),
                 })
             }
         }
@@ -312,6 +317,14 @@ impl Checker<'_, '_> {
                     d.max_idle_per_server,
                 )
                 .unwrap_or(d.max_idle_per_server),
+            resolve_interval: self
+                .duration(
+                    raw.resolve_interval.as_ref(),
+                    &p("resolve_interval"),
+                    d.resolve_interval,
+                    true,
+                )
+                .unwrap_or(d.resolve_interval),
         }
     }
 

@@ -202,10 +202,14 @@ pub struct PoolConfig {
 /// One upstream server.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
-    /// Resolved socket address.
+    /// Resolved socket address (the first address of a host name, when the config was loaded).
     pub addr: SocketAddr,
     /// Relative weight (1..=1000).
     pub weight: u32,
+    /// The host name when the server was written `NAME:PORT`: the proxy resolves it again every
+    /// `upstream.resolve_interval`, and the server stands for every address it resolves to.
+    /// `None` for an IP address.
+    pub host: Option<String>,
 }
 
 /// `[services.X.health]`: active health checks.
@@ -252,6 +256,8 @@ pub struct UpstreamConfig {
     pub idle_timeout: Duration,
     /// Most idle connections kept per server.
     pub max_idle_per_server: usize,
+    /// How often servers written as host names are resolved again.
+    pub resolve_interval: Duration,
 }
 
 impl Default for UpstreamConfig {
@@ -261,6 +267,7 @@ impl Default for UpstreamConfig {
             response_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(20),
             max_idle_per_server: 128,
+            resolve_interval: Duration::from_secs(5),
         }
     }
 }
@@ -425,7 +432,11 @@ impl PoolConfig {
 impl ServerConfig {
     /// A server with weight 1.
     pub fn new(addr: SocketAddr) -> Self {
-        ServerConfig { addr, weight: 1 }
+        ServerConfig {
+            addr,
+            weight: 1,
+            host: None,
+        }
     }
 }
 

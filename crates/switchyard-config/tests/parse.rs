@@ -146,7 +146,8 @@ fn short_and_long_pool_forms() {
             ServerConfig::new(addr("127.0.0.1:5001")),
             ServerConfig {
                 addr: addr("127.0.0.1:5002"),
-                weight: 3
+                weight: 3,
+                host: None,
             },
         ]
     );
@@ -267,6 +268,7 @@ fn every_option_is_read() {
             response_timeout: Duration::from_secs(3600),
             idle_timeout: Duration::from_secs(5),
             max_idle_per_server: 0,
+            resolve_interval: Duration::from_secs(5),
         }
     );
     assert_eq!(

@@ -218,6 +218,9 @@ impl Drop for InFlight {
 #[derive(Debug)]
 pub struct Registry {
     servers: Mutex<HashMap<SocketAddr, Arc<ServerState>>>,
+    /// The addresses host names resolved to last (`NAME:PORT` → addresses), kept by the
+    /// resolver; a name not in here stands for the address it had when the config was loaded.
+    names: Mutex<HashMap<(String, u16), Vec<SocketAddr>>>,
     pools: Mutex<HashMap<(String, String), Arc<PoolState>>>,
     budgets: Mutex<HashMap<String, Arc<crate::retry::RetryBudget>>>,
     epoch: Instant,
@@ -234,6 +237,7 @@ impl Registry {
     pub fn new() -> Self {
         Registry {
             servers: Mutex::new(HashMap::new()),
+            names: Mutex::new(HashMap::new()),
             pools: Mutex::new(HashMap::new()),
             budgets: Mutex::new(HashMap::new()),
             epoch: Instant::now(),
@@ -246,6 +250,26 @@ impl Registry {
         map.entry(addr)
             .or_insert_with(|| Arc::new(ServerState::new(addr, self.epoch)))
             .clone()
+    }
+
+    /// The addresses `host:port` last resolved to, if the resolver has resolved it.
+    pub fn resolved(&self, host: &str, port: u16) -> Option<Vec<SocketAddr>> {
+        let map = self.names.lock().unwrap_or_else(PoisonError::into_inner);
+        map.get(&(host.to_string(), port)).cloned()
+    }
+
+    /// Records what `host:port` resolves to now; true when that changed the addresses
+    /// (their order ignored).
+    pub fn set_resolved(&self, host: &str, port: u16, mut addrs: Vec<SocketAddr>) -> bool {
+        addrs.sort();
+        addrs.dedup();
+        let mut map = self.names.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (host.to_string(), port);
+        if map.get(&key) == Some(&addrs) {
+            return false;
+        }
+        map.insert(key, addrs);
+        true
     }
 
     /// The live state of pool `pool` of service `service`, created on first use.

@@ -137,6 +137,7 @@ mod tests {
                 servers: vec![ServerConfig {
                     addr: "127.0.0.1:1".parse().expect("literal"),
                     weight: 1,
+                    host: None,
                 }],
                 balance: Default::default(),
             },

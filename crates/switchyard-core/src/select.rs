@@ -143,6 +143,7 @@ mod tests {
                     .map(|(p, w)| ServerConfig {
                         addr: addr(*p),
                         weight: *w,
+                        host: None,
                     })
                     .collect(),
                 balance,

@@ -262,12 +262,22 @@ impl Snapshot {
                 .pools
                 .iter()
                 .map(|(pool_name, pool)| {
+                    // A server written as a host name stands for every address it resolves
+                    // to now (each with the server's weight).
                     let servers: Vec<PoolServer> = pool
                         .servers
                         .iter()
-                        .map(|s| PoolServer {
-                            state: registry.server(s.addr),
-                            weight: s.weight.max(1),
+                        .flat_map(|s| {
+                            let addrs = s
+                                .host
+                                .as_deref()
+                                .and_then(|h| registry.resolved(h, s.addr.port()))
+                                .filter(|a| !a.is_empty())
+                                .unwrap_or_else(|| vec![s.addr]);
+                            addrs.into_iter().map(|addr| PoolServer {
+                                state: registry.server(addr),
+                                weight: s.weight.max(1),
+                            })
                         })
                         .collect();
                     Pool {

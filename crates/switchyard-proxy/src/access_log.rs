@@ -250,9 +250,7 @@ fn write_loop(inner: &Inner, mut out: Box<dyn Write + Send>, path: Option<&Path>
 /// `YYYY-MM-DDTHH:MM:SS` of a Unix time (UTC).
 fn stamp(since_epoch: Duration) -> [u8; 19] {
     let mut out = [b'0'; 19];
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second]"
-    );
+    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
     let text = i64::try_from(since_epoch.as_secs())
         .ok()
         .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())

@@ -23,7 +23,6 @@ use tokio::sync::watch;
 use crate::body::ProxyBody;
 use crate::control::{ControlError, Controller};
 use crate::history::{ACTOR_ADMIN_API, DEFAULT_LIMIT, sanitize_actor};
-use crate::status::StatusReport;
 use crate::{dashboard, metrics};
 
 /// Largest admin request body accepted.
@@ -270,7 +269,7 @@ async fn handle(
         Route::Healthz | Route::Asset(..) | Route::Favicon => {
             return error(StatusCode::INTERNAL_SERVER_ERROR, "unreachable");
         }
-        Route::Status => return ok(&StatusReport::from_snapshot(&ctl.snapshot())),
+        Route::Status => return ok(&ctl.status_report()),
         Route::Stats => {
             let series = query
                 .as_deref()
@@ -353,7 +352,7 @@ fn split_body(
 /// What the dashboard's first poll would fetch: `/status`, `/stats?series=1` and `/history`.
 fn initial_state(ctl: &Controller) -> serde_json::Value {
     json!({
-        "status": StatusReport::from_snapshot(&ctl.snapshot()),
+        "status": ctl.status_report(),
         "stats": metrics::stats(&ctl.shared, true),
         "history": ctl.history(DEFAULT_LIMIT),
     })

@@ -16,6 +16,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 mod audit;
+mod names;
 mod persist;
 
 use crate::health::HealthSupervisor;
@@ -114,6 +115,8 @@ pub(crate) struct Controller {
     history: History,
     /// Swaps the https listeners' certificates on reload; `None` when TLS is off.
     tls: Option<crate::tls::CertReloader>,
+    /// What each host name of the config resolved to last, for `/status`.
+    names: std::sync::Mutex<BTreeMap<String, crate::status::NameStatus>>,
 }
 
 impl Controller {
@@ -129,7 +132,7 @@ impl Controller {
         crate::upstream::attach(&shared.snapshot.load());
         shared.metrics.sync(&shared.snapshot.load());
         let health = HealthSupervisor::default();
-        health.sync(&shared, &config);
+        health.sync(&shared, &shared.snapshot.load());
         Controller {
             shared,
             config: Mutex::new(config),
@@ -137,6 +140,7 @@ impl Controller {
             health,
             history,
             tls: None,
+            names: std::sync::Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -425,23 +429,12 @@ impl Controller {
         let next = self.commit(&new, decisions).await?;
         // Only once the new snapshot is in force: a reload that fails to persist leaves the
         // running snapshot with its health checkers and rate limiters as they were.
-        self.health.sync(&self.shared, &new);
+        self.health.sync(&self.shared, &next);
         self.shared.rate_limits.sync(&new);
         crate::reload::apply_certs(self.tls.as_ref(), certs);
         *config = new;
         self.history.set_capacity(config.admin.history);
-        let servers: Vec<_> = config
-            .services
-            .values()
-            .flat_map(|s| s.pools.values())
-            .flat_map(|p| p.servers.iter().map(|s| s.addr))
-            .collect();
-        let pools: Vec<_> = config
-            .services
-            .iter()
-            .flat_map(|(n, s)| s.pools.keys().map(move |p| (n.clone(), p.clone())))
-            .collect();
-        self.shared.registry.retain(&servers, &pools);
+        self.forget_unused(&next);
         tracing::info!(generation = next.generation, "config reloaded");
         Ok(next.generation)
     }

@@ -14,9 +14,9 @@ use bytes::Bytes;
 use http::{Request, header};
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
-use switchyard_config::{Config, HealthConfig};
-use switchyard_core::ServerState;
+use switchyard_config::HealthConfig;
 use switchyard_core::health::HealthTracker;
+use switchyard_core::{ServerState, Snapshot};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -33,15 +33,18 @@ pub(crate) struct HealthSupervisor {
 }
 
 impl HealthSupervisor {
-    /// Makes the running checkers match `config`: starts new ones, retunes changed ones, stops
-    /// the ones whose server is gone. A server named by several services is checked with the
-    /// settings of the first service (in name order) that names it.
-    pub(crate) fn sync(&self, shared: &Shared, config: &Config) {
+    /// Makes the running checkers match the servers of `snapshot` (host names expanded to
+    /// the addresses they resolve to): starts new ones, retunes changed ones, stops the ones
+    /// whose server is gone. A server named by several services is checked with the settings
+    /// of the first service (in name order) that names it.
+    pub(crate) fn sync(&self, shared: &Shared, snapshot: &Snapshot) {
         let mut wanted: HashMap<SocketAddr, HealthConfig> = HashMap::new();
-        for svc in config.services.values() {
-            for pool in svc.pools.values() {
+        for svc in &snapshot.services {
+            for pool in &svc.pools {
                 for s in &pool.servers {
-                    wanted.entry(s.addr).or_insert_with(|| svc.health.clone());
+                    wanted
+                        .entry(s.state.addr)
+                        .or_insert_with(|| svc.config.health.clone());
                 }
             }
         }

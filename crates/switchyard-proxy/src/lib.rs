@@ -32,6 +32,7 @@ mod metrics;
 mod observe;
 mod ratelimit;
 mod reload;
+pub mod resolve;
 mod server;
 mod shared;
 pub mod signals;
@@ -175,6 +176,7 @@ pub struct Builder {
     store: Option<Option<Arc<dyn StateStore>>>,
     token: Option<String>,
     access: Option<AccessSink>,
+    resolver: Option<Arc<dyn resolve::Resolve>>,
 }
 
 impl Builder {
@@ -186,7 +188,14 @@ impl Builder {
             store: None,
             token: None,
             access: None,
+            resolver: None,
         }
+    }
+
+    /// Resolves upstream host names with `resolver` instead of the system resolver.
+    pub fn resolver(mut self, resolver: Arc<dyn resolve::Resolve>) -> Self {
+        self.resolver = Some(resolver);
+        self
     }
 
     /// Writes the access log (when `[log] access` is on) through the buffered writer to this
@@ -218,7 +227,17 @@ impl Builder {
                 .as_ref()
                 .map(|p| Arc::new(FileStateStore::new(p.clone())) as Arc<dyn StateStore>)
         });
-        start_inner(self.config, self.listeners, store, self.token, self.access)
+        let resolver = self
+            .resolver
+            .unwrap_or_else(|| Arc::new(resolve::SystemResolver));
+        start_inner(
+            self.config,
+            self.listeners,
+            store,
+            self.token,
+            self.access,
+            resolver,
+        )
     }
 }
 
@@ -228,6 +247,7 @@ fn start_inner(
     store: Option<Arc<dyn StateStore>>,
     token: Option<String>,
     access: Option<AccessSink>,
+    resolver: Arc<dyn resolve::Resolve>,
 ) -> Result<ProxyHandle, StartError> {
     config.validate()?;
     let access = match access {
@@ -296,6 +316,11 @@ fn start_inner(
     );
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(resolve::run(
+        ctl.clone(),
+        resolver,
+        stop_rx.clone(),
+    )));
     if reopens {
         tasks.push(tokio::spawn(signals::reopen_access_log_on_usr1(
             shared.clone(),
@@ -422,7 +447,7 @@ impl ProxyHandle {
 
     /// The status report (the same document as `GET /status`).
     pub fn status(&self) -> StatusReport {
-        StatusReport::from_snapshot(&self.ctl.snapshot())
+        self.ctl.status_report()
     }
 
     /// The routing snapshot in force.

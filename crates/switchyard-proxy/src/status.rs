@@ -14,6 +14,23 @@ pub struct StatusReport {
     pub generation: u64,
     /// Services by name.
     pub services: BTreeMap<String, ServiceStatus>,
+    /// Servers written as host names (`NAME:PORT`), by name: what each resolves to now, and
+    /// the last resolution error, if the last resolution failed (the last addresses stay).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub names: BTreeMap<String, NameStatus>,
+}
+
+/// One host name of the config and what it resolves to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameStatus {
+    /// The addresses in use (the last ones resolved).
+    pub addresses: Vec<String>,
+    /// Why the last resolution failed, when it did.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Consecutive failed resolutions.
+    #[serde(default)]
+    pub failures: u32,
 }
 
 /// One service.
@@ -147,6 +164,7 @@ impl StatusReport {
         StatusReport {
             generation: snapshot.generation,
             services,
+            names: BTreeMap::new(),
         }
     }
 }

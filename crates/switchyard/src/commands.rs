@@ -268,6 +268,7 @@ mod tests {
     fn the_only_service_is_implied() {
         let mut report = StatusReport {
             generation: 1,
+            names: BTreeMap::new(),
             services: BTreeMap::new(),
         };
         assert!(service_name(&report, None).is_err());

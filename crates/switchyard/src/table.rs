@@ -192,6 +192,7 @@ mod tests {
         ]);
         let report = StatusReport {
             generation: 4,
+            names: BTreeMap::new(),
             services: BTreeMap::from([(
                 "app".to_string(),
                 ServiceStatus {

@@ -115,6 +115,7 @@ mod tests {
         };
         StatusReport {
             generation: 1,
+            names: BTreeMap::new(),
             services: BTreeMap::from([(
                 "app".to_string(),
                 ServiceStatus {
