@@ -117,6 +117,15 @@ pub(crate) struct RawService {
     pub rate_limits: Option<Vec<Spanned<RawRateLimit>>>,
     #[serde(rename = "static")]
     pub static_files: Option<Vec<Spanned<RawStatic>>>,
+    pub preview: Option<RawPreview>,
+}
+
+/// `[services.NAME.preview]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPreview {
+    pub header: Option<Spanned<String>>,
+    pub cookie: Option<Spanned<String>>,
 }
 
 /// One pool: short (`["host:port", …]`) or long (`{ servers = […], balance = "…" }`).

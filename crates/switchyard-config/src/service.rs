@@ -6,11 +6,13 @@ use std::ops::Range;
 
 use toml::Spanned;
 
-use crate::raw::{RawEjection, RawHealth, RawPool, RawRetry, RawServer, RawService, RawUpstream};
+use crate::raw::{
+    RawEjection, RawHealth, RawPool, RawPreview, RawRetry, RawServer, RawService, RawUpstream,
+};
 use crate::rules;
 use crate::types::{
-    AllDown, Balance, EjectionConfig, HealthConfig, PoolConfig, RetryConfig, ServerConfig,
-    ServiceConfig, UpstreamConfig,
+    AllDown, Balance, EjectionConfig, HealthConfig, PoolConfig, PreviewConfig, RetryConfig,
+    ServerConfig, ServiceConfig, UpstreamConfig,
 };
 use crate::units::parse_status_range;
 use crate::validate::Checker;
@@ -63,10 +65,47 @@ impl Checker<'_, '_> {
                 &base,
                 raw.ejection.as_ref().unwrap_or(&RawEjection::default()),
             ),
+            preview: self.preview(&base, raw.preview.as_ref()),
             ..ServiceConfig::new("", "", BTreeMap::new())
         };
         self.service_edge(&base, raw, &mut service);
         service
+    }
+
+    /// `[services.NAME.preview]`: a header and a cookie name, each an HTTP token.
+    fn preview(&mut self, base: &str, raw: Option<&RawPreview>) -> PreviewConfig {
+        let Some(raw) = raw else {
+            return PreviewConfig::default();
+        };
+        PreviewConfig {
+            // Header names are compared in lower case; cookie names as written.
+            header: self
+                .preview_token(base, "header", raw.header.as_ref())
+                .map(|h| h.to_ascii_lowercase()),
+            cookie: self.preview_token(base, "cookie", raw.cookie.as_ref()),
+        }
+    }
+
+    fn preview_token(
+        &mut self,
+        base: &str,
+        key: &str,
+        value: Option<&Spanned<String>>,
+    ) -> Option<String> {
+        let value = value?;
+        let text = value.get_ref();
+        let token = !text.is_empty()
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        let checked = if token {
+            Ok(text.clone())
+        } else {
+            Err(format!(
+                "\"{text}\" is not a valid {key} name (letters, digits and !#$%&'*+-.^_`|~)"
+            ))
+        };
+        self.check(&value.span(), &format!("{base}.preview.{key}"), checked)
     }
 
     fn active(

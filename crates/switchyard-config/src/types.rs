@@ -169,6 +169,8 @@ pub struct ServiceConfig {
     /// Paths served from directories on disk instead of the pools, at most one per
     /// `path_prefix`.
     pub static_files: Vec<StaticConfig>,
+    /// Preview of any pool through the proxy, by header or cookie.
+    pub preview: PreviewConfig,
 }
 
 /// A Host header pattern.
@@ -415,8 +417,19 @@ impl ServiceConfig {
             compression: CompressionConfig::default(),
             rate_limits: Vec::new(),
             static_files: Vec::new(),
+            preview: PreviewConfig::default(),
         }
     }
+}
+
+/// `[services.X.preview]`: requests that name a pool go to it, whatever the active colour.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PreviewConfig {
+    /// A request header (lower case) naming the pool, removed before the request goes
+    /// upstream.
+    pub header: Option<String>,
+    /// A cookie naming the pool.
+    pub cookie: Option<String>,
 }
 
 impl PoolConfig {

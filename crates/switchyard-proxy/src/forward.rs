@@ -392,6 +392,30 @@ async fn prepare_body(
     }
 }
 
+/// The pool a preview request names (`[services.X.preview]` header or cookie), if it names
+/// one of the service's pools; the preview header is removed either way, so it never reaches
+/// the app. A name that is not a pool is ignored: the request goes where any other would.
+fn preview_pool(service: &Service, headers: &mut http::HeaderMap) -> Option<String> {
+    let cfg = &service.config.preview;
+    let mut named = None;
+    if let Some(name) = &cfg.header {
+        if let Some(v) = headers.remove(name.as_str()) {
+            named = v.to_str().ok().map(|v| v.trim().to_string());
+        }
+    }
+    if let (None, Some(cookie)) = (&named, &cfg.cookie) {
+        named = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(k, _)| k.trim() == cookie)
+            .map(|(_, v)| v.trim().trim_matches('"').to_string());
+    }
+    named.filter(|p| service.pool_index(p).is_some())
+}
+
 /// The outcome of one attempt that did not produce a response to forward.
 struct Failed {
     kind: FailureKind,
@@ -433,6 +457,8 @@ async fn forward(
     };
     let budget = service.budget.clone();
     budget.record_request();
+    let mut parts = parts;
+    let preview = preview_pool(&service, &mut parts.headers);
     let mut parts = Some(parts);
     let mut tried = Tried::default();
     let mut attempt = 0u32;
@@ -441,7 +467,10 @@ async fn forward(
         attempt += 1;
         trace.attempts = attempt;
         trace.service = Some(service.clone());
-        let pool_index = service.pick_pool(Instant::now(), tried.as_slice());
+        let pool_index = match preview.as_deref().and_then(|p| service.pool_index(p)) {
+            Some(i) => i,
+            None => service.pick_pool(Instant::now(), tried.as_slice()),
+        };
         trace.pool = Some(pool_index);
         let pool = &service.pools[pool_index];
         let picked = match pool.pick(
