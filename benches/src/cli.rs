@@ -137,6 +137,12 @@ pub struct CompareArgs {
     /// Load generator threads.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Access logs on for Switchyard and nginx (to a file each, buffered); default: off on both.
+    #[arg(long)]
+    pub access_log: bool,
+    /// An earlier Switchyard binary to measure beside this one (row `switchyard-before`).
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
     /// Print the full report as JSON instead of markdown.
     #[arg(long)]
     pub json: bool,
@@ -237,6 +243,8 @@ impl CompareArgs {
             idle_conns: self.idle_conns,
             switchyard: self.switchyard.clone(),
             only: self.only.clone(),
+            access_log: self.access_log,
+            baseline: self.baseline.clone(),
         }
     }
 }

@@ -27,6 +27,7 @@ fn nginx_config_has_the_promised_directives() {
         prefix: dir.path(),
         listen: addr(8080),
         upstream_file: &upstream_file,
+        access_log: None,
     });
     for d in [
         "worker_processes 1;",
@@ -85,6 +86,7 @@ fn nginx_accepts_the_config() {
         prefix: dir.path(),
         listen: addr(8080),
         upstream_file: &upstream_file,
+        access_log: None,
     });
     let nginx =
         which("nginx").expect("nginx is installed (this test is for machines that have it)");
@@ -147,6 +149,7 @@ fn switchyard_config_is_valid_and_single_threaded() {
         admin: addr(9902),
         pools: &c,
         active: "green",
+        access_log: None,
     });
     let config = switchyard_config::parse_str(&text, "generated.toml")
         .unwrap_or_else(|e| panic!("invalid generated config: {e}\n{text}"));
@@ -154,6 +157,38 @@ fn switchyard_config_is_valid_and_single_threaded() {
     let app = &config.services["app"];
     assert_eq!(app.active, "green");
     assert_eq!(app.pools.len(), 2);
+    assert!(!config.log.access, "no access log unless asked for");
+}
+
+#[test]
+fn access_logs_are_on_for_both_or_off_for_both() {
+    let c = colours();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("access.log");
+    let text = configs::switchyard_conf(&configs::SwitchyardParams {
+        listen: addr(8082),
+        admin: addr(9902),
+        pools: &c,
+        active: "green",
+        access_log: Some(&file),
+    });
+    let config = switchyard_config::parse_str(&text, "generated.toml")
+        .unwrap_or_else(|e| panic!("invalid generated config: {e}\n{text}"));
+    assert!(config.log.access);
+    assert_eq!(config.log.access_file.as_deref(), Some(file.as_path()));
+    let upstream_file = dir.path().join("upstream.conf");
+    let conf = configs::nginx_conf(&configs::NginxParams {
+        prefix: dir.path(),
+        listen: addr(8080),
+        upstream_file: &upstream_file,
+        access_log: Some(&file),
+    });
+    let wanted = format!(
+        "access_log {} combined buffer=64k flush=100ms;",
+        file.display()
+    );
+    assert!(conf.contains(&wanted), "{conf}");
+    assert!(!conf.contains("access_log off;"), "{conf}");
 }
 
 #[test]

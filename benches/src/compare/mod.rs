@@ -47,8 +47,13 @@ pub struct CompareSpec {
     pub idle_conns: usize,
     /// The Switchyard binary (default: found or built).
     pub switchyard: Option<PathBuf>,
-    /// Only these targets (`direct`, `switchyard`, `nginx`, `haproxy`).
+    /// Only these targets (`direct`, `switchyard`, `nginx`, `haproxy`, `baseline`).
     pub only: Option<Vec<String>>,
+    /// Access logs on: Switchyard and nginx each log every request to a file, buffered
+    /// (HAProxy logs only to syslog and is left without one).
+    pub access_log: bool,
+    /// An earlier Switchyard binary, measured beside the current one as `switchyard-before`.
+    pub baseline: Option<PathBuf>,
 }
 
 /// One measured run.
@@ -144,7 +149,31 @@ pub async fn run(spec: CompareSpec) -> anyhow::Result<CompareReport> {
     if wanted(&spec, "switchyard") {
         let bin = targets::switchyard_binary(spec.switchyard.as_deref())?;
         eprintln!("switchyard: {}", bin.display());
-        running.push(targets::start_switchyard(&bin, dir.path(), &colours).await?);
+        running.push(
+            targets::start_switchyard(
+                "switchyard",
+                &bin,
+                dir.path(),
+                &colours,
+                spec.access_log,
+                false,
+            )
+            .await?,
+        );
+    }
+    if let Some(bin) = &spec.baseline {
+        eprintln!("switchyard-before: {}", bin.display());
+        running.push(
+            targets::start_switchyard(
+                "switchyard-before",
+                bin,
+                dir.path(),
+                &colours,
+                spec.access_log,
+                true,
+            )
+            .await?,
+        );
     }
     for (name, start) in [("nginx", 0), ("haproxy", 1)] {
         if !wanted(&spec, name) {
@@ -159,7 +188,7 @@ pub async fn run(spec: CompareSpec) -> anyhow::Result<CompareReport> {
             continue;
         };
         let started = if start == 0 {
-            targets::start_nginx(&bin, dir.path(), &colours).await
+            targets::start_nginx(&bin, dir.path(), &colours, spec.access_log).await
         } else {
             targets::start_haproxy(&bin, dir.path(), &colours).await
         };

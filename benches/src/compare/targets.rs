@@ -154,14 +154,18 @@ pub fn which(name: &str) -> Option<PathBuf> {
 /// Starts Switchyard (`serve -c`, one worker thread, `SWITCHYARD_LOG=warn`) in front of the
 /// colours, `colours[0]` live.
 pub async fn start_switchyard(
+    name: &str,
     bin: &Path,
     dir: &Path,
     colours: &[(String, SocketAddr)],
+    access_log: bool,
+    baseline: bool,
 ) -> anyhow::Result<Running> {
     let listen = free_port()?;
     let admin = free_port()?;
     let active = colours.first().map_or("green", |c| c.0.as_str());
-    let conf = dir.join("switchyard.toml");
+    let conf = dir.join(format!("{name}.toml"));
+    let log_path = dir.join(format!("{name}-access.log"));
     std::fs::write(
         &conf,
         configs::switchyard_conf(&configs::SwitchyardParams {
@@ -169,20 +173,32 @@ pub async fn start_switchyard(
             admin,
             pools: colours,
             active,
+            access_log: (access_log && !baseline).then_some(log_path.as_path()),
         }),
     )?;
-    let (out, err) = log_file(dir, "switchyard")?;
+    let conf_text = std::fs::read_to_string(&conf)?;
+    if baseline && access_log {
+        // A build from before `[log] access_file`: its access lines are `tracing` events on
+        // stdout, which goes to its log file.
+        std::fs::write(&conf, conf_text.replace("access = false", "access = true"))?;
+    }
+    let filter = if access_log {
+        "warn,switchyard::access=info"
+    } else {
+        "warn"
+    };
+    let (out, err) = log_file(dir, name)?;
     let mut cmd = Command::new(bin);
     cmd.arg("serve")
         .arg("-c")
         .arg(&conf)
-        .env("SWITCHYARD_LOG", "warn")
+        .env("SWITCHYARD_LOG", filter)
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);
-    let guard = ChildGuard::spawn("switchyard", &mut cmd)?;
+    let guard = ChildGuard::spawn(name, &mut cmd)?;
     let mut r = Running {
-        name: "switchyard".into(),
+        name: name.into(),
         addr: listen,
         pid: guard.pid(),
         flipper: Some(Flipper::Admin {
@@ -201,12 +217,14 @@ pub async fn start_nginx(
     bin: &Path,
     dir: &Path,
     colours: &[(String, SocketAddr)],
+    access_log: bool,
 ) -> anyhow::Result<Running> {
     let prefix = dir.join("nginx");
     std::fs::create_dir_all(&prefix)?;
     let listen = free_port()?;
     let conf = prefix.join("nginx.conf");
     let upstream_file = prefix.join("upstream.conf");
+    let access_file = prefix.join("access.log");
     let first = colours.first().context("no upstream")?.1;
     std::fs::write(&upstream_file, configs::nginx_upstream(&[first]))?;
     std::fs::write(
@@ -215,6 +233,7 @@ pub async fn start_nginx(
             prefix: &prefix,
             listen,
             upstream_file: &upstream_file,
+            access_log: access_log.then_some(access_file.as_path()),
         }),
     )?;
     let (out, err) = log_file(dir, "nginx")?;
