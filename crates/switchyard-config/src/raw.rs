@@ -44,6 +44,7 @@ pub(crate) struct RawAdmin {
     pub listen: Option<Spanned<String>>,
     pub token_env: Option<Spanned<String>>,
     pub history: Option<Spanned<i64>>,
+    pub max_connections: Option<Spanned<i64>>,
 }
 
 /// `[tls]`.

@@ -52,6 +52,11 @@ pub(crate) const AT_LEAST_ONE: IntRule = IntRule {
     min: 1,
     max: u32::MAX as i64,
 };
+/// `admin.max_connections`.
+pub(crate) const ADMIN_CONNECTIONS: IntRule = IntRule {
+    min: 1,
+    max: 10_000,
+};
 /// Counts where 0 is meaningful (0 disables).
 pub(crate) const COUNT: IntRule = IntRule {
     min: 0,

@@ -66,6 +66,10 @@ pub struct AdminConfig {
     /// state file): switches, rollbacks, splits and reloads, applied or refused (1..=100000);
     /// the oldest are dropped first.
     pub history: usize,
+    /// Most admin connections open at once (1..=10000); further connections wait in the
+    /// kernel's accept queue. The admin API's own cap, so that idle admin connections can never
+    /// take the proxy's file descriptors.
+    pub max_connections: usize,
 }
 
 /// `[limits]`: protections on the client side.
@@ -389,6 +393,7 @@ impl Default for AdminConfig {
             listen: Some(DEFAULT_ADMIN_LISTEN),
             token_env: None,
             history: 200,
+            max_connections: 64,
         }
     }
 }

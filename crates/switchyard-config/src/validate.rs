@@ -263,6 +263,12 @@ impl<'c, 't> Checker<'c, 't> {
             rules::HISTORY,
             AdminConfig::default().history,
         );
+        let max_connections = self.int(
+            raw.max_connections.as_ref(),
+            "admin.max_connections",
+            rules::ADMIN_CONNECTIONS,
+            AdminConfig::default().max_connections,
+        );
         let token_env = raw.token_env.as_ref().and_then(|token| {
             let name = token.get_ref();
             self.check(&token.span(), "admin.token_env", rules::env_name(name))
@@ -305,6 +311,7 @@ impl<'c, 't> Checker<'c, 't> {
             listen,
             token_env,
             history: history.unwrap_or(AdminConfig::default().history),
+            max_connections: max_connections.unwrap_or(AdminConfig::default().max_connections),
         };
         (admin, listener)
     }

@@ -81,6 +81,7 @@ fn every_problem_is_reported() {
         listen: Some(addr("0.0.0.0:9901")),
         token_env: None,
         history: 200,
+        max_connections: 64,
     };
     config.runtime.worker_threads = Some(0);
     let found = messages(&config);

@@ -31,32 +31,69 @@ const MAX_ADMIN_BODY: usize = 64 * 1024;
 /// The header a client names itself in, for the switch history.
 const X_SWITCHYARD_ACTOR: &str = "x-switchyard-actor";
 
+/// How admin connections are limited: a cap of their own (`admin.max_connections`, so idle
+/// admin connections can never take the proxy's file descriptors) and the header clock of
+/// `limits.header_timeout`, which also closes an idle keep-alive admin connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AdminLimits {
+    /// Admin connections open at once; more wait in the kernel's accept queue.
+    pub(crate) max_connections: usize,
+    /// Time for a request head, and the most an idle connection is kept.
+    pub(crate) header_timeout: std::time::Duration,
+}
+
 /// Serves the admin API on `listener` until `stop` turns true.
 pub(crate) async fn serve(
     listener: TcpListener,
     ctl: Arc<Controller>,
     token: Option<Arc<str>>,
+    limits: AdminLimits,
     mut stop: watch::Receiver<bool>,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        limits
+            .max_connections
+            .clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+    ));
+    let mut backoff = crate::shared::AcceptBackoff::default();
     loop {
+        let slot = tokio::select! {
+            biased;
+            _ = crate::shared::stopped(&mut stop) => break,
+            s = slots.clone().acquire_owned() => match s {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+        };
         let accepted = tokio::select! {
             biased;
             _ = crate::shared::stopped(&mut stop) => break,
             a = listener.accept() => a,
         };
-        let Ok((stream, peer)) = accepted else {
-            continue;
+        let (stream, peer) = match accepted {
+            Ok(a) => {
+                backoff.succeeded();
+                a
+            }
+            Err(e) => {
+                drop(slot);
+                backoff.failed("admin", &e).await;
+                continue;
+            }
         };
         let ctl = ctl.clone();
         let token = token.clone();
         let mut stop = stop.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let svc = service_fn(move |req| {
                 let ctl = ctl.clone();
                 let token = token.clone();
                 async move { Ok::<_, Infallible>(handle(&ctl, token.as_deref(), req).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
                 .serve_connection(TokioIo::new(stream), svc);
             if let Err(e) = crate::shared::serve_until_stopped(conn, &mut stop).await {
                 tracing::debug!(client = %peer, error = %e, "admin connection error");

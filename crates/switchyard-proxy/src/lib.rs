@@ -55,6 +55,7 @@ pub use body::{BoxError, ProxyBody};
 pub use control::{ControlError, SwitchOutcome};
 pub use error::ProxyError;
 pub use history::{HistoryAction, HistoryEntry};
+pub use shared::raise_fd_limit;
 pub use state::{FileStateStore, StateStore};
 pub use status::StatusReport;
 use switchyard_config::Config;
@@ -295,6 +296,10 @@ fn start_inner(
         server::Plain::Forward
     };
     let shutdown_timeout = config.runtime.shutdown_timeout;
+    let admin_limits = admin::AdminLimits {
+        max_connections: config.admin.max_connections,
+        header_timeout: config.limits.header_timeout,
+    };
     let builder = Arc::new(server::builder(&config.limits));
     let registry = Registry::new();
     let first = control::first_snapshot(&config, store.as_deref(), &registry);
@@ -358,6 +363,7 @@ fn start_inner(
             listener,
             ctl.clone(),
             token,
+            admin_limits,
             stop_rx,
         )));
     }

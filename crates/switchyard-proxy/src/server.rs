@@ -189,6 +189,7 @@ async fn accept(
     slots: &Arc<Semaphore>,
     stop: &mut watch::Receiver<bool>,
 ) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
+    let mut backoff = crate::shared::AcceptBackoff::default();
     loop {
         let slot = tokio::select! {
             biased;
@@ -202,13 +203,14 @@ async fn accept(
         };
         match accepted {
             Ok((stream, peer)) => {
+                backoff.succeeded();
                 let _ = stream.set_nodelay(true);
                 return Some((stream, peer, slot));
             }
             Err(e) => {
-                // Out of file descriptors and the like: back off briefly instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // Out of file descriptors and the like: back off instead of spinning.
+                drop(slot);
+                backoff.failed("client", &e).await;
             }
         }
     }

@@ -95,3 +95,63 @@ where
         }
     }
 }
+
+/// The pause between failed `accept()` calls on one listener: 10 ms, doubling to 1 s while they
+/// keep failing (out of file descriptors, say), back to nothing after a success. The first
+/// failure of a streak is logged at warn, then one line per second of failures at most.
+#[derive(Debug, Default)]
+pub(crate) struct AcceptBackoff {
+    delay: std::time::Duration,
+    failures: u64,
+    logged: Option<tokio::time::Instant>,
+}
+
+impl AcceptBackoff {
+    /// An accept succeeded.
+    pub(crate) fn succeeded(&mut self) {
+        if self.failures > 0 {
+            tracing::info!(
+                listener_failures = self.failures,
+                "accepting connections again"
+            );
+        }
+        self.delay = std::time::Duration::ZERO;
+        self.failures = 0;
+    }
+
+    /// An accept failed: waits before the next one.
+    pub(crate) async fn failed(&mut self, listener: &str, error: &std::io::Error) {
+        use std::time::Duration;
+        self.failures += 1;
+        self.delay = (self.delay * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let now = tokio::time::Instant::now();
+        if self
+            .logged
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+        {
+            self.logged = Some(now);
+            tracing::warn!(listener, error = %error, failures = self.failures, pause_ms = self.delay.as_millis() as u64, "accept failed; pausing this listener");
+        }
+        tokio::time::sleep(self.delay).await;
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit (a proxy with `max_connections` of
+/// 10,000 needs more than the usual 1,024). Returns the soft limit before and after.
+pub fn raise_fd_limit() -> std::io::Result<(Option<u64>, Option<u64>)> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let now = getrlimit(Resource::Nofile);
+    // No hard limit: Linux still caps open files (fs.nr_open, 1,048,576 by default).
+    let hard = now.maximum.unwrap_or(1 << 20);
+    if now.current.is_some_and(|soft| soft >= hard) || now.current.is_none() {
+        return Ok((now.current, now.current));
+    }
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(hard),
+            maximum: now.maximum,
+        },
+    )?;
+    Ok((now.current, Some(hard)))
+}

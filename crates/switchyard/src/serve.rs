@@ -39,6 +39,14 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         |p| p.display().to_string(),
     );
     tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %source, pid = std::process::id(), "starting switchyard");
+    match switchyard_proxy::raise_fd_limit() {
+        Ok((before, after)) if before != after => {
+            let show = |v: Option<u64>| v.map_or("unlimited".to_string(), |v| v.to_string());
+            tracing::info!(from = %show(before), to = %show(after), "raised the open-file limit to its hard limit");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
     let runtime = runtime(&config)?;
     let result = runtime.block_on(async move {
         let listeners = switchyard_proxy::Listeners::bind(&config).await?;
