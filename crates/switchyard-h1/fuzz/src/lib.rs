@@ -58,3 +58,18 @@ mod tests {
         assert_eq!(seen[1].body.data, b"abc");
     }
 }
+
+#[cfg(test)]
+mod long_inputs {
+    //! Inputs longer than a fuzz run's length limit: the 16 KiB extension limit, where hyper
+    //! fails the body at the 16384th extension byte.
+
+    #[test]
+    fn extension_limit_is_hyper_s() {
+        for ext in [16 * 1024 - 1, 16 * 1024, 16 * 1024 + 1] {
+            let mut input = vec![0, 0];
+            input.extend_from_slice(format!("1;{}\r\na\r\n0\r\n\r\n", "e".repeat(ext)).as_bytes());
+            crate::chunked::check(&input);
+        }
+    }
+}
