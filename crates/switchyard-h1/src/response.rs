@@ -173,7 +173,9 @@ fn framing(
                 // reader that skips the odd coding would take it as chunked.
                 return Err(HeadError::Malformed("Transfer-Encoding is not ASCII"));
             }
-            for token in tokens(h.value) {
+            // Every element counts, an empty one too (hyper's reading): a field with no
+            // coding is still a Transfer-Encoding, and `chunked, ` does not end in chunked.
+            for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                 if chunked_last {
                     // `chunked` must be the last coding, applied once.
                     return Err(HeadError::Malformed(
@@ -416,6 +418,28 @@ mod tests {
         }
         let h = head("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n");
         assert_eq!(h.framing, BodyFraming::Length(5));
+    }
+
+    /// Found by the `response_head` fuzz target: an empty `Transfer-Encoding` was ignored, so
+    /// the `Content-Length` beside it framed the body, where hyper reads until close (and
+    /// refuses it in HTTP/1.0); an empty element after `chunked` was skipped, where hyper does
+    /// not read the body as chunked.
+    #[test]
+    fn empty_transfer_codings_count() {
+        let h = head("HTTP/1.1 200 OK\r\nTransfer-Encoding:\r\nContent-Length: 5\r\n\r\n");
+        assert_eq!((h.framing, h.keep_alive), (BodyFraming::UntilClose, false));
+        for bad in [
+            "HTTP/1.0 200 OK\r\nTransfer-Encoding: \r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked,\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding:\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(HeadError::Malformed(_))),
+                "{bad:?}"
+            );
+        }
+        let h = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: , chunked\r\n\r\n");
+        assert_eq!(h.framing, BodyFraming::Chunked);
     }
 
     /// Found by the `response_head` fuzz target: hyper cannot read a `Transfer-Encoding` value
