@@ -129,7 +129,16 @@ fn read(input: &[u8]) -> (Vec<Expected>, Stop) {
         } else {
             Version::HTTP_10
         };
-        let persists = persists(version, req.headers);
+        let mut map = http::HeaderMap::new();
+        for h in req.headers.iter() {
+            if let (Ok(n), Ok(v)) = (
+                http::HeaderName::from_bytes(h.name.as_bytes()),
+                http::HeaderValue::from_bytes(h.value),
+            ) {
+                map.append(n, v);
+            }
+        }
+        let persists = persists(version, &map);
         let after = &rest[len..];
         let (body, body_len, clean) = match body {
             Body::Empty => (
@@ -184,26 +193,24 @@ fn read(input: &[u8]) -> (Vec<Expected>, Stop) {
     }
 }
 
-/// Whether hyper keeps the connection after this request (hyper 1.12's rule: HTTP/1.1 unless a
-/// `Connection` field says `close`; HTTP/1.0 only with `keep-alive` and no `close` before it).
-fn persists(version: Version, headers: &[httparse::Header<'_>]) -> bool {
-    let has = |value: &[u8], token: &str| {
-        value.iter().all(|&b| b == b'\t' || (32..127).contains(&b))
-            && value
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+/// Whether hyper keeps a connection after a message with these fields (hyper 1.12's rule, the
+/// same for requests and responses: HTTP/1.1 unless a `Connection` field says `close`;
+/// HTTP/1.0 only with `keep-alive` and no `close` before it; a value that is not visible ASCII
+/// says nothing).
+pub(crate) fn persists(version: Version, headers: &http::HeaderMap) -> bool {
+    let has = |value: &http::HeaderValue, token: &str| {
+        value
+            .to_str()
+            .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
     };
     let mut keep_alive = version == Version::HTTP_11;
     let mut closed = false;
-    for h in headers {
-        if !h.name.eq_ignore_ascii_case("connection") {
-            continue;
-        }
-        if closed || has(h.value, "close") {
+    for value in headers.get_all(http::header::CONNECTION) {
+        if closed || has(value, "close") {
             closed = true;
             keep_alive = false;
         } else if !keep_alive {
-            keep_alive = has(h.value, "keep-alive");
+            keep_alive = has(value, "keep-alive");
         }
     }
     keep_alive

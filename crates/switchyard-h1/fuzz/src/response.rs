@@ -6,6 +6,8 @@
 //!   client builds without error and holds only fields hyper received;
 //! - the body read by our framing (`Length`, `Chunked` with our decoder, `UntilClose`,
 //!   `Empty`) has the same bytes as hyper's, and ends cleanly exactly when hyper's does;
+//! - a connection we would reuse after the response is one hyper would reuse too (its rule
+//!   on `Connection` and the version; we may close more often);
 //! - a head we find incomplete is one hyper cannot answer with either;
 //! - a complete head minus its last byte is incomplete to us.
 //!
@@ -182,6 +184,12 @@ fn same_answer(head_bytes: &[u8], head: &ResponseHead, body: &OurBody, answer: &
         assert!(
             answer.headers.get_all(name).iter().any(|v| v == value),
             "header_map has {name}: {value:?}, which hyper did not receive"
+        );
+    }
+    if head.keep_alive {
+        assert!(
+            crate::request::persists(answer.version, &answer.headers),
+            "we would reuse a connection hyper would not"
         );
     }
     same_body(body, &answer.body, MAX_FIELDS);
