@@ -159,16 +159,15 @@ fn framing(
     for h in fields {
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"connection") {
+            // hyper takes no keep-alive from a value it cannot read as text (it would close
+            // after the response); a `close` counts wherever it is.
+            let readable = visible_ascii(h.value);
             for token in tokens(h.value) {
                 close |= token.eq_ignore_ascii_case(b"close");
-                keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+                keep_alive_token |= readable && token.eq_ignore_ascii_case(b"keep-alive");
             }
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            if !h
-                .value
-                .iter()
-                .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
-            {
+            if !visible_ascii(h.value) {
                 // hyper cannot read such a value and takes the body as close-delimited; a
                 // reader that skips the odd coding would take it as chunked.
                 return Err(HeadError::Malformed("Transfer-Encoding is not ASCII"));
@@ -226,6 +225,13 @@ fn framing(
         Some(n) => (BodyFraming::Length(n), keep_alive),
         None => (BodyFraming::UntilClose, false),
     })
+}
+
+/// Whether a header value is visible ASCII, spaces and tabs only (`HeaderValue::to_str`).
+fn visible_ascii(value: &[u8]) -> bool {
+    value
+        .iter()
+        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
 }
 
 /// The comma-separated tokens of a header value, trimmed, empty ones skipped.
@@ -440,6 +446,22 @@ mod tests {
         }
         let h = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: , chunked\r\n\r\n");
         assert_eq!(h.framing, BodyFraming::Chunked);
+    }
+
+    /// Found by the `response_head` fuzz target: an HTTP/1.0 `Connection: keep-alive` with
+    /// bytes past ASCII in the value kept the connection, where hyper closes it.
+    #[test]
+    fn keep_alive_needs_a_readable_connection_field() {
+        let text = b"HTTP/1.0 200 OK\r\nConnection: keep-alive, x\xc1\r\nContent-Length: 0\r\n\r\n";
+        let Ok(ParseOutcome::Complete(h)) = parse_response_head(text, false, 1024) else {
+            panic!("not a complete head");
+        };
+        assert!(!h.keep_alive);
+        let text = b"HTTP/1.1 200 OK\r\nConnection: close, x\xc1\r\nContent-Length: 0\r\n\r\n";
+        let Ok(ParseOutcome::Complete(h)) = parse_response_head(text, false, 1024) else {
+            panic!("not a complete head");
+        };
+        assert!(!h.keep_alive, "a close counts anyway");
     }
 
     /// Found by the `response_head` fuzz target: hyper cannot read a `Transfer-Encoding` value
