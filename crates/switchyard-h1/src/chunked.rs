@@ -8,7 +8,8 @@
 
 use std::ops::Range;
 
-/// The most chunk-extension bytes one body may carry (hyper's limit as well).
+/// Chunk-extension bytes that fail a body when reached (hyper's limit as well: it fails the
+/// body at the 16384th extension byte).
 const MAX_EXTENSION_BYTES: usize = 16 * 1024;
 /// The most trailer bytes one body may carry.
 const MAX_TRAILER_BYTES: usize = 16 * 1024;
@@ -175,7 +176,8 @@ impl ChunkedDecoder {
             (SizeLws, _) | (Extension, b'\n') => return Err(ChunkError::Syntax),
             (Extension, _) => {
                 self.extension_bytes += 1;
-                if self.extension_bytes > MAX_EXTENSION_BYTES {
+                // hyper fails the body at the limit's own byte.
+                if self.extension_bytes >= MAX_EXTENSION_BYTES {
                     return Err(ChunkError::TooLarge);
                 }
                 Extension
@@ -304,6 +306,19 @@ mod tests {
             "e".repeat(MAX_EXTENSION_BYTES + 1)
         );
         assert_eq!(run(ext.as_bytes(), 4096), Err(ChunkError::TooLarge));
+    }
+
+    /// Found by the fuzz harness (`chunked`, with an input past the fuzz length limit): hyper
+    /// fails a body at its 16384th extension byte, the decoder failed it one byte later.
+    #[test]
+    fn extension_limit_is_hyper_s() {
+        let body = |n: usize| format!("1;{}\r\na\r\n0\r\n\r\n", "e".repeat(n));
+        let (data, _, _) = run(body(MAX_EXTENSION_BYTES - 1).as_bytes(), 4096).expect("valid");
+        assert_eq!(data, b"a");
+        assert_eq!(
+            run(body(MAX_EXTENSION_BYTES).as_bytes(), 4096),
+            Err(ChunkError::TooLarge)
+        );
     }
 
     #[test]

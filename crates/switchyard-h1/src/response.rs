@@ -3,18 +3,20 @@
 //!
 //! The framing rules are strict where a lenient reading could desynchronise a kept-alive
 //! connection: several different `Content-Length` values, a `Content-Length` that is not a
-//! plain decimal, `chunked` anywhere but last, and `Transfer-Encoding` in an HTTP/1.0 response
-//! are errors (the proxy answers 502 and closes the connection). A response with both
-//! `Transfer-Encoding` and `Content-Length` is read as chunked, its `Content-Length` dropped and
-//! its connection not reused, as the RFC asks of an intermediary.
+//! plain decimal, `chunked` anywhere but last, a `Transfer-Encoding` with bytes other than
+//! visible ASCII, and `Transfer-Encoding` in an HTTP/1.0 response are errors (the proxy
+//! answers 502 and closes the connection). A response with both `Transfer-Encoding` and
+//! `Content-Length` is read as chunked, its `Content-Length` dropped and its connection not
+//! reused, as the RFC asks of an intermediary.
 
 use std::ops::Range;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-/// The largest `Content-Length` accepted (hyper's limit too: `u64::MAX` is reserved there).
-pub const MAX_CONTENT_LENGTH: u64 = u64::MAX - 1;
+/// The largest `Content-Length` accepted: hyper's limit too (`u64::MAX - 2`; it reserves the
+/// two top values as markers for chunked and close-delimited bodies).
+pub const MAX_CONTENT_LENGTH: u64 = u64::MAX - 2;
 
 /// Header slots tried on the stack before a head with more fields is parsed again on the heap.
 const STACK_FIELDS: usize = 64;
@@ -157,12 +159,22 @@ fn framing(
     for h in fields {
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"connection") {
+            // hyper takes no keep-alive from a value it cannot read as text (it would close
+            // after the response); a `close` counts wherever it is.
+            let readable = visible_ascii(h.value);
             for token in tokens(h.value) {
                 close |= token.eq_ignore_ascii_case(b"close");
-                keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+                keep_alive_token |= readable && token.eq_ignore_ascii_case(b"keep-alive");
             }
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            for token in tokens(h.value) {
+            if !visible_ascii(h.value) {
+                // hyper cannot read such a value and takes the body as close-delimited; a
+                // reader that skips the odd coding would take it as chunked.
+                return Err(HeadError::Malformed("Transfer-Encoding is not ASCII"));
+            }
+            // Every element counts, an empty one too (hyper's reading): a field with no
+            // coding is still a Transfer-Encoding, and `chunked, ` does not end in chunked.
+            for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                 if chunked_last {
                     // `chunked` must be the last coding, applied once.
                     return Err(HeadError::Malformed(
@@ -213,6 +225,13 @@ fn framing(
         Some(n) => (BodyFraming::Length(n), keep_alive),
         None => (BodyFraming::UntilClose, false),
     })
+}
+
+/// Whether a header value is visible ASCII, spaces and tabs only (`HeaderValue::to_str`).
+fn visible_ascii(value: &[u8]) -> bool {
+    value
+        .iter()
+        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
 }
 
 /// The comma-separated tokens of a header value, trimmed, empty ones skipped.
@@ -405,6 +424,73 @@ mod tests {
         }
         let h = head("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n");
         assert_eq!(h.framing, BodyFraming::Length(5));
+    }
+
+    /// Found by the `response_head` fuzz target: an empty `Transfer-Encoding` was ignored, so
+    /// the `Content-Length` beside it framed the body, where hyper reads until close (and
+    /// refuses it in HTTP/1.0); an empty element after `chunked` was skipped, where hyper does
+    /// not read the body as chunked.
+    #[test]
+    fn empty_transfer_codings_count() {
+        let h = head("HTTP/1.1 200 OK\r\nTransfer-Encoding:\r\nContent-Length: 5\r\n\r\n");
+        assert_eq!((h.framing, h.keep_alive), (BodyFraming::UntilClose, false));
+        for bad in [
+            "HTTP/1.0 200 OK\r\nTransfer-Encoding: \r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked,\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding:\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(HeadError::Malformed(_))),
+                "{bad:?}"
+            );
+        }
+        let h = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: , chunked\r\n\r\n");
+        assert_eq!(h.framing, BodyFraming::Chunked);
+    }
+
+    /// Found by the `response_head` fuzz target: an HTTP/1.0 `Connection: keep-alive` with
+    /// bytes past ASCII in the value kept the connection, where hyper closes it.
+    #[test]
+    fn keep_alive_needs_a_readable_connection_field() {
+        let text = b"HTTP/1.0 200 OK\r\nConnection: keep-alive, x\xc1\r\nContent-Length: 0\r\n\r\n";
+        let Ok(ParseOutcome::Complete(h)) = parse_response_head(text, false, 1024) else {
+            panic!("not a complete head");
+        };
+        assert!(!h.keep_alive);
+        let text = b"HTTP/1.1 200 OK\r\nConnection: close, x\xc1\r\nContent-Length: 0\r\n\r\n";
+        let Ok(ParseOutcome::Complete(h)) = parse_response_head(text, false, 1024) else {
+            panic!("not a complete head");
+        };
+        assert!(!h.keep_alive, "a close counts anyway");
+    }
+
+    /// Found by the `response_head` fuzz target: hyper cannot read a `Transfer-Encoding` value
+    /// with bytes past ASCII and reads the body until close, where the codec saw `chunked`.
+    #[test]
+    fn transfer_encoding_must_be_ascii() {
+        let text = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gz\x9fip, chunked\r\n\r\n";
+        assert_eq!(
+            parse_response_head(text, false, 1024),
+            Err(HeadError::Malformed("Transfer-Encoding is not ASCII"))
+        );
+        let h = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip,\tchunked\r\n\r\n");
+        assert_eq!(h.framing, BodyFraming::Chunked);
+    }
+
+    /// Found by the `response_head` fuzz target: hyper refuses a `Content-Length` above
+    /// `u64::MAX - 2`, which the codec took as a length.
+    #[test]
+    fn content_length_limit_is_hyper_s() {
+        let h = head("HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551613\r\n\r\n");
+        assert_eq!(h.framing, BodyFraming::Length(u64::MAX - 2));
+        for over in ["18446744073709551614", "18446744073709551615"] {
+            let text = format!("HTTP/1.1 200 OK\r\nContent-Length: {over}\r\n\r\n");
+            assert_eq!(
+                parse(&text),
+                Err(HeadError::Malformed("bad Content-Length")),
+                "{over}"
+            );
+        }
     }
 
     #[test]

@@ -1,0 +1,4 @@
+//! Fuzz target: see `switchyard_h1_fuzz::response`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| switchyard_h1_fuzz::response::check(data));
