@@ -107,8 +107,8 @@ impl History {
     /// newest `capacity` entries and rewrites the file when it held more or was damaged.
     pub(crate) fn open(file: PathBuf, capacity: usize) -> History {
         let capacity = capacity.max(1);
-        let (mut entries, lines, damaged) = match fs::read_to_string(&file) {
-            Ok(text) => parse_lines(&text, &file),
+        let (mut entries, lines, damaged) = match fs::read(&file) {
+            Ok(bytes) => parse_lines(&bytes, &file),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (VecDeque::new(), 0, 0),
             Err(e) => {
                 tracing::error!(file = %file.display(), error = %e, "cannot read the switch history; starting an empty one");
@@ -188,16 +188,17 @@ impl History {
     }
 }
 
-/// Parses JSON lines: `(entries, lines, damaged lines)`.
-fn parse_lines(text: &str, file: &Path) -> (VecDeque<HistoryEntry>, usize, usize) {
+/// Parses JSON lines: `(entries, lines, damaged lines)`. Lines are judged one by one, so a
+/// damaged one (a torn write, bytes that are not UTF-8) costs that line only.
+fn parse_lines(bytes: &[u8], file: &Path) -> (VecDeque<HistoryEntry>, usize, usize) {
     let mut entries = VecDeque::new();
     let (mut lines, mut damaged) = (0, 0);
-    for (n, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
+    for (n, line) in bytes.split(|b| *b == b'\n').enumerate() {
+        if line.trim_ascii().is_empty() {
             continue;
         }
         lines += 1;
-        match serde_json::from_str::<HistoryEntry>(line) {
+        match serde_json::from_slice::<HistoryEntry>(line) {
             Ok(e) => entries.push_back(e),
             Err(e) => {
                 damaged += 1;
@@ -393,5 +394,23 @@ mod tests {
         assert_eq!(text.lines().count(), 2, "{text}");
         let reopened = History::open(file, 2);
         assert_eq!(reopened.newest(9), vec![entry(5), entry(4)]);
+    }
+
+    #[test]
+    fn a_torn_multi_byte_character_costs_only_its_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("h.jsonl");
+        let h = History::open(file.clone(), 10);
+        for n in 1..=3 {
+            h.record(entry(n));
+        }
+        drop(h);
+        let mut bytes = fs::read(&file).expect("file");
+        // Tear the middle line: a lone first byte of a two-byte UTF-8 character.
+        let second = bytes.iter().position(|b| *b == b'\n').expect("a line") + 3;
+        bytes.insert(second, 0xC3);
+        fs::write(&file, &bytes).expect("write");
+        let reopened = History::open(file, 10);
+        assert_eq!(reopened.newest(9), vec![entry(3), entry(1)]);
     }
 }

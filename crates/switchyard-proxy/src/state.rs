@@ -87,8 +87,48 @@ impl FileStateStore {
     }
 }
 
+impl FileStateStore {
+    /// Removes temp files a killed process left beside the state file
+    /// (`.NAME.tmp.PID` whose process is gone). Returns how many were removed.
+    fn clean_stale_temp_files(&self) -> usize {
+        let dir = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let Some(name) = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+        else {
+            return 0;
+        };
+        let prefix = format!(".{name}.tmp.");
+        let Ok(read) = fs::read_dir(dir) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in read.flatten() {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            let Some(pid) = file
+                .strip_prefix(&prefix)
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
+            if !alive && fs::remove_file(entry.path()).is_ok() {
+                tracing::info!(file = %entry.path().display(), "removed a temp file a stopped process left");
+                removed += 1;
+            }
+        }
+        removed
+    }
+}
+
 impl StateStore for FileStateStore {
     fn load(&self) -> Result<Option<PersistedState>, StateError> {
+        self.clean_stale_temp_files();
         let text = match fs::read(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -179,6 +219,24 @@ mod tests {
             .map(|e| e.file_name())
             .collect();
         assert_eq!(leftovers.len(), 1, "no temporary file left: {leftovers:?}");
+    }
+
+    #[test]
+    fn temp_files_of_dead_processes_are_removed_at_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.json");
+        let dead = dir.path().join(".state.json.tmp.4000000");
+        let mine = dir
+            .path()
+            .join(format!(".state.json.tmp.{}", std::process::id()));
+        let other = dir.path().join(".other.json.tmp.4000000");
+        for f in [&dead, &mine, &other] {
+            std::fs::write(f, b"{").expect("write");
+        }
+        let store = FileStateStore::new(&path);
+        assert!(store.load().expect("load").is_none());
+        assert!(!dead.exists(), "a dead process's temp file is removed");
+        assert!(mine.exists() && other.exists(), "others are left alone");
     }
 
     #[test]
