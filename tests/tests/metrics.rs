@@ -202,6 +202,21 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
 }
 
 /// One request to the admin API on a fresh connection.
+/// `GET /metrics` with this `Accept` header (none: the Prometheus text format).
+async fn scrape_as(proxy: &ProxyHandle, accept: Option<&str>) -> Resp {
+    let addr: SocketAddr = proxy.admin_addr().expect("admin API");
+    let mut client = KeepAliveClient::connect(addr).await;
+    let mut req = Request::builder()
+        .method(Method::GET)
+        .uri("/metrics")
+        .header(http::header::HOST, "admin");
+    if let Some(a) = accept {
+        req = req.header(http::header::ACCEPT, a);
+    }
+    let req = req.body(Full::new(Bytes::new())).expect("request");
+    client.request(req).await.expect("admin answers")
+}
+
 async fn admin(proxy: &ProxyHandle, method: Method, path: &str, body: &str) -> Resp {
     let addr: SocketAddr = proxy.admin_addr().expect("admin API");
     let mut client = KeepAliveClient::connect(addr).await;
@@ -216,7 +231,7 @@ async fn admin(proxy: &ProxyHandle, method: Method, path: &str, body: &str) -> R
 }
 
 async fn scrape(proxy: &ProxyHandle) -> Exposition {
-    let resp = admin(proxy, Method::GET, "/metrics", "").await;
+    let resp = scrape_as(proxy, Some("application/openmetrics-text; version=1.0.0")).await;
     assert_eq!(resp.status, 200);
     assert_eq!(
         resp.header("content-type"),
@@ -301,19 +316,22 @@ async fn counters_move_with_requests_retries_switches_and_reloads() {
     assert!(m.val("switchyard_open_connections", &[]) >= 1.0);
     let green_labels = [("service", "app"), ("pool", "green")];
     assert_eq!(
-        m.get("switchyard_request_duration_seconds_count", &green_labels),
+        m.get(
+            "switchyard_response_head_duration_seconds_count",
+            &green_labels
+        ),
         Some(5.0)
     );
     let inf = [("service", "app"), ("pool", "green"), ("le", "+Inf")];
     assert_eq!(
-        m.get("switchyard_request_duration_seconds_bucket", &inf),
+        m.get("switchyard_response_head_duration_seconds_bucket", &inf),
         Some(5.0)
     );
     let mut buckets: Vec<(f64, f64)> = m
         .samples
         .iter()
         .filter(|s| {
-            s.name == "switchyard_request_duration_seconds_bucket"
+            s.name == "switchyard_response_head_duration_seconds_bucket"
                 && s.labels["pool"] == "green"
                 && s.labels["service"] == "app"
         })
@@ -329,7 +347,12 @@ async fn counters_move_with_requests_retries_switches_and_reloads() {
         buckets.windows(2).all(|w| w[0].1 <= w[1].1),
         "cumulative: {buckets:?}"
     );
-    assert!(m.val("switchyard_request_duration_seconds_sum", &green_labels) > 0.0);
+    assert!(
+        m.val(
+            "switchyard_response_head_duration_seconds_sum",
+            &green_labels
+        ) > 0.0
+    );
     assert_eq!(
         m.val("switchyard_upstream_attempts_total", &green_labels),
         5.0
@@ -476,5 +499,97 @@ async fn stats_give_the_dashboard_counters_per_pool() {
     assert!(stats["generation"].as_u64().is_some_and(|g| g >= 1));
     assert!(stats["uptime_seconds"].as_f64().is_some());
     assert!(stats["open_connections"].as_u64().is_some_and(|n| n >= 1));
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_text_format_is_the_default_and_the_openmetrics_one_is_negotiated() {
+    let green = TestApp::start("green").await;
+    let blue = TestApp::start("blue").await;
+    let proxy = common::start(common::two_colours(&[green.addr()], &[blue.addr()])).await;
+    common::wait_healthy(&proxy, "green").await;
+    let mut client = KeepAliveClient::connect(common::http(&proxy)).await;
+    client.get("/", "x").await.expect("answer");
+
+    let text = scrape_as(&proxy, None).await;
+    assert_eq!(
+        text.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let body = text.text();
+    assert!(!body.contains("# EOF"), "no OpenMetrics trailer");
+    assert!(
+        body.contains("# TYPE switchyard_requests_total counter"),
+        "a counter's TYPE names its samples"
+    );
+    assert!(body.contains("# HELP switchyard_requests_total "));
+    for family in [
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+        "switchyard_build_info",
+        "switchyard_request_bytes_total",
+        "switchyard_server_failures_total",
+        "switchyard_pool_upstream_failures_total",
+    ] {
+        assert!(
+            body.contains(&format!("# TYPE {family} ")),
+            "{family} is exposed:\n{body}"
+        );
+    }
+    // The lowest latency bucket is 50 µs.
+    assert!(
+        body.contains("switchyard_response_head_duration_seconds_bucket{")
+            && body.contains("le=\"0.00005\""),
+        "{body}"
+    );
+
+    let om = scrape_as(
+        &proxy,
+        Some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"),
+    )
+    .await;
+    assert_eq!(
+        om.header("content-type"),
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+    );
+    assert!(om.text().ends_with("# EOF\n"));
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+#[ignore = "needs promtool (Debian's prometheus package; .ci/run installs it and runs this)"]
+async fn promtool_finds_nothing_to_lint() {
+    let green = TestApp::start("green").await;
+    let blue = TestApp::start("blue").await;
+    let proxy = common::start(common::two_colours(&[green.addr()], &[blue.addr()])).await;
+    common::wait_healthy(&proxy, "green").await;
+    let mut client = KeepAliveClient::connect(common::http(&proxy)).await;
+    client.get("/", "x").await.expect("answer");
+    let body = scrape_as(&proxy, None).await.text();
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is installed");
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(body.as_bytes())
+            .expect("write the exposition");
+    }
+    let out = child.wait_with_output().expect("promtool ran");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     proxy.shutdown().await;
 }

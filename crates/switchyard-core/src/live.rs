@@ -43,6 +43,9 @@ pub struct ServerState {
     ejections: AtomicU32,
     /// Total ejections ever, for metrics.
     ejections_total: AtomicU64,
+    /// Failed attempts of real traffic ever (the ones that count against a server), for
+    /// metrics.
+    failures_total: AtomicU64,
     /// The registry's time origin, so ejection deadlines fit in an atomic.
     epoch: Instant,
     /// What the proxy keeps per server beside this state (its idle upstream connections),
@@ -74,6 +77,7 @@ impl ServerState {
             ejected_until_ms: AtomicU64::new(0),
             ejections: AtomicU32::new(0),
             ejections_total: AtomicU64::new(0),
+            failures_total: AtomicU64::new(0),
             epoch,
             attached: OnceLock::new(),
         }
@@ -128,6 +132,11 @@ impl ServerState {
         self.ejections_total.load(Ordering::Relaxed)
     }
 
+    /// Failed attempts of real traffic counted against this server, ever.
+    pub fn failures_total(&self) -> u64 {
+        self.failures_total.load(Ordering::Relaxed)
+    }
+
     /// Records a successful attempt: the failure streak ends.
     pub fn record_success(&self) {
         if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
@@ -146,6 +155,7 @@ impl ServerState {
         base: Duration,
         max: Duration,
     ) -> Option<Duration> {
+        self.failures_total.fetch_add(1, Ordering::Relaxed);
         let failures = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
         if threshold == 0 || failures < threshold || self.is_ejected(now) {
             return None;

@@ -250,6 +250,11 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let path = req.uri().path().to_string();
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let Some((route, methods)) = route(&path) else {
         return error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}"));
     };
@@ -314,11 +319,22 @@ async fn handle(
             return json_response(StatusCode::OK, &metrics::stats(&ctl.shared, series));
         }
         Route::Metrics => {
-            let mut resp = Response::new(ProxyBody::full(metrics::render(&ctl.shared)));
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(metrics::CONTENT_TYPE),
-            );
+            // OpenMetrics for a scraper that asks for it (Prometheus does), else the
+            // Prometheus text format.
+            let openmetrics = accept
+                .as_deref()
+                .is_some_and(|a| a.contains("application/openmetrics-text"));
+            let (text, content_type) = if openmetrics {
+                (metrics::render(&ctl.shared), metrics::CONTENT_TYPE)
+            } else {
+                (
+                    metrics::render_text(&ctl.shared),
+                    metrics::TEXT_CONTENT_TYPE,
+                )
+            };
+            let mut resp = Response::new(ProxyBody::full(text));
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
             return resp;
         }
         Route::History => {

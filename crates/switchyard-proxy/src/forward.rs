@@ -565,7 +565,7 @@ async fn forward(
             v => v,
         };
         let stop = |reason: &str| {
-            observe::attempt_failed(shared, &service.name, addr, kind, false);
+            observe::attempt_failed(shared, &service.name, &pool.name, addr, kind, false);
             tracing::warn!(service = %service.name, upstream = %addr, reason = kind.reason(), attempts = attempt, stop = reason, "upstream attempt failed, not retried");
         };
         match verdict {
@@ -586,7 +586,7 @@ async fn forward(
                     stop("RetryBudgetExhausted");
                     return failed.response.ok_or(ProxyError::Upstream { kind });
                 }
-                observe::attempt_failed(shared, &service.name, addr, kind, true);
+                observe::attempt_failed(shared, &service.name, &pool.name, addr, kind, true);
             }
         }
         last_failed = Some(failed);

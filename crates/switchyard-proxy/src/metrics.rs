@@ -13,6 +13,7 @@
 //! interface, which also does the text encoding (OpenMetrics).
 
 mod exposition;
+mod process;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,20 +25,23 @@ use switchyard_core::Snapshot;
 use switchyard_core::retry::FailureKind;
 use tokio::time::Instant;
 
-pub(crate) use exposition::render;
+pub(crate) use exposition::{render, render_text};
 
 use crate::shared::Shared;
 
-/// The content type of the exposition `/metrics` answers with.
+/// The content type of the OpenMetrics exposition (for a scraper that asks for it).
 pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The content type of the Prometheus text exposition (the default).
+pub(crate) const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Status classes, by index: `status / 100 - 1`, clamped.
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// Upper bounds of the latency buckets, in microseconds (the last bucket is `+Inf`).
-const BUCKETS_US: [u64; 13] = [
-    1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
-    5_000_000, 10_000_000,
+const BUCKETS_US: [u64; 17] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000,
 ];
 
 /// Every reason an upstream attempt fails for, in the order of [`reason_index`].
@@ -122,11 +126,23 @@ pub(crate) struct PoolCounters {
     attempts: AtomicU64,
     /// Time from request head to response head.
     latency: Latency,
+    /// Request body bytes that arrived from clients.
+    bytes_in: AtomicU64,
+    /// Response body bytes announced to clients (by `Content-Length`).
+    bytes_out: AtomicU64,
+    /// Failed upstream attempts on this pool (every reason).
+    failures: AtomicU64,
 }
 
 impl PoolCounters {
-    fn record(&self, status: u16, duration: Duration, attempts: u32) {
+    fn record(&self, status: u16, duration: Duration, attempts: u32, bytes: (u64, u64)) {
         self.requests[class_index(status)].fetch_add(1, Ordering::Relaxed);
+        if bytes.0 > 0 {
+            self.bytes_in.fetch_add(bytes.0, Ordering::Relaxed);
+        }
+        if bytes.1 > 0 {
+            self.bytes_out.fetch_add(bytes.1, Ordering::Relaxed);
+        }
         if attempts > 0 {
             self.attempts
                 .fetch_add(u64::from(attempts), Ordering::Relaxed);
@@ -285,6 +301,7 @@ impl Metrics {
         status: u16,
         duration: Duration,
         attempts: u32,
+        bytes: (u64, u64),
     ) {
         let table = self.table.load();
         let Some(entry) = service.and_then(|s| table.services.get(s)) else {
@@ -294,13 +311,22 @@ impl Metrics {
         let counters = pool
             .and_then(|p| entry.pools.get(p))
             .map_or(&entry.counters.unpooled, |p| &**p);
-        counters.record(status, duration, attempts);
+        counters.record(status, duration, attempts, bytes);
     }
 
     /// Counts one failed upstream attempt, and whether it is retried (request path).
-    pub(crate) fn attempt_failed(&self, service: &str, kind: FailureKind, retried: bool) {
+    pub(crate) fn attempt_failed(
+        &self,
+        service: &str,
+        pool: &str,
+        kind: FailureKind,
+        retried: bool,
+    ) {
         let table = self.table.load();
         if let Some(entry) = table.services.get(service) {
+            if let Some(p) = entry.pools.get(pool) {
+                p.failures.fetch_add(1, Ordering::Relaxed);
+            }
             let i = reason_index(kind);
             entry.counters.failures[i].fetch_add(1, Ordering::Relaxed);
             if retried {
@@ -510,9 +536,9 @@ mod tests {
     #[test]
     fn pool_counters_split_by_class() {
         let c = PoolCounters::default();
-        c.record(200, Duration::ZERO, 1);
-        c.record(502, Duration::ZERO, 2);
-        c.record(404, Duration::ZERO, 0);
+        c.record(200, Duration::ZERO, 1, (0, 0));
+        c.record(502, Duration::ZERO, 2, (0, 0));
+        c.record(404, Duration::ZERO, 0, (0, 0));
         assert_eq!((c.requests(), c.errors(), load(&c.attempts)), (3, 1, 3));
     }
 }

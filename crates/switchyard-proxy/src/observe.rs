@@ -56,6 +56,7 @@ pub(crate) fn request_done(shared: &Shared, log: &RequestLog<'_>) {
         log.status,
         log.duration,
         log.attempts,
+        (log.bytes_in.unwrap_or(0), log.bytes_out.unwrap_or(0)),
     );
     match &shared.access {
         Some(access) => access.write(log),
@@ -83,11 +84,12 @@ pub(crate) fn request_done(shared: &Shared, log: &RequestLog<'_>) {
 pub(crate) fn attempt_failed(
     shared: &Shared,
     service: &str,
+    pool: &str,
     upstream: SocketAddr,
     kind: FailureKind,
     retried: bool,
 ) {
-    shared.metrics.attempt_failed(service, kind, retried);
+    shared.metrics.attempt_failed(service, pool, kind, retried);
     if retried {
         tracing::info!(service, upstream = %upstream, reason = kind.reason(), "retrying upstream request");
     }

@@ -29,6 +29,51 @@ pub(crate) fn render(shared: &Arc<Shared>) -> String {
     out
 }
 
+/// The Prometheus text format (0.0.4) of the exposition, for scrapers and tools that do not
+/// ask for OpenMetrics (`promtool check metrics`, `curl`): the same samples, with a counter's
+/// HELP and TYPE named as its samples are (`…_total`), and no `# UNIT` or `# EOF` lines.
+pub(crate) fn render_text(shared: &Arc<Shared>) -> String {
+    to_prometheus_text(&render(shared))
+}
+
+/// Turns an OpenMetrics exposition into the Prometheus text format.
+pub(crate) fn to_prometheus_text(openmetrics: &str) -> String {
+    let mut counters: Vec<&str> = Vec::new();
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            if let Some((name, "counter")) = rest.split_once(' ') {
+                counters.push(name);
+            }
+        }
+    }
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = line
+            .strip_prefix("# HELP ")
+            .map(|r| ("# HELP ", r))
+            .or_else(|| line.strip_prefix("# TYPE ").map(|r| ("# TYPE ", r)));
+        match meta {
+            Some((kind, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                out.push_str(kind);
+                out.push_str(name);
+                if counters.contains(&name) {
+                    out.push_str("_total");
+                }
+                out.push(' ');
+                out.push_str(tail);
+            }
+            None if line.contains("_created") && !line.starts_with('#') => continue,
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// The collector `prometheus-client` calls on every scrape.
 struct Scrape(Arc<Shared>);
 
@@ -39,7 +84,7 @@ impl fmt::Debug for Scrape {
 }
 
 /// Writes one metric family: its descriptor, then one sample per label set.
-fn family<L, M>(
+pub(super) fn family<L, M>(
     enc: &mut DescriptorEncoder,
     name: &str,
     help: &str,
@@ -113,8 +158,8 @@ impl Collector for Scrape {
         )?;
         {
             let mut m = enc.encode_descriptor(
-                "switchyard_request_duration",
-                "Time from the request head to the response head, by service and pool.",
+                "switchyard_response_head_duration",
+                "Time from the request head to the response head (the body not included), by service and pool.",
                 Some(&Unit::Seconds),
                 MetricType::Histogram,
             )?;
@@ -124,6 +169,27 @@ impl Collector for Scrape {
                     .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
             }
         }
+        family(
+            &mut enc,
+            "switchyard_request_bytes",
+            "Request body bytes that arrived from clients, by service and pool.",
+            None,
+            pools().map(|(s, p, c)| ([("service", s), ("pool", p)], counter(load(&c.bytes_in)))),
+        )?;
+        family(
+            &mut enc,
+            "switchyard_response_bytes",
+            "Response body bytes sent to clients (as their Content-Length announced), by service and pool.",
+            None,
+            pools().map(|(s, p, c)| ([("service", s), ("pool", p)], counter(load(&c.bytes_out)))),
+        )?;
+        family(
+            &mut enc,
+            "switchyard_pool_upstream_failures",
+            "Failed upstream attempts on each pool (every reason).",
+            None,
+            pools().map(|(s, p, c)| ([("service", s), ("pool", p)], counter(load(&c.failures)))),
+        )?;
         family(
             &mut enc,
             "switchyard_upstream_attempts",
@@ -188,7 +254,8 @@ impl Collector for Scrape {
                 .zip(&metrics.reloads)
                 .map(|(r, n)| ([("result", *r)], counter(load(n)))),
         )?;
-        encode_gauges(&mut enc, shared, &snapshot)
+        encode_gauges(&mut enc, shared, &snapshot)?;
+        super::process::encode(&mut enc)
     }
 }
 
@@ -274,6 +341,18 @@ fn encode_gauges(enc: &mut DescriptorEncoder, shared: &Shared, snap: &Snapshot) 
             (
                 ([("service", s), ("pool", p)], [("server", addr)]),
                 gauge(i64::from(up)),
+            )
+        }),
+    )?;
+    family(
+        enc,
+        "switchyard_server_failures",
+        "Failed attempts of real traffic counted against each server (the ones that lead to ejection).",
+        None,
+        servers().map(|(s, p, addr, st)| {
+            (
+                ([("service", s), ("pool", p)], [("server", addr)]),
+                counter(st.failures_total()),
             )
         }),
     )?;
