@@ -518,8 +518,10 @@ mod tests {
         let (sum, count, buckets) = h.read();
         assert_eq!(count, 4);
         assert!((sum - 60.0315).abs() < 1e-9, "{sum}");
-        assert_eq!(buckets[0], (0.001, 2));
-        assert_eq!(buckets[5], (0.05, 1));
+        assert_eq!(buckets[0], (0.00005, 0));
+        assert_eq!(buckets[3], (0.0005, 1));
+        assert_eq!(buckets[4], (0.001, 1));
+        assert_eq!(buckets[9], (0.05, 1));
         assert_eq!(buckets.last().copied(), Some((f64::INFINITY, 1)));
         assert_eq!(buckets.iter().map(|b| b.1).sum::<u64>(), 4);
     }
