@@ -159,6 +159,9 @@ struct SwitchBody {
     to: String,
     #[serde(default)]
     force: bool,
+    /// The service, for the `/switch` shorthand (the path names it otherwise).
+    #[serde(default)]
+    service: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -166,7 +169,49 @@ struct SwitchBody {
 struct RollbackBody {
     #[serde(default)]
     force: bool,
+    /// The service, for the `/rollback` shorthand (the path names it otherwise).
+    #[serde(default)]
+    service: Option<String>,
 }
+
+/// The service a control call is for: the path's, else the body's `service` field; both must
+/// agree when both are given.
+fn which_service<'a>(
+    path: Option<&'a str>,
+    body: Option<&'a str>,
+) -> Result<Option<&'a str>, ControlError> {
+    match (path, body) {
+        (Some(p), Some(b)) if p != b => Err(ControlError::BadRequest(format!(
+            "the path names service `{p}` and the body `{b}`"
+        ))),
+        (Some(p), _) => Ok(Some(p)),
+        (None, b) => Ok(b),
+    }
+}
+
+/// Every route of the admin API: its path (`{svc}` for a service name) and methods. The
+/// OpenAPI document (`/openapi.json`) is checked against this table by the tests, and the
+/// table against the router.
+#[cfg(test)]
+pub(crate) const ROUTES: &[(&str, &[&str])] = &[
+    ("/", &["GET"]),
+    ("/healthz", &["GET"]),
+    ("/status", &["GET"]),
+    ("/stats", &["GET"]),
+    ("/metrics", &["GET"]),
+    ("/history", &["GET"]),
+    ("/openapi.json", &["GET"]),
+    ("/reload", &["POST"]),
+    ("/switch", &["POST"]),
+    ("/rollback", &["POST"]),
+    ("/split", &["PUT", "DELETE"]),
+    ("/services/{svc}/switch", &["POST"]),
+    ("/services/{svc}/rollback", &["POST"]),
+    ("/services/{svc}/split", &["PUT", "DELETE"]),
+];
+
+/// The OpenAPI 3 document of the admin API.
+pub(crate) const OPENAPI: &str = include_str!("../assets/openapi.json");
 
 async fn read_json<T: for<'de> Deserialize<'de>>(
     body: Incoming,
@@ -194,6 +239,8 @@ async fn read_json<T: for<'de> Deserialize<'de>>(
 /// The endpoints, by path shape.
 enum Route<'a> {
     Healthz,
+    /// The OpenAPI document of this API.
+    OpenApi,
     /// An embedded dashboard file: content type and body.
     Asset(&'static str, &'static str),
     Favicon,
@@ -220,6 +267,7 @@ fn route(path: &str) -> Option<(Route<'_>, &'static [Method])> {
     }
     match path {
         "/healthz" => return Some((Route::Healthz, GET)),
+        "/openapi.json" => return Some((Route::OpenApi, GET)),
         "/favicon.ico" => return Some((Route::Favicon, GET)),
         "/status" => return Some((Route::Status, GET)),
         "/stats" => return Some((Route::Stats, GET)),
@@ -288,6 +336,14 @@ async fn handle(
             return dashboard::page_with_state(&initial_state(ctl));
         }
         Route::Asset(content_type, body) => return dashboard::response(content_type, body),
+        Route::OpenApi => {
+            let mut resp = Response::new(ProxyBody::full(OPENAPI));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            return resp;
+        }
         Route::Favicon => {
             let mut resp = Response::new(ProxyBody::full(""));
             *resp.status_mut() = StatusCode::NO_CONTENT;
@@ -308,7 +364,7 @@ async fn handle(
     let query = req.uri().query().map(str::to_string);
     let body = req.into_body();
     let result = match route {
-        Route::Healthz | Route::Asset(..) | Route::Favicon => {
+        Route::Healthz | Route::OpenApi | Route::Asset(..) | Route::Favicon => {
             return error(StatusCode::INTERNAL_SERVER_ERROR, "unreachable");
         }
         Route::Status => return ok(&ctl.status_report()),
@@ -352,14 +408,20 @@ async fn handle(
                 Ok(b) => b,
                 Err(resp) => return resp,
             };
-            ctl.switch(&actor, svc, &b.to, b.force).await
+            match which_service(svc, b.service.as_deref()) {
+                Ok(svc) => ctl.switch(&actor, svc, &b.to, b.force).await,
+                Err(e) => Err(e),
+            }
         }
         Route::Rollback(svc) => {
             let b: RollbackBody = match read_json(body, Some(RollbackBody::default())).await {
                 Ok(b) => b,
                 Err(resp) => return resp,
             };
-            ctl.rollback(&actor, svc, b.force).await
+            match which_service(svc, b.service.as_deref()) {
+                Ok(svc) => ctl.rollback(&actor, svc, b.force).await,
+                Err(e) => Err(e),
+            }
         }
         Route::Split(svc) if method == Method::DELETE => ctl.end_split(&actor, svc).await,
         Route::Split(svc) => {
@@ -368,7 +430,10 @@ async fn handle(
                 Err(resp) => return resp,
             };
             match split_body(fields) {
-                Ok((weights, force)) => ctl.split(&actor, svc, weights, force).await,
+                Ok((weights, force, named)) => match which_service(svc, named.as_deref()) {
+                    Ok(svc) => ctl.split(&actor, svc, weights, force).await,
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(ControlError::BadRequest(e)),
             }
         }
@@ -379,13 +444,25 @@ async fn handle(
     }
 }
 
-/// A split body: pool weights (`{"blue": 10, "green": 90}`), with an optional `"force": true`.
-fn split_body(
-    fields: BTreeMap<String, serde_json::Value>,
-) -> Result<(BTreeMap<String, u32>, bool), String> {
+/// A split body: pool weights (`{"blue": 10, "green": 90}`), with an optional `"force": true`
+/// and, for the `/split` shorthand, an optional `"service": "NAME"`.
+/// A split body, read: the weights, `force`, and the service it names.
+type SplitRequest = (BTreeMap<String, u32>, bool, Option<String>);
+
+fn split_body(fields: BTreeMap<String, serde_json::Value>) -> Result<SplitRequest, String> {
     let mut weights = BTreeMap::new();
     let mut force = false;
+    let mut service = None;
     for (key, value) in fields {
+        if key == "service" {
+            service = Some(
+                value
+                    .as_str()
+                    .ok_or("`service` must be a service name".to_string())?
+                    .to_string(),
+            );
+            continue;
+        }
         if key == "force" {
             force = value
                 .as_bool()
@@ -398,7 +475,7 @@ fn split_body(
             .ok_or(format!("the weight of pool `{key}` must be a whole number"))?;
         weights.insert(key, weight);
     }
-    Ok((weights, force))
+    Ok((weights, force, service))
 }
 
 /// Who sent a control request: the sanitised `X-Switchyard-Actor` header, else `admin-api`.
@@ -459,6 +536,37 @@ mod tests {
         assert_eq!(actor(&req(Some("cli"))), "cli");
         assert_eq!(actor(&req(Some(""))), "admin-api");
         assert_eq!(actor(&req(Some(&"y".repeat(100)))).len(), 64);
+    }
+
+    #[test]
+    fn the_route_table_matches_the_router_and_the_openapi_document() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("valid JSON");
+        let paths = doc["paths"].as_object().expect("paths");
+        let mut documented: Vec<(String, String)> = paths
+            .iter()
+            .flat_map(|(p, ops)| {
+                ops.as_object()
+                    .into_iter()
+                    .flat_map(|o| o.keys())
+                    .map(move |m| (p.clone(), m.to_ascii_uppercase()))
+            })
+            .collect();
+        let mut table: Vec<(String, String)> = ROUTES
+            .iter()
+            .flat_map(|(p, ms)| ms.iter().map(move |m| (p.to_string(), m.to_string())))
+            .collect();
+        documented.sort();
+        table.sort();
+        assert_eq!(
+            documented, table,
+            "the OpenAPI document lists every route, no more"
+        );
+        for (path, methods) in ROUTES {
+            let concrete = path.replace("{svc}", "app");
+            let (_, allowed) = route(&concrete).unwrap_or_else(|| panic!("{path} is routed"));
+            let allowed: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+            assert_eq!(&allowed, methods, "{path}");
+        }
     }
 
     #[test]

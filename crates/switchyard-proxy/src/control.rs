@@ -43,7 +43,9 @@ pub enum ControlError {
         known: String,
     },
     /// The shorthand endpoints need exactly one service.
-    #[error("this config has several services ({0}); name one")]
+    #[error(
+        "this config has several services ({0}); name one: add \"service\": \"NAME\" to the body, call /services/NAME/… instead, or pass --service NAME to the CLI"
+    )]
     AmbiguousService(String),
     /// The target pool has no healthy server and `force` was not given.
     #[error(

@@ -42,14 +42,16 @@ async fn sighup_reloads_and_keeps_the_running_config_when_the_file_is_bad() {
     let prefix = format!("{}:", file.arg());
     proxy
         .wait_log("with the reload error's FILE:LINE:COL", |l| {
-            l.split_once(&prefix).is_some_and(|(_, rest)| {
-                let mut parts = rest.splitn(3, ':');
-                let line = parts
-                    .next()
-                    .is_some_and(|n| n.parse::<u32>().is_ok_and(|n| n > 0));
-                let col = parts.next().is_some_and(|n| n.parse::<u32>().is_ok());
-                line && col && rest.contains("soon")
-            })
+            // Logged at error level, with its position.
+            l.contains("ERROR")
+                && l.split_once(&prefix).is_some_and(|(_, rest)| {
+                    let mut parts = rest.splitn(3, ':');
+                    let line = parts
+                        .next()
+                        .is_some_and(|n| n.parse::<u32>().is_ok_and(|n| n > 0));
+                    let col = parts.next().is_some_and(|n| n.parse::<u32>().is_ok());
+                    line && col && rest.contains("soon")
+                })
         })
         .await;
     let status = proxy.status(None).await;
