@@ -29,6 +29,7 @@ pub mod headers;
 mod health;
 pub mod history;
 mod metrics;
+pub mod notify;
 mod observe;
 mod ratelimit;
 mod reload;
@@ -59,6 +60,7 @@ pub use shared::raise_fd_limit;
 pub use state::{FileStateStore, StateStore};
 pub use status::StatusReport;
 use switchyard_config::Config;
+pub use switchyard_core::{Decisions, Health};
 use switchyard_core::{Registry, Snapshot};
 pub use tls::TlsError;
 use tokio::net::TcpListener;
@@ -98,6 +100,77 @@ impl Listeners {
             None => None,
         };
         Ok(Listeners { http, https, admin })
+    }
+
+    /// The listeners the config names, taken from `inherited` sockets where one matches (by
+    /// its name, `http`, `https` or `admin`, in order, else by its address) and bound afresh
+    /// otherwise — what systemd socket activation and a binary upgrade hand over
+    /// (`LISTEN_FDS`/`LISTEN_FDNAMES`). Inherited sockets that match nothing are closed.
+    pub async fn from_inherited(
+        config: &Config,
+        inherited: Vec<(Option<String>, std::net::TcpListener)>,
+    ) -> std::io::Result<Listeners> {
+        let mut pool: Vec<(Option<String>, Option<SocketAddr>, std::net::TcpListener)> = inherited
+            .into_iter()
+            .map(|(name, l)| {
+                let addr = l.local_addr().ok();
+                (name, addr, l)
+            })
+            .collect();
+        let mut take = |kind: &str, addr: SocketAddr| -> std::io::Result<Option<TcpListener>> {
+            let by_name = pool.iter().position(|(n, _, _)| n.as_deref() == Some(kind));
+            let by_addr = || pool.iter().position(|(_, a, _)| *a == Some(addr));
+            match by_name.or_else(by_addr) {
+                Some(i) => {
+                    let (_, _, l) = pool.remove(i);
+                    l.set_nonblocking(true)?;
+                    Ok(Some(TcpListener::from_std(l)?))
+                }
+                None => Ok(None),
+            }
+        };
+        let mut http = Vec::with_capacity(config.listen.http.len());
+        for addr in &config.listen.http {
+            match take("http", *addr)? {
+                Some(l) => http.push(l),
+                None => http.push(bind(*addr).await?),
+            }
+        }
+        let mut https = Vec::with_capacity(config.listen.https.len());
+        for addr in &config.listen.https {
+            match take("https", *addr)? {
+                Some(l) => https.push(l),
+                None => https.push(bind(*addr).await?),
+            }
+        }
+        let admin = match config.admin.listen {
+            Some(addr) => match take("admin", addr)? {
+                Some(l) => Some(l),
+                None => Some(bind(addr).await?),
+            },
+            None => None,
+        };
+        for (name, addr, _) in &pool {
+            tracing::warn!(name = ?name, addr = ?addr, "an inherited socket matches no configured listener; closing it");
+        }
+        Ok(Listeners { http, https, admin })
+    }
+
+    /// Copies of the listening sockets, named `http`, `https` or `admin`, to hand to another
+    /// process (a binary upgrade): the kernel socket stays open while either side holds it.
+    pub fn handover_fds(&self) -> std::io::Result<Vec<(&'static str, std::os::fd::OwnedFd)>> {
+        use std::os::fd::AsFd;
+        let mut out = Vec::new();
+        for l in &self.http {
+            out.push(("http", l.as_fd().try_clone_to_owned()?));
+        }
+        for l in &self.https {
+            out.push(("https", l.as_fd().try_clone_to_owned()?));
+        }
+        if let Some(l) = &self.admin {
+            out.push(("admin", l.as_fd().try_clone_to_owned()?));
+        }
+        Ok(out)
     }
 
     /// One HTTP listener and one admin listener on 127.0.0.1 with ports chosen by the system
@@ -178,6 +251,7 @@ pub struct Builder {
     token: Option<String>,
     access: Option<AccessSink>,
     resolver: Option<Arc<dyn resolve::Resolve>>,
+    decisions: Option<switchyard_core::Decisions>,
 }
 
 impl Builder {
@@ -190,7 +264,16 @@ impl Builder {
             token: None,
             access: None,
             resolver: None,
+            decisions: None,
         }
+    }
+
+    /// Starts with these runtime decisions (active, previous, split per service) instead of
+    /// the ones the state store holds: what a binary upgrade hands from the old process to the
+    /// new one. Decisions naming services or pools the config does not have are ignored.
+    pub fn decisions(mut self, decisions: switchyard_core::Decisions) -> Self {
+        self.decisions = Some(decisions);
+        self
     }
 
     /// Resolves upstream host names with `resolver` instead of the system resolver.
@@ -238,6 +321,7 @@ impl Builder {
             self.token,
             self.access,
             resolver,
+            self.decisions,
         )
     }
 }
@@ -249,6 +333,7 @@ fn start_inner(
     token: Option<String>,
     access: Option<AccessSink>,
     resolver: Arc<dyn resolve::Resolve>,
+    decisions: Option<switchyard_core::Decisions>,
 ) -> Result<ProxyHandle, StartError> {
     config.validate()?;
     let access = match access {
@@ -302,7 +387,10 @@ fn start_inner(
     };
     let builder = Arc::new(server::builder(&config.limits));
     let registry = Registry::new();
-    let first = control::first_snapshot(&config, store.as_deref(), &registry);
+    let first = match decisions {
+        Some(d) => Snapshot::build(&config, &d, &registry, 1),
+        None => control::first_snapshot(&config, store.as_deref(), &registry),
+    };
     let shared = Arc::new(Shared {
         snapshot: ArcSwap::from_pointee(first),
         registry,

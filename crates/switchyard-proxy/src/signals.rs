@@ -1,5 +1,6 @@
-//! Unix signals for a running proxy: SIGHUP reloads the config file, SIGTERM and SIGINT stop
-//! gracefully.
+//! Unix signals for a running proxy: SIGHUP reloads the config file, SIGUSR2 upgrades to the
+//! binary on disk (when the program offers it), SIGTERM and SIGINT stop gracefully; and
+//! systemd hears about each (`notify`).
 
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -8,17 +9,44 @@ use crate::ProxyHandle;
 /// Serves signals until SIGTERM or SIGINT, then shuts the proxy down gracefully.
 /// Returns true when every connection finished within the shutdown timeout.
 pub async fn serve_until_signal(handle: ProxyHandle) -> std::io::Result<bool> {
+    serve_until_signal_or_upgrade(handle, || async {
+        tracing::warn!("SIGUSR2: binary upgrades are not available to this program");
+        false
+    })
+    .await
+}
+
+/// [`serve_until_signal`], and on SIGUSR2 runs `upgrade`: when it returns true (a new process
+/// took the listeners over and is ready), the proxy stops gracefully as on SIGTERM.
+pub async fn serve_until_signal_or_upgrade<F, Fut>(
+    handle: ProxyHandle,
+    mut upgrade: F,
+) -> std::io::Result<bool>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut usr2 = signal(SignalKind::user_defined2())?;
     loop {
         tokio::select! {
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading the config file");
+                crate::notify::send("RELOADING=1");
                 // Errors are logged by the reload itself; the running config stays.
                 let _ = handle
                     .reload_from_source_as(crate::history::ACTOR_SIGHUP)
                     .await;
+                crate::notify::send("READY=1");
+            }
+            _ = usr2.recv() => {
+                tracing::info!("SIGUSR2: upgrading to the binary on disk");
+                if upgrade().await {
+                    tracing::info!("the new process is serving; stopping this one gracefully");
+                    break;
+                }
             }
             _ = term.recv() => {
                 tracing::info!("SIGTERM: stopping gracefully");
@@ -30,6 +58,7 @@ pub async fn serve_until_signal(handle: ProxyHandle) -> std::io::Result<bool> {
             }
         }
     }
+    crate::notify::send("STOPPING=1");
     Ok(handle.shutdown().await)
 }
 

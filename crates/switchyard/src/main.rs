@@ -8,6 +8,7 @@ mod cli;
 mod client;
 mod commands;
 mod duration;
+mod handover;
 mod history;
 mod serve;
 mod table;

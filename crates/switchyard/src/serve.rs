@@ -20,6 +20,8 @@ const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(1);
 
 /// Runs the proxy until a stop signal; returns once it has stopped gracefully.
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
+    // Before any thread starts: sockets handed over by systemd or an upgrading process.
+    let inherited = crate::handover::inherited();
     let mut config = match &args.config {
         Some(path) => check::load(path)?,
         None => switchyard_config::default_config(),
@@ -49,17 +51,49 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     }
     let runtime = runtime(&config)?;
     let result = runtime.block_on(async move {
-        let listeners = switchyard_proxy::Listeners::bind(&config).await?;
+        // Started by an upgrade: the old process's decisions, and whom to tell when ready.
+        let successor = crate::handover::Successor::connect().await?;
+        let listeners = if inherited.is_empty() {
+            switchyard_proxy::Listeners::bind(&config).await?
+        } else {
+            tracing::info!(sockets = inherited.len(), "serving on inherited sockets");
+            switchyard_proxy::Listeners::from_inherited(&config, inherited).await?
+        };
+        let upgrader = std::sync::Arc::new(crate::handover::Upgrader::new(
+            listeners.handover_fds()?,
+        )?);
         let access = match &config.log.access_file {
             Some(path) => switchyard_proxy::AccessSink::File(path.clone()),
             None => switchyard_proxy::AccessSink::Stdout,
         };
-        let handle = switchyard_proxy::Builder::new(config, listeners)
-            .access_log(access)
-            .start()?;
-        switchyard_proxy::signals::serve_until_signal(handle)
-            .await
-            .context("cannot listen for signals")?;
+        let mut builder = switchyard_proxy::Builder::new(config, listeners).access_log(access);
+        if let Some(s) = &successor {
+            builder = builder.decisions(s.decisions.clone());
+        }
+        let handle = builder.start()?;
+        match successor {
+            Some(s) => s.ready(&handle).await?,
+            None => switchyard_proxy::notify::send("READY=1"),
+        }
+        let for_upgrade = handle.clone();
+        switchyard_proxy::signals::serve_until_signal_or_upgrade(handle, move || {
+            let handle = for_upgrade.clone();
+            let upgrader = upgrader.clone();
+            async move {
+                match upgrader.upgrade(&handle).await {
+                    Ok(pid) => {
+                        tracing::info!(pid, "upgrade complete: the new process serves");
+                        true
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "upgrade failed; this process keeps serving");
+                        false
+                    }
+                }
+            }
+        })
+        .await
+        .context("cannot listen for signals")?;
         Ok(())
     });
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);

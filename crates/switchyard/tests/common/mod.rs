@@ -143,7 +143,28 @@ impl Proxy {
 
     /// Like [`Proxy::start`], but returns what the process printed when it does not start.
     pub async fn try_start(args: &[&str], envs: &[(&str, &str)]) -> Result<Proxy, String> {
-        let mut cmd = Command::new(BIN);
+        Proxy::try_start_binary(std::path::Path::new(BIN), args, envs).await
+    }
+
+    /// [`Proxy::start`] with another copy of the binary.
+    pub async fn start_binary(
+        bin: &std::path::Path,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Proxy {
+        match Proxy::try_start_binary(bin, args, envs).await {
+            Ok(proxy) => proxy,
+            Err(output) => panic!("switchyard serve did not start:\n{output}"),
+        }
+    }
+
+    /// [`Proxy::try_start`] with another copy of the binary.
+    pub async fn try_start_binary(
+        bin: &std::path::Path,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Result<Proxy, String> {
+        let mut cmd = Command::new(bin);
         cmd.arg("serve")
             .args(args)
             .kill_on_drop(true)
@@ -356,6 +377,16 @@ pub async fn admin_get(admin: SocketAddr, path: &str, token: Option<&str>) -> Re
         req = req.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
     }
     let req = req.body(Full::new(Bytes::new())).expect("a valid request");
+    client.request(req).await.expect("the admin API answers")
+}
+
+/// `POST path` with a JSON body on the admin API over a fresh connection.
+pub async fn admin_post(admin: SocketAddr, path: &str, body: &str) -> Resp {
+    let mut client = KeepAliveClient::connect(admin).await;
+    let req = http::Request::post(path)
+        .header(http::header::HOST, admin.to_string())
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("a valid request");
     client.request(req).await.expect("the admin API answers")
 }
 
