@@ -202,6 +202,7 @@ pub(crate) const ROUTES: &[(&str, &[&str])] = &[
     ("/history", &["GET"]),
     ("/openapi.json", &["GET"]),
     ("/reload", &["POST"]),
+    ("/upgrade", &["POST"]),
     ("/switch", &["POST"]),
     ("/rollback", &["POST"]),
     ("/split", &["PUT", "DELETE"]),
@@ -249,6 +250,7 @@ enum Route<'a> {
     Metrics,
     History,
     Reload,
+    Upgrade,
     Switch(Option<&'a str>),
     Rollback(Option<&'a str>),
     Split(Option<&'a str>),
@@ -274,6 +276,7 @@ fn route(path: &str) -> Option<(Route<'_>, &'static [Method])> {
         "/metrics" => return Some((Route::Metrics, GET)),
         "/history" => return Some((Route::History, GET)),
         "/reload" => return Some((Route::Reload, POST)),
+        "/upgrade" => return Some((Route::Upgrade, POST)),
         "/switch" => return Some((Route::Switch(None), POST)),
         "/rollback" => return Some((Route::Rollback(None), POST)),
         "/split" => return Some((Route::Split(None), SPLIT)),
@@ -397,6 +400,33 @@ async fn handle(
             return match history_limit(query.as_deref()) {
                 Ok(limit) => ok(&json!({ "entries": ctl.history(limit) })),
                 Err(message) => error(StatusCode::BAD_REQUEST, message),
+            };
+        }
+        Route::Upgrade => {
+            let (answer, outcome) = tokio::sync::oneshot::channel();
+            let nobody_upgrades = ctl
+                .shared
+                .upgrades
+                .rx
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .is_some();
+            if nobody_upgrades || ctl.shared.upgrades.tx.try_send(answer).is_err() {
+                return error(
+                    StatusCode::CONFLICT,
+                    "an upgrade is already under way, or this program does not upgrade (SIGUSR2 and POST /upgrade are for switchyard serve)",
+                );
+            }
+            return match outcome.await {
+                Ok(Ok(pid)) => ok(&json!({ "upgraded": true, "pid": pid })),
+                Ok(Err(why)) => error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("upgrade failed: {why}"),
+                ),
+                Err(_) => error(
+                    StatusCode::CONFLICT,
+                    "this program does not upgrade (SIGUSR2 and POST /upgrade are for switchyard serve)",
+                ),
             };
         }
         Route::Reload => match ctl.reload_source_as(&actor).await {

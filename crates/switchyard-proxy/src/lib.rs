@@ -397,6 +397,7 @@ fn start_inner(
         connections: ConnCounter::default(),
         rate_limits: ratelimit::RateLimiters::new(&config),
         metrics: metrics::Metrics::default(),
+        upgrades: shared::UpgradeRequests::default(),
         access,
     });
     let history = match &config.state.file {
@@ -706,6 +707,20 @@ impl ProxyHandle {
             access.close();
         }
         drained
+    }
+
+    /// Takes the queue of upgrade requests the admin API receives (`POST /upgrade`); only the
+    /// first call gets it. Without a taker, `POST /upgrade` answers that upgrades are off.
+    pub(crate) fn take_upgrade_requests(
+        &self,
+    ) -> Option<tokio::sync::mpsc::Receiver<shared::UpgradeAnswer>> {
+        self.ctl
+            .shared
+            .upgrades
+            .rx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 
     /// Reopens the access-log file (as SIGUSR1 does), after logrotate moved it.

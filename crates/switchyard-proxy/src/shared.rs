@@ -21,6 +21,9 @@ pub(crate) struct Shared {
     pub(crate) rate_limits: crate::ratelimit::RateLimiters,
     /// Request, retry and control-plane counters (lock-free on the request path).
     pub(crate) metrics: Metrics,
+    /// Upgrade requests from the admin API (`POST /upgrade`) to the signal loop that can carry
+    /// them out; each carries where to answer (the new process's pid, or why it failed).
+    pub(crate) upgrades: UpgradeRequests,
     /// The buffered access log; `None` sends access lines to `tracing` (an embedding
     /// program's default) or, with `[log] access = false`, nowhere.
     pub(crate) access: Option<crate::access_log::AccessLog>,
@@ -154,4 +157,26 @@ pub fn raise_fd_limit() -> std::io::Result<(Option<u64>, Option<u64>)> {
         },
     )?;
     Ok((now.current, Some(hard)))
+}
+
+/// Where an upgrade request is answered: the new process's pid, or why it failed.
+pub(crate) type UpgradeAnswer = tokio::sync::oneshot::Sender<Result<u32, String>>;
+
+/// The channel of upgrade requests; the receiver is taken by the one loop that can upgrade.
+#[derive(Debug)]
+pub(crate) struct UpgradeRequests {
+    /// Where the admin API sends requests.
+    pub(crate) tx: tokio::sync::mpsc::Sender<UpgradeAnswer>,
+    /// Taken by `signals::serve_until_signal_or_upgrade`.
+    pub(crate) rx: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<UpgradeAnswer>>>,
+}
+
+impl Default for UpgradeRequests {
+    fn default() -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        UpgradeRequests {
+            tx,
+            rx: std::sync::Mutex::new(Some(rx)),
+        }
+    }
 }

@@ -10,28 +10,48 @@ use crate::ProxyHandle;
 /// Returns true when every connection finished within the shutdown timeout.
 pub async fn serve_until_signal(handle: ProxyHandle) -> std::io::Result<bool> {
     serve_until_signal_or_upgrade(handle, || async {
-        tracing::warn!("SIGUSR2: binary upgrades are not available to this program");
-        false
+        tracing::warn!("binary upgrades are not available to this program");
+        Err("binary upgrades are not available to this program".to_string())
     })
     .await
 }
 
-/// [`serve_until_signal`], and on SIGUSR2 runs `upgrade`: when it returns true (a new process
-/// took the listeners over and is ready), the proxy stops gracefully as on SIGTERM.
+/// [`serve_until_signal`], and on SIGUSR2 or `POST /upgrade` runs `upgrade`: when it returns
+/// the new process's pid (it took the listeners over and is ready), the proxy stops gracefully
+/// as on SIGTERM; an error (the reason) leaves it serving and answers `POST /upgrade` with it.
 pub async fn serve_until_signal_or_upgrade<F, Fut>(
     handle: ProxyHandle,
     mut upgrade: F,
 ) -> std::io::Result<bool>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
+    Fut: std::future::Future<Output = Result<u32, String>>,
 {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut usr2 = signal(SignalKind::user_defined2())?;
+    let mut asked = handle.take_upgrade_requests();
     loop {
         tokio::select! {
+            Some(answer) = async {
+                match asked.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                tracing::info!("POST /upgrade: upgrading to the binary on disk");
+                match upgrade().await {
+                    Ok(pid) => {
+                        let _ = answer.send(Ok(pid));
+                        tracing::info!("the new process is serving; stopping this one gracefully");
+                        break;
+                    }
+                    Err(why) => {
+                        let _ = answer.send(Err(why));
+                    }
+                }
+            }
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading the config file");
                 crate::notify::send("RELOADING=1");
@@ -43,7 +63,7 @@ where
             }
             _ = usr2.recv() => {
                 tracing::info!("SIGUSR2: upgrading to the binary on disk");
-                if upgrade().await {
+                if upgrade().await.is_ok() {
                     tracing::info!("the new process is serving; stopping this one gracefully");
                     break;
                 }

@@ -40,6 +40,9 @@ pub enum Command {
     Split(SplitArgs),
     /// Re-read the running proxy's config file.
     Reload(ReloadArgs),
+    /// Upgrade the running proxy to the binary on disk without dropping a connection (like
+    /// SIGUSR2); exits 1 when the new process could not take over.
+    Upgrade(ReloadArgs),
     /// Show the switch history: who switched, rolled back, split or reloaded what, and when.
     History(HistoryArgs),
 }

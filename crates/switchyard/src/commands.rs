@@ -33,6 +33,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             Command::Rollback(args) => rollback(args).await,
             Command::Split(args) => split(args).await,
             Command::Reload(args) => reload(&AdminClient::from_args(&args.admin)?).await,
+            Command::Upgrade(args) => upgrade(&AdminClient::from_args(&args.admin)?).await,
             Command::History(args) => crate::history::run(&args).await,
             Command::Serve(_) | Command::Check(_) => Err(anyhow!("not a client command")),
         }
@@ -244,6 +245,22 @@ struct Reloaded {
 async fn reload(client: &AdminClient) -> anyhow::Result<()> {
     let out: Reloaded = client.json(Method::POST, "/reload", None).await?;
     println!("reloaded (generation {})", out.generation);
+    Ok(())
+}
+
+/// The answer to `POST /upgrade`.
+#[derive(Debug, serde::Deserialize)]
+struct Upgraded {
+    pid: u32,
+}
+
+/// `switchyard upgrade`.
+async fn upgrade(client: &AdminClient) -> anyhow::Result<()> {
+    let out: Upgraded = client.json(Method::POST, "/upgrade", None).await?;
+    println!(
+        "upgraded: the new process (pid {}) serves; the old one is finishing",
+        out.pid
+    );
     Ok(())
 }
 

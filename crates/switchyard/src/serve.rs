@@ -59,9 +59,8 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             tracing::info!(sockets = inherited.len(), "serving on inherited sockets");
             switchyard_proxy::Listeners::from_inherited(&config, inherited).await?
         };
-        let upgrader = std::sync::Arc::new(crate::handover::Upgrader::new(
-            listeners.handover_fds()?,
-        )?);
+        let upgrader =
+            std::sync::Arc::new(crate::handover::Upgrader::new(listeners.handover_fds()?)?);
         let access = match &config.log.access_file {
             Some(path) => switchyard_proxy::AccessSink::File(path.clone()),
             None => switchyard_proxy::AccessSink::Stdout,
@@ -83,11 +82,12 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
                 match upgrader.upgrade(&handle).await {
                     Ok(pid) => {
                         tracing::info!(pid, "upgrade complete: the new process serves");
-                        true
+                        Ok(pid)
                     }
                     Err(e) => {
-                        tracing::error!(error = %format!("{e:#}"), "upgrade failed; this process keeps serving");
-                        false
+                        let why = format!("{e:#}");
+                        tracing::error!(error = %why, "upgrade failed; this process keeps serving");
+                        Err(why)
                     }
                 }
             }

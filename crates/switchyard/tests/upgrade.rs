@@ -116,7 +116,9 @@ async fn an_upgrade_under_load_fails_nothing_and_keeps_the_colour() {
     })
     .await;
 
-    old.signal("USR2");
+    // Through the CLI, which returns once the new process serves.
+    let out = common::cli(&["upgrade", "--admin", &old.admin_url()], &[]).await;
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
     let status = old.wait_exit().await;
     assert!(
         status.success(),
