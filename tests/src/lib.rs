@@ -29,11 +29,13 @@
 //! on paused tokio time, where auto-advance would fire a tokio timer while real I/O is pending.
 
 pub mod app;
+pub mod capture;
 pub mod client;
 pub mod wait;
 
 pub use app::{Recorder, TestApp, X_COLOUR};
+pub use capture::CapturedLog;
 pub use client::{
-    ClientError, Http2Client, KeepAliveClient, Resp, raw_request, raw_request_timeout,
+    ClientError, Http2Client, KeepAliveClient, Resp, raw_request, raw_request_timeout, raw_status,
 };
 pub use wait::{poll_until, within};

@@ -4,41 +4,21 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use serde_json::Value;
 use switchyard_proxy::{AccessSink, Builder, Listeners};
-use switchyard_tests::{KeepAliveClient, TestApp};
+use switchyard_tests::{CapturedLog, KeepAliveClient, TestApp};
 
-/// A writer that keeps every line the subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    /// The JSON access-log lines written so far.
-    fn access_lines(&self) -> Vec<Value> {
-        let text = String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned();
-        text.lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|v| v["target"] == "switchyard::access")
-            .collect()
-    }
+/// The access-log lines captured so far.
+fn access_lines(log: &CapturedLog) -> Vec<Value> {
+    log.json_lines()
+        .into_iter()
+        .filter(|v| v["target"] == "switchyard::access")
+        .collect()
 }
 
 #[tokio::test]
 async fn every_request_gets_one_line_with_its_fields() {
-    let captured = Captured::default();
+    let captured = CapturedLog::default();
     let green = TestApp::start("green").await;
     let blue = TestApp::start("blue").await;
     let spare = TestApp::start("green").await;
@@ -74,7 +54,7 @@ async fn every_request_gets_one_line_with_its_fields() {
 
     // A graceful stop writes every line before it returns.
     proxy.shutdown().await;
-    let lines = captured.access_lines();
+    let lines = access_lines(&captured);
     assert_eq!(lines.len(), 4, "one line per request: {lines:#?}");
     let f = &lines[0]["fields"];
     assert_eq!(f["method"], "POST");

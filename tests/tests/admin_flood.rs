@@ -27,7 +27,9 @@ fn cpu_seconds() -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_admin_connections_neither_starve_clients_nor_spin() {
-    // The test process holds both ends of the connections.
+    // The test process holds both ends of the connections. (How many of the 1,100 connects
+    // complete depends on the kernel's accept queue and on the machine's load; far more than the
+    // admin cap of 16 always do.)
     let (_, after) = switchyard_proxy::raise_fd_limit().expect("raise the open-file limit");
     assert!(
         after.is_none_or(|n| n >= 4096),
@@ -47,7 +49,7 @@ async fn idle_admin_connections_neither_starve_clients_nor_spin() {
         .map(|_| {
             tokio::spawn(async move {
                 // Beyond the accept queue a connect may wait: such a one is simply not kept.
-                match within(Duration::from_secs(2), TcpStream::connect(admin)).await {
+                match within(Duration::from_secs(5), TcpStream::connect(admin)).await {
                     Some(Ok(s)) => Some(s),
                     _ => None,
                 }
@@ -61,7 +63,7 @@ async fn idle_admin_connections_neither_starve_clients_nor_spin() {
         }
     }
     assert!(
-        idle.len() >= 500,
+        idle.len() >= 100,
         "only {} connections opened (the admin cap is 16)",
         idle.len()
     );

@@ -4,41 +4,16 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
 use switchyard_config::AllDown;
 use switchyard_proxy::{AccessSink, Builder, Listeners, ProxyHandle};
-use switchyard_tests::{KeepAliveClient, TestApp, poll_until};
+use switchyard_tests::{CapturedLog, KeepAliveClient, TestApp, poll_until};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-/// A writer that keeps every access-log line.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn lines(&self) -> Vec<Value> {
-        let text = String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned();
-        text.lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .collect()
-    }
-}
-
-async fn start(green: &TestApp, blue: &TestApp, log: &Captured) -> ProxyHandle {
+async fn start(green: &TestApp, blue: &TestApp, log: &CapturedLog) -> ProxyHandle {
     let mut config = common::two_colours(&[green.addr()], &[blue.addr()]);
     config.log.format = switchyard_config::LogFormat::Json;
     if let Some(svc) = config.services.get_mut("app") {
@@ -66,7 +41,7 @@ fn ejections(proxy: &ProxyHandle) -> f64 {
 async fn aborted_uploads_never_eject_a_server() {
     let green = TestApp::start("green").await;
     let blue = TestApp::start("blue").await;
-    let log = Captured::default();
+    let log = CapturedLog::default();
     let proxy = start(&green, &blue, &log).await;
     common::wait_healthy(&proxy, "green").await;
     let addr = common::http(&proxy);
@@ -100,7 +75,7 @@ async fn aborted_uploads_never_eject_a_server() {
     poll_until(Duration::from_secs(5), || {
         let log = log.clone();
         async move {
-            log.lines()
+            log.json_lines()
                 .iter()
                 .filter(|l| l["fields"]["status"] == 499)
                 .count()
@@ -108,7 +83,7 @@ async fn aborted_uploads_never_eject_a_server() {
         }
     })
     .await;
-    let lines = log.lines();
+    let lines = log.json_lines();
     let aborted: Vec<&Value> = lines
         .iter()
         .filter(|l| l["fields"]["method"] == "POST")
@@ -132,7 +107,7 @@ async fn aborted_uploads_never_eject_a_server() {
 async fn a_client_that_goes_away_is_logged_with_499() {
     let green = TestApp::start("green").await;
     let blue = TestApp::start("blue").await;
-    let log = Captured::default();
+    let log = CapturedLog::default();
     let proxy = start(&green, &blue, &log).await;
     common::wait_healthy(&proxy, "green").await;
     let mut s = TcpStream::connect(common::http(&proxy))
@@ -145,10 +120,10 @@ async fn a_client_that_goes_away_is_logged_with_499() {
     drop(s);
     poll_until(Duration::from_secs(5), || {
         let log = log.clone();
-        async move { !log.lines().is_empty() }
+        async move { !log.json_lines().is_empty() }
     })
     .await;
-    let lines = log.lines();
+    let lines = log.json_lines();
     let f = &lines[0]["fields"];
     assert_eq!(f["status"], 499, "{f}");
     assert_eq!(f["path"], "/slow");

@@ -6,18 +6,9 @@ mod common;
 
 use std::net::SocketAddr;
 
-use switchyard_tests::{TestApp, raw_request};
+use switchyard_tests::{TestApp, raw_request, raw_status};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-
-/// The status code of a raw HTTP/1 answer.
-fn status(answer: &[u8]) -> u16 {
-    let text = String::from_utf8_lossy(answer);
-    text.split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"))
-}
 
 #[tokio::test]
 async fn connect_and_asterisk_forms_are_not_forwarded() {
@@ -33,14 +24,24 @@ async fn connect_and_asterisk_forms_are_not_forwarded() {
         b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nConnection: close\r\n\r\n",
     )
     .await;
-    assert_eq!(status(&answer), 405, "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(
+        raw_status(&answer),
+        405,
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
 
     let answer = raw_request(
         addr,
         b"GET * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     )
     .await;
-    assert_eq!(status(&answer), 400, "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(
+        raw_status(&answer),
+        400,
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
 
     let answer = raw_request(
         addr,
@@ -48,7 +49,7 @@ async fn connect_and_asterisk_forms_are_not_forwarded() {
     )
     .await;
     let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
-    assert_eq!(status(&answer), 200, "{text}");
+    assert_eq!(raw_status(&answer), 200, "{text}");
     assert!(text.contains("allow: get, head"), "{text}");
 
     assert_eq!(green.requests(), before, "none of them reached the app");
@@ -101,7 +102,7 @@ async fn a_101_without_the_upgrade_agreed_is_a_502_and_opens_no_tunnel() {
         let proxy = common::start(config).await;
         let answer = raw_request(common::http(&proxy), websocket_handshake).await;
         let text = String::from_utf8_lossy(&answer);
-        assert_eq!(status(&answer), 502, "{text}");
+        assert_eq!(raw_status(&answer), 502, "{text}");
         assert!(
             !text.to_ascii_lowercase().contains("upgrade: websocket"),
             "no upgrade the upstream never agreed to: {text}"
@@ -112,7 +113,12 @@ async fn a_101_without_the_upgrade_agreed_is_a_502_and_opens_no_tunnel() {
             b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         )
         .await;
-        assert_eq!(status(&answer), 502, "{}", String::from_utf8_lossy(&answer));
+        assert_eq!(
+            raw_status(&answer),
+            502,
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
         proxy.shutdown().await;
     }
 }

@@ -11,18 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use switchyard_config::Config;
-use switchyard_tests::{TestApp, poll_until, raw_request};
+use switchyard_tests::{TestApp, poll_until, raw_request, raw_status};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-/// The status code of a raw HTTP/1 answer.
-fn status(answer: &[u8]) -> u16 {
-    let text = String::from_utf8_lossy(answer);
-    text.split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"))
-}
 
 fn with_limits(mut config: Config, body: Duration, send: Duration) -> Config {
     config.limits.body_timeout = body;
@@ -48,12 +39,22 @@ async fn a_body_that_stops_arriving_gets_408() {
         b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc",
     )
     .await;
-    assert_eq!(status(&answer), 408, "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(
+        raw_status(&answer),
+        408,
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
     // A large body (streamed to the app) that stops half-way.
     let mut req = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n".to_vec();
     req.extend(std::iter::repeat_n(b'x', 70_000));
     let answer = raw_request(addr, &req).await;
-    assert_eq!(status(&answer), 408, "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(
+        raw_status(&answer),
+        408,
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
     assert!(
         green.posts().is_empty(),
         "no half body was processed as a whole one"

@@ -17,7 +17,7 @@ use http::{HeaderMap, StatusCode, Version};
 
 pub use h2::Http2Client;
 pub use keepalive::KeepAliveClient;
-pub use raw::{RAW_TIMEOUT, raw_request, raw_request_timeout};
+pub use raw::{RAW_TIMEOUT, raw_request, raw_request_timeout, raw_status};
 
 /// How long a client waits for a whole response unless told otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -40,3 +40,12 @@ pub async fn raw_request_timeout(addr: SocketAddr, bytes: &[u8], timeout: Durati
         }
     }
 }
+
+/// The status code of a raw HTTP/1 answer; panics with the answer when it is not one.
+pub fn raw_status(answer: &[u8]) -> u16 {
+    let text = String::from_utf8_lossy(answer);
+    text.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"))
+}
