@@ -415,7 +415,7 @@ function updateCard(name, svc, card, stats) {
 
 // ---- history ---------------------------------------------------------------------------------
 
-const ACTIONS = { switch: "switch", rollback: "rollback", split: "split", end_split: "end split", reload: "reload" };
+const ACTIONS = { switch: "switch", rollback: "rollback", split: "split", end_split: "end split", reload: "reload", upgrade: "upgrade" };
 
 function renderHistory(entries) {
   const body = $("history");

@@ -76,6 +76,10 @@ pub enum ControlError {
     /// certificates stay.
     #[error("TLS: {0}")]
     Tls(String),
+    /// A binary upgrade is under way: decisions wait for the new process (so the state has one
+    /// writer and the new process starts from the decisions it was handed).
+    #[error("a binary upgrade is under way; try again on the new process in a moment")]
+    Upgrading,
 }
 
 impl ControlError {
@@ -88,7 +92,9 @@ impl ControlError {
             | ControlError::InvalidConfig(_)
             | ControlError::Tls(_)
             | ControlError::NoConfigFile => 400,
-            ControlError::Unhealthy { .. } | ControlError::NoPrevious(_) => 409,
+            ControlError::Unhealthy { .. }
+            | ControlError::NoPrevious(_)
+            | ControlError::Upgrading => 409,
             ControlError::Persist(_) => 500,
         }
     }
@@ -119,6 +125,8 @@ pub(crate) struct Controller {
     tls: Option<crate::tls::CertReloader>,
     /// What each host name of the config resolved to last, for `/status`.
     names: std::sync::Mutex<BTreeMap<String, crate::status::NameStatus>>,
+    /// Set while a binary upgrade hands over: every change is refused.
+    frozen: std::sync::atomic::AtomicBool,
 }
 
 impl Controller {
@@ -143,6 +151,7 @@ impl Controller {
             history,
             tls: None,
             names: std::sync::Mutex::new(BTreeMap::new()),
+            frozen: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -446,12 +455,21 @@ impl Controller {
         self.health.stop_all();
     }
 
+    /// Refuses (or again allows) every change while a binary upgrade hands over.
+    pub(crate) fn freeze(&self, frozen: bool) {
+        self.frozen
+            .store(frozen, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Builds, persists and stores the next snapshot.
     async fn commit(
         &self,
         config: &Config,
         decisions: Decisions,
     ) -> Result<Arc<Snapshot>, ControlError> {
+        if self.frozen.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ControlError::Upgrading);
+        }
         let generation = self.snapshot().generation + 1;
         let next = Arc::new(Snapshot::build(
             config,

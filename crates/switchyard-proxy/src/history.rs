@@ -49,6 +49,8 @@ pub enum HistoryAction {
     EndSplit,
     /// A config reload (an entry with a service: the reload changed that service's colour).
     Reload,
+    /// A binary upgrade (`to`: the new process's pid), or a refused or failed one.
+    Upgrade,
 }
 
 /// One recorded control-plane decision.

@@ -687,10 +687,25 @@ impl ProxyHandle {
         for t in tasks {
             let _ = t.await;
         }
-        let drained = tokio::time::timeout(
-            self.shutdown_timeout,
-            self.ctl.shared.connections.wait_idle(),
-        )
+        // Connections first, then what outlives them: upgraded connections (WebSockets) count
+        // in flight on their pools until they close.
+        let shared = self.ctl.shared.clone();
+        let drained = tokio::time::timeout(self.shutdown_timeout, async move {
+            shared.connections.wait_idle().await;
+            loop {
+                let busy = shared
+                    .snapshot
+                    .load()
+                    .services
+                    .iter()
+                    .flat_map(|s| s.pools.iter())
+                    .any(|p| p.state.in_flight() > 0);
+                if !busy {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
         .await
         .is_ok();
         if drained {
@@ -721,6 +736,23 @@ impl ProxyHandle {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take()
+    }
+
+    /// Refuses every change (switch, rollback, split, reload) while `frozen`: a binary upgrade
+    /// freezes the old process while the new one starts from the decisions it was handed.
+    pub fn freeze_for_upgrade(&self, frozen: bool) {
+        self.ctl.freeze(frozen);
+    }
+
+    /// Records a binary upgrade in the history: the new process's pid, or why it failed.
+    pub fn record_upgrade(&self, actor: &str, result: &Result<u32, String>) {
+        self.ctl.record_upgrade(&actor_name(actor), result);
+    }
+
+    /// Takes over history entries another process recorded (oldest first): what a binary
+    /// upgrade hands over when there is no history file.
+    pub fn adopt_history(&self, entries: Vec<HistoryEntry>) {
+        self.ctl.adopt_history(entries);
     }
 
     /// Reopens the access-log file (as SIGUSR1 does), after logrotate moved it.

@@ -5,8 +5,9 @@
 //! path it was started from, with the same arguments, passing its listening sockets as
 //! descriptors 3.. (`LISTEN_FDS`, `LISTEN_FDNAMES` = `http`, `https`, `admin`) and the path of
 //! a Unix socket in `SWITCHYARD_UPGRADE_SOCKET`. The new process connects there, receives the
-//! runtime decisions in force (active, previous and split per service), starts on the inherited
-//! sockets, runs its first health checks and answers `READY`. Only then does the old process
+//! runtime decisions in force (active, previous and split per service) and the switch history,
+//! starts on the inherited sockets, runs its first health checks and answers `READY`. Meanwhile
+//! the old process refuses every change, so the state has one writer. Only then does the old process
 //! stop accepting and finish gracefully (kept-alive connections are closed after their next
 //! answer, requests in flight finish within `shutdown_timeout`) and exit 0. A new process that
 //! exits or is not ready within 30 s is stopped, and the old one keeps serving.
@@ -78,7 +79,15 @@ impl Upgrader {
         if self.busy.swap(true, Ordering::AcqRel) {
             return Err(anyhow!("an upgrade is already under way"));
         }
+        // No decision while the new process starts from the ones it is handed: the state
+        // (and its file) has one writer.
+        handle.freeze_for_upgrade(true);
         let result = self.run(handle).await;
+        if let Err(e) = &result {
+            // A success is recorded by the new process (this one stops writing its history).
+            handle.record_upgrade("upgrade", &Err(format!("{e:#}")));
+            handle.freeze_for_upgrade(false);
+        }
         self.busy.store(false, Ordering::Release);
         result
     }
@@ -142,7 +151,13 @@ async fn handshake(
 ) -> anyhow::Result<()> {
     let (stream, _) = listener.accept().await?;
     let (read, mut write) = stream.into_split();
-    let mut line = serde_json::to_vec(&handle.snapshot().decisions())?;
+    let mut history = handle.history(usize::MAX);
+    history.reverse();
+    let handed = Handed {
+        decisions: handle.snapshot().decisions(),
+        history,
+    };
+    let mut line = serde_json::to_vec(&handed)?;
     line.push(b'\n');
     write.write_all(&line).await?;
     let mut answer = String::new();
@@ -157,12 +172,23 @@ async fn handshake(
     }
 }
 
-/// In a process started by an upgrade: the old process's decisions, and the connection to tell
-/// it when this one is ready.
+/// What the old process hands to the new one.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Handed {
+    /// The runtime decisions in force.
+    decisions: switchyard_proxy::Decisions,
+    /// The switch history, oldest first (taken over when there is no history file).
+    history: Vec<switchyard_proxy::HistoryEntry>,
+}
+
+/// In a process started by an upgrade: the old process's decisions and history, and the
+/// connection to tell it when this one is ready.
 pub struct Successor {
     stream: tokio::net::UnixStream,
     /// The decisions to start with.
     pub decisions: switchyard_proxy::Decisions,
+    /// The old process's history, oldest first.
+    pub history: Vec<switchyard_proxy::HistoryEntry>,
 }
 
 impl Successor {
@@ -179,16 +205,22 @@ impl Successor {
         let mut reader = BufReader::new(stream);
         let mut line = String::new();
         reader.read_line(&mut line).await?;
-        let decisions = serde_json::from_str(&line).context("the old process's decisions")?;
+        let handed: Handed =
+            serde_json::from_str(&line).context("what the old process handed over")?;
         Ok(Some(Successor {
             stream: reader.into_inner(),
-            decisions,
+            decisions: handed.decisions,
+            history: handed.history,
         }))
     }
 
     /// Waits for the first health checks of every server (at most 10 s), then tells the old
     /// process this one is ready.
-    pub async fn ready(mut self, handle: &ProxyHandle) -> anyhow::Result<()> {
+    pub async fn ready(mut self, handle: &ProxyHandle, history_file: bool) -> anyhow::Result<()> {
+        if !history_file {
+            handle.adopt_history(std::mem::take(&mut self.history));
+        }
+        handle.record_upgrade("upgrade", &Ok(std::process::id()));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while tokio::time::Instant::now() < deadline {
             let snap = handle.snapshot();

@@ -65,13 +65,14 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             Some(path) => switchyard_proxy::AccessSink::File(path.clone()),
             None => switchyard_proxy::AccessSink::Stdout,
         };
+        let history_file = config.state.file.is_some();
         let mut builder = switchyard_proxy::Builder::new(config, listeners).access_log(access);
         if let Some(s) = &successor {
             builder = builder.decisions(s.decisions.clone());
         }
         let handle = builder.start()?;
         match successor {
-            Some(s) => s.ready(&handle).await?,
+            Some(s) => s.ready(&handle, history_file).await?,
             None => switchyard_proxy::notify::send("READY=1"),
         }
         let for_upgrade = handle.clone();

@@ -137,6 +137,19 @@ async fn an_upgrade_under_load_fails_nothing_and_keeps_the_colour() {
         failures.extend(c.await.expect("client"));
     }
 
+    // The history carried over (there is no history file) with the upgrade in it.
+    let history = common::admin_get(admin, "/history", None).await.json();
+    let actions: Vec<&str> = history["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(
+        actions,
+        vec!["upgrade", "switch"],
+        "newest first: {history}"
+    );
     // The colour carried over, and the new process answers on the same sockets.
     let mut client = KeepAliveClient::connect(old.http).await;
     assert_eq!(
@@ -177,11 +190,10 @@ async fn a_new_binary_that_cannot_start_leaves_the_old_one_serving() {
     std::fs::write(&copy, "#!/bin/sh\necho broken build >&2\nexit 1\n").expect("write");
     std::fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o755))
         .expect("chmod");
-    old.signal("USR2");
-    old.wait_log("saying the upgrade failed", |l| {
-        l.contains("upgrade failed")
-    })
-    .await;
+    // Through the CLI (POST /upgrade): it waits for the outcome and exits 1.
+    let out = common::cli(&["upgrade", "--admin", &old.admin_url()], &[]).await;
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("upgrade failed"), "{}", out.stderr);
     assert_eq!(
         old.get("/").await.text(),
         "green",
@@ -191,6 +203,34 @@ async fn a_new_binary_that_cannot_start_leaves_the_old_one_serving() {
         old.log_text().contains("exited before it was ready"),
         "{}",
         old.log_text()
+    );
+    let history = common::admin_get(old.admin, "/history", None).await.json();
+    let last = &history["entries"][0];
+    assert_eq!(last["action"], "upgrade", "{history}");
+    assert_eq!(last["ok"], false);
+    assert!(
+        last["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("exited before it was ready")),
+        "{history}"
+    );
+    // A failed upgrade leaves the old process taking decisions again.
+    let r = common::admin_post(old.admin, "/switch", r#"{"to":"blue"}"#).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // And by signal.
+    old.signal("USR2");
+    poll_until(Duration::from_secs(10), || async {
+        old.lines()
+            .iter()
+            .filter(|l| l.contains("upgrade failed; this process keeps serving"))
+            .count()
+            >= 2
+    })
+    .await;
+    assert_eq!(
+        old.get("/").await.text(),
+        "blue",
+        "the old process still serves"
     );
 }
 

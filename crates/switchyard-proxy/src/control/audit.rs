@@ -81,7 +81,9 @@ impl Controller {
                 let kind = match asked.action {
                     HistoryAction::Rollback => SwitchKind::Rollback,
                     HistoryAction::Split | HistoryAction::EndSplit => SwitchKind::Split,
-                    HistoryAction::Switch | HistoryAction::Reload => SwitchKind::Switch,
+                    HistoryAction::Switch | HistoryAction::Reload | HistoryAction::Upgrade => {
+                        SwitchKind::Switch
+                    }
                 };
                 self.shared.metrics.switched(&c.outcome.service, kind);
                 entry(
@@ -122,6 +124,31 @@ impl Controller {
     }
 
     /// Records a reload, and the colour changes it brought (when no other decision interleaved).
+    /// Records a binary upgrade: `Ok(pid)` of the new process, or why it failed.
+    pub(crate) fn record_upgrade(&self, actor: &str, result: &Result<u32, String>) {
+        let entry = HistoryEntry {
+            time: rfc3339(SystemTime::now()),
+            action: HistoryAction::Upgrade,
+            service: None,
+            from: Some(format!("pid {}", std::process::id())),
+            to: result.as_ref().ok().map(|pid| format!("pid {pid}")),
+            weights: None,
+            forced: false,
+            generation: self.snapshot().generation,
+            actor: actor.to_string(),
+            ok: result.is_ok(),
+            error: result.as_ref().err().cloned(),
+        };
+        self.history.record(entry);
+    }
+
+    /// Takes over entries another process recorded (a binary upgrade without a history file).
+    pub(crate) fn adopt_history(&self, entries: Vec<HistoryEntry>) {
+        for e in entries {
+            self.history.record(e);
+        }
+    }
+
     fn record_reload(&self, actor: &str, before: &Snapshot, result: &Result<u64, ControlError>) {
         self.shared.metrics.reloaded(match result {
             Ok(_) => ReloadResult::Ok,
