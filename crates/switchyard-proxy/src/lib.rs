@@ -223,6 +223,8 @@ pub struct ProxyHandle {
     https_addrs: Vec<SocketAddr>,
     admin_addr: Option<SocketAddr>,
     shutdown_timeout: Duration,
+    /// Copies of the listening sockets, by name, for a handover to another process.
+    listener_fds: Arc<Vec<(&'static str, std::os::fd::OwnedFd)>>,
 }
 
 impl std::fmt::Debug for ProxyHandle {
@@ -354,6 +356,7 @@ fn start_inner(
         Some(l) => Some(l.local_addr()?),
         None => None,
     };
+    let listener_fds = Arc::new(listeners.handover_fds()?);
     let token = admin_token(&config, admin_addr, token)?;
     let http_addrs = listeners
         .http
@@ -478,6 +481,7 @@ fn start_inner(
         https_addrs,
         admin_addr,
         shutdown_timeout,
+        listener_fds,
     })
 }
 
@@ -736,6 +740,17 @@ impl ProxyHandle {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take()
+    }
+
+    /// Copies of the listening sockets the proxy serves on (`http`, `https`, `admin`): an
+    /// embedding program hands them to a new process (with `Listeners::from_inherited` there),
+    /// then calls [`shutdown`](Self::shutdown) here, which stops accepting and lets everything
+    /// in flight finish — its own handover, as `switchyard serve` does on SIGUSR2.
+    pub fn listener_fds(&self) -> std::io::Result<Vec<(&'static str, std::os::fd::OwnedFd)>> {
+        self.listener_fds
+            .iter()
+            .map(|(name, fd)| Ok((*name, fd.try_clone()?)))
+            .collect()
     }
 
     /// Refuses every change (switch, rollback, split, reload) while `frozen`: a binary upgrade

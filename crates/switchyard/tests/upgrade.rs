@@ -298,3 +298,126 @@ async fn it_serves_on_a_socket_systemd_hands_it() {
     let _ = child.start_kill();
     let _ = child.wait().await;
 }
+
+/// A WebSocket echo app that also answers plain health checks.
+async fn ws_app() -> SocketAddr {
+    use futures_util::{SinkExt, StreamExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut peek = [0u8; 16];
+                if let Ok(n) = stream.peek(&mut peek).await {
+                    if peek[..n].starts_with(b"GET /health") {
+                        use tokio::io::AsyncWriteExt;
+                        let mut stream = stream;
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                            .await;
+                        return;
+                    }
+                }
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+                        let echo =
+                            tokio_tungstenite::tungstenite::Message::text(format!("echo {t}"));
+                        if ws.send(echo).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_keeps_echoing_on_the_old_process_until_it_closes() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let app = ws_app().await;
+    let file = ConfigFile::new(&two_colour_config(app, app, ""));
+    let mut old = Proxy::start(&["-c", &file.arg()], &[]).await;
+    old.wait_healthy().await;
+    let stream = tokio::net::TcpStream::connect(old.http)
+        .await
+        .expect("connect");
+    let req = format!("ws://{}/chat", old.http)
+        .into_client_request()
+        .expect("request");
+    let (mut ws, resp) = tokio_tungstenite::client_async(req, stream)
+        .await
+        .expect("handshake through the proxy");
+    assert_eq!(resp.status(), 101);
+    let echo = async |ws: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+                      text: &str| {
+        ws.send(Message::text(text)).await.ok()?;
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => Some(t.to_string()),
+            _ => None,
+        }
+    };
+    assert_eq!(
+        echo(&mut ws, "before").await.as_deref(),
+        Some("echo before")
+    );
+
+    let out = common::cli(&["upgrade", "--admin", &old.admin_url()], &[]).await;
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    let new_pid = successor_pid(&old).expect("the old process names its successor");
+    // The new process serves new requests; the open WebSocket stays on the old one.
+    for n in 0..5 {
+        let text = format!("after {n}");
+        assert_eq!(
+            echo(&mut ws, &text).await.as_deref(),
+            Some(format!("echo {text}").as_str()),
+            "the WebSocket keeps echoing across the upgrade"
+        );
+    }
+    assert!(
+        !old.lines()
+            .iter()
+            .any(|l| l.contains("all connections finished; stopped")),
+        "the old process waits for the WebSocket"
+    );
+    let _ = ws.close(None).await;
+    drop(ws);
+    let status = old.wait_exit().await;
+    assert!(status.success(), "{status}");
+    kill(&new_pid, "TERM");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_hears_ready_reloading_and_stopping() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("notify.sock");
+    let sock = tokio::net::UnixDatagram::bind(&path).expect("bind the notify socket");
+    let green = TestApp::start("green").await;
+    let blue = TestApp::start("blue").await;
+    let file = ConfigFile::new(&two_colour_config(green.addr(), blue.addr(), ""));
+    let notify = path.display().to_string();
+    let mut proxy = Proxy::start(&["-c", &file.arg()], &[("NOTIFY_SOCKET", &notify)]).await;
+    let mut buf = vec![0u8; 256];
+    let mut next = async || {
+        let n = switchyard_tests::within(Duration::from_secs(10), sock.recv(&mut buf))
+            .await
+            .expect("a notification in time")
+            .expect("recv");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert_eq!(next().await, "READY=1");
+    proxy.signal("HUP");
+    assert_eq!(next().await, "RELOADING=1");
+    assert_eq!(next().await, "READY=1");
+    proxy.signal("TERM");
+    assert_eq!(next().await, "STOPPING=1");
+    assert!(proxy.wait_exit().await.success());
+}
