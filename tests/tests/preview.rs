@@ -57,6 +57,12 @@ async fn a_preview_header_or_cookie_reaches_the_pool_it_names() {
         let r = client.request(get("/", unknown)).await.expect("answer");
         assert_eq!(r.colour(), Some("green"), "others go to the live pool");
     }
+    // Previewed requests are counted per pool.
+    let metrics = proxy.metrics_text();
+    assert!(
+        metrics.contains(r#"switchyard_preview_requests_total{service="app",pool="blue"} 2"#),
+        "{metrics}"
+    );
     // Previewing the staged colour did not make it live.
     assert_eq!(proxy.status().services["app"].active, "green");
     proxy.shutdown().await;

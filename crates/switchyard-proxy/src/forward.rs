@@ -459,6 +459,9 @@ async fn forward(
     budget.record_request();
     let mut parts = parts;
     let preview = preview_pool(&service, &mut parts.headers);
+    if let Some(pool) = &preview {
+        shared.metrics.previewed(&service.name, pool);
+    }
     let mut parts = Some(parts);
     let mut tried = Tried::default();
     let mut attempt = 0u32;

@@ -132,6 +132,8 @@ pub(crate) struct PoolCounters {
     bytes_out: AtomicU64,
     /// Failed upstream attempts on this pool (every reason).
     failures: AtomicU64,
+    /// Requests sent to this pool because they named it (`[services.X.preview]`).
+    previewed: AtomicU64,
 }
 
 impl PoolCounters {
@@ -332,6 +334,19 @@ impl Metrics {
             if retried {
                 entry.counters.retries[i].fetch_add(1, Ordering::Relaxed);
             }
+        }
+    }
+
+    /// Counts a request sent to `pool` because it named it (preview; request path).
+    pub(crate) fn previewed(&self, service: &str, pool: &str) {
+        if let Some(p) = self
+            .table
+            .load()
+            .services
+            .get(service)
+            .and_then(|e| e.pools.get(pool))
+        {
+            p.previewed.fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -185,6 +185,13 @@ impl Collector for Scrape {
         )?;
         family(
             &mut enc,
+            "switchyard_preview_requests",
+            "Requests sent to a pool because they named it by the preview header or cookie.",
+            None,
+            pools().map(|(s, p, c)| ([("service", s), ("pool", p)], counter(load(&c.previewed)))),
+        )?;
+        family(
+            &mut enc,
             "switchyard_pool_upstream_failures",
             "Failed upstream attempts on each pool (every reason).",
             None,
