@@ -32,6 +32,32 @@ pub enum Command {
     Compare(CompareArgs),
     /// Run the built-in upstream (used by `compare`).
     Upstream(UpstreamArgs),
+    /// Fleet mode: three Switchyard instances on a real etcd under load; flip through one and
+    /// measure how long until every instance serves the new colour, and what failed.
+    Fleet(FleetArgs),
+}
+
+/// `fleet`.
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    /// The switchyard binary (build it with `cargo build --release -p switchyard`).
+    #[arg(long, default_value = "target/release/switchyard")]
+    pub switchyard: std::path::PathBuf,
+    /// The etcd binary (Debian's etcd-server).
+    #[arg(long, default_value = "etcd")]
+    pub etcd: std::path::PathBuf,
+    /// How many flips.
+    #[arg(long, default_value_t = 20)]
+    pub flips: usize,
+    /// Keep-alive client connections per instance.
+    #[arg(short = 'c', long, default_value_t = 8)]
+    pub connections: usize,
+    /// Time between two flips.
+    #[arg(long, default_value = "500ms", value_parser = duration::parse)]
+    pub interval: Duration,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `load`.

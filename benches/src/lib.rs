@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod compare;
 pub mod duration;
+pub mod fleet;
 pub mod flip;
 pub mod http;
 pub mod load;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use switchyard_bench::cli::{Cli, Command};
-use switchyard_bench::{compare, load, upstream};
+use switchyard_bench::{compare, fleet, load, upstream};
 
 fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
     if threads <= 1 {
@@ -63,6 +63,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 out(&format!("{}\n", serde_json::to_string_pretty(&report)?))
             } else {
                 out(&report.human())
+            }
+        })),
+        Command::Fleet(a) => runtime(2)?.block_on(until_interrupted(async {
+            let report = fleet::run(fleet::FleetSpec {
+                switchyard: a.switchyard.clone(),
+                etcd: a.etcd.clone(),
+                flips: a.flips,
+                connections: a.connections,
+                interval: a.interval,
+            })
+            .await?;
+            if a.json {
+                out(&format!("{}\n", serde_json::to_string_pretty(&report)?))
+            } else {
+                out(&fleet::markdown(&report))
             }
         })),
         Command::Compare(a) if a.render.is_some() => {

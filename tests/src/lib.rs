@@ -31,6 +31,7 @@
 pub mod app;
 pub mod capture;
 pub mod client;
+pub mod etcd;
 pub mod wait;
 
 pub use app::{Recorder, TestApp, X_COLOUR};

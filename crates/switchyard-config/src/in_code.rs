@@ -52,6 +52,22 @@ impl Config {
         {
             problems.push("state.file", "the path is empty; use None to keep no state");
         }
+        if let Some(fleet) = &self.fleet {
+            if fleet.etcd.is_empty() {
+                problems.push("fleet.etcd", "name at least one endpoint");
+            }
+            for e in &fleet.etcd {
+                if let Err(why) = crate::fleet::endpoint(e) {
+                    problems.push("fleet.etcd", why);
+                }
+            }
+            if let Err(why) = crate::fleet::prefix(&fleet.prefix) {
+                problems.push("fleet.prefix", why);
+            }
+            if let Some(Err(why)) = fleet.node.as_deref().map(crate::fleet::node) {
+                problems.push("fleet.node", why);
+            }
+        }
         if self.services.is_empty() {
             problems.push("services", "no services: add at least one");
         }

@@ -30,6 +30,7 @@
 
 mod edge;
 mod error;
+mod fleet;
 mod in_code;
 mod raw;
 mod recover;

@@ -25,6 +25,7 @@ pub(crate) struct RawConfig {
     pub log: Option<RawLog>,
     pub runtime: Option<RawRuntime>,
     pub state: Option<RawState>,
+    pub fleet: Option<RawFleet>,
     pub services: Option<BTreeMap<Spanned<String>, RawService>>,
 }
 
@@ -98,6 +99,27 @@ pub(crate) struct RawRuntime {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawState {
     pub file: Option<Spanned<String>>,
+}
+
+/// `[fleet]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFleet {
+    pub etcd: Option<Spanned<Vec<Spanned<String>>>>,
+    pub prefix: Option<Spanned<String>>,
+    pub node: Option<Spanned<String>>,
+    pub username_env: Option<Spanned<String>>,
+    pub password_env: Option<Spanned<String>>,
+    pub tls: Option<RawFleetTls>,
+}
+
+/// `[fleet.tls]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFleetTls {
+    pub ca: Option<Spanned<String>>,
+    pub cert: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
 }
 
 /// `[services.NAME]`.

@@ -37,6 +37,9 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     /// Where runtime decisions (active colours) are persisted.
     pub state: StateConfig,
+    /// Fleet mode: the decisions live in etcd, shared by every instance with the same prefix.
+    /// `None`: this instance keeps its decisions to itself (in `state`).
+    pub fleet: Option<FleetConfig>,
     /// Services by name, in name order (the order `/status` lists them).
     pub services: BTreeMap<String, ServiceConfig>,
 }
@@ -134,6 +137,49 @@ impl Default for RuntimeConfig {
 pub struct StateConfig {
     /// The JSON file the active colour of each service is written to.
     pub file: Option<PathBuf>,
+}
+
+/// `[fleet]`: where a fleet of instances keeps its shared decisions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetConfig {
+    /// etcd v3 endpoints (`http://host:port` or `https://host:port`), at least one.
+    pub etcd: Vec<String>,
+    /// The key prefix: instances with the same prefix share their decisions. Starts with `/`,
+    /// never ends with one.
+    pub prefix: String,
+    /// This instance's name in the fleet; `None`: the host name.
+    pub node: Option<String>,
+    /// The environment variable holding the etcd user name, when etcd has auth on.
+    pub username_env: Option<String>,
+    /// The environment variable holding the etcd password.
+    pub password_env: Option<String>,
+    /// TLS towards etcd: a CA to trust and a client certificate and key.
+    pub tls: FleetTlsConfig,
+}
+
+/// `[fleet.tls]`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FleetTlsConfig {
+    /// A PEM file of the CA that signed etcd's certificate.
+    pub ca: Option<PathBuf>,
+    /// A PEM client certificate (with `key`).
+    pub cert: Option<PathBuf>,
+    /// The PEM private key of `cert`.
+    pub key: Option<PathBuf>,
+}
+
+impl FleetConfig {
+    /// A fleet on these endpoints under `prefix`, named by the host name.
+    pub fn new(etcd: Vec<String>, prefix: impl Into<String>) -> Self {
+        FleetConfig {
+            etcd,
+            prefix: prefix.into(),
+            node: None,
+            username_env: None,
+            password_env: None,
+            tls: FleetTlsConfig::default(),
+        }
+    }
 }
 
 /// One routed service: a set of named pools, one of which is active.
@@ -370,6 +416,7 @@ impl Default for Config {
             log: LogConfig::default(),
             runtime: RuntimeConfig::default(),
             state: StateConfig::default(),
+            fleet: None,
             services: BTreeMap::new(),
         }
     }

@@ -173,6 +173,7 @@ impl<'c, 't> Checker<'c, 't> {
         let log = self.log(raw.log.as_ref());
         let runtime = self.runtime(raw.runtime.as_ref().unwrap_or(&RawRuntime::default()));
         let state = self.state(raw.state.as_ref().unwrap_or(&RawState::default()));
+        let fleet = raw.fleet.as_ref().and_then(|f| self.fleet(f));
         let services = self.services(raw.services.as_ref());
         Config {
             source: None,
@@ -183,6 +184,7 @@ impl<'c, 't> Checker<'c, 't> {
             log,
             runtime,
             state,
+            fleet,
             services,
         }
     }

@@ -128,6 +128,14 @@ fn control_error(e: &ControlError) -> Response<ProxyBody> {
                 "errors": errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
             }),
         ),
+        ControlError::Conflict { service, current } => json_response(
+            status,
+            &json!({
+                "error": e.to_string(),
+                "service": service,
+                "current": current,
+            }),
+        ),
         other => error(status, other),
     }
 }

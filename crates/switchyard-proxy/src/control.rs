@@ -16,14 +16,17 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 mod audit;
+mod fleet;
 mod names;
 mod persist;
 
+use crate::fleet::Fleet;
 use crate::health::HealthSupervisor;
 use crate::history::{History, HistoryAction, HistoryEntry};
 use crate::shared::Shared;
 use crate::state::StateStore;
 use audit::{Asked, Change};
+use fleet::ORIGIN;
 use persist::{persisted, restore};
 
 /// Why a control operation was refused.
@@ -80,6 +83,20 @@ pub enum ControlError {
     /// writer and the new process starts from the decisions it was handed).
     #[error("a binary upgrade is under way; try again on the new process in a moment")]
     Upgrading,
+    /// Fleet mode: another instance changed the service first; nothing was changed here.
+    #[error("another instance of the fleet changed service `{service}` first; nothing was changed (its decision now: {})", current.as_ref().map_or_else(|| "none".to_string(), |d| d.active.clone()))]
+    Conflict {
+        /// The service.
+        service: String,
+        /// Its decision now, as the fleet holds it.
+        current: Option<ServiceDecision>,
+    },
+    /// Fleet mode: etcd does not answer, so no instance would see the change; nothing was
+    /// changed (every instance keeps serving its last decisions).
+    #[error(
+        "the fleet's store (etcd) is unreachable, so the change would reach no other instance; nothing was changed: {0}"
+    )]
+    FleetUnavailable(String),
 }
 
 impl ControlError {
@@ -94,8 +111,10 @@ impl ControlError {
             | ControlError::NoConfigFile => 400,
             ControlError::Unhealthy { .. }
             | ControlError::NoPrevious(_)
-            | ControlError::Upgrading => 409,
+            | ControlError::Upgrading
+            | ControlError::Conflict { .. } => 409,
             ControlError::Persist(_) => 500,
+            ControlError::FleetUnavailable(_) => 503,
         }
     }
 }
@@ -111,6 +130,10 @@ pub struct SwitchOutcome {
     pub previous: Option<String>,
     /// The snapshot generation now in force.
     pub generation: u64,
+    /// Fleet mode: the store revision of the service's decision (what `--wait-converged`
+    /// waits for every node to have applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
 }
 
 /// The control plane of one running proxy.
@@ -127,6 +150,8 @@ pub(crate) struct Controller {
     names: std::sync::Mutex<BTreeMap<String, crate::status::NameStatus>>,
     /// Set while a binary upgrade hands over: every change is refused.
     frozen: std::sync::atomic::AtomicBool,
+    /// Fleet mode: the shared store and this instance's view of it.
+    pub(crate) fleet: Option<std::sync::Arc<Fleet>>,
 }
 
 impl Controller {
@@ -152,7 +177,14 @@ impl Controller {
             tls: None,
             names: std::sync::Mutex::new(BTreeMap::new()),
             frozen: std::sync::atomic::AtomicBool::new(false),
+            fleet: None,
         }
+    }
+
+    /// Publishes every change to this fleet first (fleet mode).
+    pub(crate) fn with_fleet(mut self, fleet: Option<std::sync::Arc<Fleet>>) -> Self {
+        self.fleet = fleet;
+        self
     }
 
     /// Reloads the https listeners' certificates with every config reload.
@@ -184,7 +216,10 @@ impl Controller {
         to: &str,
         force: bool,
     ) -> Result<SwitchOutcome, ControlError> {
-        let result = self.switch_inner(service, to, force).await;
+        let origin = (actor.to_string(), HistoryAction::Switch);
+        let result = ORIGIN
+            .scope(origin, self.switch_inner(service, to, force))
+            .await;
         self.record(
             Asked {
                 actor,
@@ -210,8 +245,13 @@ impl Controller {
             let snapshot = self.snapshot();
             resolve(&snapshot, service).map(|s| (s.name.clone(), s.pools[s.active].name.clone()))
         };
+        let origin = (actor.to_string(), HistoryAction::EndSplit);
         let result = match &active {
-            Ok((name, pool)) => self.switch_inner(Some(name), pool, true).await,
+            Ok((name, pool)) => {
+                ORIGIN
+                    .scope(origin, self.switch_inner(Some(name), pool, true))
+                    .await
+            }
             Err(e) => Err(e.clone()),
         };
         self.record(
@@ -267,10 +307,11 @@ impl Controller {
         );
         let next = self.commit(&config, decisions).await?;
         let name = svc.name.clone();
-        let out = next
+        let mut out = next
             .service(&name)
             .map(|s| outcome(s, next.generation))
             .ok_or_else(|| ControlError::UnknownService(name.clone()))?;
+        out.revision = self.fleet_revision(&name);
         tracing::info!(service = %name, from = %from, to = %to, force, generation = next.generation, "switched");
         if from != to {
             self.watch_drain(&name, &from);
@@ -301,7 +342,12 @@ impl Controller {
         let result = match &target {
             Err(e) => Err(e.clone()),
             Ok((name, None)) => Err(ControlError::NoPrevious(name.clone())),
-            Ok((name, Some(prev))) => self.switch_inner(Some(name), prev, force).await,
+            Ok((name, Some(prev))) => {
+                let origin = (actor.to_string(), HistoryAction::Rollback);
+                ORIGIN
+                    .scope(origin, self.switch_inner(Some(name), prev, force))
+                    .await
+            }
         };
         self.record(
             Asked {
@@ -325,7 +371,10 @@ impl Controller {
         weights: BTreeMap<String, u32>,
         force: bool,
     ) -> Result<SwitchOutcome, ControlError> {
-        let result = self.split_inner(service, weights.clone(), force).await;
+        let origin = (actor.to_string(), HistoryAction::Split);
+        let result = ORIGIN
+            .scope(origin, self.split_inner(service, weights.clone(), force))
+            .await;
         self.record(
             Asked {
                 actor,
@@ -392,8 +441,10 @@ impl Controller {
         let next = self.commit(&config, decisions).await?;
         tracing::info!(service = %svc.name, ?weights, generation = next.generation, "split set");
         let active = svc.pools[svc.active].name.clone();
+        let mut out = outcome(svc, next.generation);
+        out.revision = self.fleet_revision(&svc.name);
         Ok(Change {
-            outcome: outcome(svc, next.generation),
+            outcome: out,
             from: active,
             changed: true,
         })
@@ -437,7 +488,33 @@ impl Controller {
                     .filter(|s| s.keys().all(|p| new_cfg.pools.contains_key(p)));
             }
         }
-        let next = self.commit(&new, decisions).await?;
+        if self.fleet.is_some() {
+            // Fleet mode: the fleet's decisions stay; the config's `active` only seeds an
+            // empty prefix, so a reload never flips the fleet (nor this instance).
+            for (name, decision) in decisions.iter_mut() {
+                let Some(new_cfg) = new.services.get(name) else {
+                    continue;
+                };
+                if let Some(cur) = current.get(name) {
+                    let pools_exist = new_cfg.pools.contains_key(&cur.active)
+                        && cur
+                            .split
+                            .as_ref()
+                            .is_none_or(|s| s.keys().all(|p| new_cfg.pools.contains_key(p)));
+                    if pools_exist {
+                        *decision = cur.clone();
+                        decision.previous = cur
+                            .previous
+                            .clone()
+                            .filter(|p| new_cfg.pools.contains_key(p));
+                    }
+                }
+            }
+        }
+        if self.frozen.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ControlError::Upgrading);
+        }
+        let next = self.apply_local(&new, decisions).await?;
         // Only once the new snapshot is in force: a reload that fails to persist leaves the
         // running snapshot with its health checkers and rate limiters as they were.
         self.health.sync(&self.shared, &next);
@@ -461,7 +538,9 @@ impl Controller {
             .store(frozen, std::sync::atomic::Ordering::SeqCst);
     }
 
-    /// Builds, persists and stores the next snapshot.
+    /// Publishes the change to the fleet (fleet mode: a compare-and-swap in etcd, refused when
+    /// another instance changed the service first or etcd does not answer), then builds,
+    /// persists and stores the next snapshot here.
     async fn commit(
         &self,
         config: &Config,
@@ -470,6 +549,17 @@ impl Controller {
         if self.frozen.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(ControlError::Upgrading);
         }
+        self.publish(&decisions).await?;
+        self.apply_local(config, decisions).await
+    }
+
+    /// Builds, persists (to the state file: in fleet mode, the mirror a restart falls back
+    /// on while etcd is away) and stores the next snapshot, on this instance only.
+    async fn apply_local(
+        &self,
+        config: &Config,
+        decisions: Decisions,
+    ) -> Result<Arc<Snapshot>, ControlError> {
         let generation = self.snapshot().generation + 1;
         let next = Arc::new(Snapshot::build(
             config,
@@ -618,5 +708,6 @@ fn outcome(svc: &Service, generation: u64) -> SwitchOutcome {
         active: svc.pools[svc.active].name.clone(),
         previous: svc.previous.map(|i| svc.pools[i].name.clone()),
         generation,
+        revision: None,
     }
 }

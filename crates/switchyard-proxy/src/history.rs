@@ -80,6 +80,10 @@ pub struct HistoryEntry {
     /// Why it was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// In fleet mode: the instance that made the decision (this one, or the one whose
+    /// decision this instance applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// The kept entries and where they are written.
@@ -315,6 +319,7 @@ mod tests {
             actor: "test".into(),
             ok: true,
             error: None,
+            node: None,
         }
     }
 

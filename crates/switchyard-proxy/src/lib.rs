@@ -23,6 +23,7 @@ mod compress;
 mod control;
 mod dashboard;
 mod error;
+pub mod fleet;
 mod forward;
 pub mod framing;
 pub mod headers;
@@ -254,6 +255,7 @@ pub struct Builder {
     access: Option<AccessSink>,
     resolver: Option<Arc<dyn resolve::Resolve>>,
     decisions: Option<switchyard_core::Decisions>,
+    fleet: Option<Arc<fleet::Fleet>>,
 }
 
 impl Builder {
@@ -267,7 +269,16 @@ impl Builder {
             access: None,
             resolver: None,
             decisions: None,
+            fleet: None,
         }
+    }
+
+    /// Fleet mode with this fleet (from [`fleet::Fleet::connect`], which reads etcd before the
+    /// proxy starts). Without it, a config with `[fleet]` starts from the state file and
+    /// applies etcd's decisions once it answers.
+    pub fn fleet(mut self, fleet: Arc<fleet::Fleet>) -> Self {
+        self.fleet = Some(fleet);
+        self
     }
 
     /// Starts with these runtime decisions (active, previous, split per service) instead of
@@ -316,6 +327,9 @@ impl Builder {
         let resolver = self
             .resolver
             .unwrap_or_else(|| Arc::new(resolve::SystemResolver));
+        let fleet = self
+            .fleet
+            .or_else(|| self.config.fleet.as_ref().map(fleet::Fleet::disconnected));
         start_inner(
             self.config,
             self.listeners,
@@ -323,7 +337,7 @@ impl Builder {
             self.token,
             self.access,
             resolver,
-            self.decisions,
+            (self.decisions, fleet),
         )
     }
 }
@@ -335,7 +349,10 @@ fn start_inner(
     token: Option<String>,
     access: Option<AccessSink>,
     resolver: Arc<dyn resolve::Resolve>,
-    decisions: Option<switchyard_core::Decisions>,
+    (decisions, fleet): (
+        Option<switchyard_core::Decisions>,
+        Option<Arc<fleet::Fleet>>,
+    ),
 ) -> Result<ProxyHandle, StartError> {
     config.validate()?;
     let access = match access {
@@ -390,7 +407,10 @@ fn start_inner(
     };
     let builder = Arc::new(server::builder(&config.limits));
     let registry = Registry::new();
-    let first = match decisions {
+    let fleet_first = fleet
+        .as_ref()
+        .and_then(|f| fleet::first_decisions(f, &config));
+    let first = match decisions.or(fleet_first) {
         Some(d) => Snapshot::build(&config, &d, &registry, 1),
         None => control::first_snapshot(&config, store.as_deref(), &registry),
     };
@@ -409,10 +429,19 @@ fn start_inner(
     };
     let ctl = Arc::new(
         Controller::new(shared.clone(), config, store, history)
-            .with_tls(tls.as_ref().map(tls::Tls::reloader)),
+            .with_tls(tls.as_ref().map(tls::Tls::reloader))
+            .with_fleet(fleet.clone()),
     );
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
+    if let Some(fleet) = fleet {
+        let _ = shared.metrics.fleet.set(fleet.clone());
+        tasks.push(tokio::spawn(fleet::sync::run(
+            fleet,
+            ctl.clone(),
+            stop_rx.clone(),
+        )));
+    }
     tasks.push(tokio::spawn(resolve::run(
         ctl.clone(),
         resolver,

@@ -238,6 +238,8 @@ pub(crate) struct Metrics {
     /// so the dashboard can draw the last minutes as soon as it opens. Written by one sampling
     /// task, read by `/stats?series=1`: never on the request path.
     series: Mutex<VecDeque<(f64, Traffic)>>,
+    /// Fleet mode: the fleet whose connection and applied revision are exported.
+    pub(crate) fleet: std::sync::OnceLock<Arc<crate::fleet::Fleet>>,
 }
 
 /// Requests and 5xx answers so far, by service and pool.
@@ -259,6 +261,7 @@ impl Default for Metrics {
             reloads: Default::default(),
             started: Instant::now(),
             series: Mutex::new(VecDeque::with_capacity(SERIES_LEN)),
+            fleet: std::sync::OnceLock::new(),
         }
     }
 }

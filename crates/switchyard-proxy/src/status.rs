@@ -18,6 +18,9 @@ pub struct StatusReport {
     /// the last resolution error, if the last resolution failed (the last addresses stay).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub names: BTreeMap<String, NameStatus>,
+    /// Fleet mode: the store, whether it answers, and every node's applied revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<crate::fleet::FleetStatus>,
 }
 
 /// One host name of the config and what it resolves to.
@@ -165,6 +168,7 @@ impl StatusReport {
             generation: snapshot.generation,
             services,
             names: BTreeMap::new(),
+            fleet: None,
         }
     }
 }

@@ -45,6 +45,9 @@ pub enum Command {
     Upgrade(ReloadArgs),
     /// Show the switch history: who switched, rolled back, split or reloaded what, and when.
     History(HistoryArgs),
+    /// Fleet mode: show every node of the fleet, the decision revision it has applied, and
+    /// whether it is alive.
+    Fleet(StatusArgs),
 }
 
 /// `switchyard history`.
@@ -129,6 +132,10 @@ pub struct SwitchArgs {
     /// `--wait-drained=DURATION` says.
     #[arg(long, value_name = "DURATION", num_args = 0..=1, require_equals = true, default_missing_value = DEFAULT_WAIT, value_parser = parse_duration)]
     pub wait_drained: Option<Duration>,
+    /// Fleet mode: after switching, wait until every live node of the fleet has applied the
+    /// switch: 30s, or as long as `--wait-converged=DURATION` says.
+    #[arg(long, value_name = "DURATION", num_args = 0..=1, require_equals = true, default_missing_value = DEFAULT_WAIT, value_parser = parse_duration)]
+    pub wait_converged: Option<Duration>,
     /// The admin API.
     #[command(flatten)]
     pub admin: AdminArgs,
@@ -201,8 +208,11 @@ fn spaced_wait_value(args: &[OsString]) -> Option<String> {
     args.windows(2).find_map(|pair| {
         let flag = pair[0].to_str()?;
         let value = pair[1].to_str()?;
-        (matches!(flag, "--wait-healthy" | "--wait-drained") && parse_duration(value).is_ok())
-            .then(|| format!("give the wait its duration with `=`: {flag}={value}"))
+        (matches!(
+            flag,
+            "--wait-healthy" | "--wait-drained" | "--wait-converged"
+        ) && parse_duration(value).is_ok())
+        .then(|| format!("give the wait its duration with `=`: {flag}={value}"))
     })
 }
 

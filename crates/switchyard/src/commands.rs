@@ -35,6 +35,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             Command::Reload(args) => reload(&AdminClient::from_args(&args.admin)?).await,
             Command::Upgrade(args) => upgrade(&AdminClient::from_args(&args.admin)?).await,
             Command::History(args) => crate::history::run(&args).await,
+            Command::Fleet(args) => fleet(args).await,
             Command::Serve(_) | Command::Check(_) => Err(anyhow!("not a client command")),
         }
     })
@@ -143,11 +144,55 @@ async fn switch(args: SwitchArgs) -> anyhow::Result<()> {
         ),
         _ => print_outcome(&out),
     }
+    if let Some(limit) = args.wait_converged {
+        wait_converged(&client, &out, limit).await?;
+    }
     if let Some(limit) = args.wait_drained {
         let changed = before.as_ref().is_none_or(|b| b.active != out.active);
         if let Some(old) = out.previous.clone().filter(|_| changed) {
             wait_drained(&client, &out.service, &old, limit).await?;
         }
+    }
+    Ok(())
+}
+
+/// Fleet mode: waits for every live node to have applied the decision `out` made.
+async fn wait_converged(
+    client: &AdminClient,
+    out: &SwitchOutcome,
+    limit: std::time::Duration,
+) -> anyhow::Result<()> {
+    let Some(revision) = out.revision else {
+        println!("not in fleet mode: nothing to converge");
+        return Ok(());
+    };
+    progress("waiting for every node of the fleet to apply it");
+    match wait::poll(client, limit, |r| wait::converged(r, revision)).await {
+        Ok((Verdict::Moot(why), _)) => println!("stopped waiting: {why}"),
+        Ok((_, took)) => println!("converged after {}", human(took)),
+        Err(e) => {
+            println!("gave up");
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// `switchyard fleet`.
+async fn fleet(args: StatusArgs) -> anyhow::Result<()> {
+    let client = AdminClient::from_args(&args.admin)?;
+    let body = client.call(Method::GET, "/status", None).await?;
+    let report: StatusReport =
+        serde_json::from_slice(&body).context("the admin API answered /status with no report")?;
+    let Some(fleet) = &report.fleet else {
+        return Err(anyhow!(
+            "this proxy is not in fleet mode (its config has no [fleet] table)"
+        ));
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(fleet)?);
+    } else {
+        print!("{}", crate::table::render_fleet(fleet));
     }
     Ok(())
 }
@@ -286,6 +331,7 @@ mod tests {
         let mut report = StatusReport {
             generation: 1,
             names: BTreeMap::new(),
+            fleet: None,
             services: BTreeMap::new(),
         };
         assert!(service_name(&report, None).is_err());

@@ -66,7 +66,15 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             None => switchyard_proxy::AccessSink::Stdout,
         };
         let history_file = config.state.file.is_some();
+        // Fleet mode: read etcd's decisions before serving (when it answers within a moment).
+        let fleet = match &config.fleet {
+            Some(f) => Some(switchyard_proxy::fleet::Fleet::connect(f).await),
+            None => None,
+        };
         let mut builder = switchyard_proxy::Builder::new(config, listeners).access_log(access);
+        if let Some(fleet) = fleet {
+            builder = builder.fleet(fleet);
+        }
         if let Some(s) = &successor {
             builder = builder.decisions(s.decisions.clone());
         }

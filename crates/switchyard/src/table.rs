@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use switchyard_proxy::fleet::FleetStatus;
 use switchyard_proxy::status::{ServerStatus, StatusReport};
 
 /// Rows of text cells printed in left-aligned columns, two spaces apart.
@@ -122,6 +123,65 @@ pub fn render_status(report: &StatusReport) -> String {
         }
     }
     out.push_str(&pools.render());
+    if let Some(fleet) = &report.fleet {
+        out.push('\n');
+        out.push_str(&render_fleet(fleet));
+    }
+    out
+}
+
+/// The fleet as `switchyard fleet` prints it: this instance's link to etcd, then every node.
+pub fn render_fleet(fleet: &FleetStatus) -> String {
+    let link = if fleet.connected {
+        format!("connected since {}", fleet.since)
+    } else {
+        format!(
+            "DISCONNECTED since {} (serving the last applied decisions; flips are refused)",
+            fleet.since
+        )
+    };
+    let mut out = format!(
+        "fleet {} on {}: node {}, {link}, applied revision {}\n",
+        fleet.prefix, fleet.store, fleet.node, fleet.revision
+    );
+    if let Some(e) = &fleet.error {
+        out.push_str(&format!("last apply error: {e}\n"));
+    }
+    out.push('\n');
+    let mut nodes = Table::new(&[
+        "NODE",
+        "APPLIED REVISION",
+        "CONVERGED",
+        "ALIVE",
+        "REPORTED",
+        "ERROR",
+    ]);
+    let newest = fleet
+        .nodes
+        .iter()
+        .filter(|n| n.alive)
+        .map(|n| n.applied_revision)
+        .max()
+        .unwrap_or(0)
+        .max(fleet.revision);
+    for n in &fleet.nodes {
+        let converged = if !n.alive {
+            "-"
+        } else if n.applied_revision >= newest {
+            "yes"
+        } else {
+            "no"
+        };
+        nodes.row(vec![
+            n.node.clone(),
+            n.applied_revision.to_string(),
+            converged.to_string(),
+            if n.alive { "yes" } else { "no" }.to_string(),
+            n.at.clone(),
+            n.error.clone().unwrap_or_else(|| "-".to_string()),
+        ]);
+    }
+    out.push_str(&nodes.render());
     out
 }
 
@@ -193,6 +253,7 @@ mod tests {
         let report = StatusReport {
             generation: 4,
             names: BTreeMap::new(),
+            fleet: None,
             services: BTreeMap::from([(
                 "app".to_string(),
                 ServiceStatus {

@@ -67,6 +67,27 @@ pub fn drained(report: &StatusReport, service: &str, pool: &str) -> Verdict {
     }
 }
 
+/// Whether every live node of the fleet has applied revision `revision`.
+pub fn converged(report: &StatusReport, revision: i64) -> Verdict {
+    let Some(fleet) = &report.fleet else {
+        return Verdict::Moot("the proxy is not in fleet mode".into());
+    };
+    let behind = fleet
+        .nodes
+        .iter()
+        .filter(|n| n.alive && n.applied_revision < revision)
+        .map(|n| format!("{} at {}", n.node, n.applied_revision))
+        .collect::<Vec<_>>();
+    if behind.is_empty() {
+        Verdict::Done
+    } else {
+        Verdict::Pending(format!(
+            "nodes still before revision {revision}: {}",
+            behind.join(", ")
+        ))
+    }
+}
+
 /// Polls `/status` until `check` is no longer pending; fails after `limit` with the last reason.
 /// Returns the verdict and how long it took.
 pub async fn poll(
@@ -116,6 +137,7 @@ mod tests {
         StatusReport {
             generation: 1,
             names: BTreeMap::new(),
+            fleet: None,
             services: BTreeMap::from([(
                 "app".to_string(),
                 ServiceStatus {
@@ -148,6 +170,37 @@ mod tests {
             healthy(&report("idle", 0, "up"), "web", "green"),
             Verdict::Moot(_)
         ));
+    }
+
+    #[test]
+    fn convergence_verdicts() {
+        use switchyard_proxy::fleet::{FleetStatus, NodeStatus};
+        let node = |name: &str, rev, alive| NodeStatus {
+            node: name.into(),
+            applied_revision: rev,
+            alive,
+            at: String::new(),
+            error: None,
+        };
+        let mut r = report("active", 0, "up");
+        assert!(matches!(converged(&r, 5), Verdict::Moot(_)));
+        r.fleet = Some(FleetStatus {
+            store: "etcd".into(),
+            prefix: "/p".into(),
+            node: "a".into(),
+            connected: true,
+            since: String::new(),
+            revision: 5,
+            error: None,
+            nodes: vec![node("a", 5, true), node("b", 4, true), node("c", 1, false)],
+        });
+        assert!(
+            matches!(converged(&r, 5), Verdict::Pending(why) if why.contains("b at 4") && !why.contains("c at"))
+        );
+        if let Some(f) = r.fleet.as_mut() {
+            f.nodes[1].applied_revision = 6;
+        }
+        assert_eq!(converged(&r, 5), Verdict::Done);
     }
 
     #[test]

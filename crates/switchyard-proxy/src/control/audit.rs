@@ -73,6 +73,7 @@ impl Controller {
                     actor: asked.actor.to_string(),
                     ok: error.is_none(),
                     error,
+                    node: self.fleet.as_ref().map(|f| f.node().to_string()),
                 }
             };
         let entry = match result {
@@ -138,6 +139,7 @@ impl Controller {
             actor: actor.to_string(),
             ok: result.is_ok(),
             error: result.as_ref().err().cloned(),
+            node: None,
         };
         self.history.record(entry);
     }
@@ -174,6 +176,7 @@ impl Controller {
                 actor: actor.to_string(),
                 ok: error.is_none(),
                 error,
+                node: None,
             }
         };
         let generation = match result {

@@ -27,6 +27,7 @@ impl Controller {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
+        report.fleet = self.fleet.as_ref().map(|f| f.status());
         report
     }
 

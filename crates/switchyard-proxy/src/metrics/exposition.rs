@@ -262,8 +262,38 @@ impl Collector for Scrape {
                 .map(|(r, n)| ([("result", *r)], counter(load(n)))),
         )?;
         encode_gauges(&mut enc, shared, &snapshot)?;
+        if let Some(fleet) = shared.metrics.fleet.get() {
+            encode_fleet(&mut enc, fleet)?;
+        }
         super::process::encode(&mut enc)
     }
+}
+
+/// Fleet mode: whether etcd answers, the revision applied here, and the nodes alive.
+fn encode_fleet(enc: &mut DescriptorEncoder, fleet: &crate::fleet::Fleet) -> fmt::Result {
+    let status = fleet.status();
+    family(
+        enc,
+        "switchyard_fleet_connected",
+        "1 while the fleet's store (etcd) answers this instance, 0 while it does not (decisions then stay as last applied, and flips are refused).",
+        None,
+        [(NO_LABELS, gauge(i64::from(status.connected)))],
+    )?;
+    family(
+        enc,
+        "switchyard_fleet_applied_revision",
+        "The fleet store revision up to which this instance has applied the decisions.",
+        None,
+        [(NO_LABELS, gauge(status.revision))],
+    )?;
+    let alive = status.nodes.iter().filter(|n| n.alive).count();
+    family(
+        enc,
+        "switchyard_fleet_nodes_alive",
+        "Nodes of the fleet whose report is live, as this instance sees them.",
+        None,
+        [(NO_LABELS, gauge(i64::try_from(alive).unwrap_or(i64::MAX)))],
+    )
 }
 
 /// The facts about now, read from the snapshot in force.
