@@ -327,3 +327,59 @@ async fn without_etcd_instances_keep_serving_refuse_flips_and_catch_up_when_it_r
         p.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs etcd, /usr/bin/chromium, node and `npm ci` in tests/browser (.ci/run installs them and runs this)"]
+async fn the_dashboard_shows_every_node_and_whether_it_converged() {
+    if !require_etcd() {
+        return;
+    }
+    let browser_dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/browser"));
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists()
+            && browser_dir.join("node_modules/playwright-core").exists(),
+        "the browser test needs /usr/bin/chromium and `npm ci` in tests/browser"
+    );
+    let etcd = Etcd::start().await;
+    let green = TestApp::start("green").await;
+    let blue = TestApp::start("blue").await;
+    let apps = (green.addr(), blue.addr());
+    let a = instance(&etcd, "/test/dash", "edge-a", apps, None).await;
+    let b = instance(&etcd, "/test/dash", "edge-b", apps, None).await;
+    common::wait_healthy(&a, "blue").await;
+    let out = a.switch(None, "blue", false).await.expect("switch");
+    converged(&b, 2, out.revision.expect("revision")).await;
+
+    let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
+    let admin = b.admin_addr().expect("admin");
+    let run = tokio::process::Command::new("node")
+        .arg(browser_dir.join("fleet.mjs"))
+        .arg(format!("http://{admin}"))
+        .arg(&out_dir)
+        .arg("edge-a")
+        .arg("edge-b")
+        .kill_on_drop(true)
+        .output();
+    let output = switchyard_tests::within(Duration::from_secs(120), run)
+        .await
+        .expect("the browser script finishes within 2 minutes")
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the browser script failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("node edge-a: alive and converged"),
+        "{stdout}"
+    );
+    assert!(out_dir.join("dashboard-fleet.png").exists());
+    println!(
+        "dashboard screenshot: {}",
+        out_dir.join("dashboard-fleet.png").display()
+    );
+    for p in [a, b] {
+        p.shutdown().await;
+    }
+}

@@ -142,6 +142,7 @@ async function poll() {
     state.status = status;
     absorbStats(stats);
     render(status, stats);
+    renderFleet(status.fleet);
     const now = Date.now();
     if (state.historyDirty || now - state.lastHistoryAt > 5000) {
       state.historyDirty = false;
@@ -417,6 +418,29 @@ function updateCard(name, svc, card, stats) {
 
 const ACTIONS = { switch: "switch", rollback: "rollback", split: "split", end_split: "end split", reload: "reload", upgrade: "upgrade" };
 
+// Fleet mode: this instance's link to etcd, and every node with the revision it has applied.
+function renderFleet(fleet) {
+  $("fleet").hidden = !fleet;
+  if (!fleet) return;
+  const since = new Date(fleet.since);
+  const note = $("fleet-note");
+  note.textContent = fleet.connected
+    ? `${fleet.prefix} on etcd: this is ${fleet.node}, connected since ${fmtTime(since)}, revision ${fleet.revision}`
+    : `${fleet.prefix}: this is ${fleet.node}, etcd UNREACHABLE since ${fmtTime(since)}: serving the last decisions, flips are refused`;
+  note.className = fleet.connected ? "muted small" : "warning small";
+  const newest = Math.max(fleet.revision, ...fleet.nodes.filter((n) => n.alive).map((n) => n.applied_revision));
+  $("fleet-nodes").replaceChildren(...fleet.nodes.map((n) => {
+    const converged = !n.alive ? "—" : n.applied_revision >= newest ? "yes" : "no";
+    return el("tr", { class: n.alive ? "" : "refused", dataset: { testid: `fleet-${n.node}` } },
+      el("td", { class: "mono", text: n.node === fleet.node ? `${n.node} (this)` : n.node }),
+      el("td", { text: n.applied_revision }),
+      el("td", { class: converged === "no" ? "result-refused" : "result-ok", text: converged }),
+      el("td", { text: n.alive ? "yes" : "no" }),
+      el("td", { title: n.at, class: "mono", text: n.at ? fmtTime(new Date(n.at)) : "—" }),
+      el("td", { text: n.error || "—" }));
+  }));
+}
+
 function renderHistory(entries) {
   const body = $("history");
   $("history-empty").hidden = entries.length > 0;
@@ -440,7 +464,7 @@ function renderHistory(entries) {
       el("td", {}, action, e.forced ? el("span", { class: "badge warn", text: "forced" }) : null),
       el("td", { text: e.service || "—" }),
       change,
-      el("td", { class: "mono", text: e.actor }),
+      el("td", { class: "mono", text: e.node ? `${e.actor} @${e.node}` : e.actor }),
       el("td", { text: e.generation }),
       el("td", { class: e.ok ? "result-ok" : "result-refused", text: e.ok ? "applied" : `refused: ${e.error || ""}` }));
   }));
