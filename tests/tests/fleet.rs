@@ -174,7 +174,15 @@ async fn a_flip_through_one_instance_reaches_every_instance() {
     a.reload(edited).await.expect("reload");
     assert_eq!(active(&a), "green");
     assert!(a.status().services["app"].split.is_some());
-    for p in [a, b, c] {
+    // An instance that stops leaves the fleet at once (its lease is revoked), not 10 s later.
+    c.shutdown().await;
+    poll_until(Duration::from_secs(3), || async {
+        a.status()
+            .fleet
+            .is_some_and(|f| f.nodes.iter().any(|n| n.node == "c" && !n.alive))
+    })
+    .await;
+    for p in [a, b] {
         p.shutdown().await;
     }
 }

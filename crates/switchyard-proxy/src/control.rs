@@ -461,6 +461,11 @@ impl Controller {
                 "listener addresses changed in the config; they take effect on restart (listeners are never re-bound by a reload)"
             );
         }
+        if new.fleet != config.fleet {
+            tracing::warn!(
+                "[fleet] changed in the config; it takes effect on restart (the running instance stays in its fleet)"
+            );
+        }
         let snapshot = self.snapshot();
         let current = snapshot.decisions();
         let mut decisions = decisions_from_config(&new);

@@ -295,6 +295,17 @@ impl Store {
         self.checked(result).await
     }
 
+    /// Ends a lease (and with it this node's report), on a graceful stop.
+    pub(crate) async fn revoke(&self, lease: i64) -> Result<(), FleetError> {
+        let result = async {
+            let mut client = self.client().await?;
+            bounded(client.lease_revoke(lease)).await?;
+            Ok(())
+        }
+        .await;
+        self.checked(result).await
+    }
+
     /// Writes this node's report on its lease.
     pub(crate) async fn report(
         &self,

@@ -34,7 +34,15 @@ pub(crate) async fn run(fleet: Arc<Fleet>, ctl: Arc<Controller>, mut stop: watch
         }
         let started = tokio::time::Instant::now();
         match session(&fleet, &ctl, &mut lease, &mut stop).await {
-            Ok(End::Stopped) => return,
+            Ok(End::Stopped) => {
+                // Leave the fleet at once rather than when the lease runs out.
+                if let Some(id) = lease {
+                    if let Err(e) = fleet.store.revoke(id).await {
+                        tracing::debug!(error = %e, "could not end this node's lease on stop");
+                    }
+                }
+                return;
+            }
             Ok(End::Reread) => {
                 tracing::info!(node = %fleet.node, "the fleet watch was compacted or cancelled; reading the prefix again");
                 continue;
