@@ -158,6 +158,41 @@ async fn a_head_over_max_header_bytes_gets_431() {
 }
 
 #[tokio::test]
+async fn a_request_line_over_max_header_bytes_gets_414() {
+    let app = TestApp::start("green").await;
+    let proxy = serving(config(app.addr(), |c| c.limits.max_header_bytes = 4096)).await;
+    let addr = common::http(&proxy);
+    let requests = app.requests();
+    for size in [5 * 1024, 64 * 1024] {
+        let head = format!(
+            "GET /{} HTTP/1.1\r\nHost: app.test\r\n\r\n",
+            "u".repeat(size)
+        );
+        let answer = raw_request(addr, head.as_bytes()).await;
+        assert_eq!(status(&answer), Some(414), "a {size}-byte URI");
+        let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+        assert!(text.contains("connection: close"), "{text}");
+    }
+    // A long URI after a first request on the same connection: the first is answered, then 414.
+    let pipelined = format!(
+        "GET / HTTP/1.1\r\nHost: app.test\r\n\r\nGET /{} HTTP/1.1\r\nHost: app.test\r\n\r\n",
+        "u".repeat(8 * 1024)
+    );
+    let answer =
+        String::from_utf8_lossy(&raw_request(addr, pipelined.as_bytes()).await).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("HTTP/1.1 414"), "{answer}");
+    assert_eq!(app.requests(), requests + 1, "the app sees only the first");
+    // Headers over the limit with a short request line stay 431.
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: app.test\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(5 * 1024)
+    );
+    assert_eq!(status(&raw_request(addr, head.as_bytes()).await), Some(431));
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
 async fn more_than_max_headers_gets_431() {
     let app = TestApp::start("green").await;
     let proxy = serving(config(app.addr(), |c| c.limits.max_headers = 10)).await;

@@ -265,6 +265,12 @@ fn prepare(
             "CONNECT is not proxied",
         ));
     }
+    if parts.method.as_str() == crate::framing::URI_TOO_LONG_METHOD {
+        return Err(ProxyError::Refused(
+            http::StatusCode::URI_TOO_LONG,
+            "the request line is longer than limits.max_header_bytes",
+        ));
+    }
     if parts.uri.path() == "*" {
         return Err(ProxyError::Refused(
             http::StatusCode::BAD_REQUEST,

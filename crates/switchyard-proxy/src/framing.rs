@@ -12,7 +12,8 @@
 //!
 //! Heads over `max_header_bytes` or with more than `max_headers` fields are replaced too, with
 //! a head hyper answers with `431` ([`TOO_LARGE_HEAD`]), so both limits are exact whatever
-//! hyper's buffer does.
+//! hyper's buffer does; a head whose request line alone is over the limit gets `414` instead
+//! ([`URI_TOO_LONG_HEAD`], which the service answers).
 //!
 //! Between heads it follows the body (`Content-Length` bytes, or the chunked framing in
 //! `chunked.rs`) so it always knows where the next head starts, also when requests are
@@ -60,6 +61,17 @@ pub const REJECT_HEAD: &[u8] = b"\x00\r\n\r\n";
 /// It is followed by [`Limits::hyper_buf_size`] filler bytes in one header value, so hyper's
 /// buffer limit is reached before EOF and hyper answers `431 Request Header Fields Too Large`.
 pub const TOO_LARGE_HEAD: &[u8] = b"GET / HTTP/1.1\r\nx-too-large: ";
+
+/// The method of the head hyper is given instead of one whose request line alone is over
+/// `max_head_bytes` (nginx answers those 414 rather than 431): hyper parses it as an extension
+/// method, and the service answers it with `414 URI Too Long` and closes. A client sending this
+/// method itself only gets the same 414.
+pub const URI_TOO_LONG_METHOD: &str = "SWITCHYARD-URI-TOO-LONG";
+
+/// What hyper is given instead of a head whose request line is over the limit; nothing
+/// follows it but EOF.
+pub const URI_TOO_LONG_HEAD: &[u8] =
+    b"SWITCHYARD-URI-TOO-LONG / HTTP/1.1\r\nhost: uri-too-long.invalid\r\nconnection: close\r\n\r\n";
 
 /// hyper's smallest allowed `max_buf_size`.
 const HYPER_MIN_BUF: usize = 8192;
@@ -212,7 +224,13 @@ enum State {
         head: &'static [u8],
         /// Padding bytes still to follow it.
         filler: usize,
+        /// Stall instead of EOF after it: the replacement is a request the service answers
+        /// (and an EOF would make hyper drop it unanswered).
+        stall: bool,
     },
+    /// The replacement for a 414 was handed out: reads stay pending until hyper, having
+    /// written the service's answer (`connection: close`), closes the connection.
+    Stall,
     /// Hand out what was cleared, then EOF.
     Ending,
 }

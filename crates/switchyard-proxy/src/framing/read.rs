@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 use super::answers;
 use super::chunked::{Chunked, Progress};
 use super::head::{self, Body, Head, Tunnel};
-use super::{Guarded, PREFACE, REJECT_HEAD, State, TOO_LARGE_HEAD};
+use super::{Guarded, PREFACE, REJECT_HEAD, State, TOO_LARGE_HEAD, URI_TOO_LONG_HEAD};
 
 /// The first size of the set-aside buffer.
 const INITIAL_BUF: usize = 4096;
@@ -78,7 +78,12 @@ impl<IO> Guarded<IO> {
             self.release_buffer();
             return true;
         }
-        let State::Reject { head, filler } = &mut self.state else {
+        let State::Reject {
+            head,
+            filler,
+            stall,
+        } = &mut self.state
+        else {
             return false;
         };
         let room = out.remaining();
@@ -91,7 +96,7 @@ impl<IO> Guarded<IO> {
             *filler -= n;
         }
         if head.is_empty() && *filler == 0 {
-            self.state = State::Ending;
+            self.state = if *stall { State::Stall } else { State::Ending };
         }
         out.remaining() < room
     }
@@ -178,7 +183,7 @@ impl<IO> Guarded<IO> {
                     }
                 }
                 State::Pass => return Scan::keep(bytes.len()),
-                State::Reject { .. } | State::Ending => {
+                State::Reject { .. } | State::Stall | State::Ending => {
                     return Scan {
                         cleared: at,
                         rest: Rest::Drop,
@@ -198,6 +203,9 @@ impl<IO> Guarded<IO> {
             Head::Partial
         };
         match verdict {
+            Head::Partial if pending.len() > max && !pending[..max].contains(&b'\n') => {
+                self.refuse_uri_too_long()
+            }
             Head::Partial if pending.len() > max => self.refuse_too_large("head over the limit"),
             Head::Partial => {
                 self.scanned = pending.len();
@@ -217,6 +225,7 @@ impl<IO> Guarded<IO> {
                 self.state = State::Reject {
                     head: REJECT_HEAD,
                     filler: 0,
+                    stall: false,
                 };
                 Judged::Refused
             }
@@ -236,6 +245,22 @@ impl<IO> Guarded<IO> {
         }
     }
 
+    /// Refuses the pending head, whose request line alone is over the limit, with a replacement
+    /// the service answers with 414.
+    fn refuse_uri_too_long(&mut self) -> Judged {
+        tracing::info!(
+            max_bytes = self.limits.max_head_bytes,
+            "request rejected: 414 (request line over the limit)"
+        );
+        self.scanned = 0;
+        self.state = State::Reject {
+            head: URI_TOO_LONG_HEAD,
+            filler: 0,
+            stall: true,
+        };
+        Judged::Refused
+    }
+
     /// Refuses the pending head with a replacement hyper answers with 431.
     fn refuse_too_large(&mut self, reason: &'static str) -> Judged {
         tracing::info!(
@@ -248,6 +273,7 @@ impl<IO> Guarded<IO> {
         self.state = State::Reject {
             head: TOO_LARGE_HEAD,
             filler: self.limits.hyper_buf_size(),
+            stall: false,
         };
         Judged::Refused
     }
@@ -283,7 +309,7 @@ impl<IO> Guarded<IO> {
             && match self.state {
                 State::Length(_) | State::Chunked(_) | State::Pass => true,
                 State::Preface | State::Head => room >= DIRECT_HEAD_MIN,
-                State::Hold { .. } | State::Reject { .. } | State::Ending => false,
+                State::Hold { .. } | State::Reject { .. } | State::Stall | State::Ending => false,
             }
     }
 }
@@ -362,6 +388,9 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
         loop {
             if this.hand_out(out) {
                 return Poll::Ready(Ok(()));
+            }
+            if matches!(this.state, State::Stall) {
+                return Poll::Pending;
             }
             if matches!(this.state, State::Ending | State::Reject { .. }) {
                 // EOF (a refused head's replacement is handed out above, then `Ending`).
