@@ -12,4 +12,6 @@ pub mod select;
 pub mod snapshot;
 
 pub use live::{Health, InFlight, PoolState, Registry, ServerState};
-pub use snapshot::{Decisions, Pool, PoolRole, PoolServer, Service, ServiceDecision, Snapshot};
+pub use snapshot::{
+    Decisions, Pool, PoolRole, PoolServer, Ramp, Service, ServiceDecision, Snapshot,
+};

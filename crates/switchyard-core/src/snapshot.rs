@@ -18,7 +18,7 @@ use crate::router::Router;
 use tokio::time::Instant;
 
 /// The runtime decisions for one service: what an operator changed since the config was loaded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ServiceDecision {
     /// The pool that receives traffic.
     pub active: String,
@@ -27,6 +27,92 @@ pub struct ServiceDecision {
     /// A weighted split of new requests between pools, when one is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split: Option<BTreeMap<String, u32>>,
+    /// With a split: a cookie keeps each client on the pool it first got, while the split lasts.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sticky: bool,
+    /// A ramp under way: the split moves from `from` to `to` in even steps, then a switch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ramp: Option<Ramp>,
+}
+
+/// A ramped switch under way (wall-clock times, so a restart continues it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ramp {
+    /// The colour the ramp moves away from (active when it started).
+    pub from: String,
+    /// The colour it moves to.
+    pub to: String,
+    /// When it started, in milliseconds since the Unix epoch.
+    pub started_ms: u64,
+    /// How long it lasts, in milliseconds.
+    pub duration_ms: u64,
+    /// How many even steps: the first at the start, the last (the switch) at the end.
+    pub steps: u32,
+}
+
+impl Ramp {
+    /// The step in force at `now_ms`: 1 from the start, `steps` (the switch) once the whole
+    /// duration has passed, evenly in between.
+    pub fn step_at(&self, now_ms: u64) -> u32 {
+        let elapsed = now_ms.saturating_sub(self.started_ms);
+        let steps = self.steps.max(1);
+        if self.duration_ms == 0 || elapsed >= self.duration_ms || steps == 1 {
+            return steps;
+        }
+        let step = 1 + u128::from(elapsed) * u128::from(steps - 1) / u128::from(self.duration_ms);
+        u32::try_from(step).unwrap_or(steps).min(steps)
+    }
+
+    /// When step `step` (1-based) is due, in milliseconds since the Unix epoch.
+    pub fn due_ms(&self, step: u32) -> u64 {
+        let steps = self.steps.max(2);
+        let offset = u128::from(self.duration_ms) * u128::from(step.saturating_sub(1))
+            / u128::from(steps - 1);
+        self.started_ms
+            .saturating_add(u64::try_from(offset).unwrap_or(u64::MAX))
+    }
+
+    /// The split weights of step `step` (out of 100): `to` gets `100 * step / steps`.
+    pub fn weights(&self, step: u32) -> BTreeMap<String, u32> {
+        let steps = self.steps.max(1);
+        let to = 100 * step.min(steps) / steps;
+        BTreeMap::from([(self.to.clone(), to), (self.from.clone(), 100 - to)])
+    }
+}
+
+#[cfg(test)]
+mod ramp_tests {
+    use super::Ramp;
+
+    #[test]
+    fn a_ramp_moves_in_even_steps_and_ends_at_its_duration() {
+        let ramp = Ramp {
+            from: "green".into(),
+            to: "blue".into(),
+            started_ms: 1_000,
+            duration_ms: 9_000,
+            steps: 10,
+        };
+        assert_eq!(ramp.step_at(0), 1, "before the start: the first step");
+        assert_eq!(ramp.step_at(1_000), 1);
+        assert_eq!(ramp.step_at(1_999), 1);
+        assert_eq!(ramp.step_at(2_000), 2);
+        assert_eq!(ramp.step_at(9_999), 9);
+        assert_eq!(ramp.step_at(10_000), 10, "the switch at the end");
+        assert_eq!(ramp.step_at(u64::MAX), 10);
+        for step in 1..=10 {
+            assert_eq!(ramp.step_at(ramp.due_ms(step)), step, "step {step}");
+            let w = ramp.weights(step);
+            assert_eq!(w["blue"], 10 * step);
+            assert_eq!(w["blue"] + w["green"], 100);
+        }
+        assert_eq!(ramp.due_ms(10), 10_000);
+        let instant = Ramp {
+            duration_ms: 0,
+            ..ramp
+        };
+        assert_eq!(instant.step_at(0), 10);
+    }
 }
 
 /// The runtime decisions of every service, by service name.
@@ -42,8 +128,7 @@ pub fn decisions_from_config(config: &Config) -> Decisions {
                 name.clone(),
                 ServiceDecision {
                     active: svc.active.clone(),
-                    previous: None,
-                    split: None,
+                    ..ServiceDecision::default()
                 },
             )
         })
@@ -89,6 +174,10 @@ pub struct Service {
     pub previous: Option<usize>,
     /// Per-pool weights of a split, indexed like `pools`; `None` sends everything to `active`.
     pub split: Option<Vec<u32>>,
+    /// With a split: keep each client on the pool it first got, by a cookie.
+    pub sticky: bool,
+    /// A ramp under way, as decided.
+    pub ramp: Option<Ramp>,
     /// The service's retry budget (live, shared across snapshots).
     pub budget: Arc<RetryBudget>,
 }
@@ -229,7 +318,17 @@ impl Service {
                     .map(|(p, w)| (p.name.clone(), *w))
                     .collect()
             }),
+            sticky: self.sticky && self.split.is_some(),
+            ramp: self.ramp.clone(),
         }
+    }
+
+    /// The pool a sticky cookie names, when it may still be used: a pool of the split with a
+    /// weight above 0 and an available server.
+    pub fn sticky_pool(&self, name: &str, now: Instant) -> Option<usize> {
+        let weights = self.split.as_ref()?;
+        let i = self.pool_index(name)?;
+        (weights.get(i).is_some_and(|w| *w > 0) && self.pools[i].has_available(now)).then_some(i)
     }
 }
 
@@ -303,6 +402,10 @@ impl Snapshot {
                     .collect::<Vec<u32>>()
             });
             let split = split.filter(|w| w.iter().any(|w| *w > 0));
+            let sticky = split.is_some() && decision.is_some_and(|d| d.sticky);
+            let ramp = decision
+                .and_then(|d| d.ramp.clone())
+                .filter(|r| index(&r.to).is_some() && index(&r.from).is_some());
             services.push(Arc::new(Service {
                 name: name.clone(),
                 config: Arc::new(svc.clone()),
@@ -310,6 +413,8 @@ impl Snapshot {
                 active,
                 previous,
                 split,
+                sticky,
+                ramp,
                 budget: registry.budget(name),
             }));
         }

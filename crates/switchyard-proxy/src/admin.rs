@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::body::ProxyBody;
-use crate::control::{ControlError, Controller};
+use crate::control::{ControlError, Controller, SplitOptions};
 use crate::history::{ACTOR_ADMIN_API, DEFAULT_LIMIT, sanitize_actor};
 use crate::{dashboard, metrics};
 
@@ -167,6 +167,9 @@ struct SwitchBody {
     to: String,
     #[serde(default)]
     force: bool,
+    /// A ramp over this long (`"60s"`), instead of a switch at once.
+    #[serde(default)]
+    ramp: Option<String>,
     /// The service, for the `/switch` shorthand (the path names it otherwise).
     #[serde(default)]
     service: Option<String>,
@@ -446,9 +449,19 @@ async fn handle(
                 Ok(b) => b,
                 Err(resp) => return resp,
             };
-            match which_service(svc, b.service.as_deref()) {
-                Ok(svc) => ctl.switch(&actor, svc, &b.to, b.force).await,
-                Err(e) => Err(e),
+            let ramp = match b
+                .ramp
+                .as_deref()
+                .map(switchyard_config::units::parse_duration)
+            {
+                None => None,
+                Some(Ok(d)) => Some(d),
+                Some(Err(why)) => return error(StatusCode::BAD_REQUEST, format!("ramp: {why}")),
+            };
+            match (which_service(svc, b.service.as_deref()), ramp) {
+                (Ok(svc), Some(d)) => ctl.switch_ramped(&actor, svc, &b.to, b.force, d).await,
+                (Ok(svc), None) => ctl.switch(&actor, svc, &b.to, b.force).await,
+                (Err(e), _) => Err(e),
             }
         }
         Route::Rollback(svc) => {
@@ -468,8 +481,8 @@ async fn handle(
                 Err(resp) => return resp,
             };
             match split_body(fields) {
-                Ok((weights, force, named)) => match which_service(svc, named.as_deref()) {
-                    Ok(svc) => ctl.split(&actor, svc, weights, force).await,
+                Ok((weights, options, named)) => match which_service(svc, named.as_deref()) {
+                    Ok(svc) => ctl.split(&actor, svc, weights, options).await,
                     Err(e) => Err(e),
                 },
                 Err(e) => Err(ControlError::BadRequest(e)),
@@ -485,11 +498,11 @@ async fn handle(
 /// A split body: pool weights (`{"blue": 10, "green": 90}`), with an optional `"force": true`
 /// and, for the `/split` shorthand, an optional `"service": "NAME"`.
 /// A split body, read: the weights, `force`, and the service it names.
-type SplitRequest = (BTreeMap<String, u32>, bool, Option<String>);
+type SplitRequest = (BTreeMap<String, u32>, SplitOptions, Option<String>);
 
 fn split_body(fields: BTreeMap<String, serde_json::Value>) -> Result<SplitRequest, String> {
     let mut weights = BTreeMap::new();
-    let mut force = false;
+    let mut options = SplitOptions::default();
     let mut service = None;
     for (key, value) in fields {
         if key == "service" {
@@ -501,10 +514,15 @@ fn split_body(fields: BTreeMap<String, serde_json::Value>) -> Result<SplitReques
             );
             continue;
         }
-        if key == "force" {
-            force = value
+        if key == "force" || key == "sticky" {
+            let flag = value
                 .as_bool()
-                .ok_or("`force` must be true or false".to_string())?;
+                .ok_or(format!("`{key}` must be true or false"))?;
+            if key == "force" {
+                options.force = flag;
+            } else {
+                options.sticky = flag;
+            }
             continue;
         }
         let weight = value
@@ -513,7 +531,7 @@ fn split_body(fields: BTreeMap<String, serde_json::Value>) -> Result<SplitReques
             .ok_or(format!("the weight of pool `{key}` must be a whole number"))?;
         weights.insert(key, weight);
     }
-    Ok((weights, force, service))
+    Ok((weights, options, service))
 }
 
 /// Who sent a control request: the sanitised `X-Switchyard-Actor` header, else `admin-api`.

@@ -19,6 +19,7 @@ mod audit;
 mod fleet;
 mod names;
 mod persist;
+pub(crate) mod ramp;
 
 use crate::fleet::Fleet;
 use crate::health::HealthSupervisor;
@@ -89,7 +90,7 @@ pub enum ControlError {
         /// The service.
         service: String,
         /// Its decision now, as the fleet holds it.
-        current: Option<ServiceDecision>,
+        current: Option<Box<ServiceDecision>>,
     },
     /// Fleet mode: etcd does not answer, so no instance would see the change; nothing was
     /// changed (every instance keeps serving its last decisions).
@@ -117,6 +118,15 @@ impl ControlError {
             ControlError::FleetUnavailable(_) => 503,
         }
     }
+}
+
+/// How a split is set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SplitOptions {
+    /// Split even when no pool named has a healthy server.
+    pub force: bool,
+    /// Keep each client on the pool it first got, by a cookie, while the split lasts.
+    pub sticky: bool,
 }
 
 /// The answer to a switch or rollback.
@@ -152,6 +162,8 @@ pub(crate) struct Controller {
     frozen: std::sync::atomic::AtomicBool,
     /// Fleet mode: the shared store and this instance's view of it.
     pub(crate) fleet: Option<std::sync::Arc<Fleet>>,
+    /// Wakes the ramp task whenever the decisions change.
+    pub(crate) ramp_wake: tokio::sync::Notify,
 }
 
 impl Controller {
@@ -178,6 +190,7 @@ impl Controller {
             names: std::sync::Mutex::new(BTreeMap::new()),
             frozen: std::sync::atomic::AtomicBool::new(false),
             fleet: None,
+            ramp_wake: tokio::sync::Notify::new(),
         }
     }
 
@@ -228,6 +241,7 @@ impl Controller {
                 to: Some(to),
                 weights: None,
                 forced: force,
+                detail: None,
             },
             &result,
         );
@@ -262,6 +276,7 @@ impl Controller {
                 to: active.as_ref().ok().map(|a| a.1.as_str()),
                 weights: None,
                 forced: false,
+                detail: None,
             },
             &result,
         );
@@ -302,7 +317,7 @@ impl Controller {
                 } else {
                     Some(from.clone())
                 },
-                split: None,
+                ..ServiceDecision::default()
             },
         );
         let next = self.commit(&config, decisions).await?;
@@ -333,10 +348,12 @@ impl Controller {
         let target = {
             let snapshot = self.snapshot();
             resolve(&snapshot, service).map(|svc| {
-                (
-                    svc.name.clone(),
-                    svc.previous.map(|i| svc.pools[i].name.clone()),
-                )
+                // During a ramp, everything goes back to the colour it started from.
+                let back = match &svc.ramp {
+                    Some(ramp) => Some(ramp.from.clone()),
+                    None => svc.previous.map(|i| svc.pools[i].name.clone()),
+                };
+                (svc.name.clone(), back)
             })
         };
         let result = match &target {
@@ -357,6 +374,7 @@ impl Controller {
                 to: target.as_ref().ok().and_then(|t| t.1.as_deref()),
                 weights: None,
                 forced: force,
+                detail: None,
             },
             &result,
         );
@@ -369,11 +387,12 @@ impl Controller {
         actor: &str,
         service: Option<&str>,
         weights: BTreeMap<String, u32>,
-        force: bool,
+        options: SplitOptions,
     ) -> Result<SwitchOutcome, ControlError> {
+        let force = options.force;
         let origin = (actor.to_string(), HistoryAction::Split);
         let result = ORIGIN
-            .scope(origin, self.split_inner(service, weights.clone(), force))
+            .scope(origin, self.split_inner(service, weights.clone(), options))
             .await;
         self.record(
             Asked {
@@ -383,6 +402,7 @@ impl Controller {
                 to: None,
                 weights: Some(weights),
                 forced: force,
+                detail: None,
             },
             &result,
         );
@@ -393,7 +413,7 @@ impl Controller {
         &self,
         service: Option<&str>,
         weights: BTreeMap<String, u32>,
-        force: bool,
+        SplitOptions { force, sticky }: SplitOptions,
     ) -> Result<Change, ControlError> {
         let config = self.config.lock().await;
         let snapshot = self.snapshot();
@@ -437,6 +457,9 @@ impl Controller {
         let mut decisions = snapshot.decisions();
         let mut decision = svc.decision();
         decision.split = Some(weights.clone());
+        decision.sticky = sticky;
+        // A split set by hand ends a ramp under way.
+        decision.ramp = None;
         decisions.insert(svc.name.clone(), decision);
         let next = self.commit(&config, decisions).await?;
         tracing::info!(service = %svc.name, ?weights, generation = next.generation, "split set");
@@ -583,6 +606,9 @@ impl Controller {
         }
         self.shared.metrics.sync(&next);
         self.shared.snapshot.store(next.clone());
+        if next.services.iter().any(|s| s.ramp.is_some()) {
+            self.ramp_wake.notify_one();
+        }
         Ok(next)
     }
 

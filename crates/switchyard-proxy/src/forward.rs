@@ -32,8 +32,12 @@ use crate::shared::Shared;
 use crate::upgrade;
 
 mod attempt;
+mod pools;
 
 use attempt::{Pending, Tried, attempt_once, has_untried};
+use pools::{
+    cookie_value, preview_pool, set_response_headers, set_sticky_cookie, sticky_cookie_name,
+};
 
 /// Facts about the client connection a request arrived on.
 #[derive(Debug, Clone)]
@@ -222,19 +226,6 @@ impl Drop for LogOnce<'_> {
     }
 }
 
-/// Sets the service's configured response headers (`add_header … always`), replacing the
-/// upstream's. Names and values were validated with the config.
-fn set_response_headers(headers: &mut http::HeaderMap, wanted: &[(String, String)]) {
-    for (name, value) in wanted {
-        if let (Ok(name), Ok(value)) = (
-            http::HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
-            headers.insert(name, value);
-        }
-    }
-}
-
 /// What the attempts of one request went through, for the access log.
 #[derive(Debug, Default)]
 struct Trace {
@@ -398,30 +389,6 @@ async fn prepare_body(
     }
 }
 
-/// The pool a preview request names (`[services.X.preview]` header or cookie), if it names
-/// one of the service's pools; the preview header is removed either way, so it never reaches
-/// the app. A name that is not a pool is ignored: the request goes where any other would.
-fn preview_pool(service: &Service, headers: &mut http::HeaderMap) -> Option<String> {
-    let cfg = &service.config.preview;
-    let mut named = None;
-    if let Some(name) = &cfg.header {
-        if let Some(v) = headers.remove(name.as_str()) {
-            named = v.to_str().ok().map(|v| v.trim().to_string());
-        }
-    }
-    if let (None, Some(cookie)) = (&named, &cfg.cookie) {
-        named = headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(k, _)| k.trim() == cookie)
-            .map(|(_, v)| v.trim().trim_matches('"').to_string());
-    }
-    named.filter(|p| service.pool_index(p).is_some())
-}
-
 /// The outcome of one attempt that did not produce a response to forward.
 struct Failed {
     kind: FailureKind,
@@ -468,6 +435,11 @@ async fn forward(
     if let Some(pool) = &preview {
         shared.metrics.previewed(&service.name, pool);
     }
+    // A sticky split: the pool the client's cookie names, while it may still be used.
+    let sticky = service
+        .sticky
+        .then(|| cookie_value(&parts.headers, &sticky_cookie_name(&service.name)))
+        .map(|named| named.filter(|p| service.pool_index(p).is_some()));
     let mut parts = Some(parts);
     let mut tried = Tried::default();
     let mut attempt = 0u32;
@@ -476,9 +448,14 @@ async fn forward(
         attempt += 1;
         trace.attempts = attempt;
         trace.service = Some(service.clone());
+        let now = Instant::now();
+        let kept = match &sticky {
+            Some(Some(named)) if attempt == 1 => service.sticky_pool(named, now),
+            _ => None,
+        };
         let pool_index = match preview.as_deref().and_then(|p| service.pool_index(p)) {
             Some(i) => i,
-            None => service.pick_pool(Instant::now(), tried.as_slice()),
+            None => kept.unwrap_or_else(|| service.pick_pool(now, tried.as_slice())),
         };
         trace.pool = Some(pool_index);
         let pool = &service.pools[pool_index];
@@ -535,9 +512,14 @@ async fn forward(
         )
         .await
         {
-            Ok(resp) => {
+            Ok(mut resp) => {
                 server.record_success();
                 arrived(&streamed, trace);
+                if let Some(named) = &sticky {
+                    if preview.is_none() && named.as_deref() != Some(pool.name.as_str()) {
+                        set_sticky_cookie(&mut resp, &service.name, &pool.name);
+                    }
+                }
                 return Ok(resp);
             }
             Err(failed) => failed,

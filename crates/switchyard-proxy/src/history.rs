@@ -51,6 +51,9 @@ pub enum HistoryAction {
     Reload,
     /// A binary upgrade (`to`: the new process's pid), or a refused or failed one.
     Upgrade,
+    /// A ramped switch started (its steps are recorded as splits, its end as a switch, both
+    /// with the actor `ramp`).
+    Ramp,
 }
 
 /// One recorded control-plane decision.
@@ -84,6 +87,9 @@ pub struct HistoryEntry {
     /// decision this instance applied).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// What led to it, when the actor is the proxy itself (a guard's figures, a ramp's step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// The kept entries and where they are written.
@@ -320,6 +326,7 @@ mod tests {
             ok: true,
             error: None,
             node: None,
+            detail: None,
         }
     }
 

@@ -54,7 +54,7 @@ use std::time::Duration;
 pub use access_log::AccessSink;
 use arc_swap::ArcSwap;
 pub use body::{BoxError, ProxyBody};
-pub use control::{ControlError, SwitchOutcome};
+pub use control::{ControlError, SplitOptions, SwitchOutcome};
 pub use error::ProxyError;
 pub use history::{HistoryAction, HistoryEntry};
 pub use shared::raise_fd_limit;
@@ -434,6 +434,10 @@ fn start_inner(
     );
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(control::ramp::run(
+        ctl.clone(),
+        stop_rx.clone(),
+    )));
     if let Some(fleet) = fleet {
         let _ = shared.metrics.fleet.set(fleet.clone());
         tasks.push(tokio::spawn(fleet::sync::run(
@@ -643,7 +647,12 @@ impl ProxyHandle {
         weights: BTreeMap<String, u32>,
     ) -> Result<SwitchOutcome, ControlError> {
         self.ctl
-            .split(&actor_name(actor), service, weights, false)
+            .split(
+                &actor_name(actor),
+                service,
+                weights,
+                SplitOptions::default(),
+            )
             .await
     }
 
@@ -657,7 +666,43 @@ impl ProxyHandle {
         force: bool,
     ) -> Result<SwitchOutcome, ControlError> {
         self.ctl
-            .split(&actor_name(actor), service, weights, force)
+            .split(
+                &actor_name(actor),
+                service,
+                weights,
+                SplitOptions {
+                    force,
+                    sticky: false,
+                },
+            )
+            .await
+    }
+
+    /// A split with every option (`force`, `sticky`), on behalf of `actor`.
+    pub async fn split_with(
+        &self,
+        actor: &str,
+        service: Option<&str>,
+        weights: BTreeMap<String, u32>,
+        options: SplitOptions,
+    ) -> Result<SwitchOutcome, ControlError> {
+        self.ctl
+            .split(&actor_name(actor), service, weights, options)
+            .await
+    }
+
+    /// Moves `service` to `to` in even steps over `duration` (a ramp), ending as a switch; a
+    /// rollback or another switch meanwhile ends it at once.
+    pub async fn switch_ramped_as(
+        &self,
+        actor: &str,
+        service: Option<&str>,
+        to: &str,
+        force: bool,
+        duration: std::time::Duration,
+    ) -> Result<SwitchOutcome, ControlError> {
+        self.ctl
+            .switch_ramped(&actor_name(actor), service, to, force, duration)
             .await
     }
 

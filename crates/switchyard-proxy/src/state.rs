@@ -198,7 +198,7 @@ mod tests {
                     decision: ServiceDecision {
                         active: "blue".into(),
                         previous: Some("green".into()),
-                        split: None,
+                        ..ServiceDecision::default()
                     },
                     config_active: "green".into(),
                 },

@@ -46,6 +46,12 @@ pub struct ServiceStatus {
     /// The weighted split, when one is set.
     #[serde(default)]
     pub split: Option<BTreeMap<String, u32>>,
+    /// With a split: clients are kept on the pool they first got, by a cookie.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sticky: bool,
+    /// A ramp under way: from, to, started (ms since the epoch), duration and steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ramp: Option<switchyard_core::Ramp>,
     /// False when every server of the live pool is down or ejected.
     #[serde(default)]
     pub live_pool_available: bool,
@@ -153,6 +159,8 @@ impl StatusReport {
                         active: decision.active,
                         previous: decision.previous,
                         split: decision.split,
+                        sticky: decision.sticky,
+                        ramp: decision.ramp,
                         live_pool_available,
                         all_down: match svc.config.ejection.all_down {
                             AllDown::TryAll => "try_all",

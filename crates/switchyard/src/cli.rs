@@ -124,6 +124,10 @@ pub struct SwitchArgs {
     /// Switch even when the target pool has no healthy server.
     #[arg(long)]
     pub force: bool,
+    /// Move to COLOUR in ten even steps over DURATION (e.g. `--ramp 60s`) instead of at once;
+    /// a rollback meanwhile returns everything to the colour it started from.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub ramp: Option<Duration>,
     /// Before switching, wait until the target pool has a healthy server: 30s, or as long as
     /// `--wait-healthy=DURATION` says (with `=`, so `--wait-healthy blue` names the colour).
     #[arg(long, value_name = "DURATION", num_args = 0..=1, require_equals = true, default_missing_value = DEFAULT_WAIT, value_parser = parse_duration)]
@@ -167,6 +171,9 @@ pub struct SplitArgs {
     /// Split even when no pool named has a healthy server.
     #[arg(long, conflicts_with = "off")]
     pub force: bool,
+    /// Keep each client on the pool it first got (by a cookie) while the split lasts.
+    #[arg(long, conflicts_with = "off")]
+    pub sticky: bool,
     /// The service (may be left out when there is exactly one).
     #[arg(long, short)]
     pub service: Option<String>,

@@ -129,10 +129,23 @@ async fn switch(args: SwitchArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let body = json!({ "to": args.colour, "force": args.force });
+    let mut body = json!({ "to": args.colour, "force": args.force });
+    if let Some(ramp) = args.ramp {
+        body["ramp"] = json!(format!("{}ms", ramp.as_millis()));
+    }
     let out: SwitchOutcome = client
         .json(Method::POST, &service_path(named, "switch"), Some(&body))
         .await?;
+    if let Some(ramp) = args.ramp {
+        println!(
+            "{}: ramping to {} over {} in ten steps (generation {})",
+            out.service,
+            args.colour,
+            human(ramp),
+            out.generation
+        );
+        return Ok(());
+    }
     match &before {
         Some(b) if b.active == out.active && b.split.is_some() => println!(
             "{}: split ended, all traffic to {} (generation {})",
@@ -267,6 +280,9 @@ async fn split(args: SplitArgs) -> anyhow::Result<()> {
     if args.force {
         body["force"] = json!(true);
     }
+    if args.sticky {
+        body["sticky"] = json!(true);
+    }
     let out: SwitchOutcome = client.json(Method::PUT, &path, Some(&body)).await?;
     let shares = weights
         .iter()
@@ -274,8 +290,10 @@ async fn split(args: SplitArgs) -> anyhow::Result<()> {
         .collect::<Vec<_>>()
         .join(" ");
     println!(
-        "{}: split {shares} (generation {})",
-        out.service, out.generation
+        "{}: split {shares}{} (generation {})",
+        out.service,
+        if args.sticky { ", sticky" } else { "" },
+        out.generation
     );
     Ok(())
 }

@@ -260,6 +260,8 @@ mod tests {
                     active: "blue".into(),
                     previous: Some("green".into()),
                     split: None,
+                    sticky: false,
+                    ramp: None,
                     live_pool_available: true,
                     all_down: "try_all".into(),
                     pools,

@@ -144,6 +144,8 @@ mod tests {
                     active: "blue".into(),
                     previous: Some("green".into()),
                     split: None,
+                    sticky: false,
+                    ramp: None,
                     live_pool_available: true,
                     all_down: "try_all".into(),
                     pools: BTreeMap::from([("green".to_string(), pool)]),

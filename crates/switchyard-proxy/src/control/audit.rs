@@ -36,6 +36,8 @@ pub(super) struct Asked<'a> {
     pub(super) weights: Option<BTreeMap<String, u32>>,
     /// Whether `force` was given.
     pub(super) forced: bool,
+    /// What led to it, when the proxy itself acted (a guard's figures).
+    pub(super) detail: Option<String>,
 }
 
 impl Controller {
@@ -74,6 +76,7 @@ impl Controller {
                     ok: error.is_none(),
                     error,
                     node: self.fleet.as_ref().map(|f| f.node().to_string()),
+                    detail: asked.detail.clone(),
                 }
             };
         let entry = match result {
@@ -82,9 +85,10 @@ impl Controller {
                 let kind = match asked.action {
                     HistoryAction::Rollback => SwitchKind::Rollback,
                     HistoryAction::Split | HistoryAction::EndSplit => SwitchKind::Split,
-                    HistoryAction::Switch | HistoryAction::Reload | HistoryAction::Upgrade => {
-                        SwitchKind::Switch
-                    }
+                    HistoryAction::Switch
+                    | HistoryAction::Reload
+                    | HistoryAction::Upgrade
+                    | HistoryAction::Ramp => SwitchKind::Switch,
                 };
                 self.shared.metrics.switched(&c.outcome.service, kind);
                 entry(
@@ -140,6 +144,7 @@ impl Controller {
             ok: result.is_ok(),
             error: result.as_ref().err().cloned(),
             node: None,
+            detail: None,
         };
         self.history.record(entry);
     }
@@ -177,6 +182,7 @@ impl Controller {
                 ok: error.is_none(),
                 error,
                 node: None,
+                detail: None,
             }
         };
         let generation = match result {

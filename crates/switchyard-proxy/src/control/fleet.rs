@@ -75,7 +75,7 @@ impl Controller {
                     }
                     return Err(ControlError::Conflict {
                         service,
-                        current: now.map(|r| r.decision),
+                        current: now.map(|r| Box::new(r.decision)),
                     });
                 }
             }
@@ -213,6 +213,7 @@ impl Controller {
             ok: true,
             error: None,
             node: Some(record.node.clone()),
+            detail: None,
         });
     }
 }
