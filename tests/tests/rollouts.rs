@@ -258,3 +258,112 @@ async fn a_ramp_goes_on_after_a_restart() {
     .await;
     proxy.shutdown().await;
 }
+
+fn guarded(green: &TestApp, blue: &TestApp, window: Duration) -> switchyard_config::Config {
+    let mut config = common::two_colours(&[green.addr()], &[blue.addr()]);
+    let app = config.services.get_mut("app").expect("app");
+    app.guard = Some(switchyard_config::GuardConfig {
+        window,
+        max_error_rate: 0.05,
+        min_requests: 20,
+        max_p99_factor: 0.0,
+    });
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guard_rolls_back_a_colour_that_answers_500() {
+    let green = TestApp::start("green").await;
+    let blue = TestApp::start("blue").await;
+    let proxy = common::start(guarded(&green, &blue, Duration::from_secs(60))).await;
+    common::wait_healthy(&proxy, "blue").await;
+    proxy.switch(None, "blue", false).await.expect("switch");
+    let guard = proxy.status().services["app"]
+        .guard
+        .clone()
+        .expect("a guard watch");
+    assert_eq!(
+        (guard.pool.as_str(), guard.verdict.as_str()),
+        ("blue", "watching")
+    );
+    // The new colour fails every request.
+    let mut client = KeepAliveClient::connect(common::http(&proxy)).await;
+    for _ in 0..40 {
+        let resp = client
+            .get("/status/500", "app.test")
+            .await
+            .expect("an answer");
+        if resp.colour() == Some("green") {
+            break;
+        }
+    }
+    poll_until(Duration::from_secs(5), || async {
+        proxy.status().services["app"].active == "green"
+    })
+    .await;
+    let status = proxy.status();
+    let guard = status.services["app"]
+        .guard
+        .clone()
+        .expect("the verdict stays");
+    assert_eq!(guard.verdict, "rolled_back");
+    assert!(guard.requests >= 20 && guard.error_rate > 0.05, "{guard:?}");
+    let entry = proxy.history(1).remove(0);
+    assert_eq!(entry.actor, "guard");
+    assert_eq!(
+        entry.action,
+        switchyard_proxy::history::HistoryAction::Rollback
+    );
+    assert!(
+        entry
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("error rate")),
+        "{entry:?}"
+    );
+    assert!(
+        proxy
+            .metrics_text()
+            .lines()
+            .any(|l| l.contains("kind=\"guard_rollback\"") && l.ends_with(" 1"))
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guard_never_rolls_back_a_healthy_colour() {
+    let green = TestApp::start("green").await;
+    let blue = TestApp::start("blue").await;
+    let proxy = common::start(guarded(&green, &blue, Duration::from_millis(1500))).await;
+    common::wait_healthy(&proxy, "blue").await;
+    proxy.switch(None, "blue", false).await.expect("switch");
+    let mut client = KeepAliveClient::connect(common::http(&proxy)).await;
+    let started = std::time::Instant::now();
+    loop {
+        let verdict = proxy.status().services["app"]
+            .guard
+            .clone()
+            .expect("a watch")
+            .verdict;
+        if verdict != "watching" {
+            assert_eq!(verdict, "passed");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the window never ended"
+        );
+        let resp = client.get("/", "app.test").await.expect("an answer");
+        assert_eq!(resp.colour(), Some("blue"));
+    }
+    let status = proxy.status();
+    assert_eq!(status.services["app"].active, "blue");
+    assert!(
+        status.services["app"]
+            .guard
+            .as_ref()
+            .is_some_and(|g| g.requests >= 20)
+    );
+    assert!(proxy.history(10).iter().all(|e| e.actor != "guard"));
+    proxy.shutdown().await;
+}

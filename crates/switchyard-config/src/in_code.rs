@@ -228,6 +228,19 @@ fn check_service(problems: &mut Problems, key: &str, service: &ServiceConfig) {
     if retry.replay_buffer as u64 > rules::MAX_REPLAY_BUFFER {
         problems.push(&p("retry.replay_buffer"), "must be at most 64MiB");
     }
+    if let Some(guard) = &service.guard {
+        problems.positive(&p("guard.window"), guard.window);
+        problems.result(
+            &p("guard.max_error_rate"),
+            rules::ratio(guard.max_error_rate),
+        );
+        if guard.min_requests == 0 {
+            problems.push(&p("guard.min_requests"), "must be at least 1");
+        }
+        if !(guard.max_p99_factor.is_finite() && guard.max_p99_factor >= 0.0) {
+            problems.push(&p("guard.max_p99_factor"), "must be 0 (off) or more");
+        }
+    }
     let ejection = &service.ejection;
     problems.positive(&p("ejection.base"), ejection.base);
     problems.positive(&p("ejection.max"), ejection.max);

@@ -141,6 +141,17 @@ pub(crate) struct RawService {
     #[serde(rename = "static")]
     pub static_files: Option<Vec<Spanned<RawStatic>>>,
     pub preview: Option<RawPreview>,
+    pub guard: Option<RawGuard>,
+}
+
+/// `[services.NAME.guard]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGuard {
+    pub window: Option<Spanned<DurationText>>,
+    pub max_error_rate: Option<Spanned<f64>>,
+    pub min_requests: Option<Spanned<i64>>,
+    pub max_p99_factor: Option<Spanned<f64>>,
 }
 
 /// `[services.NAME.preview]`.

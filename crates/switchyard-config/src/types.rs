@@ -221,6 +221,8 @@ pub struct ServiceConfig {
     pub static_files: Vec<StaticConfig>,
     /// Preview of any pool through the proxy, by header or cookie.
     pub preview: PreviewConfig,
+    /// Automatic rollback when the new colour fails after a switch or during a ramp.
+    pub guard: Option<GuardConfig>,
 }
 
 /// A Host header pattern.
@@ -470,6 +472,34 @@ impl ServiceConfig {
             rate_limits: Vec::new(),
             static_files: Vec::new(),
             preview: PreviewConfig::default(),
+            guard: None,
+        }
+    }
+}
+
+/// `[services.X.guard]`: after a switch (or during a ramp), the new colour is watched for
+/// `window`; breaking a rule rolls the switch back by itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuardConfig {
+    /// How long the new colour is watched after a switch (after a ramp's end, for a ramp).
+    pub window: Duration,
+    /// The largest share of its answers that may be 5xx or upstream failures (0 to 1).
+    pub max_error_rate: f64,
+    /// No verdict on fewer answers than this.
+    pub min_requests: u64,
+    /// Its p99 may be at most this multiple of the old colour's p99 before the switch;
+    /// 0 turns the rule off.
+    pub max_p99_factor: f64,
+}
+
+impl Default for GuardConfig {
+    /// Two minutes, 5% errors, 50 answers, p99 at most 3× the old colour's.
+    fn default() -> Self {
+        GuardConfig {
+            window: Duration::from_secs(120),
+            max_error_rate: 0.05,
+            min_requests: 50,
+            max_p99_factor: 3.0,
         }
     }
 }

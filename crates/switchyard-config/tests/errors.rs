@@ -532,3 +532,25 @@ fn problems_are_capped() {
             .any(|e| e.message.contains("too many problems"))
     );
 }
+
+#[test]
+fn bad_fleet_and_guard_values_are_placed() {
+    one(
+        &format!("[fleet]\netcd = [\"127.0.0.1:2379\"]\n{APP}"),
+        2,
+        9,
+        &["fleet.etcd[0]", "must start with http:// or https://"],
+    );
+    one(
+        &format!("[fleet]\netcd = [\"http://127.0.0.1:2379\"]\nprefix = \"prod/\"\n{APP}"),
+        3,
+        10,
+        &["fleet.prefix", "must start with `/`"],
+    );
+    one(
+        &format!("{APP}[services.app.guard]\nmax_error_rate = 1.5\n"),
+        6,
+        18,
+        &["services.app.guard.max_error_rate", "between 0.0 and 1.0"],
+    );
+}

@@ -123,6 +123,13 @@ fn example_with_every_optional_key_uncommented_parses() {
     assert_eq!(app.rate_limits.len(), 1);
     assert_eq!(app.static_files.len(), 1);
     assert_eq!(app.static_files[0].index.as_deref(), Some("index.html"));
+    let guard = app.guard.as_ref().expect("the guard table");
+    assert_eq!(guard.window, Duration::from_secs(120));
+    assert_eq!(guard.min_requests, 50);
+    let fleet = config.fleet.as_ref().expect("the fleet table");
+    assert_eq!(fleet.etcd, ["http://127.0.0.1:2379"]);
+    assert_eq!(fleet.prefix, "/switchyard/prod");
+    assert_eq!(fleet.node.as_deref(), Some("edge-1"));
 }
 
 #[test]

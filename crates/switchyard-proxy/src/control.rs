@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 mod audit;
 mod fleet;
+pub(crate) mod guard;
 mod names;
 mod persist;
 pub(crate) mod ramp;
@@ -164,6 +165,10 @@ pub(crate) struct Controller {
     pub(crate) fleet: Option<std::sync::Arc<Fleet>>,
     /// Wakes the ramp task whenever the decisions change.
     pub(crate) ramp_wake: tokio::sync::Notify,
+    /// The guard's watch of each service's newest switch, and its verdict.
+    guards: std::sync::Mutex<BTreeMap<String, guard::Watch>>,
+    /// Wakes the guard task when a watch starts.
+    pub(crate) guard_wake: tokio::sync::Notify,
 }
 
 impl Controller {
@@ -191,6 +196,8 @@ impl Controller {
             frozen: std::sync::atomic::AtomicBool::new(false),
             fleet: None,
             ramp_wake: tokio::sync::Notify::new(),
+            guards: std::sync::Mutex::new(BTreeMap::new()),
+            guard_wake: tokio::sync::Notify::new(),
         }
     }
 
@@ -233,6 +240,18 @@ impl Controller {
         let result = ORIGIN
             .scope(origin, self.switch_inner(service, to, force))
             .await;
+        if let Ok(c) = &result {
+            if c.changed && c.from != c.outcome.active {
+                self.arm_guard(
+                    &c.outcome.service,
+                    &c.outcome.active,
+                    &c.from,
+                    Duration::ZERO,
+                );
+            } else if c.changed {
+                self.disarm_guard(&c.outcome.service);
+            }
+        }
         self.record(
             Asked {
                 actor,
@@ -345,6 +364,17 @@ impl Controller {
         service: Option<&str>,
         force: bool,
     ) -> Result<SwitchOutcome, ControlError> {
+        self.rollback_with(actor, service, force, None).await
+    }
+
+    /// A rollback whose history entry says what led to it (`detail`: the guard's figures).
+    pub(crate) async fn rollback_with(
+        &self,
+        actor: &str,
+        service: Option<&str>,
+        force: bool,
+        detail: Option<String>,
+    ) -> Result<SwitchOutcome, ControlError> {
         let target = {
             let snapshot = self.snapshot();
             resolve(&snapshot, service).map(|svc| {
@@ -374,10 +404,15 @@ impl Controller {
                 to: target.as_ref().ok().and_then(|t| t.1.as_deref()),
                 weights: None,
                 forced: force,
-                detail: None,
+                detail,
             },
             &result,
         );
+        if let Ok(c) = &result {
+            if actor != guard::ACTOR_GUARD {
+                self.disarm_guard(&c.outcome.service);
+            }
+        }
         result.map(|c| c.outcome)
     }
 

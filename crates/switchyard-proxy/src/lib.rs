@@ -54,6 +54,7 @@ use std::time::Duration;
 pub use access_log::AccessSink;
 use arc_swap::ArcSwap;
 pub use body::{BoxError, ProxyBody};
+pub use control::guard::GuardStatus;
 pub use control::{ControlError, SplitOptions, SwitchOutcome};
 pub use error::ProxyError;
 pub use history::{HistoryAction, HistoryEntry};
@@ -435,6 +436,10 @@ fn start_inner(
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(control::ramp::run(
+        ctl.clone(),
+        stop_rx.clone(),
+    )));
+    tasks.push(tokio::spawn(control::guard::run(
         ctl.clone(),
         stop_rx.clone(),
     )));

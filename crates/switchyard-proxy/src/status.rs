@@ -52,6 +52,9 @@ pub struct ServiceStatus {
     /// A ramp under way: from, to, started (ms since the epoch), duration and steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ramp: Option<switchyard_core::Ramp>,
+    /// The guard's watch of the newest switch (`[services.NAME.guard]`), and its verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<crate::control::guard::GuardStatus>,
     /// False when every server of the live pool is down or ejected.
     #[serde(default)]
     pub live_pool_available: bool,
@@ -161,6 +164,7 @@ impl StatusReport {
                         split: decision.split,
                         sticky: decision.sticky,
                         ramp: decision.ramp,
+                        guard: None,
                         live_pool_available,
                         all_down: match svc.config.ejection.all_down {
                             AllDown::TryAll => "try_all",

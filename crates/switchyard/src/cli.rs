@@ -140,6 +140,10 @@ pub struct SwitchArgs {
     /// switch: 30s, or as long as `--wait-converged=DURATION` says.
     #[arg(long, value_name = "DURATION", num_args = 0..=1, require_equals = true, default_missing_value = DEFAULT_WAIT, value_parser = parse_duration)]
     pub wait_converged: Option<Duration>,
+    /// After switching, wait for the guard's verdict (`[services.NAME.guard]`): exit 0 when
+    /// its window passed, 1 when it rolled back; 10m at most, or `--wait-guarded=DURATION`.
+    #[arg(long, value_name = "DURATION", num_args = 0..=1, require_equals = true, default_missing_value = "10m", value_parser = parse_duration)]
+    pub wait_guarded: Option<Duration>,
     /// The admin API.
     #[command(flatten)]
     pub admin: AdminArgs,
@@ -217,7 +221,7 @@ fn spaced_wait_value(args: &[OsString]) -> Option<String> {
         let value = pair[1].to_str()?;
         (matches!(
             flag,
-            "--wait-healthy" | "--wait-drained" | "--wait-converged"
+            "--wait-healthy" | "--wait-drained" | "--wait-converged" | "--wait-guarded"
         ) && parse_duration(value).is_ok())
         .then(|| format!("give the wait its duration with `=`: {flag}={value}"))
     })

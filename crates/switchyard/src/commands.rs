@@ -136,17 +136,17 @@ async fn switch(args: SwitchArgs) -> anyhow::Result<()> {
     let out: SwitchOutcome = client
         .json(Method::POST, &service_path(named, "switch"), Some(&body))
         .await?;
-    if let Some(ramp) = args.ramp {
+    let ramped = args.ramp.inspect(|ramp| {
         println!(
             "{}: ramping to {} over {} in ten steps (generation {})",
             out.service,
             args.colour,
-            human(ramp),
+            human(*ramp),
             out.generation
         );
-        return Ok(());
-    }
+    });
     match &before {
+        _ if ramped.is_some() => {}
         Some(b) if b.active == out.active && b.split.is_some() => println!(
             "{}: split ended, all traffic to {} (generation {})",
             out.service, out.active, out.generation
@@ -159,6 +159,9 @@ async fn switch(args: SwitchArgs) -> anyhow::Result<()> {
     }
     if let Some(limit) = args.wait_converged {
         wait_converged(&client, &out, limit).await?;
+    }
+    if let Some(limit) = args.wait_guarded {
+        wait_guarded(&client, &out.service, limit).await?;
     }
     if let Some(limit) = args.wait_drained {
         let changed = before.as_ref().is_none_or(|b| b.active != out.active);
@@ -189,6 +192,33 @@ async fn wait_converged(
         }
     }
     Ok(())
+}
+
+/// Waits for the guard's verdict on the switch just made: an error when it rolled back.
+async fn wait_guarded(
+    client: &AdminClient,
+    service: &str,
+    limit: std::time::Duration,
+) -> anyhow::Result<()> {
+    progress("waiting for the guard's verdict");
+    match wait::poll(client, limit, |r| wait::guarded(r, service)).await {
+        Ok((Verdict::Moot(why), _)) if why.contains("has no [services") => {
+            println!("no guard: {why}");
+            Ok(())
+        }
+        Ok((Verdict::Moot(why), _)) => {
+            println!("rolled back");
+            Err(anyhow!("{why}"))
+        }
+        Ok((_, took)) => {
+            println!("passed after {}", human(took));
+            Ok(())
+        }
+        Err(e) => {
+            println!("gave up");
+            Err(e)
+        }
+    }
 }
 
 /// `switchyard fleet`.

@@ -262,6 +262,7 @@ mod tests {
                     split: None,
                     sticky: false,
                     ramp: None,
+                    guard: None,
                     live_pool_available: true,
                     all_down: "try_all".into(),
                     pools,

@@ -88,6 +88,31 @@ pub fn converged(report: &StatusReport, revision: i64) -> Verdict {
     }
 }
 
+/// Whether the guard has given its verdict on the newest switch of `service`: `Done` when its
+/// window passed, `Moot` (with why) when it rolled back or there is no guard.
+pub fn guarded(report: &StatusReport, service: &str) -> Verdict {
+    let Some(svc) = report.services.get(service) else {
+        return Verdict::Moot(format!("no service `{service}`"));
+    };
+    let Some(guard) = &svc.guard else {
+        return Verdict::Moot(format!(
+            "service `{service}` has no [services.{service}.guard]"
+        ));
+    };
+    match guard.verdict.as_str() {
+        "watching" => Verdict::Pending(format!(
+            "the guard is still watching {} ({} answers, error rate {:.3}, until {})",
+            guard.pool, guard.requests, guard.error_rate, guard.until
+        )),
+        "passed" => Verdict::Done,
+        other => Verdict::Moot(format!(
+            "the guard {}: {}",
+            other.replace('_', " "),
+            guard.reason.clone().unwrap_or_default()
+        )),
+    }
+}
+
 /// Polls `/status` until `check` is no longer pending; fails after `limit` with the last reason.
 /// Returns the verdict and how long it took.
 pub async fn poll(
@@ -146,6 +171,7 @@ mod tests {
                     split: None,
                     sticky: false,
                     ramp: None,
+                    guard: None,
                     live_pool_available: true,
                     all_down: "try_all".into(),
                     pools: BTreeMap::from([("green".to_string(), pool)]),

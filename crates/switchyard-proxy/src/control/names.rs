@@ -28,6 +28,11 @@ impl Controller {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         report.fleet = self.fleet.as_ref().map(|f| f.status());
+        for (service, guard) in self.guard_statuses() {
+            if let Some(s) = report.services.get_mut(&service) {
+                s.guard = Some(guard);
+            }
+        }
         report
     }
 

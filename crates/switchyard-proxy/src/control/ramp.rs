@@ -61,6 +61,9 @@ impl Controller {
             },
             &result,
         );
+        if let Ok(c) = &result {
+            self.arm_guard(&c.outcome.service, to, &c.from, duration);
+        }
         result.map(|c| c.outcome)
     }
 
