@@ -228,6 +228,20 @@ fn check_service(problems: &mut Problems, key: &str, service: &ServiceConfig) {
     if retry.replay_buffer as u64 > rules::MAX_REPLAY_BUFFER {
         problems.push(&p("retry.replay_buffer"), "must be at most 64MiB");
     }
+    if let Some(mirror) = &service.mirror {
+        if !service.pools.contains_key(&mirror.to) {
+            problems.push(
+                &p("mirror.to"),
+                format!("the service has no pool `{}`", mirror.to),
+            );
+        }
+        if mirror.percent > 100 {
+            problems.push(&p("mirror.percent"), "must be 0 to 100");
+        }
+        if mirror.max_in_flight == 0 {
+            problems.push(&p("mirror.max_in_flight"), "must be at least 1");
+        }
+    }
     if let Some(guard) = &service.guard {
         problems.positive(&p("guard.window"), guard.window);
         problems.result(

@@ -37,6 +37,7 @@ mod recover;
 mod rules;
 mod service;
 mod service_edge;
+mod service_rollout;
 pub mod types;
 pub mod units;
 mod validate;

@@ -142,6 +142,17 @@ pub(crate) struct RawService {
     pub static_files: Option<Vec<Spanned<RawStatic>>>,
     pub preview: Option<RawPreview>,
     pub guard: Option<RawGuard>,
+    pub mirror: Option<RawMirror>,
+}
+
+/// `[services.NAME.mirror]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMirror {
+    pub to: Option<Spanned<String>>,
+    pub percent: Option<Spanned<i64>>,
+    pub methods: Option<Spanned<Vec<Spanned<String>>>>,
+    pub max_in_flight: Option<Spanned<i64>>,
 }
 
 /// `[services.NAME.guard]`.

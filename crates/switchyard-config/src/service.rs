@@ -7,13 +7,12 @@ use std::ops::Range;
 use toml::Spanned;
 
 use crate::raw::{
-    RawEjection, RawGuard, RawHealth, RawPool, RawPreview, RawRetry, RawServer, RawService,
-    RawUpstream,
+    RawEjection, RawHealth, RawPool, RawPreview, RawRetry, RawServer, RawService, RawUpstream,
 };
 use crate::rules;
 use crate::types::{
-    AllDown, Balance, EjectionConfig, GuardConfig, HealthConfig, PoolConfig, PreviewConfig,
-    RetryConfig, ServerConfig, ServiceConfig, UpstreamConfig,
+    AllDown, Balance, EjectionConfig, HealthConfig, PoolConfig, PreviewConfig, RetryConfig,
+    ServerConfig, ServiceConfig, UpstreamConfig,
 };
 use crate::units::parse_status_range;
 use crate::validate::Checker;
@@ -68,50 +67,11 @@ impl Checker<'_, '_> {
             ),
             preview: self.preview(&base, raw.preview.as_ref()),
             guard: raw.guard.as_ref().map(|g| self.guard(&base, g)),
+            mirror: raw.mirror.as_ref().and_then(|m| self.mirror(&base, m, raw)),
             ..ServiceConfig::new("", "", BTreeMap::new())
         };
         self.service_edge(&base, raw, &mut service);
         service
-    }
-
-    /// `[services.NAME.guard]`: the window and the rules of the automatic rollback.
-    fn guard(&mut self, base: &str, raw: &RawGuard) -> GuardConfig {
-        let d = GuardConfig::default();
-        let p = |key: &str| format!("{base}.guard.{key}");
-        let window = self
-            .duration(raw.window.as_ref(), &p("window"), d.window, true)
-            .unwrap_or(d.window);
-        let rate = raw.max_error_rate.as_ref().and_then(|v| {
-            let value = *v.get_ref();
-            self.check(&v.span(), &p("max_error_rate"), rules::ratio(value))
-                .map(|()| value)
-        });
-        let factor = raw.max_p99_factor.as_ref().and_then(|v| {
-            let value = *v.get_ref();
-            let checked = if value.is_finite() && value >= 0.0 {
-                Ok(value)
-            } else {
-                Err(format!("must be 0 (off) or more, got {value}"))
-            };
-            self.check(&v.span(), &p("max_p99_factor"), checked)
-        });
-        let min_requests = self
-            .int(
-                raw.min_requests.as_ref(),
-                &p("min_requests"),
-                rules::IntRule {
-                    min: 1,
-                    max: 1_000_000_000,
-                },
-                d.min_requests,
-            )
-            .unwrap_or(d.min_requests);
-        GuardConfig {
-            window,
-            max_error_rate: rate.unwrap_or(d.max_error_rate),
-            min_requests,
-            max_p99_factor: factor.unwrap_or(d.max_p99_factor),
-        }
     }
 
     /// `[services.NAME.preview]`: a header and a cookie name, each an HTTP token.

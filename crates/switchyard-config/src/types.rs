@@ -223,6 +223,8 @@ pub struct ServiceConfig {
     pub preview: PreviewConfig,
     /// Automatic rollback when the new colour fails after a switch or during a ramp.
     pub guard: Option<GuardConfig>,
+    /// Copies of live requests sent to another pool, their answers thrown away.
+    pub mirror: Option<MirrorConfig>,
 }
 
 /// A Host header pattern.
@@ -473,6 +475,33 @@ impl ServiceConfig {
             static_files: Vec::new(),
             preview: PreviewConfig::default(),
             guard: None,
+            mirror: None,
+        }
+    }
+}
+
+/// `[services.X.mirror]`: copy live traffic to a pool (usually the staged colour) to compare
+/// the colours before a flip; the copies' answers are thrown away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorConfig {
+    /// The pool the copies go to.
+    pub to: String,
+    /// The share of requests copied, 0 to 100.
+    pub percent: u32,
+    /// Only requests with these methods are copied (upper case).
+    pub methods: Vec<String>,
+    /// Copies in flight at most; beyond it a copy is skipped (and counted), never queued.
+    pub max_in_flight: u32,
+}
+
+impl MirrorConfig {
+    /// Every GET and HEAD to `to`, at most 64 copies in flight.
+    pub fn new(to: impl Into<String>) -> Self {
+        MirrorConfig {
+            to: to.into(),
+            percent: 100,
+            methods: vec!["GET".into(), "HEAD".into()],
+            max_in_flight: 64,
         }
     }
 }

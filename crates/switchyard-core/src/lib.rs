@@ -13,5 +13,6 @@ pub mod snapshot;
 
 pub use live::{Health, InFlight, PoolState, Registry, ServerState};
 pub use snapshot::{
-    Decisions, Pool, PoolRole, PoolServer, Ramp, Service, ServiceDecision, Snapshot,
+    Decisions, Mirror, MirrorTarget, Pool, PoolRole, PoolServer, Ramp, Service, ServiceDecision,
+    Snapshot,
 };

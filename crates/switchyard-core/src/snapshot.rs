@@ -33,6 +33,42 @@ pub struct ServiceDecision {
     /// A ramp under way: the split moves from `from` to `to` in even steps, then a switch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ramp: Option<Ramp>,
+    /// Copies of live requests to another pool (`[services.X.mirror]`, or set at runtime).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<Mirror>,
+}
+
+/// Where copies of live requests go, and how many (SPEC §5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mirror {
+    /// The pool the copies go to.
+    pub to: String,
+    /// The share of requests copied, 0 to 100.
+    pub percent: u32,
+    /// Only requests with these methods are copied.
+    pub methods: Vec<String>,
+    /// Copies in flight at most; beyond it a copy is skipped.
+    pub max_in_flight: u32,
+}
+
+impl From<&switchyard_config::MirrorConfig> for Mirror {
+    fn from(c: &switchyard_config::MirrorConfig) -> Self {
+        Mirror {
+            to: c.to.clone(),
+            percent: c.percent,
+            methods: c.methods.clone(),
+            max_in_flight: c.max_in_flight,
+        }
+    }
+}
+
+/// A mirror as a snapshot holds it: the target pool by index.
+#[derive(Debug, Clone)]
+pub struct MirrorTarget {
+    /// Index of the pool the copies go to.
+    pub pool: usize,
+    /// The decision it comes from.
+    pub mirror: Mirror,
 }
 
 /// A ramped switch under way (wall-clock times, so a restart continues it).
@@ -128,6 +164,7 @@ pub fn decisions_from_config(config: &Config) -> Decisions {
                 name.clone(),
                 ServiceDecision {
                     active: svc.active.clone(),
+                    mirror: svc.mirror.as_ref().map(Mirror::from),
                     ..ServiceDecision::default()
                 },
             )
@@ -178,6 +215,8 @@ pub struct Service {
     pub sticky: bool,
     /// A ramp under way, as decided.
     pub ramp: Option<Ramp>,
+    /// Where copies of live requests go, if anywhere.
+    pub mirror: Option<MirrorTarget>,
     /// The service's retry budget (live, shared across snapshots).
     pub budget: Arc<RetryBudget>,
 }
@@ -320,6 +359,7 @@ impl Service {
             }),
             sticky: self.sticky && self.split.is_some(),
             ramp: self.ramp.clone(),
+            mirror: self.mirror.as_ref().map(|m| m.mirror.clone()),
         }
     }
 
@@ -406,6 +446,12 @@ impl Snapshot {
             let ramp = decision
                 .and_then(|d| d.ramp.clone())
                 .filter(|r| index(&r.to).is_some() && index(&r.from).is_some());
+            let mirror = decision.and_then(|d| d.mirror.clone()).and_then(|m| {
+                Some(MirrorTarget {
+                    pool: index(&m.to)?,
+                    mirror: m,
+                })
+            });
             services.push(Arc::new(Service {
                 name: name.clone(),
                 config: Arc::new(svc.clone()),
@@ -415,6 +461,7 @@ impl Snapshot {
                 split,
                 sticky,
                 ramp,
+                mirror,
                 budget: registry.budget(name),
             }));
         }

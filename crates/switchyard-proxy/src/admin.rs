@@ -21,9 +21,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::body::ProxyBody;
-use crate::control::{ControlError, Controller, SplitOptions};
+use crate::control::{ControlError, Controller};
+
+mod bodies;
+mod routes;
 use crate::history::{ACTOR_ADMIN_API, DEFAULT_LIMIT, sanitize_actor};
 use crate::{dashboard, metrics};
+use bodies::{MirrorBody, MirrorOff, RollbackBody, SwitchBody, split_body};
+use routes::{Route, route};
 
 /// Largest admin request body accepted.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
@@ -161,30 +166,6 @@ fn authorized(req: &Request<Incoming>, token: &str) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SwitchBody {
-    to: String,
-    #[serde(default)]
-    force: bool,
-    /// A ramp over this long (`"60s"`), instead of a switch at once.
-    #[serde(default)]
-    ramp: Option<String>,
-    /// The service, for the `/switch` shorthand (the path names it otherwise).
-    #[serde(default)]
-    service: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RollbackBody {
-    #[serde(default)]
-    force: bool,
-    /// The service, for the `/rollback` shorthand (the path names it otherwise).
-    #[serde(default)]
-    service: Option<String>,
-}
-
 /// The service a control call is for: the path's, else the body's `service` field; both must
 /// agree when both are given.
 fn which_service<'a>(
@@ -199,28 +180,6 @@ fn which_service<'a>(
         (None, b) => Ok(b),
     }
 }
-
-/// Every route of the admin API: its path (`{svc}` for a service name) and methods. The
-/// OpenAPI document (`/openapi.json`) is checked against this table by the tests, and the
-/// table against the router.
-#[cfg(test)]
-pub(crate) const ROUTES: &[(&str, &[&str])] = &[
-    ("/", &["GET"]),
-    ("/healthz", &["GET"]),
-    ("/status", &["GET"]),
-    ("/stats", &["GET"]),
-    ("/metrics", &["GET"]),
-    ("/history", &["GET"]),
-    ("/openapi.json", &["GET"]),
-    ("/reload", &["POST"]),
-    ("/upgrade", &["POST"]),
-    ("/switch", &["POST"]),
-    ("/rollback", &["POST"]),
-    ("/split", &["PUT", "DELETE"]),
-    ("/services/{svc}/switch", &["POST"]),
-    ("/services/{svc}/rollback", &["POST"]),
-    ("/services/{svc}/split", &["PUT", "DELETE"]),
-];
 
 /// The OpenAPI 3 document of the admin API.
 pub(crate) const OPENAPI: &str = include_str!("../assets/openapi.json");
@@ -246,64 +205,6 @@ async fn read_json<T: for<'de> Deserialize<'de>>(
     }
     serde_json::from_slice(&bytes)
         .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
-}
-
-/// The endpoints, by path shape.
-enum Route<'a> {
-    Healthz,
-    /// The OpenAPI document of this API.
-    OpenApi,
-    /// An embedded dashboard file: content type and body.
-    Asset(&'static str, &'static str),
-    Favicon,
-    Status,
-    Stats,
-    Metrics,
-    History,
-    Reload,
-    Upgrade,
-    Switch(Option<&'a str>),
-    Rollback(Option<&'a str>),
-    Split(Option<&'a str>),
-}
-
-fn route(path: &str) -> Option<(Route<'_>, &'static [Method])> {
-    const GET: &[Method] = &[Method::GET];
-    const POST: &[Method] = &[Method::POST];
-    const SPLIT: &[Method] = &[Method::PUT, Method::DELETE];
-    let path = path
-        .strip_suffix('/')
-        .filter(|p| !p.is_empty())
-        .unwrap_or(path);
-    if let Some((content_type, body)) = dashboard::asset(path) {
-        return Some((Route::Asset(content_type, body), GET));
-    }
-    match path {
-        "/healthz" => return Some((Route::Healthz, GET)),
-        "/openapi.json" => return Some((Route::OpenApi, GET)),
-        "/favicon.ico" => return Some((Route::Favicon, GET)),
-        "/status" => return Some((Route::Status, GET)),
-        "/stats" => return Some((Route::Stats, GET)),
-        "/metrics" => return Some((Route::Metrics, GET)),
-        "/history" => return Some((Route::History, GET)),
-        "/reload" => return Some((Route::Reload, POST)),
-        "/upgrade" => return Some((Route::Upgrade, POST)),
-        "/switch" => return Some((Route::Switch(None), POST)),
-        "/rollback" => return Some((Route::Rollback(None), POST)),
-        "/split" => return Some((Route::Split(None), SPLIT)),
-        _ => {}
-    }
-    let rest = path.strip_prefix("/services/")?;
-    let (svc, action) = rest.split_once('/')?;
-    if svc.is_empty() {
-        return None;
-    }
-    match action {
-        "switch" => Some((Route::Switch(Some(svc)), POST)),
-        "rollback" => Some((Route::Rollback(Some(svc)), POST)),
-        "split" => Some((Route::Split(Some(svc)), SPLIT)),
-        _ => None,
-    }
 }
 
 async fn handle(
@@ -474,6 +375,36 @@ async fn handle(
                 Err(e) => Err(e),
             }
         }
+        Route::Mirror(svc) if method == Method::DELETE => {
+            let b: MirrorOff = match read_json(body, Some(MirrorOff::default())).await {
+                Ok(b) => b,
+                Err(resp) => return resp,
+            };
+            match which_service(svc, b.service.as_deref()) {
+                Ok(svc) => ctl.set_mirror(&actor, svc, None).await,
+                Err(e) => Err(e),
+            }
+        }
+        Route::Mirror(svc) => {
+            let b: MirrorBody = match read_json(body, None).await {
+                Ok(b) => b,
+                Err(resp) => return resp,
+            };
+            let defaults = switchyard_config::MirrorConfig::new(b.to.clone());
+            let mirror = switchyard_core::Mirror {
+                to: b.to,
+                percent: b.percent.unwrap_or(defaults.percent),
+                methods: b
+                    .methods
+                    .map(|m| m.iter().map(|x| x.to_ascii_uppercase()).collect())
+                    .unwrap_or(defaults.methods),
+                max_in_flight: b.max_in_flight.unwrap_or(defaults.max_in_flight),
+            };
+            match which_service(svc, b.service.as_deref()) {
+                Ok(svc) => ctl.set_mirror(&actor, svc, Some(mirror)).await,
+                Err(e) => Err(e),
+            }
+        }
         Route::Split(svc) if method == Method::DELETE => ctl.end_split(&actor, svc).await,
         Route::Split(svc) => {
             let fields: BTreeMap<String, serde_json::Value> = match read_json(body, None).await {
@@ -493,45 +424,6 @@ async fn handle(
         Ok(outcome) => ok(&outcome),
         Err(e) => control_error(&e),
     }
-}
-
-/// A split body: pool weights (`{"blue": 10, "green": 90}`), with an optional `"force": true`
-/// and, for the `/split` shorthand, an optional `"service": "NAME"`.
-/// A split body, read: the weights, `force`, and the service it names.
-type SplitRequest = (BTreeMap<String, u32>, SplitOptions, Option<String>);
-
-fn split_body(fields: BTreeMap<String, serde_json::Value>) -> Result<SplitRequest, String> {
-    let mut weights = BTreeMap::new();
-    let mut options = SplitOptions::default();
-    let mut service = None;
-    for (key, value) in fields {
-        if key == "service" {
-            service = Some(
-                value
-                    .as_str()
-                    .ok_or("`service` must be a service name".to_string())?
-                    .to_string(),
-            );
-            continue;
-        }
-        if key == "force" || key == "sticky" {
-            let flag = value
-                .as_bool()
-                .ok_or(format!("`{key}` must be true or false"))?;
-            if key == "force" {
-                options.force = flag;
-            } else {
-                options.sticky = flag;
-            }
-            continue;
-        }
-        let weight = value
-            .as_u64()
-            .and_then(|w| u32::try_from(w).ok())
-            .ok_or(format!("the weight of pool `{key}` must be a whole number"))?;
-        weights.insert(key, weight);
-    }
-    Ok((weights, options, service))
 }
 
 /// Who sent a control request: the sanitised `X-Switchyard-Actor` header, else `admin-api`.
@@ -568,6 +460,7 @@ fn history_limit(query: Option<&str>) -> Result<usize, String> {
 
 #[cfg(test)]
 mod tests {
+    use super::routes::ROUTES;
     use super::*;
 
     #[test]

@@ -9,18 +9,21 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchyard_config::{Config, ConfigErrors};
-use switchyard_core::snapshot::decisions_from_config;
+use switchyard_config::Config;
 use switchyard_core::{Decisions, Health, Service, ServiceDecision, Snapshot};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 mod audit;
+mod drain;
+mod error;
 mod fleet;
 pub(crate) mod guard;
+mod mirror;
 mod names;
 mod persist;
 pub(crate) mod ramp;
+mod reload_config;
 
 use crate::fleet::Fleet;
 use crate::health::HealthSupervisor;
@@ -28,98 +31,9 @@ use crate::history::{History, HistoryAction, HistoryEntry};
 use crate::shared::Shared;
 use crate::state::StateStore;
 use audit::{Asked, Change};
+pub use error::ControlError;
 use fleet::ORIGIN;
 use persist::{persisted, restore};
-
-/// Why a control operation was refused.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ControlError {
-    /// No service has that name.
-    #[error("unknown service `{0}`")]
-    UnknownService(String),
-    /// The service has no pool of that name.
-    #[error("service `{service}` has no pool `{pool}` (pools: {known})")]
-    UnknownPool {
-        /// The service.
-        service: String,
-        /// The pool asked for.
-        pool: String,
-        /// The pools it has.
-        known: String,
-    },
-    /// The shorthand endpoints need exactly one service.
-    #[error(
-        "this config has several services ({0}); name one: add \"service\": \"NAME\" to the body, call /services/NAME/… instead, or pass --service NAME to the CLI"
-    )]
-    AmbiguousService(String),
-    /// The target pool has no healthy server and `force` was not given.
-    #[error(
-        "pool `{pool}` of service `{service}` has no healthy server; pass force (CLI: --force) to switch anyway"
-    )]
-    Unhealthy {
-        /// The service.
-        service: String,
-        /// The target pool.
-        pool: String,
-    },
-    /// A rollback with nothing to roll back to.
-    #[error("service `{0}` has no previous colour to roll back to")]
-    NoPrevious(String),
-    /// The request was malformed.
-    #[error("{0}")]
-    BadRequest(String),
-    /// The new config is invalid; the running one stays.
-    #[error("invalid config:\n{0}")]
-    InvalidConfig(ConfigErrors),
-    /// There is no file to re-read.
-    #[error("running on the embedded default config: there is no file to reload")]
-    NoConfigFile,
-    /// The decision could not be persisted; nothing was changed.
-    #[error("could not persist the decision: {0}")]
-    Persist(String),
-    /// The new config's TLS certificates could not be loaded; the running config and
-    /// certificates stay.
-    #[error("TLS: {0}")]
-    Tls(String),
-    /// A binary upgrade is under way: decisions wait for the new process (so the state has one
-    /// writer and the new process starts from the decisions it was handed).
-    #[error("a binary upgrade is under way; try again on the new process in a moment")]
-    Upgrading,
-    /// Fleet mode: another instance changed the service first; nothing was changed here.
-    #[error("another instance of the fleet changed service `{service}` first; nothing was changed (its decision now: {})", current.as_ref().map_or_else(|| "none".to_string(), |d| d.active.clone()))]
-    Conflict {
-        /// The service.
-        service: String,
-        /// Its decision now, as the fleet holds it.
-        current: Option<Box<ServiceDecision>>,
-    },
-    /// Fleet mode: etcd does not answer, so no instance would see the change; nothing was
-    /// changed (every instance keeps serving its last decisions).
-    #[error(
-        "the fleet's store (etcd) is unreachable, so the change would reach no other instance; nothing was changed: {0}"
-    )]
-    FleetUnavailable(String),
-}
-
-impl ControlError {
-    /// The HTTP status the admin API answers this error with.
-    pub fn status(&self) -> u16 {
-        match self {
-            ControlError::UnknownService(_) | ControlError::UnknownPool { .. } => 404,
-            ControlError::AmbiguousService(_)
-            | ControlError::BadRequest(_)
-            | ControlError::InvalidConfig(_)
-            | ControlError::Tls(_)
-            | ControlError::NoConfigFile => 400,
-            ControlError::Unhealthy { .. }
-            | ControlError::NoPrevious(_)
-            | ControlError::Upgrading
-            | ControlError::Conflict { .. } => 409,
-            ControlError::Persist(_) => 500,
-            ControlError::FleetUnavailable(_) => 503,
-        }
-    }
-}
 
 /// How a split is set.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -508,88 +422,6 @@ impl Controller {
         })
     }
 
-    /// Applies a new config; runtime decisions survive unless the file's `active` changed.
-    pub(crate) async fn reload(&self, new: Config) -> Result<u64, ControlError> {
-        new.validate().map_err(ControlError::InvalidConfig)?;
-        // Certificates first: a bad file rejects the whole reload.
-        let certs = crate::reload::load_certs(self.tls.as_ref(), &new).await?;
-        let mut config = self.config.lock().await;
-        if new.listen != config.listen || new.admin.listen != config.admin.listen {
-            tracing::warn!(
-                "listener addresses changed in the config; they take effect on restart (listeners are never re-bound by a reload)"
-            );
-        }
-        if new.fleet != config.fleet {
-            tracing::warn!(
-                "[fleet] changed in the config; it takes effect on restart (the running instance stays in its fleet)"
-            );
-        }
-        let snapshot = self.snapshot();
-        let current = snapshot.decisions();
-        let mut decisions = decisions_from_config(&new);
-        for (name, decision) in decisions.iter_mut() {
-            let (Some(old_cfg), Some(cur)) = (config.services.get(name), current.get(name)) else {
-                continue;
-            };
-            let Some(new_cfg) = new.services.get(name) else {
-                continue;
-            };
-            if new_cfg.active == old_cfg.active && new_cfg.pools.contains_key(&cur.active) {
-                decision.active = cur.active.clone();
-            }
-            decision.previous = cur
-                .previous
-                .clone()
-                .filter(|p| new_cfg.pools.contains_key(p) && *p != decision.active);
-            if decision.active != cur.active && new_cfg.pools.contains_key(&cur.active) {
-                decision.previous = Some(cur.active.clone());
-            }
-            if decision.active == cur.active {
-                decision.split = cur
-                    .split
-                    .clone()
-                    .filter(|s| s.keys().all(|p| new_cfg.pools.contains_key(p)));
-            }
-        }
-        if self.fleet.is_some() {
-            // Fleet mode: the fleet's decisions stay; the config's `active` only seeds an
-            // empty prefix, so a reload never flips the fleet (nor this instance).
-            for (name, decision) in decisions.iter_mut() {
-                let Some(new_cfg) = new.services.get(name) else {
-                    continue;
-                };
-                if let Some(cur) = current.get(name) {
-                    let pools_exist = new_cfg.pools.contains_key(&cur.active)
-                        && cur
-                            .split
-                            .as_ref()
-                            .is_none_or(|s| s.keys().all(|p| new_cfg.pools.contains_key(p)));
-                    if pools_exist {
-                        *decision = cur.clone();
-                        decision.previous = cur
-                            .previous
-                            .clone()
-                            .filter(|p| new_cfg.pools.contains_key(p));
-                    }
-                }
-            }
-        }
-        if self.frozen.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(ControlError::Upgrading);
-        }
-        let next = self.apply_local(&new, decisions).await?;
-        // Only once the new snapshot is in force: a reload that fails to persist leaves the
-        // running snapshot with its health checkers and rate limiters as they were.
-        self.health.sync(&self.shared, &next);
-        self.shared.rate_limits.sync(&new);
-        crate::reload::apply_certs(self.tls.as_ref(), certs);
-        *config = new;
-        self.history.set_capacity(config.admin.history);
-        self.forget_unused(&next);
-        tracing::info!(generation = next.generation, "config reloaded");
-        Ok(next.generation)
-    }
-
     /// Stops the health checkers.
     pub(crate) fn stop(&self) {
         self.health.stop_all();
@@ -646,74 +478,6 @@ impl Controller {
         }
         Ok(next)
     }
-
-    /// After a switch, waits for the old pool to drain, then closes its idle upstream connections.
-    fn watch_drain(&self, service: &str, pool: &str) {
-        let shared = self.shared.clone();
-        let (service, pool) = (service.to_string(), pool.to_string());
-        tokio::spawn(async move {
-            let started = Instant::now();
-            loop {
-                let snap = shared.snapshot.load_full();
-                let Some(svc) = snap.service(&service) else {
-                    return;
-                };
-                let Some(i) = svc.pool_index(&pool) else {
-                    return;
-                };
-                if svc.is_live(i) {
-                    return;
-                }
-                if svc.pools[i].state.in_flight() == 0 {
-                    tracing::info!(service = %service, pool = %pool, drained_after_ms = started.elapsed().as_millis() as u64, "pool drained");
-                    // Keep its idle upstream connections a moment: an operator flipping back
-                    // (or a rollback) then finds them warm instead of reconnecting every one.
-                    tokio::time::sleep(DRAIN_LINGER).await;
-                    let closed = close_idle_if_still_drained(&shared, &service, &pool);
-                    if closed > 0 {
-                        tracing::info!(service = %service, pool = %pool, idle_connections_closed = closed, "closed the drained pool's idle upstream connections");
-                    }
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        });
-    }
-}
-
-/// How long a drained pool keeps its idle upstream connections before they are closed.
-const DRAIN_LINGER: Duration = Duration::from_secs(5);
-
-/// Closes the idle upstream connections of `pool` if it is still not live and has nothing in
-/// flight (servers a live pool also uses keep theirs). Returns how many were closed.
-fn close_idle_if_still_drained(shared: &Shared, service: &str, pool: &str) -> usize {
-    let snap = shared.snapshot.load_full();
-    let Some(svc) = snap.service(service) else {
-        return 0;
-    };
-    let Some(i) = svc.pool_index(pool) else {
-        return 0;
-    };
-    if svc.is_live(i) || svc.pools[i].state.in_flight() != 0 {
-        return 0;
-    }
-    let live: Vec<_> = snap
-        .services
-        .iter()
-        .flat_map(|s| {
-            (0..s.pools.len())
-                .filter(|j| s.is_live(*j))
-                .map(move |j| &s.pools[j])
-        })
-        .flat_map(|p| p.servers.iter().map(|s| s.state.addr))
-        .collect();
-    svc.pools[i]
-        .servers
-        .iter()
-        .filter(|s| !live.contains(&s.state.addr))
-        .filter_map(|s| crate::upstream::conns(&s.state))
-        .map(crate::upstream::ServerConns::close_idle)
-        .sum()
 }
 
 /// The first snapshot (generation 1): the config with the decisions restored from the store.

@@ -34,10 +34,9 @@ use crate::upgrade;
 mod attempt;
 mod pools;
 
+pub(crate) use attempt::empty_body_length;
 use attempt::{Pending, Tried, attempt_once, has_untried};
-use pools::{
-    cookie_value, preview_pool, set_response_headers, set_sticky_cookie, sticky_cookie_name,
-};
+use pools::{preview_pool, set_response_headers, set_sticky_cookie, sticky_named};
 
 /// Facts about the client connection a request arrived on.
 #[derive(Debug, Clone)]
@@ -435,11 +434,11 @@ async fn forward(
     if let Some(pool) = &preview {
         shared.metrics.previewed(&service.name, pool);
     }
-    // A sticky split: the pool the client's cookie names, while it may still be used.
-    let sticky = service
-        .sticky
-        .then(|| cookie_value(&parts.headers, &sticky_cookie_name(&service.name)))
-        .map(|named| named.filter(|p| service.pool_index(p).is_some()));
+    let sticky = sticky_named(&service, &parts.headers);
+    let mut copy = match preview {
+        None => crate::mirror::prepare(shared, &service, &parts, replay.as_ref()),
+        Some(_) => None,
+    };
     let mut parts = Some(parts);
     let mut tried = Tried::default();
     let mut attempt = 0u32;
@@ -515,6 +514,9 @@ async fn forward(
             Ok(mut resp) => {
                 server.record_success();
                 arrived(&streamed, trace);
+                if let Some(copy) = copy.take() {
+                    crate::mirror::send(copy);
+                }
                 if let Some(named) = &sticky {
                     if preview.is_none() && named.as_deref() != Some(pool.name.as_str()) {
                         set_sticky_cookie(&mut resp, &service.name, &pool.name);

@@ -51,6 +51,8 @@ pub enum HistoryAction {
     Reload,
     /// A binary upgrade (`to`: the new process's pid), or a refused or failed one.
     Upgrade,
+    /// A mirror set (`to`: its target) or ended (`to` empty).
+    Mirror,
     /// A ramped switch started (its steps are recorded as splits, its end as a switch, both
     /// with the actor `ramp`).
     Ramp,

@@ -30,6 +30,7 @@ pub mod headers;
 mod health;
 pub mod history;
 mod metrics;
+mod mirror;
 pub mod notify;
 mod observe;
 mod ratelimit;

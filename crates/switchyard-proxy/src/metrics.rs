@@ -13,6 +13,7 @@
 //! interface, which also does the text encoding (OpenMetrics).
 
 mod exposition;
+mod mirror;
 mod process;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -26,6 +27,7 @@ use switchyard_core::retry::FailureKind;
 use tokio::time::Instant;
 
 pub(crate) use exposition::{render, render_text};
+pub(crate) use mirror::{MIRROR_RESULTS, MIRROR_SKIPS, MirrorCounters, PoolReading};
 
 use crate::shared::Shared;
 
@@ -134,33 +136,8 @@ pub(crate) struct PoolCounters {
     failures: AtomicU64,
     /// Requests sent to this pool because they named it (`[services.X.preview]`).
     previewed: AtomicU64,
-}
-
-impl PoolCounters {
-    fn record(&self, status: u16, duration: Duration, attempts: u32, bytes: (u64, u64)) {
-        self.requests[class_index(status)].fetch_add(1, Ordering::Relaxed);
-        if bytes.0 > 0 {
-            self.bytes_in.fetch_add(bytes.0, Ordering::Relaxed);
-        }
-        if bytes.1 > 0 {
-            self.bytes_out.fetch_add(bytes.1, Ordering::Relaxed);
-        }
-        if attempts > 0 {
-            self.attempts
-                .fetch_add(u64::from(attempts), Ordering::Relaxed);
-        }
-        self.latency.observe(duration);
-    }
-
-    /// Requests answered so far.
-    pub(crate) fn requests(&self) -> u64 {
-        self.requests.iter().map(load).sum()
-    }
-
-    /// Requests answered with a 5xx status so far.
-    pub(crate) fn errors(&self) -> u64 {
-        load(&self.requests[4])
-    }
+    /// Copies of live requests sent to this pool by a mirror.
+    pub(crate) mirror: MirrorCounters,
 }
 
 /// The counters of one service that are not per pool.
@@ -210,55 +187,6 @@ impl SwitchKind {
             SwitchKind::Split => "split",
             SwitchKind::GuardRollback => "guard_rollback",
         }
-    }
-}
-
-/// What the guard reads of one pool: answers, 5xx answers, failed upstream attempts, and the
-/// latency histogram (per bucket, not cumulative), all counted since the start.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct PoolReading {
-    pub(crate) requests: u64,
-    pub(crate) errors: u64,
-    pub(crate) failures: u64,
-    pub(crate) buckets: Vec<u64>,
-}
-
-impl PoolReading {
-    /// What happened between `earlier` and this reading.
-    pub(crate) fn since(&self, earlier: &PoolReading) -> PoolReading {
-        PoolReading {
-            requests: self.requests.saturating_sub(earlier.requests),
-            errors: self.errors.saturating_sub(earlier.errors),
-            failures: self.failures.saturating_sub(earlier.failures),
-            buckets: self
-                .buckets
-                .iter()
-                .enumerate()
-                .map(|(i, n)| n.saturating_sub(earlier.buckets.get(i).copied().unwrap_or(0)))
-                .collect(),
-        }
-    }
-
-    /// The upper bound (ms) of the bucket holding the `q` quantile; `None` without answers.
-    /// Answers slower than the last bound count as twice that bound.
-    pub(crate) fn quantile_ms(&self, q: f64) -> Option<f64> {
-        let total: u64 = self.buckets.iter().sum();
-        if total == 0 {
-            return None;
-        }
-        let rank = (q * total as f64).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (i, n) in self.buckets.iter().enumerate() {
-            seen += n;
-            if seen >= rank {
-                let us = BUCKETS_US
-                    .get(i)
-                    .copied()
-                    .unwrap_or(BUCKETS_US[BUCKETS_US.len() - 1] * 2);
-                return Some(us as f64 / 1000.0);
-            }
-        }
-        None
     }
 }
 
@@ -426,6 +354,16 @@ impl Metrics {
             ReloadResult::Failed => 2,
         };
         self.reloads[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One pool's counters, when the pool is known.
+    pub(crate) fn pool(&self, service: &str, pool: &str) -> Option<Arc<PoolCounters>> {
+        self.table
+            .load()
+            .services
+            .get(service)
+            .and_then(|e| e.pools.get(pool))
+            .cloned()
     }
 
     /// One pool's counters as read now (zeros for a pool never counted).

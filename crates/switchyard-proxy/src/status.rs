@@ -52,6 +52,9 @@ pub struct ServiceStatus {
     /// A ramp under way: from, to, started (ms since the epoch), duration and steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ramp: Option<switchyard_core::Ramp>,
+    /// Where copies of live requests go (`[services.NAME.mirror]` or `PUT /mirror`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<switchyard_core::Mirror>,
     /// The guard's watch of the newest switch (`[services.NAME.guard]`), and its verdict.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guard: Option<crate::control::guard::GuardStatus>,
@@ -165,6 +168,7 @@ impl StatusReport {
                         sticky: decision.sticky,
                         ramp: decision.ramp,
                         guard: None,
+                        mirror: decision.mirror,
                         live_pool_available,
                         all_down: match svc.config.ejection.all_down {
                             AllDown::TryAll => "try_all",

@@ -38,6 +38,9 @@ pub enum Command {
     Rollback(RollbackArgs),
     /// Split new requests between pools by weight: `split blue=10 green=90`, or `split --off`.
     Split(SplitArgs),
+    /// Copy live requests to a pool (usually the staged colour) and throw its answers away:
+    /// `mirror blue --percent 10`, or `mirror --off`.
+    Mirror(MirrorArgs),
     /// Re-read the running proxy's config file.
     Reload(ReloadArgs),
     /// Upgrade the running proxy to the binary on disk without dropping a connection (like
@@ -178,6 +181,36 @@ pub struct SplitArgs {
     /// Keep each client on the pool it first got (by a cookie) while the split lasts.
     #[arg(long, conflicts_with = "off")]
     pub sticky: bool,
+    /// The service (may be left out when there is exactly one).
+    #[arg(long, short)]
+    pub service: Option<String>,
+    /// The admin API.
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+/// `switchyard mirror`.
+#[derive(Debug, Args)]
+pub struct MirrorArgs {
+    /// The pool the copies go to.
+    #[arg(
+        value_name = "POOL",
+        required_unless_present = "off",
+        conflicts_with = "off"
+    )]
+    pub pool: Option<String>,
+    /// The share of requests copied, 0 to 100.
+    #[arg(long, default_value_t = 100)]
+    pub percent: u32,
+    /// Only requests with these methods are copied (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "GET,HEAD")]
+    pub methods: Vec<String>,
+    /// Copies in flight at most; beyond it a copy is skipped.
+    #[arg(long, default_value_t = 64)]
+    pub max_in_flight: u32,
+    /// End the mirror.
+    #[arg(long)]
+    pub off: bool,
     /// The service (may be left out when there is exactly one).
     #[arg(long, short)]
     pub service: Option<String>,

@@ -14,7 +14,7 @@ use serde_json::json;
 use switchyard_proxy::SwitchOutcome;
 use switchyard_proxy::status::StatusReport;
 
-use crate::cli::{Command, RollbackArgs, SplitArgs, StatusArgs, SwitchArgs};
+use crate::cli::{Command, MirrorArgs, RollbackArgs, SplitArgs, StatusArgs, SwitchArgs};
 use crate::client::AdminClient;
 use crate::duration::human;
 use crate::table::render_status;
@@ -32,6 +32,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             Command::Switch(args) => switch(args).await,
             Command::Rollback(args) => rollback(args).await,
             Command::Split(args) => split(args).await,
+            Command::Mirror(args) => mirror(args).await,
             Command::Reload(args) => reload(&AdminClient::from_args(&args.admin)?).await,
             Command::Upgrade(args) => upgrade(&AdminClient::from_args(&args.admin)?).await,
             Command::History(args) => crate::history::run(&args).await,
@@ -323,6 +324,36 @@ async fn split(args: SplitArgs) -> anyhow::Result<()> {
         "{}: split {shares}{} (generation {})",
         out.service,
         if args.sticky { ", sticky" } else { "" },
+        out.generation
+    );
+    Ok(())
+}
+
+/// `switchyard mirror`.
+async fn mirror(args: MirrorArgs) -> anyhow::Result<()> {
+    let client = AdminClient::from_args(&args.admin)?;
+    let path = service_path(args.service.as_deref(), "mirror");
+    let Some(pool) = args.pool.filter(|_| !args.off) else {
+        let out: SwitchOutcome = client.json(Method::DELETE, &path, None).await?;
+        println!(
+            "{}: mirror off (generation {})",
+            out.service, out.generation
+        );
+        return Ok(());
+    };
+    let body = json!({
+        "to": pool,
+        "percent": args.percent,
+        "methods": args.methods,
+        "max_in_flight": args.max_in_flight,
+    });
+    let out: SwitchOutcome = client.json(Method::PUT, &path, Some(&body)).await?;
+    println!(
+        "{}: copying {}% of {} to {} (generation {})",
+        out.service,
+        args.percent,
+        args.methods.join(", "),
+        pool,
         out.generation
     );
     Ok(())

@@ -263,6 +263,7 @@ mod tests {
                     sticky: false,
                     ramp: None,
                     guard: None,
+                    mirror: None,
                     live_pool_available: true,
                     all_down: "try_all".into(),
                     pools,

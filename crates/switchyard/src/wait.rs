@@ -172,6 +172,7 @@ mod tests {
                     sticky: false,
                     ramp: None,
                     guard: None,
+                    mirror: None,
                     live_pool_available: true,
                     all_down: "try_all".into(),
                     pools: BTreeMap::from([("green".to_string(), pool)]),

@@ -84,7 +84,9 @@ impl Controller {
             Ok(c) => {
                 let kind = match asked.action {
                     HistoryAction::Rollback => SwitchKind::Rollback,
-                    HistoryAction::Split | HistoryAction::EndSplit => SwitchKind::Split,
+                    HistoryAction::Split | HistoryAction::EndSplit | HistoryAction::Mirror => {
+                        SwitchKind::Split
+                    }
                     HistoryAction::Switch
                     | HistoryAction::Reload
                     | HistoryAction::Upgrade
@@ -94,7 +96,12 @@ impl Controller {
                 entry(
                     &c.outcome.service,
                     &c.from,
-                    Some(&c.outcome.active),
+                    // A mirror's entry names its target; every other, the colour now active.
+                    if asked.action == HistoryAction::Mirror {
+                        asked.to
+                    } else {
+                        Some(&c.outcome.active)
+                    },
                     c.outcome.generation,
                     None,
                 )

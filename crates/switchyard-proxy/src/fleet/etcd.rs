@@ -31,7 +31,7 @@ pub(crate) struct Loaded {
 #[derive(Debug)]
 pub(crate) enum Change {
     /// A service's record was written (at the given mod revision), or is unreadable.
-    Service(String, Result<FleetRecord, String>, i64),
+    Service(String, Result<Box<FleetRecord>, String>, i64),
     /// A node reported (`Some`) or its report went away (`None`).
     Node(String, Option<NodeReport>),
     /// A service key was deleted.
@@ -152,7 +152,7 @@ impl Store {
         for kv in resp.kvs() {
             match self.parse(kv.key(), Some(kv.value()), kv.mod_revision()) {
                 Some(Change::Service(name, Ok(record), rev)) => {
-                    loaded.services.insert(name, (record, rev));
+                    loaded.services.insert(name, (*record, rev));
                 }
                 Some(Change::Service(name, Err(why), _)) => {
                     tracing::warn!(service = %name, error = %why, "the fleet's record of a service is unreadable; ignored");
@@ -176,7 +176,9 @@ impl Store {
                 None => Change::ServiceDeleted(name, revision),
                 Some(v) => Change::Service(
                     name,
-                    serde_json::from_slice(v).map_err(|e| e.to_string()),
+                    serde_json::from_slice(v)
+                        .map(Box::new)
+                        .map_err(|e| e.to_string()),
                     revision,
                 ),
             });

@@ -97,7 +97,7 @@ async fn session(
                     let Some(kv) = event.kv() else { continue };
                     let value = (event.event_type() == EventType::Put).then(|| kv.value());
                     match fleet.store.parse(kv.key(), value, kv.mod_revision()) {
-                        Some(Change::Service(name, record, rev)) => changes.push((name, record, rev)),
+                        Some(Change::Service(name, record, rev)) => changes.push((name, record.map(|r| *r), rev)),
                         Some(Change::Node(node, report)) => fleet.note_node(&node, report),
                         Some(Change::ServiceDeleted(name, revision)) => {
                             tracing::warn!(service = %name, revision, "the fleet's record of a service was deleted; keeping its last decision");

@@ -212,7 +212,7 @@ pub(super) async fn attempt_once(
 
 /// The framing of an empty request body: `Content-Length: 0` when the client sent one (or the
 /// method is one that normally carries a body), else none.
-fn empty_body_length(head: &Parts) -> BodyLength {
+pub(crate) fn empty_body_length(head: &Parts) -> BodyLength {
     let carries_body = matches!(
         head.method,
         http::Method::POST | http::Method::PUT | http::Method::PATCH

@@ -24,6 +24,15 @@ pub(super) fn preview_pool(service: &Service, headers: &mut http::HeaderMap) -> 
     named.filter(|p| service.pool_index(p).is_some())
 }
 
+/// For a sticky split: `Some` with the pool the client's cookie names (when it is one of the
+/// service's pools); `None` when the split is not sticky.
+pub(super) fn sticky_named(service: &Service, headers: &http::HeaderMap) -> Option<Option<String>> {
+    service
+        .sticky
+        .then(|| cookie_value(headers, &sticky_cookie_name(&service.name)))
+        .map(|named| named.filter(|p| service.pool_index(p).is_some()))
+}
+
 /// The cookie that keeps a client on its pool during a sticky split of `service`.
 pub(crate) fn sticky_cookie_name(service: &str) -> String {
     format!("switchyard_pool_{service}")

@@ -15,7 +15,7 @@ use prometheus_client::registry::{Registry, Unit};
 use switchyard_core::{Health, Snapshot};
 use tokio::time::Instant;
 
-use super::{CLASSES, NO_POOL, REASONS, ServiceCounters, load};
+use super::{CLASSES, MIRROR_RESULTS, MIRROR_SKIPS, NO_POOL, REASONS, ServiceCounters, load};
 use crate::shared::Shared;
 
 /// Renders the whole exposition: every counter, and the gauges read from the snapshot now.
@@ -190,6 +190,50 @@ impl Collector for Scrape {
             None,
             pools().map(|(s, p, c)| ([("service", s), ("pool", p)], counter(load(&c.previewed)))),
         )?;
+        family(
+            &mut enc,
+            "switchyard_mirror_copies",
+            "Copies of live requests a mirror sent to the pool, by the copy's answer (status class, or error).",
+            None,
+            pools().flat_map(|(s, p, c)| {
+                MIRROR_RESULTS
+                    .iter()
+                    .zip(&c.mirror.results)
+                    .map(move |(r, n)| {
+                        (
+                            [("service", s), ("pool", p), ("result", *r)],
+                            counter(load(n)),
+                        )
+                    })
+            }),
+        )?;
+        family(
+            &mut enc,
+            "switchyard_mirror_skips",
+            "Copies a mirror did not send to the pool, by reason (max_in_flight reached, a body too large to buffer, no server).",
+            None,
+            pools().flat_map(|(s, p, c)| {
+                MIRROR_SKIPS.iter().zip(&c.mirror.skips).map(move |(r, n)| {
+                    (
+                        [("service", s), ("pool", p), ("reason", *r)],
+                        counter(load(n)),
+                    )
+                })
+            }),
+        )?;
+        {
+            let mut m = enc.encode_descriptor(
+                "switchyard_mirror_duration",
+                "Time from sending a mirror copy to its answer's head, by service and pool.",
+                Some(&Unit::Seconds),
+                MetricType::Histogram,
+            )?;
+            for (s, p, c) in pools() {
+                let (sum, count, buckets) = c.mirror.latency.read();
+                m.encode_family(&[("service", s), ("pool", p)])?
+                    .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+            }
+        }
         family(
             &mut enc,
             "switchyard_pool_upstream_failures",
