@@ -283,3 +283,45 @@ async fn flipping_from_the_dashboard_in_a_real_browser() {
     );
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs /usr/bin/chromium, node and `npm ci` in tests/browser; run with --ignored (.ci/run does)"]
+async fn mirror_and_ramp_from_the_dashboard_in_a_real_browser() {
+    let browser_dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/browser"));
+    if let Err(why) = browser_tools(&browser_dir) {
+        panic!("the browser test cannot run: {why}");
+    }
+    let green = TestApp::start("green").await;
+    let blue = TestApp::start("blue").await;
+    let proxy = common::start(common::two_colours(&[green.addr()], &[blue.addr()])).await;
+    common::wait_healthy(&proxy, "blue").await;
+    let admin = proxy.admin_addr().expect("admin API");
+    let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
+    let run = tokio::process::Command::new("node")
+        .arg(browser_dir.join("rollout.mjs"))
+        .arg(format!("http://{admin}"))
+        .arg(&out_dir)
+        .kill_on_drop(true)
+        .output();
+    let output = within(Duration::from_secs(120), run)
+        .await
+        .expect("the browser script finishes within 2 minutes")
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the browser script failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // What the clicks did, as the proxy sees it.
+    let status = proxy.status();
+    let app = &status.services["app"];
+    let mirror = app.mirror.clone().expect("the mirror the page set");
+    assert_eq!((mirror.to.as_str(), mirror.percent), ("blue", 25));
+    let ramp = app.ramp.clone().expect("the ramp the page started");
+    assert_eq!((ramp.to.as_str(), ramp.duration_ms), ("blue", 60_000));
+    let actors: Vec<_> = proxy.history(2).into_iter().map(|e| e.actor).collect();
+    assert_eq!(actors, ["dashboard", "dashboard"]);
+    assert!(out_dir.join("dashboard-rollout.png").exists());
+    proxy.shutdown().await;
+}

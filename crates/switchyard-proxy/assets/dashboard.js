@@ -247,6 +247,11 @@ function buildCard(name, svc) {
   refs.rollback = el("button", { type: "button", dataset: { testid: `rollback-${name}` } });
   refs.splitButton = el("button", { type: "button", class: "ghost", text: "Split…", dataset: { testid: `split-${name}` } });
   refs.endSplit = el("button", { type: "button", class: "ghost", text: "End split", hidden: "" });
+  refs.ramp = el("button", { type: "button", class: "ghost", dataset: { testid: `ramp-${name}` } });
+  refs.mirror = el("button", { type: "button", class: "ghost", dataset: { testid: `mirror-${name}` } });
+  refs.rollout = el("p", { class: "rollout muted small", dataset: { testid: `rollout-${name}` } });
+  refs.ramp.addEventListener("click", () => ramp(name, refs.flip.dataset.to));
+  refs.mirror.addEventListener("click", () => mirror(name, refs.flip.dataset.to));
   const poolNames = Object.keys(svc.pools);
   refs.flip.addEventListener("click", () => flip(name, refs.flip.dataset.to));
   refs.rollback.addEventListener("click", () => rollback(name));
@@ -297,7 +302,8 @@ function buildCard(name, svc) {
   const root = el("article", { class: "card service", dataset: { service: name } },
     el("div", { class: "service-top" },
       el("div", { class: "service-name" }, el("h2", { text: name }), live, refs.split, refs.down, refs.stagedDown),
-      el("div", { class: "controls" }, refs.flip, refs.switches, refs.rollback, refs.splitButton, refs.endSplit)),
+      el("div", { class: "controls" }, refs.flip, refs.switches, refs.rollback, refs.splitButton, refs.endSplit, refs.ramp, refs.mirror)),
+    refs.rollout,
     pools,
     el("div", { class: "chart" },
       el("div", { class: "chart-head" }, legend, refs.peak),
@@ -362,6 +368,32 @@ function updateCard(name, svc, card, stats) {
       el("button", { type: "button", class: "ghost", text: `Switch to ${p}`, onclick: () => flip(name, p) })));
   }
   refs.splitButton.disabled = poolNames.length < 2;
+  refs.ramp.hidden = !flipTo || Boolean(svc.ramp);
+  refs.ramp.textContent = `Ramp to ${flipTo}…`;
+  refs.mirror.textContent = svc.mirror ? "Stop mirror" : `Mirror to ${flipTo}…`;
+  refs.mirror.hidden = !svc.mirror && !flipTo;
+  const notes = [];
+  if (svc.ramp) {
+    const step = svc.split ? Math.round((100 * (svc.split[svc.ramp.to] || 0)) / 100) : 0;
+    notes.push(`ramping ${svc.ramp.from} → ${svc.ramp.to}: ${step}% now, done at ${fmtTime(new Date(svc.ramp.started_ms + svc.ramp.duration_ms))}`);
+  }
+  if (svc.mirror) {
+    const paused = svc.mirror.to === active || share(svc.mirror.to) > 0 ? " (paused: it is live)" : "";
+    notes.push(`mirroring ${svc.mirror.percent}% of ${svc.mirror.methods.join(", ")} to ${svc.mirror.to}${paused}`);
+  }
+  if (svc.sticky) notes.push("sticky split: clients keep their pool");
+  if (svc.guard) {
+    const g = svc.guard;
+    const figures = `${g.requests} answers, ${fmtPct(100 * g.error_rate)}% errors${g.p99_ms != null ? `, p99 ${g.p99_ms} ms` : ""}`;
+    notes.push(g.verdict === "watching"
+      ? `guard watching ${g.pool} until ${fmtTime(new Date(g.until))}: ${figures}`
+      : `guard ${g.verdict.replace("_", " ")} (${g.pool}: ${figures})${g.reason ? ` — ${g.reason}` : ""}`);
+  }
+  if (svc.preview && (svc.preview.header || svc.preview.cookie)) {
+    notes.push(`preview by ${[svc.preview.header && `header ${svc.preview.header}`, svc.preview.cookie && `cookie ${svc.preview.cookie}`].filter(Boolean).join(" or ")}`);
+  }
+  refs.rollout.textContent = notes.join(" · ");
+  refs.rollout.hidden = notes.length === 0;
 
   for (const pool of poolNames) {
     const p = svc.pools[pool];
@@ -404,11 +436,12 @@ function updateCard(name, svc, card, stats) {
     }
   }
   const markers = state.history
-    .filter((e) => e.service === name && e.ok && e.action !== "reload")
+    .filter((e) => e.service === name && e.ok && !["reload", "mirror", "upgrade"].includes(e.action))
     .map((e) => ({
       t: Date.parse(e.time),
       colour: colourOf(e.to || active),
-      label: e.action === "split" ? "split" : e.action === "end_split" ? "end split" : `${e.action === "rollback" ? "rollback" : "flip"} → ${e.to}`,
+      label: e.action === "split" ? "split" : e.action === "end_split" ? "end split"
+        : `${e.action === "rollback" ? "rollback" : e.action === "ramp" ? "ramp" : "flip"} → ${e.to}`,
     }));
   const peak = drawChart(refs.canvas, state.series.get(name) || [], markers, poolNames, colourOf);
   refs.peak.textContent = `peak ${fmtRate(peak)} req/s · last ${WINDOW_S / 60} min`;
@@ -416,7 +449,7 @@ function updateCard(name, svc, card, stats) {
 
 // ---- history ---------------------------------------------------------------------------------
 
-const ACTIONS = { switch: "switch", rollback: "rollback", split: "split", end_split: "end split", reload: "reload", upgrade: "upgrade" };
+const ACTIONS = { switch: "switch", rollback: "rollback", split: "split", end_split: "end split", reload: "reload", upgrade: "upgrade", ramp: "ramp", mirror: "mirror" };
 
 // Fleet mode: this instance's link to etcd, and every node with the revision it has applied.
 function renderFleet(fleet) {
@@ -479,9 +512,14 @@ function toast(text, kind) {
 }
 
 // Resolves with {force} when confirmed, or null when cancelled.
-function confirmAction({ title, text, ok, warning, offerForce }) {
+function confirmAction({ title, text, ok, warning, offerForce, input }) {
   return new Promise((resolve) => {
     const dialog = $("confirm");
+    $("confirm-input-row").hidden = !input;
+    if (input) {
+      $("confirm-input-label").textContent = input.label;
+      $("confirm-input").value = input.value;
+    }
     $("confirm-title").textContent = title;
     $("confirm-text").textContent = text;
     $("confirm-ok").textContent = ok;
@@ -496,7 +534,10 @@ function confirmAction({ title, text, ok, warning, offerForce }) {
       if (dialog.open) dialog.close();
       resolve(value);
     };
-    const onSubmit = (ev) => { ev.preventDefault(); finish({ force: $("confirm-force").checked }); };
+    const onSubmit = (ev) => {
+      ev.preventDefault();
+      finish({ force: $("confirm-force").checked, value: $("confirm-input").value.trim() });
+    };
     const onCancel = (ev) => { ev.preventDefault(); finish(null); };
     dialog.addEventListener("submit", onSubmit);
     dialog.addEventListener("cancel", onCancel);
@@ -567,6 +608,38 @@ async function endSplit(svc) {
   await run("End split", "DELETE", `/services/${encodeURIComponent(svc)}/split`);
 }
 
+async function ramp(svc, to) {
+  const healthy = poolHealthy(svc, to);
+  const answer = await confirmAction({
+    title: `Ramp ${svc} to ${to}?`,
+    text: `New requests move to ${to} in ten even steps, then a switch. A rollback ends it at once.`,
+    ok: `Ramp to ${to}`,
+    input: { label: "over", value: "10m" },
+    warning: healthy ? "" : `${to} has no healthy server: the ramp is refused unless forced.`,
+    offerForce: !healthy,
+  });
+  if (!answer) return;
+  await run("Ramp", "POST", `/services/${encodeURIComponent(svc)}/switch`, { to, ramp: answer.value, force: answer.force });
+}
+
+async function mirror(svc, to) {
+  const cur = state.status.services[svc];
+  const path = `/services/${encodeURIComponent(svc)}/mirror`;
+  if (cur.mirror) {
+    const answer = await confirmAction({ title: `Stop mirroring ${svc}?`, text: `No more copies go to ${cur.mirror.to}.`, ok: "Stop mirror" });
+    if (answer) await run("Mirror off", "DELETE", path);
+    return;
+  }
+  const answer = await confirmAction({
+    title: `Mirror ${svc} to ${to}?`,
+    text: `Copies of live GET and HEAD requests go to ${to}; its answers are thrown away and users keep getting ${cur.active}'s.`,
+    ok: `Mirror to ${to}`,
+    input: { label: "percent", value: "10" },
+  });
+  if (!answer) return;
+  await run("Mirror", "PUT", path, { to, percent: Number(answer.value) });
+}
+
 function openSplit(svc) {
   const cur = state.status.services[svc];
   const pools = Object.keys(cur.pools);
@@ -595,9 +668,14 @@ function openSplit(svc) {
     if (total === 0) { toast("A split needs at least one pool with a weight above 0.", "bad"); return; }
     const text = Object.entries(weights).filter(([, w]) => w > 0)
       .map(([p, w]) => `${p} ${Math.round((100 * w) / total)}%`).join(", ");
-    const answer = await confirmAction({ title: `Split ${svc}?`, text: `New requests: ${text}.`, ok: "Split" });
+    const sticky = $("split-sticky").checked;
+    const answer = await confirmAction({
+      title: `Split ${svc}?`,
+      text: `New requests: ${text}.${sticky ? " Each client stays on the pool it first got." : ""}`,
+      ok: "Split",
+    });
     if (!answer) return;
-    await run("Split", "PUT", `/services/${encodeURIComponent(svc)}/split`, weights);
+    await run("Split", "PUT", `/services/${encodeURIComponent(svc)}/split`, { ...weights, sticky });
   };
   dialog.addEventListener("submit", onSubmit);
   $("split-cancel").addEventListener("click", onCancel);

@@ -52,6 +52,9 @@ pub struct ServiceStatus {
     /// A ramp under way: from, to, started (ms since the epoch), duration and steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ramp: Option<switchyard_core::Ramp>,
+    /// How a request names a pool to preview it (`[services.NAME.preview]`), when it can.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<PreviewStatus>,
     /// Where copies of live requests go (`[services.NAME.mirror]` or `PUT /mirror`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<switchyard_core::Mirror>,
@@ -66,6 +69,15 @@ pub struct ServiceStatus {
     pub all_down: String,
     /// Pools by name.
     pub pools: BTreeMap<String, PoolStatus>,
+}
+
+/// The preview header and cookie of a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviewStatus {
+    /// The request header naming a pool.
+    pub header: Option<String>,
+    /// The cookie naming a pool.
+    pub cookie: Option<String>,
 }
 
 /// One pool.
@@ -169,6 +181,13 @@ impl StatusReport {
                         ramp: decision.ramp,
                         guard: None,
                         mirror: decision.mirror,
+                        preview: {
+                            let p = &svc.config.preview;
+                            (p.header.is_some() || p.cookie.is_some()).then(|| PreviewStatus {
+                                header: p.header.clone(),
+                                cookie: p.cookie.clone(),
+                            })
+                        },
                         live_pool_available,
                         all_down: match svc.config.ejection.all_down {
                             AllDown::TryAll => "try_all",

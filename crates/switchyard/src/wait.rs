@@ -173,6 +173,7 @@ mod tests {
                     ramp: None,
                     guard: None,
                     mirror: None,
+                    preview: None,
                     live_pool_available: true,
                     all_down: "try_all".into(),
                     pools: BTreeMap::from([("green".to_string(), pool)]),

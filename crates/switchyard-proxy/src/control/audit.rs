@@ -96,8 +96,9 @@ impl Controller {
                 entry(
                     &c.outcome.service,
                     &c.from,
-                    // A mirror's entry names its target; every other, the colour now active.
-                    if asked.action == HistoryAction::Mirror {
+                    // A mirror's entry names its target, a ramp's the colour it moves to; every
+                    // other, the colour now active.
+                    if matches!(asked.action, HistoryAction::Mirror | HistoryAction::Ramp) {
                         asked.to
                     } else {
                         Some(&c.outcome.active)
