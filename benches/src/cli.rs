@@ -35,6 +35,32 @@ pub enum Command {
     /// Fleet mode: three Switchyard instances on a real etcd under load; flip through one and
     /// measure how long until every instance serves the new colour, and what failed.
     Fleet(FleetArgs),
+    /// A long run with flips, app kills, aborted uploads, slow readers and HTTP/2 resets mixed
+    /// into the load; reports failures by cause and the proxy's memory and fds over time.
+    Soak(SoakArgs),
+}
+
+/// `soak`.
+#[derive(Debug, Args)]
+pub struct SoakArgs {
+    /// The switchyard binary (build it with `cargo build --release -p switchyard`).
+    #[arg(long, default_value = "target/release/switchyard")]
+    pub switchyard: std::path::PathBuf,
+    /// How long to run.
+    #[arg(short = 'd', long, default_value = "30m", value_parser = duration::parse)]
+    pub duration: Duration,
+    /// Keep-alive load clients.
+    #[arg(short = 'c', long, default_value_t = 16)]
+    pub connections: usize,
+    /// Time between two flips.
+    #[arg(long, default_value = "4s", value_parser = duration::parse)]
+    pub flip_every: Duration,
+    /// Time between two app kills.
+    #[arg(long, default_value = "7s", value_parser = duration::parse)]
+    pub kill_every: Duration,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `fleet`.

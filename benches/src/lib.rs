@@ -14,5 +14,6 @@ pub mod flip;
 pub mod http;
 pub mod load;
 pub mod procs;
+pub mod soak;
 pub mod target;
 pub mod upstream;

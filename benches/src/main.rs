@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use switchyard_bench::cli::{Cli, Command};
-use switchyard_bench::{compare, fleet, load, upstream};
+use switchyard_bench::{compare, fleet, load, soak, upstream};
 
 fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
     if threads <= 1 {
@@ -78,6 +78,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 out(&format!("{}\n", serde_json::to_string_pretty(&report)?))
             } else {
                 out(&fleet::markdown(&report))
+            }
+        })),
+        Command::Soak(a) => runtime(2)?.block_on(until_interrupted(async {
+            let report = soak::run(soak::SoakSpec {
+                switchyard: a.switchyard.clone(),
+                duration: a.duration,
+                connections: a.connections,
+                flip_every: a.flip_every,
+                kill_every: a.kill_every,
+            })
+            .await?;
+            if a.json {
+                out(&format!("{}\n", serde_json::to_string_pretty(&report)?))
+            } else {
+                out(&soak::markdown(&report))
             }
         })),
         Command::Compare(a) if a.render.is_some() => {
