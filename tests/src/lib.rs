@@ -29,6 +29,7 @@
 //! on paused tokio time, where auto-advance would fire a tokio timer while real I/O is pending.
 
 pub mod app;
+pub mod browser;
 pub mod capture;
 pub mod client;
 pub mod etcd;

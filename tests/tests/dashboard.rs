@@ -11,7 +11,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -138,29 +138,11 @@ async fn without_a_token_the_page_carries_its_first_state() {
     proxy.shutdown().await;
 }
 
-/// What the browser test needs, or why it cannot run here.
-fn browser_tools(browser_dir: &Path) -> Result<(), String> {
-    if !Path::new("/usr/bin/chromium").exists() {
-        return Err("/usr/bin/chromium is missing (apt-get install chromium)".into());
-    }
-    let node = std::process::Command::new("node").arg("--version").output();
-    if !node.is_ok_and(|o| o.status.success()) {
-        return Err("node is missing".into());
-    }
-    if !browser_dir.join("node_modules/playwright-core").exists() {
-        return Err(format!(
-            "playwright-core is missing (npm ci in {})",
-            browser_dir.display()
-        ));
-    }
-    Ok(())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs /usr/bin/chromium, node and `npm ci` in tests/browser; run with --ignored (.ci/run does)"]
 async fn flipping_from_the_dashboard_in_a_real_browser() {
-    let browser_dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/browser"));
-    if let Err(why) = browser_tools(&browser_dir) {
+    let browser_dir = switchyard_tests::browser::dir();
+    if let Err(why) = switchyard_tests::browser::tools() {
         panic!("the browser test cannot run: {why}");
     }
     let green = TestApp::start("green").await;
@@ -287,8 +269,7 @@ async fn flipping_from_the_dashboard_in_a_real_browser() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs /usr/bin/chromium, node and `npm ci` in tests/browser; run with --ignored (.ci/run does)"]
 async fn mirror_and_ramp_from_the_dashboard_in_a_real_browser() {
-    let browser_dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/browser"));
-    if let Err(why) = browser_tools(&browser_dir) {
+    if let Err(why) = switchyard_tests::browser::tools() {
         panic!("the browser test cannot run: {why}");
     }
     let green = TestApp::start("green").await;
@@ -297,22 +278,8 @@ async fn mirror_and_ramp_from_the_dashboard_in_a_real_browser() {
     common::wait_healthy(&proxy, "blue").await;
     let admin = proxy.admin_addr().expect("admin API");
     let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
-    let run = tokio::process::Command::new("node")
-        .arg(browser_dir.join("rollout.mjs"))
-        .arg(format!("http://{admin}"))
-        .arg(&out_dir)
-        .kill_on_drop(true)
-        .output();
-    let output = within(Duration::from_secs(120), run)
-        .await
-        .expect("the browser script finishes within 2 minutes")
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "the browser script failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let args = [format!("http://{admin}"), out_dir.display().to_string()];
+    switchyard_tests::browser::run("rollout.mjs", &args).await;
     // What the clicks did, as the proxy sees it.
     let status = proxy.status();
     let app = &status.services["app"];

@@ -113,22 +113,56 @@ fn require_etcd() -> bool {
     false
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs etcd (Debian's etcd-server; .ci/run installs it and runs this)"]
-async fn a_flip_through_one_instance_reaches_every_instance() {
+/// A real etcd, two apps (green, blue) and three instances `a`, `b`, `c` under `prefix`, every
+/// one seeing blue healthy; `c` mirrors its decisions to `state` when given. `None` (skipped)
+/// when etcd is not installed outside CI.
+struct Three {
+    etcd: Etcd,
+    green: TestApp,
+    blue: TestApp,
+    a: ProxyHandle,
+    b: ProxyHandle,
+    c: ProxyHandle,
+}
+
+async fn three(prefix: &str, state: Option<PathBuf>) -> Option<Three> {
     if !require_etcd() {
-        return;
+        return None;
     }
     let etcd = Etcd::start().await;
     let green = TestApp::start("green").await;
     let blue = TestApp::start("blue").await;
     let apps = (green.addr(), blue.addr());
-    let a = instance(&etcd, "/test/one", "a", apps, None).await;
-    let b = instance(&etcd, "/test/one", "b", apps, None).await;
-    let c = instance(&etcd, "/test/one", "c", apps, None).await;
+    let a = instance(&etcd, prefix, "a", apps, None).await;
+    let b = instance(&etcd, prefix, "b", apps, None).await;
+    let c = instance(&etcd, prefix, "c", apps, state).await;
     for p in [&a, &b, &c] {
         common::wait_healthy(p, "blue").await;
     }
+    Some(Three {
+        etcd,
+        green,
+        blue,
+        a,
+        b,
+        c,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs etcd (Debian's etcd-server; .ci/run installs it and runs this)"]
+async fn a_flip_through_one_instance_reaches_every_instance() {
+    let Some(Three {
+        etcd,
+        green,
+        blue,
+        a,
+        b,
+        c,
+    }) = three("/test/one", None).await
+    else {
+        return;
+    };
     // The first instance seeded the empty prefix with the config's colour.
     all_on(&[&a, &b, &c], "green").await;
     converged(&a, 3, 0).await;
@@ -190,19 +224,18 @@ async fn a_flip_through_one_instance_reaches_every_instance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs etcd (Debian's etcd-server; .ci/run installs it and runs this)"]
 async fn racing_flips_leave_every_instance_on_one_decision_and_one_gets_409() {
-    if !require_etcd() {
+    // The etcd and the apps live as long as their bindings: bound, not left to `..`.
+    let Some(Three {
+        etcd: _etcd,
+        green: _green,
+        blue: _blue,
+        a,
+        b,
+        c,
+    }) = three("/test/race", None).await
+    else {
         return;
-    }
-    let etcd = Etcd::start().await;
-    let green = TestApp::start("green").await;
-    let blue = TestApp::start("blue").await;
-    let apps = (green.addr(), blue.addr());
-    let a = instance(&etcd, "/test/race", "a", apps, None).await;
-    let b = instance(&etcd, "/test/race", "b", apps, None).await;
-    let c = instance(&etcd, "/test/race", "c", apps, None).await;
-    for p in [&a, &b, &c] {
-        common::wait_healthy(p, "blue").await;
-    }
+    };
     all_on(&[&a, &b, &c], "green").await;
     let mut conflicts = 0;
     for _round in 0..20 {
@@ -266,21 +299,20 @@ async fn racing_flips_leave_every_instance_on_one_decision_and_one_gets_409() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs etcd (Debian's etcd-server; .ci/run installs it and runs this)"]
 async fn without_etcd_instances_keep_serving_refuse_flips_and_catch_up_when_it_returns() {
-    if !require_etcd() {
-        return;
-    }
-    let etcd = Etcd::start().await;
-    let green = TestApp::start("green").await;
-    let blue = TestApp::start("blue").await;
-    let apps = (green.addr(), blue.addr());
     let dir = tempfile::tempdir().expect("tempdir");
     let state = dir.path().join("c.state.json");
-    let a = instance(&etcd, "/test/away", "a", apps, None).await;
-    let b = instance(&etcd, "/test/away", "b", apps, None).await;
-    let c = instance(&etcd, "/test/away", "c", apps, Some(state.clone())).await;
-    for p in [&a, &b, &c] {
-        common::wait_healthy(p, "blue").await;
-    }
+    let Some(Three {
+        etcd,
+        green,
+        blue,
+        a,
+        b,
+        c,
+    }) = three("/test/away", Some(state.clone())).await
+    else {
+        return;
+    };
+    let apps = (green.addr(), blue.addr());
     a.switch(None, "blue", false).await.expect("switch");
     all_on(&[&a, &b, &c], "blue").await;
 
@@ -342,12 +374,9 @@ async fn the_dashboard_shows_every_node_and_whether_it_converged() {
     if !require_etcd() {
         return;
     }
-    let browser_dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/browser"));
-    assert!(
-        std::path::Path::new("/usr/bin/chromium").exists()
-            && browser_dir.join("node_modules/playwright-core").exists(),
-        "the browser test needs /usr/bin/chromium and `npm ci` in tests/browser"
-    );
+    if let Err(why) = switchyard_tests::browser::tools() {
+        panic!("the browser test cannot run: {why}");
+    }
     let etcd = Etcd::start().await;
     let green = TestApp::start("green").await;
     let blue = TestApp::start("blue").await;
@@ -360,24 +389,13 @@ async fn the_dashboard_shows_every_node_and_whether_it_converged() {
 
     let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
     let admin = b.admin_addr().expect("admin");
-    let run = tokio::process::Command::new("node")
-        .arg(browser_dir.join("fleet.mjs"))
-        .arg(format!("http://{admin}"))
-        .arg(&out_dir)
-        .arg("edge-a")
-        .arg("edge-b")
-        .kill_on_drop(true)
-        .output();
-    let output = switchyard_tests::within(Duration::from_secs(120), run)
-        .await
-        .expect("the browser script finishes within 2 minutes")
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "the browser script failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let args = [
+        format!("http://{admin}"),
+        out_dir.display().to_string(),
+        "edge-a".into(),
+        "edge-b".into(),
+    ];
+    let stdout = switchyard_tests::browser::run("fleet.mjs", &args).await;
     assert!(
         stdout.contains("node edge-a: alive and converged"),
         "{stdout}"
