@@ -193,6 +193,33 @@ async fn a_request_line_over_max_header_bytes_gets_414() {
 }
 
 #[tokio::test]
+async fn over_http2_a_long_target_gets_414_and_a_large_header_list_431() {
+    let app = TestApp::start("green").await;
+    let proxy = serving(config(app.addr(), |c| c.limits.max_header_bytes = 4096)).await;
+    let client = switchyard_tests::Http2Client::connect(common::http(&proxy)).await;
+    let requests = app.requests();
+    let long = format!("/{}", "u".repeat(5 * 1024));
+    let resp = client.get(&long, "app.test").await.expect("an answer");
+    assert_eq!(resp.status.as_u16(), 414, "a 5 KiB target");
+    let req = http::Request::builder()
+        .uri("http://app.test/")
+        .header("x-big", "a".repeat(5 * 1024))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .expect("request");
+    let resp = client.request(req).await.expect("an answer");
+    assert_eq!(resp.status.as_u16(), 431, "a 5 KiB header field");
+    // The connection stays usable, and a head within the limit goes through.
+    let resp = client.get("/", "app.test").await.expect("an answer");
+    assert_eq!(resp.status.as_u16(), 200);
+    assert_eq!(
+        app.requests(),
+        requests + 1,
+        "the app sees only the last one"
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
 async fn more_than_max_headers_gets_431() {
     let app = TestApp::start("green").await;
     let proxy = serving(config(app.addr(), |c| c.limits.max_headers = 10)).await;

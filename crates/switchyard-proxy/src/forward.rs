@@ -32,10 +32,12 @@ use crate::shared::Shared;
 use crate::upgrade;
 
 mod attempt;
+mod h2_limits;
 mod pools;
 
 pub(crate) use attempt::empty_body_length;
 use attempt::{Pending, Tried, attempt_once, has_untried};
+use h2_limits::head_within;
 use pools::{preview_pool, set_response_headers, set_sticky_cookie, sticky_named};
 
 /// Facts about the client connection a request arrived on.
@@ -255,12 +257,7 @@ fn prepare(
             "CONNECT is not proxied",
         ));
     }
-    if parts.method.as_str() == crate::framing::URI_TOO_LONG_METHOD {
-        return Err(ProxyError::Refused(
-            http::StatusCode::URI_TOO_LONG,
-            "the request line is longer than limits.max_header_bytes",
-        ));
-    }
+    head_within(snapshot.limits.max_header_bytes, parts)?;
     if parts.uri.path() == "*" {
         return Err(ProxyError::Refused(
             http::StatusCode::BAD_REQUEST,

@@ -122,7 +122,11 @@ impl Serving {
         hyper
             .http2()
             .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+            // Twice the limit, so that a long :path reaches the service, which answers 414 (and
+            // a header list over the limit 431) itself: `forward::prepare`.
+            .max_header_list_size(
+                u32::try_from(limits.max_header_bytes.saturating_mul(2)).unwrap_or(u32::MAX),
+            )
             .keep_alive_interval(Some(Duration::from_secs(30)));
         Serving {
             limits: limits.clone(),
