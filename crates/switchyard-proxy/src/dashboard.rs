@@ -16,6 +16,8 @@ pub(crate) const HTML: &str = include_str!("../assets/dashboard.html");
 pub(crate) const JS: &str = include_str!("../assets/dashboard.js");
 /// Its chart and latency maths.
 pub(crate) const CHART_JS: &str = include_str!("../assets/dashboard-chart.js");
+/// The fleet card, the history, the split dialog and the rollout panels.
+pub(crate) const PANELS_JS: &str = include_str!("../assets/dashboard-panels.js");
 /// Its stylesheet.
 pub(crate) const CSS: &str = include_str!("../assets/dashboard.css");
 
@@ -29,6 +31,7 @@ pub(crate) fn asset(path: &str) -> Option<(&'static str, &'static str)> {
         "/" | "/index.html" | "/dashboard" => Some(("text/html; charset=utf-8", HTML)),
         "/assets/dashboard.js" => Some(("text/javascript; charset=utf-8", JS)),
         "/assets/dashboard-chart.js" => Some(("text/javascript; charset=utf-8", CHART_JS)),
+        "/assets/dashboard-panels.js" => Some(("text/javascript; charset=utf-8", PANELS_JS)),
         "/assets/dashboard.css" => Some(("text/css; charset=utf-8", CSS)),
         _ => None,
     }
@@ -79,6 +82,7 @@ mod tests {
             ("html", HTML),
             ("js", JS),
             ("chart", CHART_JS),
+            ("panels", PANELS_JS),
             ("css", CSS),
         ] {
             let lower = text.to_ascii_lowercase();
@@ -93,6 +97,7 @@ mod tests {
         for reference in [
             "/assets/dashboard.js",
             "/assets/dashboard-chart.js",
+            "/assets/dashboard-panels.js",
             "/assets/dashboard.css",
         ] {
             assert!(HTML.contains(reference), "{reference}");
@@ -109,10 +114,13 @@ mod tests {
         assert!(JS.contains("sessionStorage"));
         assert!(!JS.contains("window.confirm") && !JS.contains("confirm("));
         assert!(!JS.contains("innerHTML"), "render with textContent only");
-        assert!(
-            !CHART_JS.contains("innerHTML"),
-            "render with textContent only"
-        );
+        for script in [CHART_JS, PANELS_JS] {
+            assert!(
+                !script.contains("innerHTML"),
+                "render with textContent only"
+            );
+            assert!(!script.contains("window.confirm"));
+        }
     }
 
     #[test]
