@@ -103,17 +103,15 @@ fn gauge(exposition: &str, name: &str) -> Option<i64> {
 
 /// The fleet tests are `#[ignore]`d: run with `--ignored`, they need etcd and fail without it
 /// (never an "ok" that did not run).
-fn require_etcd() -> bool {
+fn require_etcd() {
     assert!(
         switchyard_tests::etcd::available(),
         "{NEEDS_ETCD}: install Debian's etcd-server (.ci/run does) or set ETCD_BIN"
     );
-    true
 }
 
 /// A real etcd, two apps (green, blue) and three instances `a`, `b`, `c` under `prefix`, every
-/// one seeing blue healthy; `c` mirrors its decisions to `state` when given. `None` (skipped)
-/// when etcd is not installed outside CI.
+/// one seeing blue healthy; `c` mirrors its decisions to `state` when given.
 struct Three {
     etcd: Etcd,
     green: TestApp,
@@ -123,10 +121,8 @@ struct Three {
     c: ProxyHandle,
 }
 
-async fn three(prefix: &str, state: Option<PathBuf>) -> Option<Three> {
-    if !require_etcd() {
-        return None;
-    }
+async fn three(prefix: &str, state: Option<PathBuf>) -> Three {
+    require_etcd();
     let etcd = Etcd::start().await;
     let green = TestApp::start("green").await;
     let blue = TestApp::start("blue").await;
@@ -137,30 +133,27 @@ async fn three(prefix: &str, state: Option<PathBuf>) -> Option<Three> {
     for p in [&a, &b, &c] {
         common::wait_healthy(p, "blue").await;
     }
-    Some(Three {
+    Three {
         etcd,
         green,
         blue,
         a,
         b,
         c,
-    })
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs etcd (Debian's etcd-server; .ci/run installs it and runs this)"]
 async fn a_flip_through_one_instance_reaches_every_instance() {
-    let Some(Three {
+    let Three {
         etcd,
         green,
         blue,
         a,
         b,
         c,
-    }) = three("/test/one", None).await
-    else {
-        return;
-    };
+    } = three("/test/one", None).await;
     // The first instance seeded the empty prefix with the config's colour.
     all_on(&[&a, &b, &c], "green").await;
     converged(&a, 3, 0).await;
@@ -223,17 +216,14 @@ async fn a_flip_through_one_instance_reaches_every_instance() {
 #[ignore = "needs etcd (Debian's etcd-server; .ci/run installs it and runs this)"]
 async fn racing_flips_leave_every_instance_on_one_decision_and_one_gets_409() {
     // The etcd and the apps live as long as their bindings: bound, not left to `..`.
-    let Some(Three {
+    let Three {
         etcd: _etcd,
         green: _green,
         blue: _blue,
         a,
         b,
         c,
-    }) = three("/test/race", None).await
-    else {
-        return;
-    };
+    } = three("/test/race", None).await;
     all_on(&[&a, &b, &c], "green").await;
     let mut conflicts = 0;
     for _round in 0..20 {
@@ -299,17 +289,14 @@ async fn racing_flips_leave_every_instance_on_one_decision_and_one_gets_409() {
 async fn without_etcd_instances_keep_serving_refuse_flips_and_catch_up_when_it_returns() {
     let dir = tempfile::tempdir().expect("tempdir");
     let state = dir.path().join("c.state.json");
-    let Some(Three {
+    let Three {
         etcd,
         green,
         blue,
         a,
         b,
         c,
-    }) = three("/test/away", Some(state.clone())).await
-    else {
-        return;
-    };
+    } = three("/test/away", Some(state.clone())).await;
     let apps = (green.addr(), blue.addr());
     a.switch(None, "blue", false).await.expect("switch");
     all_on(&[&a, &b, &c], "blue").await;
@@ -369,9 +356,7 @@ async fn without_etcd_instances_keep_serving_refuse_flips_and_catch_up_when_it_r
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs etcd, /usr/bin/chromium, node and `npm ci` in tests/browser (.ci/run installs them and runs this)"]
 async fn the_dashboard_shows_every_node_and_whether_it_converged() {
-    if !require_etcd() {
-        return;
-    }
+    require_etcd();
     if let Err(why) = switchyard_tests::browser::tools() {
         panic!("the browser test cannot run: {why}");
     }

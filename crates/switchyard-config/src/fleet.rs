@@ -39,8 +39,8 @@ pub(crate) fn prefix(text: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks a node name: 1 to 63 letters, digits, `.`, `_` or `-`.
-pub(crate) fn node(text: &str) -> Result<(), String> {
+/// Checks a fleet node name: 1 to 63 letters, digits, `.`, `_` or `-`.
+pub fn node(text: &str) -> Result<(), String> {
     let ok = !text.is_empty()
         && text.len() <= 63
         && text

@@ -45,6 +45,7 @@ mod validate;
 use std::path::Path;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use fleet::node as check_node_name;
 pub use in_code::IN_CODE_ORIGIN;
 pub use types::*;
 

@@ -305,16 +305,8 @@ fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_string())
-        .filter(|h| switchyard_config_node_ok(h))
+        .filter(|h| switchyard_config::check_node_name(h).is_ok())
         .unwrap_or_else(|| "switchyard".to_string())
-}
-
-fn switchyard_config_node_ok(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// The first snapshot's decisions from the read made before the start: the config's,

@@ -99,13 +99,7 @@ impl ProxyHandle {
         service: Option<&str>,
         weights: BTreeMap<String, u32>,
     ) -> Result<SwitchOutcome, ControlError> {
-        self.ctl
-            .split(
-                &actor_name(actor),
-                service,
-                weights,
-                SplitOptions::default(),
-            )
+        self.split_with(actor, service, weights, SplitOptions::default())
             .await
     }
 
@@ -118,17 +112,11 @@ impl ProxyHandle {
         weights: BTreeMap<String, u32>,
         force: bool,
     ) -> Result<SwitchOutcome, ControlError> {
-        self.ctl
-            .split(
-                &actor_name(actor),
-                service,
-                weights,
-                SplitOptions {
-                    force,
-                    sticky: false,
-                },
-            )
-            .await
+        let options = SplitOptions {
+            force,
+            sticky: false,
+        };
+        self.split_with(actor, service, weights, options).await
     }
 
     /// A split with every option (`force`, `sticky`), on behalf of `actor`.
