@@ -1,6 +1,7 @@
 //! The idle-connections memory check: open N keep-alive connections to a proxy, send one
-//! request on each (so each has been through a whole exchange), hold them idle and read the
-//! proxy's resident memory.
+//! request on each (so each has been through a whole exchange), hold them idle for [`HOLD`]
+//! and read the proxy's resident memory. The hold lets a proxy do what it does with idle
+//! connections (nginx frees their buffers at once; Switchyard parks them after a second).
 
 use std::net::SocketAddr;
 
@@ -16,6 +17,9 @@ use crate::procs::memory_kb;
 /// Connections opened at once.
 const BATCH: usize = 100;
 
+/// How long the connections are held idle before the proxy's memory is read.
+pub const HOLD: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Opens `n` idle keep-alive connections to `addr` and reads the RSS of `pid`'s tree.
 pub async fn measure(addr: SocketAddr, pid: u32, n: usize) -> anyhow::Result<IdleResult> {
     let rss_before_kb = memory_kb(pid, "VmRSS");
@@ -29,6 +33,7 @@ pub async fn measure(addr: SocketAddr, pid: u32, n: usize) -> anyhow::Result<Idl
             held.push(r??);
         }
     }
+    tokio::time::sleep(HOLD).await;
     let rss_idle_kb = memory_kb(pid, "VmRSS");
     drop(held);
     Ok(IdleResult {

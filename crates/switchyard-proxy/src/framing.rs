@@ -34,6 +34,7 @@
 mod answers;
 mod chunked;
 mod head;
+mod park;
 mod read;
 mod timer;
 
@@ -48,6 +49,8 @@ use self::answers::AnswerWatch;
 pub use self::answers::{AnswerSignal, Answered};
 use self::chunked::Chunked;
 use self::head::Tunnel;
+use self::park::Park;
+pub use self::park::{ParkSignal, Protocol, ReadReady};
 use self::timer::{Phase, Timer};
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
@@ -149,6 +152,8 @@ pub struct Guarded<IO> {
     timer: Timer,
     /// The send clock: how long a write may stay blocked on a client that reads nothing.
     send: SendClock,
+    /// When an idle connection may be parked (`park.rs`).
+    park: Park,
 }
 
 /// nginx's `send_timeout`: a write to the client that stays blocked for longer fails, and
@@ -253,6 +258,7 @@ impl<IO> Guarded<IO> {
             watch: None,
             timer: Timer::new(),
             send: SendClock::default(),
+            park: Park::default(),
         }
     }
 
@@ -308,7 +314,9 @@ impl<IO> Guarded<IO> {
             State::Preface | State::Head if started => Some((Phase::Head, limits.header_timeout)),
             State::Preface => Some((Phase::First, limits.header_timeout)),
             State::Head if self.requests == 0 => Some((Phase::First, limits.header_timeout)),
-            State::Head if self.idle() => Some((Phase::Idle, limits.keepalive_timeout)),
+            State::Head if self.idle() => self
+                .park_clock()
+                .or(Some((Phase::Idle, limits.keepalive_timeout))),
             _ => None,
         }
     }
@@ -316,12 +324,20 @@ impl<IO> Guarded<IO> {
     /// Called when the client has nothing more to read: whether the connection's clock has run
     /// out (the task is woken when it will).
     fn timed_out(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some((phase, limit)) = self.clock() else {
-            return false;
+        let (phase, limit) = loop {
+            let Some((phase, limit)) = self.clock() else {
+                return false;
+            };
+            if !self.timer.expired(cx, phase, self.requests, limit) {
+                return false;
+            }
+            if phase != Phase::Park {
+                break (phase, limit);
+            }
+            // The connection may be parked now; the keep-alive clock goes on from the start
+            // of the park wait.
+            self.park_due();
         };
-        if !self.timer.expired(cx, phase, self.requests, limit) {
-            return false;
-        }
         tracing::debug!(?phase, ?limit, "client too slow: closing the connection");
         // Nothing cleared is left (it is handed out before reading); drop what was pending.
         self.end = self.ok;
@@ -348,6 +364,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        this.park.flushed = false;
         let r = Pin::new(&mut this.io).poll_write(cx, buf);
         this.send.check(cx, r)
     }
@@ -358,6 +375,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        this.park.flushed = false;
         let r = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
         this.send.check(cx, r)
     }
@@ -370,6 +388,9 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
         let this = self.get_mut();
         let flushed = Pin::new(&mut this.io).poll_flush(cx);
         let flushed = this.send.check(cx, flushed);
+        if let Poll::Ready(Ok(())) = flushed {
+            this.park.flushed = true;
+        }
         // hyper flushes right after it has dropped a finished answer's body: the idle wait
         // starts here, so the keep-alive clock runs without the task being woken to read.
         if flushed.is_ready() && this.idle() && this.timed_out(cx) {
@@ -380,7 +401,12 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+        let this = self.get_mut();
+        if this.park.parking() {
+            // hyper finishing a connection that is being parked: the stream stays open.
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_shutdown(cx)
     }
 }
 

@@ -1,8 +1,10 @@
 //! Client listeners: accept loops and per-connection HTTP serving with graceful stop.
 //!
-//! Each accepted connection is served by hyper-util's auto builder (HTTP/1.1 with keep-alive,
-//! or cleartext HTTP/2 with prior knowledge; over TLS, HTTP/2 or HTTP/1.1 as ALPN chose). The
-//! same serving code runs over a TCP stream or a TLS stream. Nothing here ever closes a
+//! Each accepted connection is served by hyper (HTTP/1.1 with keep-alive, or cleartext HTTP/2
+//! with prior knowledge; over TLS, HTTP/2 or HTTP/1.1 as ALPN chose), as its first bytes say:
+//! `conn.rs`, which also parks idle HTTP/1 connections (hyper's buffers are freed while a
+//! connection waits for its next request). The same serving code runs over a TCP stream or a
+//! TLS stream. Nothing here ever closes a
 //! connection because of a switch or a reload: connections only see the snapshot pointer
 //! through the request path, and a TLS connection keeps the certificate it was opened with.
 //!
@@ -18,9 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use switchyard_config::LimitsConfig;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -28,10 +30,17 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 
 use crate::forward::{self, ConnInfo};
-use crate::framing::{self, Guarded};
+use crate::framing::{self, Guarded, ReadReady};
 use crate::observe::{self, RequestLog};
 use crate::shared::Shared;
 use crate::tls::{self, Tls};
+
+pub(crate) mod conn;
+
+/// How long an HTTP/1 keep-alive connection stays idle before it is parked: long enough that
+/// a busy connection never is (parking costs a new hyper connection on its next request),
+/// short enough that idle ones soon stop holding hyper's 16 KiB of buffers.
+const PARK_AFTER: Duration = Duration::from_secs(1);
 
 /// What a plain http listener does with the requests it receives.
 #[derive(Debug, Clone, Copy)]
@@ -71,8 +80,8 @@ pub(crate) struct ConnBuilder {
 struct Serving {
     /// The limits it was made from.
     limits: LimitsConfig,
-    /// The hyper connection builder.
-    hyper: auto::Builder<TokioExecutor>,
+    /// The hyper connection builders.
+    hyper: conn::Hyper,
     /// What the framing guard enforces (the same head limits as `hyper`'s).
     guard: framing::Limits,
 }
@@ -108,10 +117,8 @@ impl Serving {
             header_timeout: limits.header_timeout,
             keepalive_timeout: limits.keepalive_timeout,
         };
-        let mut hyper = auto::Builder::new(TokioExecutor::new());
-        hyper
-            .http1()
-            .keep_alive(true)
+        let mut h1 = http1::Builder::new();
+        h1.keep_alive(true)
             .timer(TokioTimer::new())
             // The guard keeps the header and keep-alive clocks. hyper's own header timer
             // (on by default once there is a timer) would also run on idle keep-alive
@@ -119,9 +126,8 @@ impl Serving {
             .header_read_timeout(None)
             .max_headers(limits.max_headers)
             .max_buf_size(guard.hyper_buf_size());
-        hyper
-            .http2()
-            .timer(TokioTimer::new())
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
             // Twice the limit, so that a long :path reaches the service, which answers 414 (and
             // a header list over the limit 431) itself: `forward::prepare`.
             .max_header_list_size(
@@ -130,7 +136,11 @@ impl Serving {
             .keep_alive_interval(Some(Duration::from_secs(30)));
         Serving {
             limits: limits.clone(),
-            hyper,
+            hyper: conn::Hyper {
+                h1,
+                h2,
+                park_after: Some(PARK_AFTER),
+            },
             guard,
         }
     }
@@ -141,13 +151,9 @@ pub(crate) async fn serve_http(listener: TcpListener, ctx: ConnCtx, mode: Plain)
     let mut stop = ctx.stop.clone();
     while let Some((stream, peer, slot)) = accept(&listener, &ctx.builder.slots, &mut stop).await {
         let ctx = ctx.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            let shared = ctx.shared.clone();
-            let _open = shared.connections.open();
-            let info = ConnInfo::new(peer, "http");
-            serve_connection(stream, info, mode, ctx).await;
-        });
+        let open = crate::shared::ConnCounter::open(&ctx.shared);
+        let info = ConnInfo::new(peer, "http");
+        tokio::spawn(serve_connection(stream, info, mode, ctx, (slot, open)));
     }
     tracing::debug!("listener closed");
 }
@@ -161,10 +167,8 @@ pub(crate) async fn serve_https(listener: TcpListener, ctx: ConnCtx, tls: Tls) {
         let ctx = ctx.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
-            let _slot = slot;
-            let shared = ctx.shared.clone();
-            let _open = shared.connections.open();
-            let timeout = shared.snapshot.load().limits.header_timeout;
+            let open = crate::shared::ConnCounter::open(&ctx.shared);
+            let timeout = ctx.shared.snapshot.load().limits.header_timeout;
             let mut stop = ctx.stop.clone();
             let handshake = tokio::select! {
                 h = tls.accept(stream, timeout) => h,
@@ -178,7 +182,7 @@ pub(crate) async fn serve_https(listener: TcpListener, ctx: ConnCtx, tls: Tls) {
                 }
             };
             let info = ConnInfo::new(peer, "https");
-            serve_connection(stream, info, Plain::Forward, ctx).await;
+            serve_connection(stream, info, Plain::Forward, ctx, (slot, open)).await;
         });
     }
     tracing::debug!("TLS listener closed");
@@ -221,22 +225,37 @@ async fn accept(
 }
 
 /// Serves one client connection (TCP or TLS) until it ends, or gracefully once `stop` turns
-/// true. Every HTTP/1 request head is checked by the framing guard before hyper parses it; each
-/// answer is reported to the guard, so that a 101 lets the connection become a tunnel and the
-/// keep-alive clock starts when an answer is complete.
-async fn serve_connection<I>(io: I, info: ConnInfo, mode: Plain, ctx: ConnCtx)
+/// true; `keep` (its connection slot and place in the open count) is held until then. Every
+/// HTTP/1 request head is checked by the framing guard before hyper parses it; each answer is
+/// reported to the guard, so that a 101 lets the connection become a tunnel and the keep-alive
+/// clock starts when an answer is complete.
+///
+/// Not an `async fn`: the returned future is `conn::serve`'s own, so that a connection's task
+/// holds the guard and the service once (an idle connection is mostly this task).
+fn serve_connection<I>(
+    io: I,
+    info: ConnInfo,
+    mode: Plain,
+    ctx: ConnCtx,
+    keep: impl Send + 'static,
+) -> impl std::future::Future<Output = ()> + Send + 'static
 where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    I: AsyncRead + AsyncWrite + ReadReady + Unpin + Send + 'static,
 {
+    use futures_util::FutureExt as _;
     let ConnCtx {
         shared,
         builder,
-        mut stop,
+        stop,
     } = ctx;
     let serving = builder.serving(&shared);
+    let peer = info.peer;
+    let host = Host {
+        serving: serving.clone(),
+        shared: shared.clone(),
+    };
     let mut io = Guarded::new(io, serving.guard).with_send_timeout(serving.limits.send_timeout);
     let answers = io.answer_signal();
-    let peer = info.peer;
     let info = Arc::new(info);
     let svc = service_fn(move |req| {
         let shared = shared.clone();
@@ -252,11 +271,28 @@ where
             Ok::<_, Infallible>(answers.track(resp))
         }
     });
-    let conn = serving
-        .hyper
-        .serve_connection_with_upgrades(TokioIo::new(io), svc);
-    if let Err(e) = crate::shared::serve_until_stopped(conn, &mut stop).await {
-        tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
+    conn::serve(io, svc, host, stop, keep).map(move |r| {
+        if let Err(e) = r {
+            tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
+        }
+    })
+}
+
+/// What `conn::serve` needs from the proxy.
+struct Host {
+    /// The serving set-up the connection was accepted with.
+    serving: Arc<Serving>,
+    /// For the parked-connections count.
+    shared: Arc<Shared>,
+}
+
+impl conn::Host for Host {
+    fn hyper(&self) -> &conn::Hyper {
+        &self.serving.hyper
+    }
+
+    fn connections(&self) -> &crate::shared::ConnCounter {
+        &self.shared.connections
     }
 }
 

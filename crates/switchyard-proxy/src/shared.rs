@@ -1,5 +1,6 @@
 //! What the request path shares with the control plane: the snapshot pointer and live state.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
@@ -34,22 +35,42 @@ pub(crate) struct Shared {
 pub(crate) struct ConnCounter {
     open: AtomicUsize,
     idle: Notify,
+    /// Idle HTTP/1 connections parked now (`server::conn`).
+    parked: AtomicUsize,
 }
 
-/// Holds one connection's place in the count.
+/// Holds one parked connection's place in the parked count.
 #[derive(Debug)]
-pub(crate) struct ConnGuard<'a>(&'a ConnCounter);
+pub(crate) struct ParkedGuard<'a>(&'a AtomicUsize);
+
+impl Drop for ParkedGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 impl ConnCounter {
-    /// Counts a new connection until the guard drops.
-    pub(crate) fn open(&self) -> ConnGuard<'_> {
-        self.open.fetch_add(1, Ordering::Relaxed);
-        ConnGuard(self)
-    }
-
     /// Connections open now.
     pub(crate) fn count(&self) -> usize {
         self.open.load(Ordering::Acquire)
+    }
+
+    /// Counts a new connection of `shared` until the returned guard drops (a guard that can
+    /// move into the connection's task).
+    pub(crate) fn open(shared: &Arc<Shared>) -> OpenConn {
+        shared.connections.open.fetch_add(1, Ordering::Relaxed);
+        OpenConn(shared.clone())
+    }
+
+    /// Counts a parked connection until the guard drops.
+    pub(crate) fn parked(&self) -> ParkedGuard<'_> {
+        self.parked.fetch_add(1, Ordering::Relaxed);
+        ParkedGuard(&self.parked)
+    }
+
+    /// Connections parked now.
+    pub(crate) fn parked_count(&self) -> usize {
+        self.parked.load(Ordering::Relaxed)
     }
 
     /// Waits until no connection is open.
@@ -64,10 +85,21 @@ impl ConnCounter {
     }
 }
 
-impl Drop for ConnGuard<'_> {
+/// Holds one connection's place in the count of a [`Shared`]'s connections.
+#[derive(Debug)]
+pub(crate) struct OpenConn(Arc<Shared>);
+
+impl Drop for OpenConn {
     fn drop(&mut self) {
-        if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
+        self.0.connections.close();
+    }
+}
+
+impl ConnCounter {
+    /// One connection fewer; wakes the waiter when none is left.
+    fn close(&self) {
+        if self.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
         }
     }
 }

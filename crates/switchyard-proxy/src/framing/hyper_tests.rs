@@ -1,5 +1,5 @@
 //! The guard in front of a real hyper server, served the way `server.rs` serves clients
-//! (hyper-util's auto builder with upgrades and the guard's limits, over an in-memory duplex):
+//! (`server::conn` with upgrades, parking and the guard's limits, over an in-memory duplex):
 //! what hyper answers, when it closes, and that the clocks, HTTP/2 and upgrades work.
 
 use std::convert::Infallible;
@@ -12,10 +12,35 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
-use super::{Guarded, Limits, answers};
+use super::{Guarded, Limits, ReadReady, answers};
+
+/// The serving set-up of these tests.
+struct TestHost {
+    hyper: crate::server::conn::Hyper,
+    counter: crate::shared::ConnCounter,
+}
+
+impl crate::server::conn::Host for TestHost {
+    fn hyper(&self) -> &crate::server::conn::Hyper {
+        &self.hyper
+    }
+
+    fn connections(&self) -> &crate::shared::ConnCounter {
+        &self.counter
+    }
+}
+
+/// A duplex has no readiness to wait for: a parked connection resumes at once.
+impl ReadReady for DuplexStream {
+    fn poll_read_ready(
+        &self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
 
 /// What the test service saw: `METHOD path body` per request.
 type Seen = Arc<Mutex<Vec<String>>>;
@@ -94,17 +119,23 @@ fn serve(signal: bool, limits: Limits) -> (DuplexStream, Seen) {
         }
     });
     tokio::spawn(async move {
-        // As `server.rs` sets it up.
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
+        // As `server.rs` sets it up; parking after a moment, so that every test also runs
+        // across parks (a duplex is always "readable": a parked connection resumes at once).
+        let mut h1 = hyper::server::conn::http1::Builder::new();
+        h1.timer(TokioTimer::new())
             .header_read_timeout(None)
             .max_headers(limits.max_headers)
             .max_buf_size(limits.hyper_buf_size());
-        let _ = builder
-            .serve_connection_with_upgrades(TokioIo::new(guard), svc)
-            .await;
+        let host = TestHost {
+            hyper: crate::server::conn::Hyper {
+                h1,
+                h2: hyper::server::conn::http2::Builder::new(TokioExecutor::new()),
+                park_after: Some(Duration::from_millis(10)),
+            },
+            counter: crate::shared::ConnCounter::default(),
+        };
+        let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+        let _ = crate::server::conn::serve(guard, svc, host, stop, ()).await;
     });
     (client, seen)
 }

@@ -339,7 +339,7 @@ impl<IO: AsyncRead + Unpin> Guarded<IO> {
     }
 
     /// Reads from the client into the set-aside buffer; at EOF, clears what is left and ends.
-    fn fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    pub(super) fn fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.pos > 0 {
             self.buf.copy_within(self.pos..self.end, 0);
             self.end -= self.pos;

@@ -24,6 +24,9 @@ pub(super) enum Phase {
     Head,
     /// The next request on an idle keep-alive connection (nginx `keepalive_timeout`).
     Idle,
+    /// The first part of an idle period, after which the connection may be parked (its
+    /// buffers freed). The [`Phase::Idle`] wait that follows counts from this one's start.
+    Park,
 }
 
 /// The deadline of the current wait and the sleep that fires at (or before) it.
@@ -34,6 +37,8 @@ pub(super) struct Timer {
     /// The wait the deadline belongs to: its phase and the number of requests released before
     /// it, so that each head and each idle period gets a deadline of its own.
     wait: Option<(Phase, u64)>,
+    /// When the current wait started.
+    started: Instant,
     /// When the current wait ends.
     deadline: Instant,
     /// Fires at `deadline` or earlier; `None` until first needed.
@@ -47,6 +52,7 @@ impl Timer {
         Timer {
             opened: now,
             wait: None,
+            started: now,
             deadline: now,
             sleep: None,
         }
@@ -64,11 +70,14 @@ impl Timer {
         limit: Duration,
     ) -> bool {
         if self.wait != Some((phase, requests)) {
-            self.wait = Some((phase, requests));
             let from = match phase {
                 Phase::First => self.opened,
-                Phase::Head | Phase::Idle => Instant::now(),
+                // The idle period began with the park wait, if there was one.
+                Phase::Idle if self.wait == Some((Phase::Park, requests)) => self.started,
+                Phase::Head | Phase::Idle | Phase::Park => Instant::now(),
             };
+            self.wait = Some((phase, requests));
+            self.started = from;
             self.deadline = from + limit;
         }
         let deadline = self.deadline;

@@ -363,6 +363,16 @@ fn encode_gauges(enc: &mut DescriptorEncoder, shared: &Shared, snap: &Snapshot) 
             gauge(i64::try_from(shared.connections.count()).unwrap_or(i64::MAX)),
         )],
     )?;
+    family(
+        enc,
+        "switchyard_parked_connections",
+        "Idle HTTP/1 client connections parked now: open, waiting for a request, holding no buffers.",
+        None,
+        [(
+            NO_LABELS,
+            gauge(i64::try_from(shared.connections.parked_count()).unwrap_or(i64::MAX)),
+        )],
+    )?;
     let pools = || {
         snap.services
             .iter()

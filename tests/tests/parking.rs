@@ -1,0 +1,132 @@
+//! Idle HTTP/1 keep-alive connections are parked (hyper's buffers freed) and come back on
+//! their next request, through a real proxy on real sockets: the client never notices, and
+//! the `switchyard_parked_connections` gauge shows them.
+//!
+//! A connection is parked after one second of idleness (`server.rs`, `PARK_AFTER`); each test
+//! waits for the gauge rather than for a time.
+
+mod common;
+
+use std::time::Duration;
+
+use switchyard_proxy::ProxyHandle;
+use switchyard_tests::{TestApp, poll_until, within};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Far longer than any wait of these tests.
+const BOUND: Duration = Duration::from_secs(10);
+
+const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n";
+
+/// The parked-connections gauge from `/metrics`.
+fn parked(proxy: &ProxyHandle) -> Option<u64> {
+    let text = proxy.metrics_text();
+    text.lines()
+        .find_map(|l| l.strip_prefix("switchyard_parked_connections{} "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Reads one whole answer (the test app answers with a `Content-Length`), returns its status.
+async fn answer(stream: &mut TcpStream) -> u16 {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if got.len() >= end + 4 + length {
+                let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+                got.drain(..end + 4 + length);
+                assert!(got.is_empty(), "nothing more than one answer was sent");
+                return status;
+            }
+        }
+        let n = within(BOUND, stream.read(&mut buf))
+            .await
+            .expect("an answer in time")
+            .expect("read");
+        assert!(n > 0, "the proxy closed the connection");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+async fn start(app: &TestApp, keepalive: Duration) -> ProxyHandle {
+    let mut config = common::two_colours(&[app.addr()], &[app.addr()]);
+    config.limits.keepalive_timeout = keepalive;
+    let proxy = common::start(config).await;
+    common::wait_healthy(&proxy, "green").await;
+    proxy
+}
+
+#[tokio::test]
+async fn parked_connections_serve_their_next_requests_unchanged() {
+    let app = TestApp::start("green").await;
+    let proxy = start(&app, Duration::from_secs(60)).await;
+    let addr = common::http(&proxy);
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        stream.write_all(GET).await.expect("write");
+        assert_eq!(answer(&mut stream).await, 200);
+        clients.push(stream);
+    }
+    poll_until(BOUND, || async { parked(&proxy) == Some(20) }).await;
+
+    // Each parked connection takes its next request, and two pipelined ones in one write.
+    let before = app.requests();
+    for stream in &mut clients {
+        stream.write_all(GET).await.expect("write");
+        assert_eq!(answer(stream).await, 200);
+    }
+    poll_until(BOUND, || async { parked(&proxy) == Some(20) }).await;
+    for stream in &mut clients {
+        stream.write_all(&[GET, GET].concat()).await.expect("write");
+        assert_eq!(answer(stream).await, 200);
+        assert_eq!(answer(stream).await, 200);
+    }
+    assert_eq!(
+        app.requests() - before,
+        60,
+        "every request reached the app once"
+    );
+
+    // A parked connection whose client closes is counted out.
+    poll_until(BOUND, || async { parked(&proxy) == Some(20) }).await;
+    clients.truncate(5);
+    poll_until(BOUND, || async { parked(&proxy) == Some(5) }).await;
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_parked_connection_is_closed_at_its_keepalive_timeout_and_at_a_stop() {
+    let app = TestApp::start("green").await;
+    // Parked after one second, closed half a second later.
+    let proxy = start(&app, Duration::from_millis(1500)).await;
+    let addr = common::http(&proxy);
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(GET).await.expect("write");
+    assert_eq!(answer(&mut stream).await, 200);
+    poll_until(BOUND, || async { parked(&proxy) == Some(1) }).await;
+    let mut buf = [0u8; 64];
+    let read = within(BOUND, stream.read(&mut buf))
+        .await
+        .expect("closed in time");
+    assert!(matches!(read, Ok(0) | Err(_)), "closed without a word");
+    poll_until(BOUND, || async { parked(&proxy) == Some(0) }).await;
+
+    // A graceful stop closes parked connections at once.
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(GET).await.expect("write");
+    assert_eq!(answer(&mut stream).await, 200);
+    poll_until(BOUND, || async { parked(&proxy) == Some(1) }).await;
+    within(BOUND, proxy.shutdown())
+        .await
+        .expect("the stop does not wait for parked connections");
+    let read = within(BOUND, stream.read(&mut buf)).await.expect("closed");
+    assert!(matches!(read, Ok(0) | Err(_)), "closed without a word");
+}
