@@ -16,4 +16,5 @@ pub mod load;
 pub mod procs;
 pub mod soak;
 pub mod target;
+pub mod tls;
 pub mod upstream;

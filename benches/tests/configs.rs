@@ -28,6 +28,7 @@ fn nginx_config_has_the_promised_directives() {
         listen: addr(8080),
         upstream_file: &upstream_file,
         access_log: None,
+        tls: None,
     });
     for d in [
         "worker_processes 1;",
@@ -60,6 +61,7 @@ fn haproxy_config_has_the_promised_directives() {
         servers: &c,
         active: "green",
         socket: &socket,
+        tls: None,
     });
     for d in [
         "nbthread 1",
@@ -87,6 +89,7 @@ fn nginx_accepts_the_config() {
         listen: addr(8080),
         upstream_file: &upstream_file,
         access_log: None,
+        tls: None,
     });
     let nginx =
         which("nginx").expect("nginx is installed (this test is for machines that have it)");
@@ -122,6 +125,7 @@ fn haproxy_accepts_the_config() {
         servers: &c,
         active: "green",
         socket: &socket,
+        tls: None,
     });
     let haproxy =
         which("haproxy").expect("HAProxy is installed (this test is for machines that have it)");
@@ -150,6 +154,7 @@ fn switchyard_config_is_valid_and_single_threaded() {
         pools: &c,
         active: "green",
         access_log: None,
+        tls: None,
     });
     let config = switchyard_config::parse_str(&text, "generated.toml")
         .unwrap_or_else(|e| panic!("invalid generated config: {e}\n{text}"));
@@ -171,6 +176,7 @@ fn access_logs_are_on_for_both_or_off_for_both() {
         pools: &c,
         active: "green",
         access_log: Some(&file),
+        tls: None,
     });
     let config = switchyard_config::parse_str(&text, "generated.toml")
         .unwrap_or_else(|e| panic!("invalid generated config: {e}\n{text}"));
@@ -182,6 +188,7 @@ fn access_logs_are_on_for_both_or_off_for_both() {
         listen: addr(8080),
         upstream_file: &upstream_file,
         access_log: Some(&file),
+        tls: None,
     });
     let wanted = format!(
         "access_log {} combined buffer=64k flush=100ms;",
