@@ -2,7 +2,8 @@
 //! real tools accept them (those two tests are `#[ignore]`d, as nginx and HAProxy are not
 //! installed everywhere: `cargo test -p switchyard-bench --test configs -- --ignored`); the HAProxy
 //! runtime-socket talk works against a fake socket; `compare` runs end to end on the direct
-//! upstream alone.
+//! upstream alone (also with `--syscalls`, and with `--protocol https`, where it has no row).
+//! The TLS and HTTP/2 configs are checked in `tls_configs.rs`.
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -246,4 +247,69 @@ fn compare_runs_end_to_end_on_the_direct_upstream() {
     assert!(md.contains("| upstream directly (ceiling) |"), "{md}");
     assert!(stderr.contains("round 2/2 direct"), "{stderr}");
     assert!(md.contains("requests/s"), "{md}");
+}
+
+#[test]
+fn compare_counts_system_calls_per_request_where_strace_exists() {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard-bench"))
+        .args([
+            "compare", "--only", "direct", "--rounds", "1", "-d", "300ms",
+        ])
+        .args([
+            "--warmup",
+            "0s",
+            "--idle-conns",
+            "0",
+            "-c",
+            "4",
+            "--syscalls",
+        ])
+        .output()
+        .expect("run compare");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let md = String::from_utf8_lossy(&out.stdout);
+    if which("strace").is_none() {
+        assert!(md.contains("strace is not installed"), "{md}");
+        return;
+    }
+    assert!(md.contains("System calls per request"), "{md}\n{stderr}");
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| direct | "))
+        .unwrap_or_else(|| panic!("no syscall row for direct:\n{md}\n{stderr}"));
+    let per_request: f64 = row
+        .split('|')
+        .nth(2)
+        .and_then(|c| c.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no count in {row}"));
+    // At least one read and one write for each request the upstream answers.
+    assert!(per_request >= 2.0, "{row}");
+}
+
+#[test]
+fn tls_rows_have_no_direct_row_and_say_why() {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard-bench"))
+        .args(["compare", "--only", "direct", "--protocol", "https"])
+        .args([
+            "--rounds",
+            "1",
+            "-d",
+            "100ms",
+            "--warmup",
+            "0s",
+            "--idle-conns",
+            "0",
+        ])
+        .output()
+        .expect("run compare");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(md.starts_with("HTTPS: HTTP/1.1 over TLS 1.3"), "{md}");
+    assert!(!md.contains("| upstream directly"), "{md}");
+    assert!(
+        md.contains("no row for the upstream directly: it speaks plain HTTP/1.1 only"),
+        "{md}"
+    );
 }
