@@ -12,6 +12,8 @@ use switchyard_bench::compare::configs;
 use switchyard_bench::compare::targets::which;
 use switchyard_bench::flip::{haproxy_command, haproxy_flip_command};
 
+mod support;
+
 fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
@@ -92,27 +94,9 @@ fn nginx_accepts_the_config() {
         access_log: None,
         tls: None,
     });
-    let nginx =
-        which("nginx").expect("nginx is installed (this test is for machines that have it)");
     let up = configs::nginx_upstream(&[addr(5000)]);
     std::fs::write(&upstream_file, &up).expect("write upstream");
-    let conf_file = dir.path().join("nginx.conf");
-    std::fs::write(&conf_file, &conf).expect("write conf");
-    let out = Command::new(nginx)
-        .arg("-t")
-        .arg("-p")
-        .arg(dir.path())
-        .arg("-c")
-        .arg(&conf_file)
-        .arg("-e")
-        .arg(dir.path().join("error.log"))
-        .output()
-        .expect("run nginx -t");
-    assert!(
-        out.status.success(),
-        "nginx -t refused the config: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_nginx_accepts(dir.path(), &conf);
 }
 
 #[test]
@@ -128,22 +112,7 @@ fn haproxy_accepts_the_config() {
         socket: &socket,
         tls: None,
     });
-    let haproxy =
-        which("haproxy").expect("HAProxy is installed (this test is for machines that have it)");
-    let file = dir.path().join("haproxy.cfg");
-    std::fs::write(&file, &conf).expect("write conf");
-    let out = Command::new(haproxy)
-        .arg("-c")
-        .arg("-f")
-        .arg(&file)
-        .output()
-        .expect("run haproxy -c");
-    assert!(
-        out.status.success(),
-        "haproxy -c refused the config: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_haproxy_accepts(dir.path(), &conf);
 }
 
 #[test]

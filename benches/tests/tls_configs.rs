@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use switchyard_bench::compare::configs::{self, TlsListen};
-use switchyard_bench::compare::targets::which;
 use switchyard_bench::tls::{CertFiles, SelfSigned};
+
+mod support;
 
 fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
@@ -129,54 +130,21 @@ fn switchyard_serves_https_only_with_the_runs_certificate() {
 #[test]
 #[ignore = "needs nginx installed: cargo test -p switchyard-bench --test tls_configs -- --ignored"]
 fn nginx_accepts_the_tls_configs() {
-    let nginx =
-        which("nginx").expect("nginx is installed (this test is for machines that have it)");
     for h2 in [false, true] {
         let dir = tempfile::tempdir().expect("tempdir");
         let files = cert_files(dir.path());
         let (conf, _) = nginx_conf(dir.path(), &files, h2);
-        let conf_file = dir.path().join("nginx.conf");
-        std::fs::write(&conf_file, &conf).expect("write conf");
-        let out = Command::new(&nginx)
-            .arg("-t")
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(&conf_file)
-            .arg("-e")
-            .arg(dir.path().join("error.log"))
-            .output()
-            .expect("run nginx -t");
-        assert!(
-            out.status.success(),
-            "nginx -t refused the config (h2: {h2}): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        support::assert_nginx_accepts(dir.path(), &conf);
     }
 }
 
 #[test]
 #[ignore = "needs HAProxy installed: cargo test -p switchyard-bench --test tls_configs -- --ignored"]
 fn haproxy_accepts_the_tls_configs() {
-    let haproxy =
-        which("haproxy").expect("HAProxy is installed (this test is for machines that have it)");
     for h2 in [false, true] {
         let dir = tempfile::tempdir().expect("tempdir");
         let files = cert_files(dir.path());
-        let file = dir.path().join("haproxy.cfg");
-        std::fs::write(&file, haproxy_conf(dir.path(), &files, h2)).expect("write conf");
-        let out = Command::new(&haproxy)
-            .arg("-c")
-            .arg("-f")
-            .arg(&file)
-            .output()
-            .expect("run haproxy -c");
-        assert!(
-            out.status.success(),
-            "haproxy -c refused the config (h2: {h2}): {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        support::assert_haproxy_accepts(dir.path(), &haproxy_conf(dir.path(), &files, h2));
     }
 }
 
