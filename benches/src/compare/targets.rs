@@ -161,7 +161,7 @@ pub fn which(name: &str) -> Option<PathBuf> {
 }
 
 /// Starts Switchyard (`serve -c`, one worker thread, `SWITCHYARD_LOG=warn`) in front of the
-/// colours, `colours[0]` live.
+/// colours, `colours[0]` live; on an https listener only when `tls` is set.
 pub async fn start_switchyard(
     name: &str,
     bin: &Path,
@@ -224,7 +224,8 @@ pub async fn start_switchyard(
     Ok(r)
 }
 
-/// Starts nginx (master and one worker, `daemon off`) in front of `colours[0]`.
+/// Starts nginx (master and one worker, `daemon off`) in front of `colours[0]`, serving TLS
+/// with the run's certificate when `tls` is set.
 pub async fn start_nginx(
     bin: &Path,
     dir: &Path,
@@ -283,7 +284,8 @@ pub async fn start_nginx(
     Ok(r)
 }
 
-/// Starts HAProxy (one process, one thread, foreground) in front of `colours[0]`.
+/// Starts HAProxy (one process, one thread, foreground) in front of `colours[0]`, serving TLS
+/// with the run's certificate when `tls` is set.
 pub async fn start_haproxy(
     bin: &Path,
     dir: &Path,
