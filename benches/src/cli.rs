@@ -1,18 +1,19 @@
 //! The command line of `switchyard-bench`, and its translation into run specs.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use http::{HeaderName, HeaderValue, Method};
 
-use crate::compare::CompareSpec;
+use crate::compare::{CompareSpec, Protocol};
 use crate::duration;
 use crate::flip::{FlipPlan, Flipper};
 use crate::load::LoadSpec;
 use crate::target::Target;
+use crate::tls::{Alpn, TlsClient};
 
 /// Switchyard's load tool.
 #[derive(Debug, Parser)]
@@ -26,7 +27,7 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Load one http:// URL and report latency, errors and answers by header.
+    /// Load one http:// or https:// URL and report latency, errors and answers by header.
     Load(LoadArgs),
     /// Compare Switchyard with nginx and HAProxy (and the upstream directly).
     Compare(CompareArgs),
@@ -89,14 +90,18 @@ pub struct FleetArgs {
 /// `load`.
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// The URL (http:// only).
+    /// The URL: http://, or https:// with --cacert.
     pub url: String,
     /// Connections.
     #[arg(short = 'c', long, default_value_t = 64)]
     pub connections: usize,
-    /// HTTP/2 with prior knowledge.
+    /// HTTP/2: with prior knowledge on http://, by ALPN on https://.
     #[arg(long)]
     pub h2: bool,
+    /// https:// only: the PEM certificates to trust (the server's own, or its CA). TLS 1.3,
+    /// TLS13_AES_128_GCM_SHA256 and X25519 only; one handshake per kept-alive connection.
+    #[arg(long)]
+    pub cacert: Option<PathBuf>,
     /// Concurrent streams per HTTP/2 connection.
     #[arg(long, default_value_t = 1)]
     pub streams: usize,
@@ -168,9 +173,22 @@ pub struct CompareArgs {
     /// An unrecorded run before each measured one.
     #[arg(long, value_parser = duration::parse, default_value = "1s")]
     pub warmup: Duration,
-    /// Client connections.
+    /// Client connections; with --protocol h2, the requests in flight (carried as --streams
+    /// streams on each of c/streams connections).
     #[arg(short = 'c', long, default_value_t = 64)]
     pub connections: usize,
+    /// What clients speak to the proxies: http1 (plain HTTP/1.1), https (HTTP/1.1 over TLS
+    /// 1.3, keep-alive) or h2 (HTTP/2 over TLS 1.3 by ALPN). Every proxy serves the same
+    /// self-signed certificate made for the run; the upstream side stays plain HTTP/1.1.
+    #[arg(long, value_enum, default_value_t = Protocol::Http1)]
+    pub protocol: Protocol,
+    /// With --protocol h2: concurrent streams per connection.
+    #[arg(long, default_value_t = 8)]
+    pub streams: usize,
+    /// One more run per target with `strace -c -f` attached, for system calls per request
+    /// (skipped with a note where strace is missing).
+    #[arg(long)]
+    pub syscalls: bool,
     /// The flip scenario: the same load while flipping colours.
     #[arg(long)]
     pub flip: bool,
@@ -232,12 +250,24 @@ fn parse_header(h: &str) -> anyhow::Result<(HeaderName, HeaderValue)> {
     ))
 }
 
+/// The TLS client of a `load` run: for https:// only, trusting `--cacert`.
+fn spec_tls(target: &Target, cacert: Option<&Path>, h2: bool) -> anyhow::Result<Option<TlsClient>> {
+    let alpn = if h2 { Alpn::H2 } else { Alpn::Http1 };
+    match (target.tls, cacert) {
+        (false, None) => Ok(None),
+        (false, Some(_)) => bail!("--cacert is for https:// URLs"),
+        (true, None) => bail!("an https:// URL needs --cacert FILE (the certificates to trust)"),
+        (true, Some(file)) => Ok(Some(TlsClient::from_pem_file(file, &target.host, alpn)?)),
+    }
+}
+
 impl LoadArgs {
     /// The run these arguments describe.
     pub async fn spec(&self) -> anyhow::Result<LoadSpec> {
         let mut spec = LoadSpec::new(Target::resolve(&self.url).await?);
         spec.connections = self.connections;
         spec.h2 = self.h2;
+        spec.tls = spec_tls(&spec.target, self.cacert.as_deref(), self.h2)?;
         spec.streams = self.streams.max(1);
         spec.rate = self.rate;
         spec.duration = self.duration;
@@ -297,6 +327,9 @@ impl CompareArgs {
             only: self.only.clone(),
             access_log: self.access_log,
             baseline: self.baseline.clone(),
+            protocol: self.protocol,
+            streams: self.streams.max(1),
+            syscalls: self.syscalls,
         }
     }
 }

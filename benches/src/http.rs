@@ -1,5 +1,5 @@
 //! A one-shot HTTP/1.1 client for the control calls of a run: admin API flips, readiness
-//! polls and status reads. Not on the measured path.
+//! polls (over TLS too) and status reads. Not on the measured path.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -9,7 +9,10 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+
+use crate::tls::TlsClient;
 
 /// An answer: its status and whole body.
 #[derive(Debug, Clone)]
@@ -29,21 +32,44 @@ pub async fn request(
     body: Option<String>,
     timeout: Duration,
 ) -> anyhow::Result<Answer> {
-    tokio::time::timeout(timeout, request_inner(addr, method, path, bearer, body))
+    let exchange = async {
+        let stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("cannot connect to {addr}"))?;
+        request_on(stream, addr, method, path, bearer, body).await
+    };
+    tokio::time::timeout(timeout, exchange)
         .await
         .with_context(|| format!("no answer from {addr}{path} within {timeout:?}"))?
 }
 
-async fn request_inner(
+/// `GET path` over TLS on a fresh connection, within `timeout`.
+pub async fn get_tls(
+    addr: SocketAddr,
+    tls: &TlsClient,
+    path: &str,
+    timeout: Duration,
+) -> anyhow::Result<Answer> {
+    let exchange = async {
+        let stream = tls.connect(addr).await?;
+        request_on(stream, addr, Method::GET, path, None, None).await
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .with_context(|| format!("no answer from https://{addr}{path} within {timeout:?}"))?
+}
+
+async fn request_on<T>(
+    stream: T,
     addr: SocketAddr,
     method: Method,
     path: &str,
     bearer: Option<&str>,
     body: Option<String>,
-) -> anyhow::Result<Answer> {
-    let stream = TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("cannot connect to {addr}"))?;
+) -> anyhow::Result<Answer>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     let driver = tokio::spawn(conn);
     let mut req = Request::builder()
@@ -73,13 +99,29 @@ pub async fn wait_ready(
     addr: SocketAddr,
     path: &str,
     limit: Duration,
+    alive: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    wait_ready_over(addr, None, path, limit, alive).await
+}
+
+/// [`wait_ready`] over TLS when `tls` is given.
+pub async fn wait_ready_over(
+    addr: SocketAddr,
+    tls: Option<&TlsClient>,
+    path: &str,
+    limit: Duration,
     mut alive: impl FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut last = String::new();
+    let once = Duration::from_secs(1);
     while started.elapsed() < limit {
         alive()?;
-        match request(addr, Method::GET, path, None, None, Duration::from_secs(1)).await {
+        let answer = match tls {
+            Some(tls) => get_tls(addr, tls, path, once).await,
+            None => request(addr, Method::GET, path, None, None, once).await,
+        };
+        match answer {
             Ok(a) if a.status.is_success() => return Ok(()),
             Ok(a) => last = format!("status {}", a.status),
             Err(e) => last = format!("{e:#}"),

@@ -1,6 +1,7 @@
 //! Switchyard's measuring tools: the `switchyard-bench` load generator (`load`), the
-//! side-by-side comparison with nginx and HAProxy (`compare`), and the built-in upstream they
-//! both drive. The criterion microbenches live in `benches/`.
+//! side-by-side comparison with nginx and HAProxy (`compare`, over plain HTTP/1.1, HTTPS or
+//! HTTP/2 over TLS), and the built-in upstream they both drive. The criterion microbenches
+//! live in `benches/`.
 //!
 //! The crate is a tool first; its library exists so that tests (and the binary) run the same
 //! code in-process. It uses `anyhow` throughout, as a binary would: every error ends up as a
@@ -16,4 +17,5 @@ pub mod load;
 pub mod procs;
 pub mod soak;
 pub mod target;
+pub mod tls;
 pub mod upstream;

@@ -1,13 +1,17 @@
-//! What a load run aims at: an `http://` URL resolved once to a socket address.
+//! What a load run aims at: an `http://` or `https://` URL resolved once to a socket address.
 
 use std::net::SocketAddr;
 
 use anyhow::{Context, bail};
 use http::Uri;
 
-/// A parsed `http://host:port/path?query` URL.
+/// A parsed `http(s)://host:port/path?query` URL.
 #[derive(Debug, Clone)]
 pub struct Target {
+    /// `https://`: connections run TLS first.
+    pub tls: bool,
+    /// The host as written (without brackets), the name TLS asks for and checks.
+    pub host: String,
     /// The address connections go to (resolved once, before the run).
     pub addr: SocketAddr,
     /// `host:port` as written, sent as `Host` (HTTP/1.1) or `:authority` (HTTP/2).
@@ -19,20 +23,23 @@ pub struct Target {
 }
 
 impl Target {
-    /// Parses `url` and resolves its host. Only `http://` is supported.
+    /// Parses `url` and resolves its host: `http://` or `https://`.
     pub async fn resolve(url: &str) -> anyhow::Result<Target> {
         let uri: Uri = url
             .parse()
             .with_context(|| format!("`{url}` is not a URL"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some(other) => bail!("`{url}`: only http:// is supported, not {other}://"),
+        let tls = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            Some(other) => {
+                bail!("`{url}`: only http:// and https:// are supported, not {other}://")
+            }
             None => bail!("`{url}`: write the scheme, e.g. http://127.0.0.1:8080/"),
-        }
+        };
         let authority = uri
             .authority()
             .with_context(|| format!("`{url}` has no host"))?;
-        let port = authority.port_u16().unwrap_or(80);
+        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let host = authority
             .host()
             .trim_start_matches('[')
@@ -46,6 +53,8 @@ impl Target {
             .path_and_query()
             .map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
         Ok(Target {
+            tls,
+            host: host.to_string(),
             addr,
             authority: authority.as_str().to_string(),
             path,
@@ -53,9 +62,11 @@ impl Target {
         })
     }
 
-    /// The target for a local address and path.
+    /// The `http://` target for a local address and path.
     pub fn local(addr: SocketAddr, path: &str) -> Target {
         Target {
+            tls: false,
+            host: addr.ip().to_string(),
             addr,
             authority: addr.to_string(),
             path: path.to_string(),

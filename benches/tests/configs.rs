@@ -2,7 +2,8 @@
 //! real tools accept them (those two tests are `#[ignore]`d, as nginx and HAProxy are not
 //! installed everywhere: `cargo test -p switchyard-bench --test configs -- --ignored`); the HAProxy
 //! runtime-socket talk works against a fake socket; `compare` runs end to end on the direct
-//! upstream alone.
+//! upstream alone (also with `--syscalls`, and with `--protocol https`, where it has no row).
+//! The TLS and HTTP/2 configs are checked in `tls_configs.rs`.
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -10,6 +11,8 @@ use std::process::Command;
 use switchyard_bench::compare::configs;
 use switchyard_bench::compare::targets::which;
 use switchyard_bench::flip::{haproxy_command, haproxy_flip_command};
+
+mod support;
 
 fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
@@ -28,6 +31,7 @@ fn nginx_config_has_the_promised_directives() {
         listen: addr(8080),
         upstream_file: &upstream_file,
         access_log: None,
+        tls: None,
     });
     for d in [
         "worker_processes 1;",
@@ -60,6 +64,7 @@ fn haproxy_config_has_the_promised_directives() {
         servers: &c,
         active: "green",
         socket: &socket,
+        tls: None,
     });
     for d in [
         "nbthread 1",
@@ -87,28 +92,11 @@ fn nginx_accepts_the_config() {
         listen: addr(8080),
         upstream_file: &upstream_file,
         access_log: None,
+        tls: None,
     });
-    let nginx =
-        which("nginx").expect("nginx is installed (this test is for machines that have it)");
     let up = configs::nginx_upstream(&[addr(5000)]);
     std::fs::write(&upstream_file, &up).expect("write upstream");
-    let conf_file = dir.path().join("nginx.conf");
-    std::fs::write(&conf_file, &conf).expect("write conf");
-    let out = Command::new(nginx)
-        .arg("-t")
-        .arg("-p")
-        .arg(dir.path())
-        .arg("-c")
-        .arg(&conf_file)
-        .arg("-e")
-        .arg(dir.path().join("error.log"))
-        .output()
-        .expect("run nginx -t");
-    assert!(
-        out.status.success(),
-        "nginx -t refused the config: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_nginx_accepts(dir.path(), &conf);
 }
 
 #[test]
@@ -122,23 +110,9 @@ fn haproxy_accepts_the_config() {
         servers: &c,
         active: "green",
         socket: &socket,
+        tls: None,
     });
-    let haproxy =
-        which("haproxy").expect("HAProxy is installed (this test is for machines that have it)");
-    let file = dir.path().join("haproxy.cfg");
-    std::fs::write(&file, &conf).expect("write conf");
-    let out = Command::new(haproxy)
-        .arg("-c")
-        .arg("-f")
-        .arg(&file)
-        .output()
-        .expect("run haproxy -c");
-    assert!(
-        out.status.success(),
-        "haproxy -c refused the config: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_haproxy_accepts(dir.path(), &conf);
 }
 
 #[test]
@@ -150,6 +124,7 @@ fn switchyard_config_is_valid_and_single_threaded() {
         pools: &c,
         active: "green",
         access_log: None,
+        tls: None,
     });
     let config = switchyard_config::parse_str(&text, "generated.toml")
         .unwrap_or_else(|e| panic!("invalid generated config: {e}\n{text}"));
@@ -171,6 +146,7 @@ fn access_logs_are_on_for_both_or_off_for_both() {
         pools: &c,
         active: "green",
         access_log: Some(&file),
+        tls: None,
     });
     let config = switchyard_config::parse_str(&text, "generated.toml")
         .unwrap_or_else(|e| panic!("invalid generated config: {e}\n{text}"));
@@ -182,6 +158,7 @@ fn access_logs_are_on_for_both_or_off_for_both() {
         listen: addr(8080),
         upstream_file: &upstream_file,
         access_log: Some(&file),
+        tls: None,
     });
     let wanted = format!(
         "access_log {} combined buffer=64k flush=100ms;",
@@ -239,4 +216,69 @@ fn compare_runs_end_to_end_on_the_direct_upstream() {
     assert!(md.contains("| upstream directly (ceiling) |"), "{md}");
     assert!(stderr.contains("round 2/2 direct"), "{stderr}");
     assert!(md.contains("requests/s"), "{md}");
+}
+
+#[test]
+fn compare_counts_system_calls_per_request_where_strace_exists() {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard-bench"))
+        .args([
+            "compare", "--only", "direct", "--rounds", "1", "-d", "300ms",
+        ])
+        .args([
+            "--warmup",
+            "0s",
+            "--idle-conns",
+            "0",
+            "-c",
+            "4",
+            "--syscalls",
+        ])
+        .output()
+        .expect("run compare");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let md = String::from_utf8_lossy(&out.stdout);
+    if which("strace").is_none() {
+        assert!(md.contains("strace is not installed"), "{md}");
+        return;
+    }
+    assert!(md.contains("System calls per request"), "{md}\n{stderr}");
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| direct | "))
+        .unwrap_or_else(|| panic!("no syscall row for direct:\n{md}\n{stderr}"));
+    let per_request: f64 = row
+        .split('|')
+        .nth(2)
+        .and_then(|c| c.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no count in {row}"));
+    // At least one read and one write for each request the upstream answers.
+    assert!(per_request >= 2.0, "{row}");
+}
+
+#[test]
+fn tls_rows_have_no_direct_row_and_say_why() {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard-bench"))
+        .args(["compare", "--only", "direct", "--protocol", "https"])
+        .args([
+            "--rounds",
+            "1",
+            "-d",
+            "100ms",
+            "--warmup",
+            "0s",
+            "--idle-conns",
+            "0",
+        ])
+        .output()
+        .expect("run compare");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(md.starts_with("HTTPS: HTTP/1.1 over TLS 1.3"), "{md}");
+    assert!(!md.contains("| upstream directly"), "{md}");
+    assert!(
+        md.contains("no row for the upstream directly: it speaks plain HTTP/1.1 only"),
+        "{md}"
+    );
 }

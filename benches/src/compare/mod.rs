@@ -1,17 +1,20 @@
 //! `switchyard-bench compare`: the same load against the upstream directly, Switchyard, nginx
 //! and HAProxy, in alternation (A B A B …) so that the noise of a shared machine falls on all
-//! of them alike; then the memory each proxy holds for idle keep-alive connections. With
-//! `--flip`, the same load while flipping colours every second instead.
+//! of them alike; then the memory each proxy holds for idle keep-alive connections, and with
+//! `--syscalls` the system calls per request under `strace`. With `--flip`, the same load while
+//! flipping colours every second instead. `--protocol` chooses what the clients speak to the
+//! proxies: HTTP/1.1, HTTP/1.1 over TLS 1.3 or HTTP/2 over TLS 1.3 (see [`protocol`]).
 //!
 //! Every process runs in a temp dir of its own and is stopped by a guard, also on Ctrl-C (the
 //! binary drops this future on SIGINT/SIGTERM, which drops the guards).
 
 pub mod configs;
 mod idle;
+pub mod protocol;
+pub mod syscalls;
 mod table;
 pub mod targets;
 
-use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -24,8 +27,11 @@ use crate::load::{self, LoadSpec, Report};
 use crate::procs;
 use crate::target::Target;
 use crate::upstream::X_COLOUR;
+use protocol::RunTls;
+use syscalls::SyscallResult;
 use targets::Running;
 
+pub use protocol::Protocol;
 pub use table::markdown;
 
 /// What to compare and how long.
@@ -54,6 +60,12 @@ pub struct CompareSpec {
     pub access_log: bool,
     /// An earlier Switchyard binary, measured beside the current one as `switchyard-before`.
     pub baseline: Option<PathBuf>,
+    /// What the clients speak to the proxies.
+    pub protocol: Protocol,
+    /// HTTP/2: concurrent streams per connection (`connections` stays the requests in flight).
+    pub streams: usize,
+    /// One more run per target with `strace -c` attached, for system calls per request.
+    pub syscalls: bool,
 }
 
 /// One measured run.
@@ -95,6 +107,9 @@ pub struct TargetResult {
     pub runs: Vec<RunResult>,
     /// The idle-connections check (proxies only).
     pub idle: Option<IdleResult>,
+    /// System calls per request (`--syscalls`, where strace exists).
+    #[serde(default)]
+    pub syscalls: Option<SyscallResult>,
 }
 
 /// The whole comparison.
@@ -102,7 +117,14 @@ pub struct TargetResult {
 pub struct CompareReport {
     /// `throughput` or `flip`.
     pub scenario: String,
-    /// Connections, duration and rounds, for the record.
+    /// What the clients spoke to the proxies (reports saved before `--protocol`: HTTP/1.1).
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// HTTP/2 streams per connection (1 otherwise; 0 in reports saved before `--protocol`).
+    #[serde(default)]
+    pub streams: usize,
+    /// Requests in flight (client connections for HTTP/1.1), duration and rounds, for the
+    /// record.
     pub connections: usize,
     /// Seconds per measured run.
     pub duration_s: f64,
@@ -129,6 +151,8 @@ pub async fn run(spec: CompareSpec) -> anyhow::Result<CompareReport> {
     // nginx's workers run as another user and must reach their temp paths.
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
     let mut notes = Vec::new();
+    let tls = RunTls::new(spec.protocol, dir.path())?;
+    let tls = tls.as_ref();
 
     let green = targets::start_upstream(dir.path(), "green").await?;
     let blue = targets::start_upstream(dir.path(), "blue").await?;
@@ -137,10 +161,15 @@ pub async fn run(spec: CompareSpec) -> anyhow::Result<CompareReport> {
         ("blue".to_string(), blue.addr),
     ];
     let mut running: Vec<Running> = Vec::new();
-    if wanted(&spec, "direct") && !spec.flip {
+    if wanted(&spec, "direct") && !spec.flip && spec.protocol.tls() {
+        notes.push(
+            "no row for the upstream directly: it speaks plain HTTP/1.1 only, not TLS".into(),
+        );
+    } else if wanted(&spec, "direct") && !spec.flip {
         running.push(Running {
             name: "direct".into(),
             addr: green.addr,
+            dial: green.dial.clone(),
             pid: green.pid,
             flipper: None,
             guard: None,
@@ -157,6 +186,7 @@ pub async fn run(spec: CompareSpec) -> anyhow::Result<CompareReport> {
                 &colours,
                 spec.access_log,
                 false,
+                tls,
             )
             .await?,
         );
@@ -171,6 +201,7 @@ pub async fn run(spec: CompareSpec) -> anyhow::Result<CompareReport> {
                 &colours,
                 spec.access_log,
                 true,
+                tls,
             )
             .await?,
         );
@@ -188,9 +219,9 @@ pub async fn run(spec: CompareSpec) -> anyhow::Result<CompareReport> {
             continue;
         };
         let started = if start == 0 {
-            targets::start_nginx(&bin, dir.path(), &colours, spec.access_log).await
+            targets::start_nginx(&bin, dir.path(), &colours, spec.access_log, tls).await
         } else {
-            targets::start_haproxy(&bin, dir.path(), &colours).await
+            targets::start_haproxy(&bin, dir.path(), &colours, tls).await
         };
         match started {
             Ok(r) => running.push(r),
@@ -208,6 +239,7 @@ pub async fn run(spec: CompareSpec) -> anyhow::Result<CompareReport> {
             name: r.name.clone(),
             runs: Vec::new(),
             idle: None,
+            syscalls: None,
         })
         .collect();
     let rounds = spec.rounds.max(1);
@@ -227,27 +259,73 @@ pub async fn run(spec: CompareSpec) -> anyhow::Result<CompareReport> {
             if r.name == "direct" {
                 continue;
             }
-            let idle = idle::measure(r.addr, r.pid, spec.idle_conns).await?;
+            let idle = idle::measure(&r.dial, spec.protocol.h2(), r.pid, spec.idle_conns).await?;
             eprintln!(
-                "idle: {} holds {:.1} MB with {} idle keep-alive connections ({:.1} MB before)",
+                "idle: {} holds {:.1} MB with {} idle {} connections ({:.1} MB before)",
                 r.name,
                 idle.rss_idle_kb as f64 / 1024.0,
                 idle.connections,
+                spec.protocol.idle_kind(),
                 idle.rss_before_kb as f64 / 1024.0
             );
             results[i].idle = Some(idle);
         }
     }
+    if !spec.flip && spec.syscalls {
+        count_syscalls(&spec, &running, dir.path(), &mut results, &mut notes).await?;
+    }
     drop(running);
     drop((green, blue));
     Ok(CompareReport {
         scenario: if spec.flip { "flip" } else { "throughput" }.into(),
+        protocol: spec.protocol,
+        streams: spec.protocol.connections(spec.connections, spec.streams).1,
         connections: spec.connections,
         duration_s: spec.duration.as_secs_f64(),
         rounds,
         targets: results,
         notes,
     })
+}
+
+/// One more run per target with strace attached (or a note when strace is missing or cannot
+/// attach: the other figures stand without it).
+async fn count_syscalls(
+    spec: &CompareSpec,
+    running: &[Running],
+    dir: &std::path::Path,
+    results: &mut [TargetResult],
+    notes: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    let Some(strace) = targets::which("strace") else {
+        let note = "strace is not installed: no system calls per request (apt-get install strace)";
+        eprintln!("note: {note}");
+        notes.push(note.into());
+        return Ok(());
+    };
+    for (i, r) in running.iter().enumerate() {
+        if !spec.warmup.is_zero() {
+            load::run(load_spec(spec, r, spec.warmup)).await?;
+        }
+        match syscalls::measure(&strace, dir, r, load_spec(spec, r, spec.duration)).await {
+            Ok(s) => {
+                eprintln!(
+                    "syscalls: {} {:.2} per request ({}) over {} requests",
+                    r.name,
+                    s.per_request(),
+                    s.top(3),
+                    s.requests
+                );
+                results[i].syscalls = Some(s);
+            }
+            Err(e) => {
+                let note = format!("no system call count for {}: {e:#}", r.name);
+                eprintln!("note: {note}");
+                notes.push(note);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn progress_summary(round: usize, rounds: usize, name: &str, r: &RunResult) -> String {
@@ -273,9 +351,13 @@ fn progress_summary(round: usize, rounds: usize, name: &str, r: &RunResult) -> S
     s
 }
 
-fn load_spec(spec: &CompareSpec, addr: SocketAddr, duration: Duration) -> LoadSpec {
-    let mut l = LoadSpec::new(Target::local(addr, "/"));
-    l.connections = spec.connections;
+fn load_spec(spec: &CompareSpec, r: &Running, duration: Duration) -> LoadSpec {
+    let mut l = LoadSpec::new(Target::local(r.addr, "/"));
+    let (connections, streams) = spec.protocol.connections(spec.connections, spec.streams);
+    l.connections = connections;
+    l.streams = streams;
+    l.h2 = spec.protocol.h2();
+    l.tls = r.dial.tls.clone();
     l.duration = Some(duration);
     l.by_header = Some(X_COLOUR.clone());
     l
@@ -296,7 +378,7 @@ async fn throughput_run(
     round: usize,
 ) -> anyhow::Result<RunResult> {
     if !spec.warmup.is_zero() {
-        load::run(load_spec(spec, r.addr, spec.warmup)).await?;
+        load::run(load_spec(spec, r, spec.warmup)).await?;
     }
     let me = std::process::id();
     let (cpu0, up0, me0, t0) = (
@@ -305,7 +387,7 @@ async fn throughput_run(
         procs::own_cpu_time(me),
         Instant::now(),
     );
-    let report = load::run(load_spec(spec, r.addr, spec.duration)).await?;
+    let report = load::run(load_spec(spec, r, spec.duration)).await?;
     let wall = t0.elapsed();
     let cpu = procs::cpu_usage(r.pid).since(&cpu0);
     let up = procs::cpu_time(upstream_pid).saturating_sub(up0);
@@ -347,9 +429,9 @@ async fn flip_run(spec: &CompareSpec, r: &Running, round: usize) -> anyhow::Resu
     let colours = ["green", "blue"];
     settle_colours(&flipper, &colours).await?;
     if !spec.warmup.is_zero() {
-        load::run(load_spec(spec, r.addr, spec.warmup)).await?;
+        load::run(load_spec(spec, r, spec.warmup)).await?;
     }
-    let mut l = load_spec(spec, r.addr, spec.duration);
+    let mut l = load_spec(spec, r, spec.duration);
     // A third of the run is steady (no flip yet); flips follow every `flip_every`.
     l.flip = Some(FlipPlan {
         every: spec.flip_every,

@@ -1,9 +1,10 @@
-//! The comparison as markdown: medians over the rounds, each with its ratio to nginx, and
-//! Switchyard's own targets (stated in docs/benchmarks.md, "Targets") marked met or missed.
+//! The comparison as markdown: medians over the rounds, each with its ratio to nginx, system
+//! calls per request when counted, and the project's targets for Switchyard (set in issue 9,
+//! stated in docs/benchmarks.md, "Targets") marked met or missed.
 
 use std::fmt::Write as _;
 
-use super::{CompareReport, RunResult, TargetResult};
+use super::{CompareReport, Protocol, RunResult, TargetResult};
 use crate::duration::human_us;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -100,10 +101,13 @@ pub fn markdown(r: &CompareReport) -> String {
     let nginx = nginx_t.map(summary);
     let _ = writeln!(
         out,
-        "{} connections, {} rounds of {:.0} s per target. Values are medians over the rounds; \
+        "{}: {}, {} rounds of {:.0} s per target. Values are medians over the rounds; \
          each × nginx is the median of the per-round ratios; CPU is user+system of the whole \
          process tree (user share in brackets); peak RSS is the largest VmHWM.\n",
-        r.connections, r.rounds, r.duration_s
+        r.protocol.title(),
+        r.protocol.describe(r.connections, r.streams),
+        r.rounds,
+        r.duration_s
     );
     out.push_str("| target | requests/s | × nginx | p50 | p99 | × nginx | proxy CPU µs/req | × nginx | peak RSS MB | × nginx | failed |\n");
     out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
@@ -163,9 +167,10 @@ pub fn markdown(r: &CompareReport) -> String {
     );
     let idle: Vec<&TargetResult> = r.targets.iter().filter(|t| t.idle.is_some()).collect();
     if let Some(n) = idle.first().and_then(|t| t.idle).map(|i| i.connections) {
+        let kind = r.protocol.idle_kind();
         let _ = writeln!(
             out,
-            "| target | RSS before | RSS with {n} idle keep-alive connections | per connection |"
+            "| target | RSS before | RSS with {n} idle {kind} connections | per connection |"
         );
         out.push_str("|---|---:|---:|---:|\n");
         for t in &idle {
@@ -183,6 +188,7 @@ pub fn markdown(r: &CompareReport) -> String {
         }
         let _ = writeln!(out);
     }
+    out.push_str(&syscalls_table(r));
     out.push_str(&verdicts(r, nginx_t));
     for n in &r.notes {
         let _ = writeln!(out, "\nNote: {n}");
@@ -200,7 +206,12 @@ fn verdicts(r: &CompareReport, nginx: Option<&TargetResult>) -> String {
         return out;
     };
     let s = summary(sy);
-    out.push_str("Switchyard's targets (docs/benchmarks.md, \"Targets\"):\n");
+    let _ = writeln!(
+        out,
+        "Switchyard against the project's targets ({} rows; set in issue 9, stated in \
+         docs/benchmarks.md, \"Targets\"):",
+        r.protocol.title()
+    );
     if let Some(n) = nginx {
         let ns = summary(n);
         if let Some(cpu) = paired(sy, Some(n), cpu) {
@@ -233,7 +244,7 @@ fn verdicts(r: &CompareReport, nginx: Option<&TargetResult>) -> String {
             );
         }
     }
-    if let Some(i) = sy.idle {
+    if let Some(i) = sy.idle.filter(|_| r.protocol == Protocol::Http1) {
         let per_conn_kb =
             i.rss_idle_kb.saturating_sub(i.rss_before_kb) as f64 / i.connections.max(1) as f64;
         let _ = writeln!(
@@ -247,12 +258,49 @@ fn verdicts(r: &CompareReport, nginx: Option<&TargetResult>) -> String {
     out
 }
 
+/// System calls per request, for the targets that were traced.
+fn syscalls_table(r: &CompareReport) -> String {
+    let mut out = String::new();
+    let traced: Vec<_> = r
+        .targets
+        .iter()
+        .filter_map(|t| t.syscalls.as_ref().map(|s| (t, s)))
+        .collect();
+    if traced.is_empty() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "System calls per request: `strace -c -f` attached to each target's processes for one \
+         more run of {:.0} s after the rounds (strace slows the target, so that run gives counts \
+         only).\n",
+        r.duration_s
+    );
+    out.push_str("| target | system calls per request | the most frequent, per request | requests traced |\n");
+    out.push_str("|---|---:|---|---:|\n");
+    for (t, s) in traced {
+        let _ = writeln!(
+            out,
+            "| {} | {:.2} | {} | {} |",
+            t.name,
+            s.per_request(),
+            s.top(4),
+            s.requests
+        );
+    }
+    let _ = writeln!(out);
+    out
+}
+
 fn flip_markdown(r: &CompareReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{} connections, {} rounds of {:.0} s per target, a flip every second after the first third of each run\n",
-        r.connections, r.rounds, r.duration_s
+        "{}: {}, {} rounds of {:.0} s per target, a flip every second after the first third of each run\n",
+        r.protocol.title(),
+        r.protocol.describe(r.connections, r.streams),
+        r.rounds,
+        r.duration_s
     );
     out.push_str("| target | requests | failed | client conns closed | old-colour answers after the flip returned | steady p99 | p99 in the second after a flip: median × steady | flips ≤ 1.2× | worst | × steady |\n");
     out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");

@@ -1,6 +1,7 @@
 //! Starting what `compare` measures: the built-in upstreams (children of this binary),
 //! Switchyard, nginx and HAProxy, each on free loopback ports with a generated config in the
-//! run's temp dir, and each stopped by its guard.
+//! run's temp dir (serving TLS on its client listener when the run's protocol asks for it),
+//! and each stopped by its guard.
 
 use std::fs::File;
 use std::io::BufRead as _;
@@ -12,7 +13,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use super::configs;
+use super::protocol::RunTls;
 use crate::flip::Flipper;
+use crate::load::Dial;
 use crate::procs::{ChildGuard, free_port};
 use crate::upstream::READY_PREFIX;
 
@@ -26,6 +29,8 @@ pub struct Running {
     pub name: String,
     /// Where clients connect.
     pub addr: SocketAddr,
+    /// How the load generator connects: to `addr`, over TLS when the run's protocol is.
+    pub dial: Dial,
     /// The process whose tree's CPU and memory are measured.
     pub pid: u32,
     /// How to flip colours on it (proxies only).
@@ -47,11 +52,14 @@ pub fn log_tail(dir: &Path, name: &str) -> String {
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
-async fn wait_ready(r: &mut Running, dir: &Path) -> anyhow::Result<()> {
+async fn wait_ready(r: &mut Running, dir: &Path, tls: Option<&RunTls>) -> anyhow::Result<()> {
     let name = r.name.clone();
+    let ready = tls.map(|t| &t.ready);
     let result = match r.guard.as_mut() {
-        Some(g) => crate::http::wait_ready(r.addr, "/", READY_LIMIT, || g.check_alive()).await,
-        None => crate::http::wait_ready(r.addr, "/", READY_LIMIT, || Ok(())).await,
+        Some(g) => {
+            crate::http::wait_ready_over(r.addr, ready, "/", READY_LIMIT, || g.check_alive()).await
+        }
+        None => crate::http::wait_ready_over(r.addr, ready, "/", READY_LIMIT, || Ok(())).await,
     };
     result.with_context(|| {
         format!(
@@ -96,11 +104,12 @@ pub async fn start_upstream(dir: &Path, colour: &str) -> anyhow::Result<Running>
     let mut r = Running {
         name: colour.to_string(),
         addr,
+        dial: Dial::plain(addr),
         pid: guard.pid(),
         flipper: None,
         guard: Some(guard),
     };
-    wait_ready(&mut r, dir).await?;
+    wait_ready(&mut r, dir, None).await?;
     Ok(r)
 }
 
@@ -152,7 +161,7 @@ pub fn which(name: &str) -> Option<PathBuf> {
 }
 
 /// Starts Switchyard (`serve -c`, one worker thread, `SWITCHYARD_LOG=warn`) in front of the
-/// colours, `colours[0]` live.
+/// colours, `colours[0]` live; on an https listener only when `tls` is set.
 pub async fn start_switchyard(
     name: &str,
     bin: &Path,
@@ -160,6 +169,7 @@ pub async fn start_switchyard(
     colours: &[(String, SocketAddr)],
     access_log: bool,
     baseline: bool,
+    tls: Option<&RunTls>,
 ) -> anyhow::Result<Running> {
     let listen = free_port()?;
     let admin = free_port()?;
@@ -174,6 +184,7 @@ pub async fn start_switchyard(
             pools: colours,
             active,
             access_log: (access_log && !baseline).then_some(log_path.as_path()),
+            tls: tls.map(RunTls::listen),
         }),
     )?;
     let conf_text = std::fs::read_to_string(&conf)?;
@@ -200,6 +211,7 @@ pub async fn start_switchyard(
     let mut r = Running {
         name: name.into(),
         addr: listen,
+        dial: RunTls::dial(tls, listen),
         pid: guard.pid(),
         flipper: Some(Flipper::Admin {
             addr: admin,
@@ -208,16 +220,18 @@ pub async fn start_switchyard(
         }),
         guard: Some(guard),
     };
-    wait_ready(&mut r, dir).await?;
+    wait_ready(&mut r, dir, tls).await?;
     Ok(r)
 }
 
-/// Starts nginx (master and one worker, `daemon off`) in front of `colours[0]`.
+/// Starts nginx (master and one worker, `daemon off`) in front of `colours[0]`, serving TLS
+/// with the run's certificate when `tls` is set.
 pub async fn start_nginx(
     bin: &Path,
     dir: &Path,
     colours: &[(String, SocketAddr)],
     access_log: bool,
+    tls: Option<&RunTls>,
 ) -> anyhow::Result<Running> {
     let prefix = dir.join("nginx");
     std::fs::create_dir_all(&prefix)?;
@@ -234,6 +248,7 @@ pub async fn start_nginx(
             listen,
             upstream_file: &upstream_file,
             access_log: access_log.then_some(access_file.as_path()),
+            tls: tls.map(RunTls::listen),
         }),
     )?;
     let (out, err) = log_file(dir, "nginx")?;
@@ -251,6 +266,7 @@ pub async fn start_nginx(
     let mut r = Running {
         name: "nginx".into(),
         addr: listen,
+        dial: RunTls::dial(tls, listen),
         pid: guard.pid(),
         flipper: Some(Flipper::Nginx {
             binary: bin.to_path_buf(),
@@ -261,18 +277,20 @@ pub async fn start_nginx(
         }),
         guard: Some(guard),
     };
-    wait_ready(&mut r, dir).await.map_err(|e| {
+    wait_ready(&mut r, dir, tls).await.map_err(|e| {
         let errlog = std::fs::read_to_string(prefix.join("error.log")).unwrap_or_default();
         e.context(format!("nginx error.log:\n{errlog}"))
     })?;
     Ok(r)
 }
 
-/// Starts HAProxy (one process, one thread, foreground) in front of `colours[0]`.
+/// Starts HAProxy (one process, one thread, foreground) in front of `colours[0]`, serving TLS
+/// with the run's certificate when `tls` is set.
 pub async fn start_haproxy(
     bin: &Path,
     dir: &Path,
     colours: &[(String, SocketAddr)],
+    tls: Option<&RunTls>,
 ) -> anyhow::Result<Running> {
     let listen = free_port()?;
     let socket = dir.join("haproxy.sock");
@@ -285,6 +303,7 @@ pub async fn start_haproxy(
             servers: colours,
             active,
             socket: &socket,
+            tls: tls.map(RunTls::listen),
         }),
     )?;
     let (out, err) = log_file(dir, "haproxy")?;
@@ -299,6 +318,7 @@ pub async fn start_haproxy(
     let mut r = Running {
         name: "haproxy".into(),
         addr: listen,
+        dial: RunTls::dial(tls, listen),
         pid: guard.pid(),
         flipper: Some(Flipper::Haproxy {
             socket,
@@ -307,6 +327,6 @@ pub async fn start_haproxy(
         }),
         guard: Some(guard),
     };
-    wait_ready(&mut r, dir).await?;
+    wait_ready(&mut r, dir, tls).await?;
     Ok(r)
 }

@@ -1,5 +1,7 @@
-//! One load connection: HTTP/1.1 (one per worker, one request at a time) or HTTP/2 with prior
-//! knowledge (shared by `--streams` workers). A connection found closed is reopened and
+//! One load connection: HTTP/1.1 (one per worker, one request at a time) or HTTP/2 (shared by
+//! `--streams` workers), each over plain TCP or TLS (HTTP/2 over TCP is prior knowledge, over
+//! TLS it is chosen by ALPN). A connection is opened once and kept alive: over TLS that is one
+//! handshake per connection, not per request. A connection found closed is reopened and
 //! counted; a request the server never saw (a stale kept-alive connection) is sent again on
 //! the new connection, as any HTTP client would, and is not a failure.
 
@@ -14,14 +16,17 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::record::{Outcome, Recorder};
+use crate::tls::TlsClient;
 
 /// The request body type of the load generator.
 pub type ReqBody = Full<Bytes>;
 
-type H2Sender = http2::SendRequest<ReqBody>;
+/// The sending half of an HTTP/2 connection.
+pub type H2Sender = http2::SendRequest<ReqBody>;
 
 /// The HTTP/2 connection several workers share, with a generation so that only the first
 /// worker to see it broken replaces it.
@@ -31,20 +36,54 @@ pub struct H2Shared {
     next_gen: AtomicU64,
 }
 
+/// Where and how to open a connection: the address, and TLS or not.
+#[derive(Debug, Clone)]
+pub struct Dial {
+    /// Where to connect.
+    pub addr: SocketAddr,
+    /// TLS on top of TCP (its ALPN must match the protocol spoken inside), or plain TCP.
+    pub tls: Option<TlsClient>,
+}
+
+impl Dial {
+    /// Plain TCP to `addr`.
+    pub fn plain(addr: SocketAddr) -> Dial {
+        Dial { addr, tls: None }
+    }
+
+    /// Opens an HTTP/1.1 connection (TCP, then TLS if any); its driver runs on its own task.
+    pub async fn h1(&self) -> anyhow::Result<http1::SendRequest<ReqBody>> {
+        let tcp = tcp(self.addr).await?;
+        match &self.tls {
+            Some(tls) => h1_over(handshake(tls, tcp).await?).await,
+            None => h1_over(tcp).await,
+        }
+    }
+
+    /// Opens an HTTP/2 connection (TCP, then TLS if any); its driver runs on its own task.
+    pub async fn h2(&self) -> anyhow::Result<H2Sender> {
+        let tcp = tcp(self.addr).await?;
+        match &self.tls {
+            Some(tls) => h2_over(handshake(tls, tcp).await?).await,
+            None => h2_over(tcp).await,
+        }
+    }
+}
+
 /// A worker's view of its connection.
 #[derive(Debug)]
 pub enum Conn {
     /// HTTP/1.1: the worker owns the connection.
     H1 {
         /// Where to connect.
-        addr: SocketAddr,
+        dial: Dial,
         /// The open connection, if any.
         sender: Option<http1::SendRequest<ReqBody>>,
     },
     /// HTTP/2: the worker uses a clone of the shared connection's sender.
     H2 {
         /// Where to connect.
-        addr: SocketAddr,
+        dial: Dial,
         /// The connection shared with the other streams.
         shared: Arc<H2Shared>,
         /// This worker's clone, with the generation it came from.
@@ -59,15 +98,15 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const UNSENT_ATTEMPTS: usize = 3;
 
 impl Conn {
-    /// An HTTP/1.1 connection to `addr`, opened on first use.
-    pub fn h1(addr: SocketAddr) -> Conn {
-        Conn::H1 { addr, sender: None }
+    /// An HTTP/1.1 connection, opened on first use.
+    pub fn h1(dial: Dial) -> Conn {
+        Conn::H1 { dial, sender: None }
     }
 
-    /// A worker's handle on the shared HTTP/2 connection to `addr`.
-    pub fn h2(addr: SocketAddr, shared: Arc<H2Shared>) -> Conn {
+    /// A worker's handle on the shared HTTP/2 connection.
+    pub fn h2(dial: Dial, shared: Arc<H2Shared>) -> Conn {
         Conn::H2 {
-            addr,
+            dial,
             shared,
             cached: None,
         }
@@ -81,7 +120,7 @@ impl Conn {
     ) -> Result<Response<Incoming>, Outcome> {
         for _ in 0..UNSENT_ATTEMPTS {
             let sent = match self {
-                Conn::H1 { addr, sender } => {
+                Conn::H1 { dial, sender } => {
                     if let Some(s) = sender {
                         if s.is_closed() || s.ready().await.is_err() {
                             *sender = None;
@@ -91,7 +130,7 @@ impl Conn {
                     let s = match sender {
                         Some(s) => s,
                         None => {
-                            let s = connect_h1(*addr).await.map_err(|_| Outcome::Connect)?;
+                            let s = dial.h1().await.map_err(|_| Outcome::Connect)?;
                             rec.conns_opened += 1;
                             sender.insert(s)
                         }
@@ -103,7 +142,7 @@ impl Conn {
                     sent
                 }
                 Conn::H2 {
-                    addr,
+                    dial,
                     shared,
                     cached,
                 } => {
@@ -115,7 +154,7 @@ impl Conn {
                     }
                     if broken.is_some() || cached.is_none() {
                         *cached = None;
-                        let fresh = h2_sender(*addr, shared, broken, rec).await?;
+                        let fresh = h2_sender(dial, shared, broken, rec).await?;
                         *cached = Some(fresh);
                     }
                     let Some((_, s)) = cached.as_mut() else {
@@ -167,7 +206,7 @@ impl Conn {
 /// The shared HTTP/2 sender, opening a new connection when there is none or the one there is
 /// the generation `broken` this worker saw fail.
 async fn h2_sender(
-    addr: SocketAddr,
+    dial: &Dial,
     shared: &H2Shared,
     broken: Option<u64>,
     rec: &mut Recorder,
@@ -179,7 +218,7 @@ async fn h2_sender(
         }
         rec.conns_closed_by_server += 1;
     }
-    let s = connect_h2(addr).await.map_err(|_| Outcome::Connect)?;
+    let s = dial.h2().await.map_err(|_| Outcome::Connect)?;
     rec.conns_opened += 1;
     let g = shared.next_gen.fetch_add(1, Ordering::Relaxed);
     *slot = Some((g, s.clone()));
@@ -192,20 +231,33 @@ async fn tcp(addr: SocketAddr) -> anyhow::Result<TcpStream> {
     Ok(stream)
 }
 
-/// Opens an HTTP/1.1 connection; its driver runs on its own task.
-pub async fn connect_h1(addr: SocketAddr) -> anyhow::Result<http1::SendRequest<ReqBody>> {
-    let io = TokioIo::new(tcp(addr).await?);
-    let (sender, conn) = http1::handshake(io).await?;
+/// The TLS handshake on `tcp`, within the connect timeout.
+async fn handshake(
+    tls: &TlsClient,
+    tcp: TcpStream,
+) -> anyhow::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    tokio::time::timeout(CONNECT_TIMEOUT, tls.handshake(tcp)).await?
+}
+
+/// An HTTP/1.1 connection over `io`; its driver runs on its own task.
+async fn h1_over<T>(io: T) -> anyhow::Result<http1::SendRequest<ReqBody>>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = http1::handshake(TokioIo::new(io)).await?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
     Ok(sender)
 }
 
-async fn connect_h2(addr: SocketAddr) -> anyhow::Result<H2Sender> {
-    let io = TokioIo::new(tcp(addr).await?);
+/// An HTTP/2 connection over `io`; its driver runs on its own task.
+async fn h2_over<T>(io: T) -> anyhow::Result<H2Sender>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-        .handshake(io)
+        .handshake(TokioIo::new(io))
         .await?;
     tokio::spawn(async move {
         let _ = conn.await;

@@ -26,13 +26,14 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, Uri, Version, header};
 use http_body_util::{BodyExt, Full};
 
-pub use conn::connect_h1;
 use conn::{Conn, H2Shared};
+pub use conn::{Dial, H2Sender, ReqBody};
 use record::{Outcome, Recorder};
 pub use report::Report;
 
 use crate::flip::{FlipEvent, FlipPlan};
 use crate::target::Target;
+use crate::tls::{Alpn, TlsClient};
 
 /// Everything a load run needs to know.
 #[derive(Debug, Clone)]
@@ -41,8 +42,11 @@ pub struct LoadSpec {
     pub target: Target,
     /// Connections to open (`-c`).
     pub connections: usize,
-    /// HTTP/2 with prior knowledge instead of HTTP/1.1.
+    /// HTTP/2 instead of HTTP/1.1 (with prior knowledge over TCP, by ALPN over TLS).
     pub h2: bool,
+    /// TLS to the target (its ALPN must offer what `h2` says), or plain TCP. Each connection
+    /// makes one handshake and is kept alive.
+    pub tls: Option<TlsClient>,
     /// Concurrent streams per HTTP/2 connection.
     pub streams: usize,
     /// Open loop at this many requests per second; `None` is a closed loop.
@@ -76,6 +80,7 @@ impl LoadSpec {
             target,
             connections: 64,
             h2: false,
+            tls: None,
             streams: 1,
             rate: None,
             duration: None,
@@ -159,6 +164,15 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<Report> {
     if spec.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
         bail!("--rate must be a positive number");
     }
+    if let Some(tls) = &spec.tls {
+        let wanted = if spec.h2 { Alpn::H2 } else { Alpn::Http1 };
+        if tls.alpn() != wanted {
+            bail!(
+                "the TLS client offers {:?} in ALPN, but the run speaks {wanted:?}",
+                tls.alpn()
+            );
+        }
+    }
     let head = request_head(&spec)?;
     let t0 = Instant::now();
     let measure_from = t0 + spec.warmup;
@@ -183,16 +197,20 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<Report> {
         unfinished: AtomicU64::new(0),
     });
 
+    let dial = Dial {
+        addr: spec.target.addr,
+        tls: spec.tls.clone(),
+    };
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..spec.connections {
         if spec.h2 {
             let shared = Arc::new(H2Shared::default());
             for _ in 0..spec.streams.max(1) {
-                let conn = Conn::h2(spec.target.addr, shared.clone());
+                let conn = Conn::h2(dial.clone(), shared.clone());
                 workers.spawn(worker(run.clone(), conn));
             }
         } else {
-            workers.spawn(worker(run.clone(), Conn::h1(spec.target.addr)));
+            workers.spawn(worker(run.clone(), Conn::h1(dial.clone())));
         }
     }
     let (stop_flips, stop_rx) = tokio::sync::watch::channel(false);
@@ -233,7 +251,8 @@ fn request_head(spec: &LoadSpec) -> anyhow::Result<http::request::Parts> {
     let t = &spec.target;
     let mut builder = Request::builder().method(spec.method.clone());
     builder = if spec.h2 {
-        let uri: Uri = format!("http://{}{}", t.authority, t.path).parse()?;
+        let scheme = if spec.tls.is_some() { "https" } else { "http" };
+        let uri: Uri = format!("{scheme}://{}{}", t.authority, t.path).parse()?;
         builder.uri(uri).version(Version::HTTP_2)
     } else {
         builder

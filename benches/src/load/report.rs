@@ -109,7 +109,7 @@ pub struct FlipReport {
 pub struct Report {
     /// The URL loaded.
     pub url: String,
-    /// `HTTP/1.1` or `HTTP/2`.
+    /// `HTTP/1.1` or `HTTP/2`, each with ` over TLS` when it was.
     pub protocol: String,
     /// Connections.
     pub connections: usize,
@@ -197,7 +197,13 @@ impl Report {
         });
         Report {
             url: spec.target.url.clone(),
-            protocol: if spec.h2 { "HTTP/2" } else { "HTTP/1.1" }.to_string(),
+            protocol: match (spec.h2, spec.tls.is_some()) {
+                (false, false) => "HTTP/1.1",
+                (true, false) => "HTTP/2",
+                (false, true) => "HTTP/1.1 over TLS",
+                (true, true) => "HTTP/2 over TLS",
+            }
+            .to_string(),
             connections: spec.connections,
             streams: if spec.h2 { spec.streams.max(1) } else { 1 },
             mode: if spec.rate.is_some() {
