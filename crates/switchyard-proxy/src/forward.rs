@@ -114,13 +114,13 @@ pub(crate) async fn handle(
             let cfg = service.config.clone();
             // Read before `parts` moves into forward().
             let accept = parts.headers.get(header::ACCEPT_ENCODING).cloned();
-            let limited = if cfg.rate_limits.is_empty() {
+            let limited = if service.rate_limits.is_empty() {
                 None
             } else {
-                shared.rate_limits.for_service(&service.name).and_then(|l| {
-                    l.check(log.uri.path(), conn.peer.ip(), Instant::now())
-                        .err()
-                })
+                service
+                    .rate_limits
+                    .check(log.uri.path(), conn.peer.ip(), Instant::now())
+                    .err()
             };
             let resp = if let Some(wait) = limited {
                 error = Some("rate limited".to_string());
@@ -190,9 +190,15 @@ impl LogOnce<'_> {
         let pool = trace
             .service
             .as_ref()
-            .and_then(|s| trace.pool.and_then(|i| s.pools.get(i)))
-            .map(|p| p.name.as_str());
-        observe::request_done(
+            .and_then(|s| trace.pool.and_then(|i| s.pools.get(i)));
+        // Counted on the pool of the last attempt, or on the service's own counters when the
+        // proxy answered before choosing a pool; a request of no service is unrouted.
+        let counters = trace
+            .service
+            .as_ref()
+            .map(|s| pool.map_or(&s.counters.unpooled, |p| &*p.counters));
+        let pool = pool.map(|p| p.name.as_str());
+        observe::counted_request_done(
             self.shared,
             &RequestLog {
                 client: self.conn.peer,
@@ -210,6 +216,7 @@ impl LogOnce<'_> {
                 request_id,
                 error,
             },
+            counters,
         );
     }
 }
@@ -428,12 +435,12 @@ async fn forward(
     budget.record_request();
     let mut parts = parts;
     let preview = preview_pool(&service, &mut parts.headers);
-    if let Some(pool) = &preview {
-        shared.metrics.previewed(&service.name, pool);
+    if let Some(i) = preview.as_deref().and_then(|p| service.pool_index(p)) {
+        service.pools[i].counters.previewed();
     }
     let sticky = sticky_named(&service, &parts.headers);
     let mut copy = match preview {
-        None => crate::mirror::prepare(shared, &service, &parts, replay.as_ref()),
+        None => crate::mirror::prepare(&service, &parts, replay.as_ref()),
         Some(_) => None,
     };
     let mut parts = Some(parts);
@@ -540,7 +547,7 @@ async fn forward(
             if let Some(period) =
                 server.record_failure(Instant::now(), ej.consecutive_failures, ej.base, ej.max)
             {
-                observe::ejected(shared, &service.name, addr, period);
+                observe::ejected(&service, addr, period);
             }
         }
         let body_replayable = !kind.reached_upstream() || replay.is_some();
@@ -555,7 +562,7 @@ async fn forward(
             v => v,
         };
         let stop = |reason: &str| {
-            observe::attempt_failed(shared, &service.name, &pool.name, addr, kind, false);
+            observe::attempt_failed(&service, pool, addr, kind, false);
             tracing::warn!(service = %service.name, upstream = %addr, reason = kind.reason(), attempts = attempt, stop = reason, "upstream attempt failed, not retried");
         };
         match verdict {
@@ -576,7 +583,7 @@ async fn forward(
                     stop("RetryBudgetExhausted");
                     return failed.response.ok_or(ProxyError::Upstream { kind });
                 }
-                observe::attempt_failed(shared, &service.name, &pool.name, addr, kind, true);
+                observe::attempt_failed(&service, pool, addr, kind, true);
             }
         }
         last_failed = Some(failed);
