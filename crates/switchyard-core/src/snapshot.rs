@@ -6,8 +6,8 @@
 //! `Arc`s of the `live` module, which are shared by consecutive snapshots.
 //!
 //! Everything else a request reads is resolved when the snapshot is built and reached from it:
-//! each service's traffic counters and rate limiters, each pool's counters, each server's
-//! connection queue. [`Snapshot::build_next`] takes the counters and limiters over from the
+//! each service's traffic counters, rate limiters and parsed response headers, each pool's
+//! counters, each server's connection queue. [`Snapshot::build_next`] takes the counters and limiters over from the
 //! snapshot in force for the names (and limit settings) that stay, so a switch or a reload is
 //! one `store` and a build that is never stored changes nothing.
 
@@ -235,6 +235,9 @@ pub struct Service {
     /// Its per-client rate limits (empty without `rate_limits`), each limiter taken over by the
     /// next snapshot while its entry is unchanged.
     pub rate_limits: ServiceLimits,
+    /// Its `response_headers`, parsed once here rather than on every answer (the config
+    /// validated them; one that would not parse is left out).
+    pub response_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 /// A weighted draw among the indexes that `eligible` accepts; `None` when their weights sum
@@ -388,6 +391,19 @@ impl Service {
     }
 }
 
+/// Header names and values as `http` types; a pair that does not parse is left out.
+fn parsed_headers(headers: &[(String, String)]) -> Vec<(http::HeaderName, http::HeaderValue)> {
+    headers
+        .iter()
+        .filter_map(|(name, value)| {
+            Some((
+                http::HeaderName::from_bytes(name.as_bytes()).ok()?,
+                http::HeaderValue::from_str(value).ok()?,
+            ))
+        })
+        .collect()
+}
+
 /// An immutable routing table: what every request is routed by.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -511,6 +527,7 @@ impl Snapshot {
                     &svc.rate_limits,
                     before.map(|b| &b.rate_limits),
                 ),
+                response_headers: parsed_headers(&svc.response_headers),
             }));
         }
         let router = Router::new(&services);

@@ -111,7 +111,10 @@ pub(crate) async fn handle(
             } else {
                 None
             };
-            let cfg = service.config.clone();
+            // The routed service: its config and response headers apply to the answer, even
+            // when a retry moved the request on to a newer snapshot's service.
+            let routed = service.clone();
+            let cfg = &routed.config;
             // Read before `parts` moves into forward().
             let accept = parts.headers.get(header::ACCEPT_ENCODING).cloned();
             let limited = if service.rate_limits.is_empty() {
@@ -150,7 +153,7 @@ pub(crate) async fn handle(
             };
             let mut resp =
                 crate::compress::apply(&cfg.compression, &log.method, accept.as_ref(), resp);
-            set_response_headers(resp.headers_mut(), &cfg.response_headers);
+            set_response_headers(resp.headers_mut(), &routed.response_headers);
             resp.headers_mut()
                 .insert(X_REQUEST_ID.clone(), request_id.clone());
             (resp, Some(request_id))
