@@ -7,9 +7,9 @@
 //!
 //! Everything else a request reads is resolved when the snapshot is built and reached from it:
 //! each service's traffic counters, rate limiters and parsed response headers, each pool's
-//! counters, each server's connection queue. [`Snapshot::build_next`] takes the counters and limiters over from the
-//! snapshot in force for the names (and limit settings) that stay, so a switch or a reload is
-//! one `store` and a build that is never stored changes nothing.
+//! counters, each server's connection queue. [`Snapshot::build_next`] takes the counters and
+//! limiters over from the snapshot in force for the names (and limit settings) that stay, so a
+//! switch or a reload is one `store`, and a build that is never stored changes nothing.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
