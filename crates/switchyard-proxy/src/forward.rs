@@ -27,17 +27,19 @@ use tokio::time::Instant;
 use crate::body::{LimitedStream, ProxyBody, StreamProgress, UpstreamBody};
 use crate::error::ProxyError;
 use crate::headers::{self, X_REQUEST_ID};
-use crate::observe::{self, RequestLog};
+use crate::observe;
 use crate::shared::Shared;
 use crate::upgrade;
 
 mod attempt;
 mod h2_limits;
+mod log;
 mod pools;
 
 pub(crate) use attempt::empty_body_length;
 use attempt::{Pending, Tried, attempt_once, has_untried};
 use h2_limits::head_within;
+use log::{LogOnce, Trace};
 use pools::{preview_pool, set_response_headers, set_sticky_cookie, sticky_named};
 
 /// Facts about the client connection a request arrived on.
@@ -166,90 +168,6 @@ pub(crate) async fn handle(
         error.as_deref(),
     );
     resp
-}
-
-/// The access-log line of one request: written once the response head is ready, or, when the
-/// client goes away first (the request's future is dropped), with nginx's 499.
-struct LogOnce<'a> {
-    shared: &'a Shared,
-    conn: &'a ConnInfo,
-    method: http::Method,
-    uri: Uri,
-    started: Instant,
-    trace: Trace,
-    done: bool,
-}
-
-impl LogOnce<'_> {
-    fn finish(
-        &mut self,
-        status: u16,
-        bytes_out: Option<u64>,
-        request_id: Option<&HeaderValue>,
-        error: Option<&str>,
-    ) {
-        self.done = true;
-        let trace = &self.trace;
-        let pool = trace
-            .service
-            .as_ref()
-            .and_then(|s| trace.pool.and_then(|i| s.pools.get(i)));
-        // Counted on the pool of the last attempt, or on the service's own counters when the
-        // proxy answered before choosing a pool; a request of no service is unrouted.
-        let counters = trace
-            .service
-            .as_ref()
-            .map(|s| pool.map_or(&s.counters.unpooled, |p| &*p.counters));
-        let pool = pool.map(|p| p.name.as_str());
-        observe::counted_request_done(
-            self.shared,
-            &RequestLog {
-                client: self.conn.peer,
-                method: &self.method,
-                path: self.uri.path(),
-                query: self.uri.query(),
-                status,
-                service: trace.service.as_ref().map(|s| s.name.as_str()),
-                pool,
-                upstream: trace.upstream,
-                attempts: trace.attempts,
-                bytes_in: Some(trace.bytes_in),
-                bytes_out,
-                duration: self.started.elapsed(),
-                request_id,
-                error,
-            },
-            counters,
-        );
-    }
-}
-
-impl Drop for LogOnce<'_> {
-    fn drop(&mut self) {
-        if !self.done {
-            self.finish(
-                499,
-                None,
-                None,
-                Some("the client went away before the response"),
-            );
-        }
-    }
-}
-
-/// What the attempts of one request went through, for the access log.
-#[derive(Debug, Default)]
-struct Trace {
-    /// The service (as of the last attempt's snapshot).
-    service: Option<Arc<Service>>,
-    /// The pool index of the last attempt.
-    pool: Option<usize>,
-    /// The server of the last attempt.
-    upstream: Option<SocketAddr>,
-    /// Attempts made.
-    attempts: u32,
-    /// Request body bytes that arrived from the client.
-    bytes_in: u64,
 }
 
 /// Checks the request head, routes it and rewrites its headers for the upstream.
