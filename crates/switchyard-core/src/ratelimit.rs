@@ -1,5 +1,6 @@
 //! Per-client request rate limits (nginx `limit_req zone=… burst=… nodelay`): a token bucket
-//! per client IP address, refusing with 429 and `Retry-After` what goes over.
+//! per client IP address; what goes over is refused with the time until a token is back (the
+//! proxy answers it with 429 and `Retry-After`).
 //!
 //! Each bucket holds `1 + burst` tokens and refills at `rate` tokens per second; a request
 //! takes one token or is refused at once (no queueing). Buckets live in a sharded map: each
