@@ -5,6 +5,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use switchyard_config::RateLimitConfig;
+use switchyard_proxy::ControlError;
 use switchyard_tests::{KeepAliveClient, TestApp, poll_until};
 
 #[tokio::test]
@@ -178,5 +180,122 @@ async fn the_old_pool_drains_then_goes_idle() {
         async move { open == 0 }
     })
     .await;
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_reload_that_cannot_be_saved_leaves_routing_limits_and_connections_as_they_were() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state_dir = dir.path().join("state");
+    std::fs::create_dir(&state_dir).expect("state dir");
+    let green = TestApp::start("green").await;
+    let blue = TestApp::start("blue").await;
+    let mut config = common::two_colours(&[green.addr()], &[blue.addr()]);
+    config.state.file = Some(state_dir.join("state.json"));
+    let app = config.services.get_mut("app").expect("app");
+    // One health check per server at the start and none during the test, so the apps'
+    // connection counts are the proxy's upstream connections.
+    app.health.interval = Duration::from_secs(3600);
+    app.rate_limits = vec![RateLimitConfig {
+        path_prefix: Some("/status".into()),
+        rate: 0.2,
+        burst: 0,
+    }];
+    let proxy = common::start(config.clone()).await;
+    poll_until(Duration::from_secs(10), || async {
+        green.health_checks() >= 1 && blue.health_checks() >= 1
+    })
+    .await;
+    let mut client = KeepAliveClient::connect(common::http(&proxy)).await;
+    assert_eq!(
+        client.get("/", "a.test").await.expect("answer").colour(),
+        Some("green")
+    );
+    assert_eq!(
+        client
+            .get("/status/200", "a.test")
+            .await
+            .expect("answer")
+            .status,
+        200
+    );
+    assert_eq!(
+        client
+            .get("/status/200", "a.test")
+            .await
+            .expect("answer")
+            .status,
+        429
+    );
+    let connections = green.connections();
+    let before = proxy.snapshot();
+
+    // The state file's directory becomes a plain file: nothing can be saved (even as root).
+    std::fs::remove_dir_all(&state_dir).expect("remove the state dir");
+    std::fs::write(&state_dir, b"not a directory").expect("a file in its place");
+    // The new config swaps the apps of the two pools (green's traffic to the blue app),
+    // loosens the limit and keeps idle upstream connections for 1 ms only.
+    let mut next = common::two_colours(&[blue.addr()], &[green.addr()]);
+    next.state = config.state.clone();
+    let app = next.services.get_mut("app").expect("app");
+    app.health = config.services["app"].health.clone();
+    app.rate_limits = vec![RateLimitConfig {
+        burst: 5,
+        ..config.services["app"].rate_limits[0].clone()
+    }];
+    app.upstream.idle_timeout = Duration::from_millis(1);
+    let refused = proxy.reload(next.clone()).await;
+    assert!(
+        matches!(refused, Err(ControlError::Persist(_))),
+        "the reload cannot be saved: {refused:?}"
+    );
+    assert!(
+        std::sync::Arc::ptr_eq(&before, &proxy.snapshot()),
+        "the running snapshot stays in force"
+    );
+    // Long enough for a 1 ms idle timeout to pass, had it leaked into the running snapshot.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        client.get("/", "a.test").await.expect("answer").colour(),
+        Some("green"),
+        "the old routing still works, to the server the failed reload took out of the pool"
+    );
+    assert_eq!(
+        green.connections(),
+        connections,
+        "the idle upstream connection was reused: the old idle timeout still applies"
+    );
+    assert_eq!(
+        client
+            .get("/status/200", "a.test")
+            .await
+            .expect("answer")
+            .status,
+        429,
+        "the rate limit and its buckets are unchanged"
+    );
+    let metrics = proxy.metrics_text();
+    assert!(
+        metrics.contains(r#"switchyard_requests_total{service="app",pool="green",class="2xx"} 3"#),
+        "the counters are unchanged:\n{metrics}"
+    );
+
+    // Once the state can be saved again, the same reload applies.
+    std::fs::remove_file(&state_dir).expect("remove the file");
+    std::fs::create_dir(&state_dir).expect("state dir");
+    proxy.reload(next).await.expect("the reload applies");
+    assert_eq!(
+        client.get("/", "a.test").await.expect("answer").colour(),
+        Some("blue")
+    );
+    assert_eq!(
+        client
+            .get("/status/200", "a.test")
+            .await
+            .expect("answer")
+            .status,
+        200,
+        "the changed limit starts afresh"
+    );
     proxy.shutdown().await;
 }

@@ -4,6 +4,12 @@
 //! `Arc` for its whole life; a switch builds a new snapshot and stores it. Nothing in a snapshot
 //! ever changes after it is built: the live facts (health, in-flight) are reached through the
 //! `Arc`s of the `live` module, which are shared by consecutive snapshots.
+//!
+//! Everything else a request reads is resolved when the snapshot is built and reached from it:
+//! each service's traffic counters, rate limiters and parsed response headers, each pool's
+//! counters, each server's connection queue. [`Snapshot::build_next`] takes the counters and
+//! limiters over from the snapshot in force for the names (and limit settings) that stay, so a
+//! switch or a reload is one `store`, and a build that is never stored changes nothing.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -12,7 +18,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use switchyard_config::{Balance, Config, LimitsConfig, ServiceConfig};
 
+use crate::counters::{PoolCounters, ServiceCounters};
 use crate::live::{PoolState, Registry, ServerState};
+use crate::ratelimit::ServiceLimits;
 use crate::retry::RetryBudget;
 use crate::router::Router;
 use tokio::time::Instant;
@@ -192,6 +200,8 @@ pub struct Pool {
     pub balance: Balance,
     /// Live pool state (in-flight count, round-robin cursor).
     pub state: Arc<PoolState>,
+    /// Its traffic counters, taken over by the next snapshot while the pool keeps its name.
+    pub counters: Arc<PoolCounters>,
     /// Sum of the servers' weights.
     pub(crate) total_weight: u64,
 }
@@ -219,6 +229,15 @@ pub struct Service {
     pub mirror: Option<MirrorTarget>,
     /// The service's retry budget (live, shared across snapshots).
     pub budget: Arc<RetryBudget>,
+    /// Its counters that are not per pool, taken over by the next snapshot while the service
+    /// keeps its name.
+    pub counters: Arc<ServiceCounters>,
+    /// Its per-client rate limits (empty without `rate_limits`), each limiter taken over by the
+    /// next snapshot while its entry is unchanged.
+    pub rate_limits: ServiceLimits,
+    /// Its `response_headers`, parsed once here rather than on every answer (the config
+    /// validated them; one that would not parse is left out).
+    pub response_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 /// A weighted draw among the indexes that `eligible` accepts; `None` when their weights sum
@@ -372,6 +391,19 @@ impl Service {
     }
 }
 
+/// Header names and values as `http` types; a pair that does not parse is left out.
+fn parsed_headers(headers: &[(String, String)]) -> Vec<(http::HeaderName, http::HeaderValue)> {
+    headers
+        .iter()
+        .filter_map(|(name, value)| {
+            Some((
+                http::HeaderName::from_bytes(name.as_bytes()).ok()?,
+                http::HeaderValue::from_str(value).ok()?,
+            ))
+        })
+        .collect()
+}
+
 /// An immutable routing table: what every request is routed by.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -388,8 +420,29 @@ impl Snapshot {
     /// Builds a snapshot from a validated config and the runtime decisions to apply on top.
     ///
     /// A decision naming a service or pool the config does not have is ignored (the config's
-    /// `active` applies). Live state comes from `registry`, so it carries over from older snapshots.
+    /// `active` applies). Live state comes from `registry`, so it carries over from older
+    /// snapshots; counters and rate limiters start afresh (see [`Snapshot::build_next`]).
     pub fn build(
+        config: &Config,
+        decisions: &Decisions,
+        registry: &Registry,
+        generation: u64,
+    ) -> Snapshot {
+        Self::build_after(None, config, decisions, registry, generation)
+    }
+
+    /// Builds the snapshot that follows this one (its generation is one more). As
+    /// [`Snapshot::build`], and besides: a service or pool that keeps its name keeps its
+    /// counters, and a rate-limit entry whose settings are unchanged keeps its limiter and its
+    /// buckets. Names that are gone take their counters with them (a name that comes back later
+    /// starts at zero). Nothing is changed in `self`, so building a snapshot that is then not
+    /// stored (its decisions could not be saved) leaves the one in force exactly as it was.
+    pub fn build_next(&self, config: &Config, decisions: &Decisions, registry: &Registry) -> Self {
+        Self::build_after(Some(self), config, decisions, registry, self.generation + 1)
+    }
+
+    fn build_after(
+        previous: Option<&Snapshot>,
         config: &Config,
         decisions: &Decisions,
         registry: &Registry,
@@ -397,6 +450,7 @@ impl Snapshot {
     ) -> Snapshot {
         let mut services = Vec::with_capacity(config.services.len());
         for (name, svc) in &config.services {
+            let before = previous.and_then(|p| p.service(name));
             let pools: Vec<Pool> = svc
                 .pools
                 .iter()
@@ -419,12 +473,17 @@ impl Snapshot {
                             })
                         })
                         .collect();
+                    let counters = before
+                        .and_then(|b| b.pools.iter().find(|p| p.name == *pool_name))
+                        .map(|p| p.counters.clone())
+                        .unwrap_or_default();
                     Pool {
                         name: pool_name.clone(),
                         total_weight: servers.iter().map(|s| u64::from(s.weight)).sum(),
                         servers,
                         balance: pool.balance,
                         state: registry.pool(name, pool_name),
+                        counters,
                     }
                 })
                 .collect();
@@ -463,6 +522,12 @@ impl Snapshot {
                 ramp,
                 mirror,
                 budget: registry.budget(name),
+                counters: before.map(|b| b.counters.clone()).unwrap_or_default(),
+                rate_limits: ServiceLimits::carried_over(
+                    &svc.rate_limits,
+                    before.map(|b| &b.rate_limits),
+                ),
+                response_headers: parsed_headers(&svc.response_headers),
             }));
         }
         let router = Router::new(&services);

@@ -4,6 +4,11 @@
 //! snapshot from the running config and the new decisions, persists the decisions (before the
 //! snapshot becomes visible, so nothing a caller was told about can be lost by a crash), and
 //! stores the snapshot. Writers are serialised by an async mutex; readers never take it.
+//!
+//! Everything a request reads (pools, counters, rate limiters, connection queues) is resolved
+//! while the snapshot is built, without changing anything the snapshot in force uses; the
+//! `store` is the one step that makes a change visible. A change that cannot be persisted is
+//! therefore dropped whole, and the running snapshot goes on exactly as it was.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -86,9 +91,8 @@ pub(crate) struct Controller {
 }
 
 impl Controller {
-    /// Builds the first snapshot (with decisions restored from the store) and starts health checks.
-    /// Takes over a proxy whose first snapshot ([`first_snapshot`]) is in `shared`: syncs the
-    /// upstream pools and metrics to it and starts the health checkers.
+    /// Takes over a proxy whose first snapshot ([`first_snapshot`]) is in `shared`: gives its
+    /// servers their connection queues and starts the health checkers.
     pub(crate) fn new(
         shared: Arc<Shared>,
         config: Config,
@@ -96,7 +100,6 @@ impl Controller {
         history: History,
     ) -> Controller {
         crate::upstream::attach(&shared.snapshot.load());
-        shared.metrics.sync(&shared.snapshot.load());
         let health = HealthSupervisor::default();
         health.sync(&shared, &shared.snapshot.load());
         Controller {
@@ -450,18 +453,19 @@ impl Controller {
 
     /// Builds, persists (to the state file: in fleet mode, the mirror a restart falls back
     /// on while etcd is away) and stores the next snapshot, on this instance only.
+    ///
+    /// The build takes the counters and rate limiters over from the snapshot in force and
+    /// gives new servers their connection queues, changing nothing the running snapshot uses:
+    /// when persisting fails, the new snapshot is dropped and the running one goes on as it was.
     async fn apply_local(
         &self,
         config: &Config,
         decisions: Decisions,
     ) -> Result<Arc<Snapshot>, ControlError> {
-        let generation = self.snapshot().generation + 1;
-        let next = Arc::new(Snapshot::build(
-            config,
-            &decisions,
-            &self.shared.registry,
-            generation,
-        ));
+        let next = Arc::new(
+            self.snapshot()
+                .build_next(config, &decisions, &self.shared.registry),
+        );
         crate::upstream::attach(&next);
         if let Some(store) = &self.store {
             let state = persisted(config, &next);
@@ -471,7 +475,6 @@ impl Controller {
                 .map_err(|e| ControlError::Persist(e.to_string()))?
                 .map_err(|e| ControlError::Persist(e.to_string()))?;
         }
-        self.shared.metrics.sync(&next);
         self.shared.snapshot.store(next.clone());
         if next.services.iter().any(|s| s.ramp.is_some()) {
             self.ramp_wake.notify_one();

@@ -27,17 +27,19 @@ use tokio::time::Instant;
 use crate::body::{LimitedStream, ProxyBody, StreamProgress, UpstreamBody};
 use crate::error::ProxyError;
 use crate::headers::{self, X_REQUEST_ID};
-use crate::observe::{self, RequestLog};
+use crate::observe;
 use crate::shared::Shared;
 use crate::upgrade;
 
 mod attempt;
 mod h2_limits;
+mod log;
 mod pools;
 
 pub(crate) use attempt::empty_body_length;
 use attempt::{Pending, Tried, attempt_once, has_untried};
 use h2_limits::head_within;
+use log::{LogOnce, Trace};
 use pools::{preview_pool, set_response_headers, set_sticky_cookie, sticky_named};
 
 /// Facts about the client connection a request arrived on.
@@ -111,16 +113,19 @@ pub(crate) async fn handle(
             } else {
                 None
             };
-            let cfg = service.config.clone();
+            // The routed service: its config and response headers apply to the answer, even
+            // when a retry moved the request on to a newer snapshot's service.
+            let routed = service.clone();
+            let cfg = &routed.config;
             // Read before `parts` moves into forward().
             let accept = parts.headers.get(header::ACCEPT_ENCODING).cloned();
-            let limited = if cfg.rate_limits.is_empty() {
+            let limited = if service.rate_limits.is_empty() {
                 None
             } else {
-                shared.rate_limits.for_service(&service.name).and_then(|l| {
-                    l.check(log.uri.path(), conn.peer.ip(), Instant::now())
-                        .err()
-                })
+                service
+                    .rate_limits
+                    .check(log.uri.path(), conn.peer.ip(), Instant::now())
+                    .err()
             };
             let resp = if let Some(wait) = limited {
                 error = Some("rate limited".to_string());
@@ -150,7 +155,7 @@ pub(crate) async fn handle(
             };
             let mut resp =
                 crate::compress::apply(&cfg.compression, &log.method, accept.as_ref(), resp);
-            set_response_headers(resp.headers_mut(), &cfg.response_headers);
+            set_response_headers(resp.headers_mut(), &routed.response_headers);
             resp.headers_mut()
                 .insert(X_REQUEST_ID.clone(), request_id.clone());
             (resp, Some(request_id))
@@ -163,83 +168,6 @@ pub(crate) async fn handle(
         error.as_deref(),
     );
     resp
-}
-
-/// The access-log line of one request: written once the response head is ready, or, when the
-/// client goes away first (the request's future is dropped), with nginx's 499.
-struct LogOnce<'a> {
-    shared: &'a Shared,
-    conn: &'a ConnInfo,
-    method: http::Method,
-    uri: Uri,
-    started: Instant,
-    trace: Trace,
-    done: bool,
-}
-
-impl LogOnce<'_> {
-    fn finish(
-        &mut self,
-        status: u16,
-        bytes_out: Option<u64>,
-        request_id: Option<&HeaderValue>,
-        error: Option<&str>,
-    ) {
-        self.done = true;
-        let trace = &self.trace;
-        let pool = trace
-            .service
-            .as_ref()
-            .and_then(|s| trace.pool.and_then(|i| s.pools.get(i)))
-            .map(|p| p.name.as_str());
-        observe::request_done(
-            self.shared,
-            &RequestLog {
-                client: self.conn.peer,
-                method: &self.method,
-                path: self.uri.path(),
-                query: self.uri.query(),
-                status,
-                service: trace.service.as_ref().map(|s| s.name.as_str()),
-                pool,
-                upstream: trace.upstream,
-                attempts: trace.attempts,
-                bytes_in: Some(trace.bytes_in),
-                bytes_out,
-                duration: self.started.elapsed(),
-                request_id,
-                error,
-            },
-        );
-    }
-}
-
-impl Drop for LogOnce<'_> {
-    fn drop(&mut self) {
-        if !self.done {
-            self.finish(
-                499,
-                None,
-                None,
-                Some("the client went away before the response"),
-            );
-        }
-    }
-}
-
-/// What the attempts of one request went through, for the access log.
-#[derive(Debug, Default)]
-struct Trace {
-    /// The service (as of the last attempt's snapshot).
-    service: Option<Arc<Service>>,
-    /// The pool index of the last attempt.
-    pool: Option<usize>,
-    /// The server of the last attempt.
-    upstream: Option<SocketAddr>,
-    /// Attempts made.
-    attempts: u32,
-    /// Request body bytes that arrived from the client.
-    bytes_in: u64,
 }
 
 /// Checks the request head, routes it and rewrites its headers for the upstream.
@@ -428,12 +356,12 @@ async fn forward(
     budget.record_request();
     let mut parts = parts;
     let preview = preview_pool(&service, &mut parts.headers);
-    if let Some(pool) = &preview {
-        shared.metrics.previewed(&service.name, pool);
+    if let Some(i) = preview.as_deref().and_then(|p| service.pool_index(p)) {
+        service.pools[i].counters.previewed();
     }
     let sticky = sticky_named(&service, &parts.headers);
     let mut copy = match preview {
-        None => crate::mirror::prepare(shared, &service, &parts, replay.as_ref()),
+        None => crate::mirror::prepare(&service, &parts, replay.as_ref()),
         Some(_) => None,
     };
     let mut parts = Some(parts);
@@ -540,7 +468,7 @@ async fn forward(
             if let Some(period) =
                 server.record_failure(Instant::now(), ej.consecutive_failures, ej.base, ej.max)
             {
-                observe::ejected(shared, &service.name, addr, period);
+                observe::ejected(&service, addr, period);
             }
         }
         let body_replayable = !kind.reached_upstream() || replay.is_some();
@@ -555,7 +483,7 @@ async fn forward(
             v => v,
         };
         let stop = |reason: &str| {
-            observe::attempt_failed(shared, &service.name, &pool.name, addr, kind, false);
+            observe::attempt_failed(&service, pool, addr, kind, false);
             tracing::warn!(service = %service.name, upstream = %addr, reason = kind.reason(), attempts = attempt, stop = reason, "upstream attempt failed, not retried");
         };
         match verdict {
@@ -576,7 +504,7 @@ async fn forward(
                     stop("RetryBudgetExhausted");
                     return failed.response.ok_or(ProxyError::Upstream { kind });
                 }
-                observe::attempt_failed(shared, &service.name, &pool.name, addr, kind, true);
+                observe::attempt_failed(&service, pool, addr, kind, true);
             }
         }
         last_failed = Some(failed);

@@ -420,7 +420,6 @@ fn start_inner(
         snapshot: ArcSwap::from_pointee(first),
         registry,
         connections: ConnCounter::default(),
-        rate_limits: ratelimit::RateLimiters::new(&config),
         metrics: metrics::Metrics::default(),
         upgrades: shared::UpgradeRequests::default(),
         access,

@@ -1,11 +1,11 @@
 //! Metrics: lock-free counters on the request path, the Prometheus exposition at scrape time.
 //!
-//! The request path only ever does an `ArcSwap` load, two ordered-map look-ups by the service
-//! and pool names it already carries, and a few relaxed atomic adds: no lock, no allocation.
-//! The counters live in [`PoolCounters`] and [`ServiceCounters`] objects keyed by name that the
-//! control plane carries over from one table to the next (`Metrics::sync`, called before every
-//! snapshot is stored), so a switch or a reload never resets them — the same rule as the live
-//! state in `switchyard_core::Registry`.
+//! A service's and a pool's counters (`switchyard_core::counters`) are carried by the routing
+//! snapshot: the request path counts through the service and pool it already holds, with a few
+//! relaxed atomic adds — no map, no `ArcSwap` load, no lock, no allocation. The next snapshot
+//! takes them over for every name that stays, so a switch or a reload never resets them, and a
+//! name that goes takes its counters with it. [`Metrics`] keeps only what belongs to no
+//! service: unrouted requests, switches, reloads, and the traffic series of `/stats`.
 //!
 //! Everything that is a fact about *now* (in-flight counts, health, the active colour, the
 //! generation, open connections) is not counted at all: [`Scrape`] reads it from the snapshot
@@ -13,21 +13,20 @@
 //! interface, which also does the text encoding (OpenMetrics).
 
 mod exposition;
-mod mirror;
 mod process;
+mod reading;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use switchyard_core::Snapshot;
-use switchyard_core::retry::FailureKind;
+use switchyard_core::counters::{BUCKETS_US, CLASSES, class_index, load};
 use tokio::time::Instant;
 
 pub(crate) use exposition::{render, render_text};
-pub(crate) use mirror::{MIRROR_RESULTS, MIRROR_SKIPS, MirrorCounters, PoolReading};
+pub(crate) use reading::PoolReading;
 
 use crate::shared::Shared;
 
@@ -37,134 +36,8 @@ pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0
 /// The content type of the Prometheus text exposition (the default).
 pub(crate) const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Status classes, by index: `status / 100 - 1`, clamped.
-const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
-
-/// Upper bounds of the latency buckets, in microseconds (the last bucket is `+Inf`).
-const BUCKETS_US: [u64; 17] = [
-    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
-    1_000_000, 2_500_000, 5_000_000, 10_000_000,
-];
-
-/// Every reason an upstream attempt fails for, in the order of [`reason_index`].
-const REASONS: [&str; 7] = [
-    "connect_refused",
-    "connect_timeout",
-    "connect_error",
-    "connection_closed_unsent",
-    "reset_before_response",
-    "response_timeout",
-    "retryable_status",
-];
-
 /// The label of requests the proxy answered before choosing a pool (a body too large, say).
 const NO_POOL: &str = "-";
-
-fn reason_index(kind: FailureKind) -> usize {
-    match kind {
-        FailureKind::ConnectRefused => 0,
-        FailureKind::ConnectTimeout => 1,
-        FailureKind::ConnectError => 2,
-        FailureKind::Unsent => 3,
-        FailureKind::Reset => 4,
-        FailureKind::ResponseTimeout => 5,
-        FailureKind::Status(_) => 6,
-    }
-}
-
-fn class_index(status: u16) -> usize {
-    usize::from((status / 100).clamp(1, 5) - 1)
-}
-
-fn load(a: &AtomicU64) -> u64 {
-    a.load(Ordering::Relaxed)
-}
-
-/// A latency histogram in atomics: one counter per bucket plus the sum in microseconds.
-/// The count is the sum of the buckets, so it always equals the `+Inf` bucket.
-#[derive(Debug, Default)]
-pub(crate) struct Latency {
-    /// Observations per bucket (not cumulative); the last one is `+Inf`.
-    buckets: [AtomicU64; BUCKETS_US.len() + 1],
-    /// Sum of all observations, in microseconds (584 000 years before it wraps).
-    sum_us: AtomicU64,
-}
-
-impl Latency {
-    fn observe(&self, d: Duration) {
-        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        let i = BUCKETS_US
-            .iter()
-            .position(|b| us <= *b)
-            .unwrap_or(BUCKETS_US.len());
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.sum_us.fetch_add(us, Ordering::Relaxed);
-    }
-
-    /// `(sum in seconds, count, per-bucket (upper bound in seconds, count))` as read now.
-    fn read(&self) -> (f64, u64, Vec<(f64, u64)>) {
-        let buckets: Vec<(f64, u64)> = self
-            .buckets
-            .iter()
-            .enumerate()
-            .map(|(i, n)| {
-                let bound = BUCKETS_US
-                    .get(i)
-                    .map_or(f64::INFINITY, |us| *us as f64 / 1e6);
-                (bound, load(n))
-            })
-            .collect();
-        let count = buckets.iter().map(|(_, n)| n).sum();
-        (load(&self.sum_us) as f64 / 1e6, count, buckets)
-    }
-}
-
-/// The counters of one pool (colour) of one service.
-#[derive(Debug, Default)]
-pub(crate) struct PoolCounters {
-    /// Requests answered, by status class.
-    requests: [AtomicU64; CLASSES.len()],
-    /// Upstream attempts made for them (retries included).
-    attempts: AtomicU64,
-    /// Time from request head to response head.
-    latency: Latency,
-    /// Request body bytes that arrived from clients.
-    bytes_in: AtomicU64,
-    /// Response body bytes announced to clients (by `Content-Length`).
-    bytes_out: AtomicU64,
-    /// Failed upstream attempts on this pool (every reason).
-    failures: AtomicU64,
-    /// Requests sent to this pool because they named it (`[services.X.preview]`).
-    previewed: AtomicU64,
-    /// Copies of live requests sent to this pool by a mirror.
-    pub(crate) mirror: MirrorCounters,
-}
-
-/// The counters of one service that are not per pool.
-#[derive(Debug, Default)]
-pub(crate) struct ServiceCounters {
-    /// Requests answered before a pool was chosen.
-    unpooled: PoolCounters,
-    /// Failed upstream attempts, by reason.
-    failures: [AtomicU64; REASONS.len()],
-    /// Failed attempts that were retried, by reason.
-    retries: [AtomicU64; REASONS.len()],
-    /// Servers ejected after consecutive failures.
-    ejections: AtomicU64,
-}
-
-/// One service's counters as the request path finds them.
-#[derive(Debug, Clone, Default)]
-struct ServiceEntry {
-    counters: Arc<ServiceCounters>,
-    pools: BTreeMap<String, Arc<PoolCounters>>,
-}
-
-/// The look-up table the request path reads: rebuilt by the control plane, never mutated.
-#[derive(Debug, Default)]
-struct Table {
-    services: BTreeMap<String, ServiceEntry>,
-}
 
 /// Which control-plane action a switch counter counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -201,11 +74,9 @@ pub(crate) enum ReloadResult {
     Failed,
 }
 
-/// Every counter of a running proxy.
+/// The counters of a running proxy that belong to no service.
 #[derive(Debug)]
 pub(crate) struct Metrics {
-    /// The per-service and per-pool counters, by name.
-    table: ArcSwap<Table>,
     /// Requests that matched no service (or a bad request head), by status class.
     unrouted: [AtomicU64; CLASSES.len()],
     /// Switches by service and kind: control plane only, so a mutex is fine here.
@@ -235,7 +106,6 @@ const SERIES_LEN: usize = 300;
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
-            table: ArcSwap::from_pointee(Table::default()),
             unrouted: Default::default(),
             switches: Mutex::new(BTreeMap::new()),
             reloads: Default::default(),
@@ -247,97 +117,9 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Makes the table name exactly the services and pools of `snapshot`, keeping the counters
-    /// of every name it already had. Call before the snapshot is stored, so a request routed by
-    /// it always finds its counters.
-    pub(crate) fn sync(&self, snapshot: &Snapshot) {
-        let old = self.table.load_full();
-        let services = snapshot
-            .services
-            .iter()
-            .map(|svc| {
-                let prev = old.services.get(&svc.name);
-                let pools = svc
-                    .pools
-                    .iter()
-                    .map(|p| {
-                        let counters = prev
-                            .and_then(|e| e.pools.get(&p.name))
-                            .cloned()
-                            .unwrap_or_default();
-                        (p.name.clone(), counters)
-                    })
-                    .collect();
-                let entry = ServiceEntry {
-                    counters: prev.map(|e| e.counters.clone()).unwrap_or_default(),
-                    pools,
-                };
-                (svc.name.clone(), entry)
-            })
-            .collect();
-        self.table.store(Arc::new(Table { services }));
-    }
-
-    /// Counts one answered request (request path).
-    pub(crate) fn request(
-        &self,
-        service: Option<&str>,
-        pool: Option<&str>,
-        status: u16,
-        duration: Duration,
-        attempts: u32,
-        bytes: (u64, u64),
-    ) {
-        let table = self.table.load();
-        let Some(entry) = service.and_then(|s| table.services.get(s)) else {
-            self.unrouted[class_index(status)].fetch_add(1, Ordering::Relaxed);
-            return;
-        };
-        let counters = pool
-            .and_then(|p| entry.pools.get(p))
-            .map_or(&entry.counters.unpooled, |p| &**p);
-        counters.record(status, duration, attempts, bytes);
-    }
-
-    /// Counts one failed upstream attempt, and whether it is retried (request path).
-    pub(crate) fn attempt_failed(
-        &self,
-        service: &str,
-        pool: &str,
-        kind: FailureKind,
-        retried: bool,
-    ) {
-        let table = self.table.load();
-        if let Some(entry) = table.services.get(service) {
-            if let Some(p) = entry.pools.get(pool) {
-                p.failures.fetch_add(1, Ordering::Relaxed);
-            }
-            let i = reason_index(kind);
-            entry.counters.failures[i].fetch_add(1, Ordering::Relaxed);
-            if retried {
-                entry.counters.retries[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-
-    /// Counts a request sent to `pool` because it named it (preview; request path).
-    pub(crate) fn previewed(&self, service: &str, pool: &str) {
-        if let Some(p) = self
-            .table
-            .load()
-            .services
-            .get(service)
-            .and_then(|e| e.pools.get(pool))
-        {
-            p.previewed.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Counts an ejection (request path).
-    pub(crate) fn ejected(&self, service: &str) {
-        if let Some(entry) = self.table.load().services.get(service) {
-            entry.counters.ejections.fetch_add(1, Ordering::Relaxed);
-        }
+    /// Counts a request that reached no service (or had a bad request head).
+    pub(crate) fn unrouted(&self, status: u16) {
+        self.unrouted[class_index(status)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a switch, rollback or split that changed what a service routes to.
@@ -356,76 +138,15 @@ impl Metrics {
         self.reloads[i].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// One pool's counters, when the pool is known.
-    pub(crate) fn pool(&self, service: &str, pool: &str) -> Option<Arc<PoolCounters>> {
-        self.table
-            .load()
-            .services
-            .get(service)
-            .and_then(|e| e.pools.get(pool))
-            .cloned()
-    }
-
-    /// One pool's counters as read now (zeros for a pool never counted).
-    pub(crate) fn pool_reading(&self, service: &str, pool: &str) -> PoolReading {
-        let table = self.table.load();
-        let Some(c) = table.services.get(service).and_then(|e| e.pools.get(pool)) else {
-            return PoolReading {
-                buckets: vec![0; BUCKETS_US.len() + 1],
-                ..PoolReading::default()
-            };
-        };
-        PoolReading {
-            requests: c.requests(),
-            errors: c.errors(),
-            failures: load(&c.failures),
-            buckets: c.latency.buckets.iter().map(load).collect(),
-        }
-    }
-
-    /// Requests and 5xx answers so far per service and pool, for `/stats`.
-    pub(crate) fn traffic(&self) -> Traffic {
-        self.table
-            .load()
-            .services
-            .iter()
-            .map(|(name, e)| {
-                let pools = e
-                    .pools
-                    .iter()
-                    .map(|(p, c)| (p.clone(), (c.requests(), c.errors())))
-                    .collect();
-                (name.clone(), pools)
-            })
-            .collect()
-    }
-
-    /// Each pool's latency histogram as read now, for `/stats`: per bucket its upper bound in
-    /// seconds (`None` for `+Inf`) and its count (not cumulative).
-    pub(crate) fn latencies(&self) -> BTreeMap<(String, String), LatencyBuckets> {
-        let table = self.table.load();
-        let mut out = BTreeMap::new();
-        for (svc, e) in &table.services {
-            for (pool, c) in &e.pools {
-                let (_, _, buckets) = c.latency.read();
-                let buckets = buckets
-                    .into_iter()
-                    .map(|(le, n)| (le.is_finite().then_some(le), n))
-                    .collect();
-                out.insert((svc.clone(), pool.clone()), buckets);
-            }
-        }
-        out
-    }
-
     /// Time since the proxy started.
     pub(crate) fn uptime(&self) -> Duration {
         self.started.elapsed()
     }
 
-    /// Adds one sample of the traffic counters to the series, dropping the oldest.
-    fn sample(&self) {
-        let point = (self.uptime().as_secs_f64(), self.traffic());
+    /// Adds one sample of the traffic counters of `snapshot` to the series, dropping the
+    /// oldest.
+    fn sample(&self, snapshot: &Snapshot) {
+        let point = (self.uptime().as_secs_f64(), traffic(snapshot));
         let mut series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
         if series.len() == SERIES_LEN {
             series.pop_front();
@@ -445,9 +166,62 @@ pub(crate) async fn sample_traffic(
         tokio::select! {
             biased;
             _ = crate::shared::stopped(&mut stop) => return,
-            _ = tick.tick() => shared.metrics.sample(),
+            _ = tick.tick() => shared.metrics.sample(&shared.snapshot.load()),
         }
     }
+}
+
+/// One pool's counters in `snapshot` as read now (zeros for a pool it does not have), for the
+/// guard.
+pub(crate) fn pool_reading(snapshot: &Snapshot, service: &str, pool: &str) -> PoolReading {
+    let counters = snapshot
+        .service(service)
+        .and_then(|s| s.pools.iter().find(|p| p.name == pool));
+    let Some(c) = counters.map(|p| &p.counters) else {
+        return PoolReading {
+            buckets: vec![0; BUCKETS_US.len() + 1],
+            ..PoolReading::default()
+        };
+    };
+    PoolReading {
+        requests: c.requests(),
+        errors: c.errors(),
+        failures: load(&c.failures),
+        buckets: c.latency.buckets.iter().map(load).collect(),
+    }
+}
+
+/// Requests and 5xx answers so far per service and pool of `snapshot`, for `/stats`.
+pub(crate) fn traffic(snapshot: &Snapshot) -> Traffic {
+    snapshot
+        .services
+        .iter()
+        .map(|svc| {
+            let pools = svc
+                .pools
+                .iter()
+                .map(|p| (p.name.clone(), (p.counters.requests(), p.counters.errors())))
+                .collect();
+            (svc.name.clone(), pools)
+        })
+        .collect()
+}
+
+/// Each pool's latency histogram as read now, for `/stats`: per bucket its upper bound in
+/// seconds (`None` for `+Inf`) and its count (not cumulative).
+pub(crate) fn latencies(snapshot: &Snapshot) -> BTreeMap<(String, String), LatencyBuckets> {
+    let mut out = BTreeMap::new();
+    for svc in &snapshot.services {
+        for p in &svc.pools {
+            let (_, _, buckets) = p.counters.latency.read();
+            let buckets = buckets
+                .into_iter()
+                .map(|(le, n)| (le.is_finite().then_some(le), n))
+                .collect();
+            out.insert((svc.name.clone(), p.name.clone()), buckets);
+        }
+    }
+    out
 }
 
 fn traffic_json(traffic: Traffic) -> serde_json::Value {
@@ -475,14 +249,15 @@ fn traffic_json(traffic: Traffic) -> serde_json::Value {
 /// the samples of the last minutes (`t` is the uptime in seconds at each sample).
 pub(crate) fn stats(shared: &Shared, series: bool) -> serde_json::Value {
     let metrics = &shared.metrics;
+    let snapshot = shared.snapshot.load_full();
     let mut doc = serde_json::json!({
-        "generation": shared.snapshot.load().generation,
+        "generation": snapshot.generation,
         "open_connections": shared.connections.count(),
         "uptime_seconds": metrics.uptime().as_secs_f64(),
-        "services": traffic_json(metrics.traffic()),
+        "services": traffic_json(traffic(&snapshot)),
     });
     // Latency buckets per pool, for the dashboard's p50/p99.
-    for ((svc, pool), buckets) in metrics.latencies() {
+    for ((svc, pool), buckets) in latencies(&snapshot) {
         if let Some(p) = doc["services"][&svc]["pools"].get_mut(&pool) {
             p["latency"] = serde_json::json!(buckets);
         }
@@ -508,64 +283,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn status_classes() {
-        assert_eq!(CLASSES[class_index(101)], "1xx");
-        assert_eq!(CLASSES[class_index(200)], "2xx");
-        assert_eq!(CLASSES[class_index(308)], "3xx");
-        assert_eq!(CLASSES[class_index(404)], "4xx");
-        assert_eq!(CLASSES[class_index(503)], "5xx");
-        assert_eq!(CLASSES[class_index(0)], "1xx");
-        assert_eq!(CLASSES[class_index(999)], "5xx");
-    }
-
-    #[test]
-    fn reasons_match_the_core_names() {
-        for kind in [
-            FailureKind::ConnectRefused,
-            FailureKind::ConnectTimeout,
-            FailureKind::ConnectError,
-            FailureKind::Unsent,
-            FailureKind::Reset,
-            FailureKind::ResponseTimeout,
-            FailureKind::Status(503),
-        ] {
-            assert_eq!(REASONS[reason_index(kind)], kind.reason());
-        }
-    }
-
-    #[test]
-    fn latency_buckets_are_per_bucket_and_count_everything() {
-        let h = Latency::default();
-        h.observe(Duration::from_micros(500));
-        h.observe(Duration::from_millis(1));
-        h.observe(Duration::from_millis(30));
-        h.observe(Duration::from_secs(60));
-        let (sum, count, buckets) = h.read();
-        assert_eq!(count, 4);
-        assert!((sum - 60.0315).abs() < 1e-9, "{sum}");
-        assert_eq!(buckets[0], (0.00005, 0));
-        assert_eq!(buckets[3], (0.0005, 1));
-        assert_eq!(buckets[4], (0.001, 1));
-        assert_eq!(buckets[9], (0.05, 1));
-        assert_eq!(buckets.last().copied(), Some((f64::INFINITY, 1)));
-        assert_eq!(buckets.iter().map(|b| b.1).sum::<u64>(), 4);
-    }
-
-    #[test]
     fn the_series_keeps_the_last_minutes() {
         let m = Metrics::default();
+        let config = switchyard_config::default_config();
+        let snapshot = Snapshot::build(
+            &config,
+            &switchyard_core::snapshot::decisions_from_config(&config),
+            &switchyard_core::Registry::new(),
+            1,
+        );
         for _ in 0..SERIES_LEN + 5 {
-            m.sample();
+            m.sample(&snapshot);
         }
         assert_eq!(m.series.lock().map(|s| s.len()).unwrap_or(0), SERIES_LEN);
-    }
-
-    #[test]
-    fn pool_counters_split_by_class() {
-        let c = PoolCounters::default();
-        c.record(200, Duration::ZERO, 1, (0, 0));
-        c.record(502, Duration::ZERO, 2, (0, 0));
-        c.record(404, Duration::ZERO, 0, (0, 0));
-        assert_eq!((c.requests(), c.errors(), load(&c.attempts)), (3, 1, 3));
     }
 }

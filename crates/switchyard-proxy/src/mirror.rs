@@ -19,11 +19,11 @@ use switchyard_core::Service;
 use switchyard_h1::{BodyLength, encode_request_head};
 use tokio::time::Instant;
 
-use crate::metrics::PoolCounters;
-use crate::shared::Shared;
+use switchyard_core::counters::PoolCounters;
+
 use crate::upstream::exchange::{Outgoing, exchange};
 
-/// Skip reasons, as indexes of `metrics::MIRROR_SKIPS`.
+/// Skip reasons, as indexes of `switchyard_core::counters::MIRROR_SKIPS`.
 const SKIP_FULL: usize = 0;
 const SKIP_BODY: usize = 1;
 const SKIP_NO_SERVER: usize = 2;
@@ -49,7 +49,6 @@ impl Drop for Copy {
 /// Decides whether this request is copied, and encodes the copy. Called with the head as it
 /// will go upstream and the buffered body (`None`: the body streams, and is not copied).
 pub(crate) fn prepare(
-    shared: &Shared,
     service: &Arc<Service>,
     parts: &Parts,
     replay: Option<&Option<Bytes>>,
@@ -67,7 +66,7 @@ pub(crate) fn prepare(
         return None;
     }
     let pool = &service.pools[target.pool];
-    let counters = shared.metrics.pool(&service.name, &pool.name)?;
+    let counters = pool.counters.clone();
     let Some(body) = replay else {
         counters.mirror.skipped(SKIP_BODY);
         return None;
@@ -120,7 +119,7 @@ impl Copy {
             return;
         };
         let started = Instant::now();
-        let mut conn = match conns.checkout().await {
+        let mut conn = match conns.checkout(&self.service.config.upstream).await {
             Ok(c) => c,
             Err(_) => {
                 self.counters.mirror.answered(None, started.elapsed());

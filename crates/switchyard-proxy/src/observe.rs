@@ -2,8 +2,8 @@
 //! metrics (attempt failures, retries, ejections).
 //!
 //! The request path calls these functions and nothing else for observability, so the cost of
-//! watching the proxy is decided here, in one place: a few relaxed atomic adds on counters
-//! found through one `ArcSwap` load (see `metrics`), and the log line — appended to the
+//! watching the proxy is decided here, in one place: a few relaxed atomic adds on the counters
+//! the request's service and pool carry (see `metrics`), and the log line — appended to the
 //! buffered access log (`access_log`) when the proxy has one, else emitted as a `tracing`
 //! event with target `switchyard::access` (an embedding program's default).
 
@@ -11,7 +11,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::{HeaderValue, Method};
+use switchyard_core::counters::PoolCounters;
 use switchyard_core::retry::FailureKind;
+use switchyard_core::{Pool, Service};
 
 use crate::shared::Shared;
 
@@ -48,16 +50,28 @@ pub(crate) struct RequestLog<'a> {
     pub(crate) error: Option<&'a str>,
 }
 
-/// Records a finished request: the metrics, and the access log line.
+/// Records a finished request that reached no service: the metrics (as unrouted), and the
+/// access log line.
 pub(crate) fn request_done(shared: &Shared, log: &RequestLog<'_>) {
-    shared.metrics.request(
-        log.service,
-        log.pool,
-        log.status,
-        log.duration,
-        log.attempts,
-        (log.bytes_in.unwrap_or(0), log.bytes_out.unwrap_or(0)),
-    );
+    counted_request_done(shared, log, None);
+}
+
+/// Records a finished request: counted on `counters` (its pool's, or its service's own when
+/// it was answered before a pool was chosen; `None`: unrouted), and the access log line.
+pub(crate) fn counted_request_done(
+    shared: &Shared,
+    log: &RequestLog<'_>,
+    counters: Option<&PoolCounters>,
+) {
+    match counters {
+        Some(c) => c.record(
+            log.status,
+            log.duration,
+            log.attempts,
+            (log.bytes_in.unwrap_or(0), log.bytes_out.unwrap_or(0)),
+        ),
+        None => shared.metrics.unrouted(log.status),
+    }
     match &shared.access {
         Some(access) => access.write(log),
         None => tracing::info!(
@@ -80,23 +94,24 @@ pub(crate) fn request_done(shared: &Shared, log: &RequestLog<'_>) {
     }
 }
 
-/// Records one failed upstream attempt and whether it is retried.
+/// Records one failed upstream attempt on `pool` of `service`, and whether it is retried.
 pub(crate) fn attempt_failed(
-    shared: &Shared,
-    service: &str,
-    pool: &str,
+    service: &Service,
+    pool: &Pool,
     upstream: SocketAddr,
     kind: FailureKind,
     retried: bool,
 ) {
-    shared.metrics.attempt_failed(service, pool, kind, retried);
+    service
+        .counters
+        .attempt_failed(&pool.counters, kind, retried);
     if retried {
-        tracing::info!(service, upstream = %upstream, reason = kind.reason(), "retrying upstream request");
+        tracing::info!(service = %service.name, upstream = %upstream, reason = kind.reason(), "retrying upstream request");
     }
 }
 
-/// Records that a server was ejected after consecutive failures.
-pub(crate) fn ejected(shared: &Shared, service: &str, upstream: SocketAddr, period: Duration) {
-    shared.metrics.ejected(service);
-    tracing::warn!(service, upstream = %upstream, period_ms = period.as_millis() as u64, "upstream ejected after consecutive failures");
+/// Records that a server of `service` was ejected after consecutive failures.
+pub(crate) fn ejected(service: &Service, upstream: SocketAddr, period: Duration) {
+    service.counters.ejected();
+    tracing::warn!(service = %service.name, upstream = %upstream, period_ms = period.as_millis() as u64, "upstream ejected after consecutive failures");
 }

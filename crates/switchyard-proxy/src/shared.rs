@@ -18,9 +18,8 @@ pub(crate) struct Shared {
     pub(crate) registry: Registry,
     /// Open client connections, so a graceful stop knows when it is done.
     pub(crate) connections: ConnCounter,
-    /// Per-client rate limiters, kept across snapshot swaps (synced by the control plane).
-    pub(crate) rate_limits: crate::ratelimit::RateLimiters,
-    /// Request, retry and control-plane counters (lock-free on the request path).
+    /// The counters that belong to no service (unrouted requests, switches, reloads); a
+    /// service's and a pool's own counters are carried by the snapshot.
     pub(crate) metrics: Metrics,
     /// Upgrade requests from the admin API (`POST /upgrade`) to the signal loop that can carry
     /// them out; each carries where to answer (the new process's pid, or why it failed).

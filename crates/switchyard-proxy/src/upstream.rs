@@ -20,8 +20,6 @@ pub(crate) mod response;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use bytes::BytesMut;
 use crossbeam_queue::ArrayQueue;
@@ -56,14 +54,14 @@ struct IdleConn {
     since: Instant,
 }
 
-/// The connections to one upstream server.
+/// The connections to one upstream server. Its timeouts are not kept here but passed in by
+/// each request from the service that routed it: a reload changes them by storing the next
+/// snapshot, never by writing to an object the snapshot in force shares.
 pub(crate) struct ServerConns {
     addr: SocketAddr,
     idle: ArrayQueue<IdleConn>,
     /// False when `max_idle_per_server = 0`: every connection is closed after its response.
     pooling: bool,
-    connect_timeout_ms: AtomicU64,
-    idle_timeout_ms: AtomicU64,
 }
 
 impl std::fmt::Debug for ServerConns {
@@ -75,43 +73,31 @@ impl std::fmt::Debug for ServerConns {
     }
 }
 
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 impl ServerConns {
     fn new(addr: SocketAddr, cfg: &UpstreamConfig) -> Self {
         ServerConns {
             addr,
             idle: ArrayQueue::new(cfg.max_idle_per_server.max(1)),
             pooling: cfg.max_idle_per_server > 0,
-            connect_timeout_ms: AtomicU64::new(millis(cfg.connect_timeout)),
-            idle_timeout_ms: AtomicU64::new(millis(cfg.idle_timeout)),
         }
     }
 
-    fn update(&self, cfg: &UpstreamConfig) {
-        self.connect_timeout_ms
-            .store(millis(cfg.connect_timeout), Ordering::Relaxed);
-        self.idle_timeout_ms
-            .store(millis(cfg.idle_timeout), Ordering::Relaxed);
-    }
-
-    /// A connection ready for a request: a pooled one if any is still usable, else a new one.
-    pub(crate) async fn checkout(&self) -> Result<Conn, FailureKind> {
-        let idle_timeout = Duration::from_millis(self.idle_timeout_ms.load(Ordering::Relaxed));
+    /// A connection ready for a request: a pooled one if any is still usable (idle for less
+    /// than `cfg.idle_timeout`), else a new one.
+    pub(crate) async fn checkout(&self, cfg: &UpstreamConfig) -> Result<Conn, FailureKind> {
         while let Some(idle) = self.idle.pop() {
-            if idle.since.elapsed() >= idle_timeout || !idle.conn.is_usable() {
+            if idle.since.elapsed() >= cfg.idle_timeout || !idle.conn.is_usable() {
                 continue;
             }
             return Ok(idle.conn);
         }
-        self.connect().await
+        self.connect(cfg).await
     }
 
-    /// A fresh connection (a WebSocket handshake takes one that is never pooled).
-    pub(crate) async fn connect(&self) -> Result<Conn, FailureKind> {
-        let timeout = Duration::from_millis(self.connect_timeout_ms.load(Ordering::Relaxed));
+    /// A fresh connection within `cfg.connect_timeout` (a WebSocket handshake takes one that
+    /// is never pooled).
+    pub(crate) async fn connect(&self, cfg: &UpstreamConfig) -> Result<Conn, FailureKind> {
+        let timeout = cfg.connect_timeout;
         let stream = match tokio::time::timeout(timeout, TcpStream::connect(self.addr)).await {
             Err(_) => return Err(FailureKind::ConnectTimeout),
             Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
@@ -155,24 +141,17 @@ impl ServerConns {
     }
 }
 
-/// Gives every server of `snapshot` its connection queue (a server that has one keeps it, with
-/// the settings of the service that names it now). Control plane only, before the snapshot is
-/// stored: the request path then reaches a server's connections from the server it picked.
-/// A server that leaves the config takes its queue with it once no snapshot names it any more,
-/// and its idle connections close then.
+/// Gives every server of `snapshot` that has none its connection queue (a server that has one
+/// keeps it, untouched: the snapshot in force may be using it). Control plane only, before the
+/// snapshot is stored: the request path then reaches a server's connections from the server
+/// it picked. A server that leaves the config takes its queue with it once no snapshot names
+/// it any more, and its idle connections close then.
 pub(crate) fn attach(snapshot: &Snapshot) {
     for svc in &snapshot.services {
         let cfg = &svc.config.upstream;
         for server in svc.pools.iter().flat_map(|p| p.servers.iter()) {
             let state = &server.state;
-            let mut fresh = false;
-            let conns = state.attach_with(|| {
-                fresh = true;
-                Arc::new(ServerConns::new(state.addr, cfg))
-            });
-            if let (Some(conns), false) = (conns, fresh) {
-                conns.update(cfg);
-            }
+            state.attach_with(|| Arc::new(ServerConns::new(state.addr, cfg)));
         }
     }
 }

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::Controller;
 use crate::history::rfc3339;
-use crate::metrics::{PoolReading, SwitchKind};
+use crate::metrics::{PoolReading, SwitchKind, pool_reading};
 
 /// The actor of the guard's rollbacks in the history.
 pub const ACTOR_GUARD: &str = "guard";
@@ -101,13 +101,12 @@ impl Controller {
         else {
             return;
         };
-        let metrics = &self.shared.metrics;
-        let baseline = metrics.pool_reading(service, from).quantile_ms(0.99);
+        let baseline = pool_reading(&snapshot, service, from).quantile_ms(0.99);
         let window = rules.window + extra;
         let until = SystemTime::now() + window;
         let watch = Watch {
             until: Instant::now() + window,
-            start: metrics.pool_reading(service, pool),
+            start: pool_reading(&snapshot, service, pool),
             status: GuardStatus {
                 pool: pool.to_string(),
                 from: from.to_string(),
@@ -155,17 +154,14 @@ impl Controller {
         let now = Instant::now();
         let mut breaches = Vec::new();
         let mut watching = false;
+        let snapshot = self.snapshot();
         {
             let mut guards = self.guards.lock().unwrap_or_else(PoisonError::into_inner);
             for (service, w) in guards.iter_mut() {
                 if w.status.verdict != "watching" {
                     continue;
                 }
-                let seen = self
-                    .shared
-                    .metrics
-                    .pool_reading(service, &w.status.pool)
-                    .since(&w.start);
+                let seen = pool_reading(&snapshot, service, &w.status.pool).since(&w.start);
                 let (rate, p99, breach) = judge(&w.rules, &seen, w.status.baseline_p99_ms);
                 w.status.requests = seen.requests;
                 w.status.error_rate = rate;

@@ -89,11 +89,12 @@ impl Controller {
         if self.frozen.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(ControlError::Upgrading);
         }
+        // The new snapshot carries the new pools, counters and rate limiters; it is in force
+        // once this returns, and a reload that fails to persist changed nothing.
         let next = self.apply_local(&new, decisions).await?;
         // Only once the new snapshot is in force: a reload that fails to persist leaves the
-        // running snapshot with its health checkers and rate limiters as they were.
+        // running snapshot with its health checkers as they were.
         self.health.sync(&self.shared, &next);
-        self.shared.rate_limits.sync(&new);
         crate::reload::apply_certs(self.tls.as_ref(), certs);
         *config = new;
         self.history.set_capacity(config.admin.history);

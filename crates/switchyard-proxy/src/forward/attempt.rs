@@ -89,9 +89,15 @@ pub(super) async fn attempt_once(
     let conns = crate::upstream::conns(&server).ok_or(fail(FailureKind::ConnectError))?;
     let websocket = pending.upgrade.is_some();
     let mut conn = if websocket {
-        conns.connect().await.map_err(fail)?
+        conns
+            .connect(&service.config.upstream)
+            .await
+            .map_err(fail)?
     } else {
-        conns.checkout().await.map_err(fail)?
+        conns
+            .checkout(&service.config.upstream)
+            .await
+            .map_err(fail)?
     };
     let Some(head) = pending.parts.as_ref() else {
         return Err(fail(FailureKind::Unsent));

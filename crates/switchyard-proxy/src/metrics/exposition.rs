@@ -1,6 +1,7 @@
-//! The Prometheus exposition: every counter of [`Metrics`](super::Metrics), and the gauges read
-//! from the snapshot in force, encoded by `prometheus-client` through its custom-collector
-//! interface each time `/metrics` is scraped.
+//! The Prometheus exposition: the counters of every service and pool of the snapshot in force
+//! and those of [`Metrics`](super::Metrics), and the gauges read from the same snapshot,
+//! encoded by `prometheus-client` through its custom-collector interface each time `/metrics`
+//! is scraped.
 
 use std::fmt;
 use std::sync::atomic::AtomicU64;
@@ -12,10 +13,13 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
+use switchyard_core::counters::{
+    CLASSES, MIRROR_RESULTS, MIRROR_SKIPS, REASONS, ServiceCounters, load,
+};
 use switchyard_core::{Health, Snapshot};
 use tokio::time::Instant;
 
-use super::{CLASSES, MIRROR_RESULTS, MIRROR_SKIPS, NO_POOL, REASONS, ServiceCounters, load};
+use super::NO_POOL;
 use crate::shared::Shared;
 
 /// Renders the whole exposition: every counter, and the gauges read from the snapshot now.
@@ -121,14 +125,23 @@ impl Collector for Scrape {
     fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
         let shared = &self.0;
         let metrics = &shared.metrics;
-        let table = metrics.table.load_full();
         let snapshot = shared.snapshot.load_full();
+        let services = || {
+            snapshot
+                .services
+                .iter()
+                .map(|s| (s.name.as_str(), &*s.counters))
+        };
         let pools = || {
-            table.services.iter().flat_map(|(s, e)| {
-                e.pools
+            snapshot.services.iter().flat_map(|s| {
+                s.pools
                     .iter()
-                    .map(move |(p, c)| (s.as_str(), p.as_str(), &**c))
-                    .chain(std::iter::once((s.as_str(), NO_POOL, &e.counters.unpooled)))
+                    .map(move |p| (s.name.as_str(), p.name.as_str(), &*p.counters))
+                    .chain(std::iter::once((
+                        s.name.as_str(),
+                        NO_POOL,
+                        &s.counters.unpooled,
+                    )))
             })
         };
 
@@ -249,10 +262,11 @@ impl Collector for Scrape {
             pools().map(|(s, p, c)| ([("service", s), ("pool", p)], counter(load(&c.attempts)))),
         )?;
         let by_reason = |pick: fn(&ServiceCounters) -> &[AtomicU64; REASONS.len()]| {
-            table.services.iter().flat_map(move |(s, e)| {
-                REASONS.iter().zip(pick(&e.counters)).map(move |(r, n)| {
-                    ([("service", s.as_str()), ("reason", *r)], counter(load(n)))
-                })
+            services().flat_map(move |(s, c)| {
+                REASONS
+                    .iter()
+                    .zip(pick(c))
+                    .map(move |(r, n)| ([("service", s), ("reason", *r)], counter(load(n))))
             })
         };
         family(
@@ -274,12 +288,7 @@ impl Collector for Scrape {
             "switchyard_ejections",
             "Servers ejected after consecutive failures, by service.",
             None,
-            table.services.iter().map(|(s, e)| {
-                (
-                    [("service", s.as_str())],
-                    counter(load(&e.counters.ejections)),
-                )
-            }),
+            services().map(|(s, c)| ([("service", s)], counter(load(&c.ejections)))),
         )?;
         let switches = metrics
             .switches

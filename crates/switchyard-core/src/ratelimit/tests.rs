@@ -1,11 +1,12 @@
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use http_body_util::BodyExt;
-use switchyard_config::{PoolConfig, ServerConfig, ServiceConfig};
+use switchyard_config::{Config, PoolConfig, ServerConfig, ServiceConfig};
 use tokio::time::advance;
 
 use super::*;
+use crate::live::Registry;
+use crate::snapshot::{Snapshot, decisions_from_config};
 
 fn limit(rate: f64, burst: u32) -> RateLimitConfig {
     RateLimitConfig {
@@ -161,34 +162,6 @@ async fn each_shard_is_capped_and_the_stalest_go_first() {
     assert!(l.len() <= SHARDS * cap, "{} buckets", l.len());
 }
 
-#[test]
-fn retry_after_is_whole_seconds_rounded_up() {
-    let secs = |d: Duration| {
-        too_many_requests(d).headers()["retry-after"]
-            .to_str()
-            .expect("ascii")
-            .to_owned()
-    };
-    assert_eq!(secs(Duration::ZERO), "1");
-    assert_eq!(secs(ms(1)), "1");
-    assert_eq!(secs(ms(1000)), "1");
-    assert_eq!(secs(ms(1001)), "2");
-    assert_eq!(secs(ms(2500)), "3");
-    assert_eq!(secs(Duration::from_secs(60)), "60");
-}
-
-#[tokio::test]
-async fn the_429_answer_is_short_plain_text() {
-    let resp = too_many_requests(ms(1500));
-    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(resp.headers()["content-type"], "text/plain; charset=utf-8");
-    let body = resp.into_body().collect().await.expect("body").to_bytes();
-    assert_eq!(
-        body,
-        "Too Many Requests: rate limit exceeded; retry in 2 s\n"
-    );
-}
-
 fn prefixed(prefix: Option<&str>, rate: f64) -> Limit {
     let cfg = RateLimitConfig {
         path_prefix: prefix.map(str::to_string),
@@ -240,26 +213,39 @@ fn config(limits: &[(&str, Vec<RateLimitConfig>)]) -> Config {
     config
 }
 
+/// The limits of service `name` in `snapshot` (`None`: it has none, or no such service).
+fn limits_of<'a>(snapshot: &'a Snapshot, name: &str) -> Option<&'a ServiceLimits> {
+    snapshot
+        .service(name)
+        .map(|s| &s.rate_limits)
+        .filter(|l| !l.is_empty())
+}
+
 #[tokio::test(start_paused = true)]
-async fn limiters_survive_a_sync_with_the_same_config_and_reset_when_it_changes() {
+async fn limiters_survive_a_rebuild_with_the_same_config_and_reset_when_it_changes() {
     let login = RateLimitConfig {
         path_prefix: Some("/login".into()),
         ..limit(1.0, 0)
     };
     let all = limit(100.0, 10);
-    let limiters = RateLimiters::new(&config(&[
-        ("app", vec![all.clone(), login.clone()]),
-        ("web", vec![]),
-    ]));
-    assert!(limiters.for_service("web").is_none(), "no limits, no entry");
-    assert!(limiters.for_service("nope").is_none());
-    let app = limiters.for_service("app").expect("app has limits");
+    let registry = Registry::new();
+    let build = |config: &Config, previous: &Snapshot| {
+        previous.build_next(config, &decisions_from_config(config), &registry)
+    };
+    let first = config(&[("app", vec![all.clone(), login.clone()]), ("web", vec![])]);
+    let snapshot = Snapshot::build(&first, &decisions_from_config(&first), &registry, 1);
+    assert!(limits_of(&snapshot, "web").is_none(), "no limits, no entry");
+    assert!(limits_of(&snapshot, "nope").is_none());
+    let app = limits_of(&snapshot, "app").expect("app has limits");
     assert!(app.check("/login", ip(1), Instant::now()).is_ok());
     assert!(app.check("/login", ip(1), Instant::now()).is_err());
 
     // Same entries, another order: the buckets are kept.
-    limiters.sync(&config(&[("app", vec![login.clone(), all.clone()])]));
-    let app = limiters.for_service("app").expect("app has limits");
+    let snapshot = build(
+        &config(&[("app", vec![login.clone(), all.clone()])]),
+        &snapshot,
+    );
+    let app = limits_of(&snapshot, "app").expect("app has limits");
     assert!(
         app.check("/login", ip(1), Instant::now()).is_err(),
         "still limited"
@@ -270,11 +256,16 @@ async fn limiters_survive_a_sync_with_the_same_config_and_reset_when_it_changes(
         burst: 5,
         ..login.clone()
     };
-    limiters.sync(&config(&[("app", vec![all.clone(), looser])]));
-    let app = limiters.for_service("app").expect("app has limits");
+    let snapshot = build(&config(&[("app", vec![all.clone(), looser])]), &snapshot);
+    let app = limits_of(&snapshot, "app").expect("app has limits");
     assert!(app.check("/login", ip(1), Instant::now()).is_ok());
 
-    // Limits removed: the service disappears.
-    limiters.sync(&config(&[("app", vec![])]));
-    assert!(limiters.for_service("app").is_none());
+    // Limits removed: the service has none.
+    let snapshot = build(&config(&[("app", vec![])]), &snapshot);
+    assert!(limits_of(&snapshot, "app").is_none());
+
+    // Limits put back: they start afresh.
+    let snapshot = build(&config(&[("app", vec![login.clone()])]), &snapshot);
+    let app = limits_of(&snapshot, "app").expect("app has limits");
+    assert!(app.check("/login", ip(1), Instant::now()).is_ok());
 }
