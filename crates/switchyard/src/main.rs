@@ -34,6 +34,14 @@ impl fmt::Display for Failed {
 
 impl std::error::Error for Failed {}
 
+/// jemalloc rather than the system allocator: glibc keeps the memory of closed and parked
+/// connections (freed in small pieces between live ones), so the process never shrinks after a
+/// burst of connections; jemalloc's background thread gives unused pages back to the system
+/// about a second after they are freed (the decay is set in `.cargo/config.toml`). Measured:
+/// docs/benchmarks.md.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse_args();
     let result = match cli.command {
