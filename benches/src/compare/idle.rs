@@ -2,7 +2,8 @@
 //! with HTTP/2 when the run's protocol is), send one request on each (so each has been through
 //! a whole exchange), hold them idle for [`HOLD`] and read the proxy's resident memory. The
 //! hold lets a proxy do what it does with idle connections (nginx frees their buffers at once;
-//! Switchyard parks idle HTTP/1 connections after a second).
+//! Switchyard parks idle HTTP/1 connections after a second). Then all are closed, and after
+//! another [`HOLD`] the RSS is read again: what the proxy kept of the memory they used.
 
 use bytes::Bytes;
 use http::{Request, Version, header};
@@ -39,10 +40,13 @@ pub async fn measure(dial: &Dial, h2: bool, pid: u32, n: usize) -> anyhow::Resul
     tokio::time::sleep(HOLD).await;
     let rss_idle_kb = memory_kb(pid, "VmRSS");
     drop(held);
+    tokio::time::sleep(HOLD).await;
+    let rss_closed_kb = Some(memory_kb(pid, "VmRSS"));
     Ok(IdleResult {
         connections: n,
         rss_before_kb,
         rss_idle_kb,
+        rss_closed_kb,
     })
 }
 

@@ -96,6 +96,10 @@ pub struct IdleResult {
     pub rss_before_kb: u64,
     /// RSS while they are open and idle, in kB.
     pub rss_idle_kb: u64,
+    /// RSS [`idle::HOLD`] after they were all closed, in kB (memory a proxy gives back; not in
+    /// reports saved before it was measured).
+    #[serde(default)]
+    pub rss_closed_kb: Option<u64>,
 }
 
 /// Everything measured for one target.

@@ -170,19 +170,23 @@ pub fn markdown(r: &CompareReport) -> String {
         let kind = r.protocol.idle_kind();
         let _ = writeln!(
             out,
-            "| target | RSS before | RSS with {n} idle {kind} connections | per connection |"
+            "| target | RSS before | RSS with {n} idle {kind} connections | per connection | RSS after closing them |"
         );
-        out.push_str("|---|---:|---:|---:|\n");
+        out.push_str("|---|---:|---:|---:|---:|\n");
         for t in &idle {
             if let Some(i) = t.idle {
                 let per = (i.rss_idle_kb as f64 - i.rss_before_kb as f64) / n.max(1) as f64;
                 let _ = writeln!(
                     out,
-                    "| {} | {:.1} MB | {:.1} MB | {:.1} kB |",
+                    "| {} | {:.1} MB | {:.1} MB | {:.1} kB | {} |",
                     t.name,
                     i.rss_before_kb as f64 / 1024.0,
                     i.rss_idle_kb as f64 / 1024.0,
-                    per
+                    per,
+                    i.rss_closed_kb.map_or_else(
+                        || "—".to_string(),
+                        |kb| format!("{:.1} MB", kb as f64 / 1024.0)
+                    ),
                 );
             }
         }
@@ -217,7 +221,7 @@ fn verdicts(r: &CompareReport, nginx: Option<&TargetResult>) -> String {
         if let Some(cpu) = paired(sy, Some(n), cpu) {
             let _ = writeln!(
                 out,
-                "- proxy CPU per request ≤ 1.0× nginx (aim 0.8×): {cpu:.2}× ({:.1} vs {:.1} µs) — {}{}",
+                "- proxy CPU per request ≤ 1.0× nginx (aim 0.8×): {cpu:.3}× ({:.1} vs {:.1} µs) — {}{}",
                 s.cpu,
                 ns.cpu,
                 verdict(cpu <= 1.0),
@@ -227,7 +231,7 @@ fn verdicts(r: &CompareReport, nginx: Option<&TargetResult>) -> String {
         if let Some(rps) = paired(sy, Some(n), rps) {
             let _ = writeln!(
                 out,
-                "- requests/s ≥ 1.0× nginx (aim 1.1×): {rps:.2}× ({:.0} vs {:.0}) — {}{}",
+                "- requests/s ≥ 1.0× nginx (aim 1.1×): {rps:.3}× ({:.0} vs {:.0}) — {}{}",
                 s.rps,
                 ns.rps,
                 verdict(rps >= 1.0),
@@ -237,7 +241,7 @@ fn verdicts(r: &CompareReport, nginx: Option<&TargetResult>) -> String {
         if let Some(p99) = paired(sy, Some(n), p99) {
             let _ = writeln!(
                 out,
-                "- p99 ≤ nginx: {p99:.2}× ({} vs {}) — {}",
+                "- p99 ≤ nginx: {p99:.3}× ({} vs {}) — {}",
                 us(s.p99),
                 us(ns.p99),
                 verdict(p99 <= 1.0)
