@@ -468,3 +468,41 @@ async fn plain_http_redirects_to_https_and_forwards_nothing() {
     assert!(green.posts().is_empty());
     proxy.shutdown().await;
 }
+
+/// An idle HTTPS keep-alive connection is parked like a plain one (after a second) and serves
+/// its next requests on the same TLS session.
+#[tokio::test]
+async fn a_parked_https_connection_serves_its_next_request() {
+    let (pki, _leaf, green, _blue, proxy) = set_up().await;
+    let stream = support::connect(
+        support::https(&proxy),
+        pki.client(&[b"http/1.1"]),
+        "app.test",
+    )
+    .await
+    .expect("TLS handshake");
+    let mut conn = support::h1(stream).await;
+    assert_eq!(get1(&mut conn, "/", "app.test").await.status, 200);
+    let parked = || {
+        proxy
+            .metrics_text()
+            .lines()
+            .find_map(|l| l.strip_prefix("switchyard_parked_connections{} "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    poll_until(Duration::from_secs(10), || async { parked() == Some(1) }).await;
+    for _ in 0..3 {
+        let resp = get1(&mut conn, "/", "app.test").await;
+        assert_eq!(
+            (resp.status, resp.text()),
+            (http::StatusCode::OK, "green".to_string())
+        );
+    }
+    assert_eq!(green.count_path("/"), 4);
+    assert_eq!(
+        proxy.open_connections(),
+        1,
+        "the same connection throughout"
+    );
+    proxy.shutdown().await;
+}
