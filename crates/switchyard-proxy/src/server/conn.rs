@@ -21,6 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
+use crate::body::BoxError;
 use crate::framing::{Guarded, ParkSignal, Protocol, ReadReady};
 use crate::shared::{ConnCounter, stopped};
 
@@ -42,6 +43,39 @@ pub(crate) trait Host: Send + 'static {
     /// Where parked connections are counted.
     fn connections(&self) -> &ConnCounter;
 }
+
+/// A client stream a connection can be served on (and parked).
+pub(crate) trait Stream:
+    AsyncRead + AsyncWrite + ReadReady + Unpin + Send + 'static
+{
+}
+
+impl<I: AsyncRead + AsyncWrite + ReadReady + Unpin + Send + 'static> Stream for I {}
+
+/// A service connections can be served with, over HTTP/1 and HTTP/2, answering with `B`.
+pub(crate) trait Service<B>:
+    HttpService<Incoming, ResBody = B, Future: Send + 'static, Error: Into<BoxError>>
+    + Unpin
+    + Send
+    + 'static
+{
+}
+
+impl<S, B> Service<B> for S where
+    S: HttpService<Incoming, ResBody = B, Future: Send + 'static, Error: Into<BoxError>>
+        + Unpin
+        + Send
+        + 'static
+{
+}
+
+/// A response body such a service answers with.
+pub(crate) trait ServiceBody:
+    Body<Data: Send, Error: Into<BoxError>> + Send + 'static
+{
+}
+
+impl<B: Body<Data: Send, Error: Into<BoxError>> + Send + 'static> ServiceBody for B {}
 
 /// How one HTTP/1 hyper connection ended.
 enum Ended {
@@ -68,13 +102,9 @@ pub(crate) async fn serve<I, S, B, H>(
 ) -> Result<(), hyper::Error>
 where
     H: Host,
-    I: AsyncRead + AsyncWrite + ReadReady + Unpin + Send + 'static,
-    S: HttpService<Incoming, ResBody = B> + Unpin + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: Stream,
+    S: Service<B>,
+    B: ServiceBody,
 {
     let _keep = keep;
     let (hyper, counter, stop) = (host.hyper(), host.connections(), &mut stop);
@@ -134,13 +164,9 @@ async fn serve_until_parked<I, S, B>(
     stop: &mut watch::Receiver<bool>,
 ) -> Result<Option<(Guarded<I>, S)>, hyper::Error>
 where
-    I: AsyncRead + AsyncWrite + ReadReady + Unpin + Send + 'static,
-    S: HttpService<Incoming, ResBody = B> + Unpin + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: Stream,
+    S: Service<B>,
+    B: ServiceBody,
 {
     let mut conn = h1.serve_connection(TokioIo::new(io), svc).with_upgrades();
     match drive(&mut conn, park, stop).await {
@@ -195,9 +221,9 @@ impl<I, S, B> Finish for http1::UpgradeableConnection<I, S>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin,
     S: HttpService<Incoming, ResBody = B>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::Error: Into<BoxError>,
     B: Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B::Error: Into<BoxError>,
 {
     fn finish(&mut self) {
         Pin::new(self).graceful_shutdown();
