@@ -231,15 +231,7 @@ mod tests {
 
     #[test]
     fn reasons_match_the_core_names() {
-        for kind in [
-            FailureKind::ConnectRefused,
-            FailureKind::ConnectTimeout,
-            FailureKind::ConnectError,
-            FailureKind::Unsent,
-            FailureKind::Reset,
-            FailureKind::ResponseTimeout,
-            FailureKind::Status(503),
-        ] {
+        for kind in crate::retry::ALL_KINDS {
             assert_eq!(REASONS[reason_index(kind)], kind.reason());
         }
     }

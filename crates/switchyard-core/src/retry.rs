@@ -229,19 +229,23 @@ impl RetryBudget {
     }
 }
 
+/// One failure of every kind, for tests.
+#[cfg(test)]
+pub(crate) const ALL_KINDS: [FailureKind; 7] = [
+    FailureKind::ConnectRefused,
+    FailureKind::ConnectTimeout,
+    FailureKind::ConnectError,
+    FailureKind::Unsent,
+    FailureKind::Reset,
+    FailureKind::ResponseTimeout,
+    FailureKind::Status(503),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const ALL: [FailureKind; 7] = [
-        FailureKind::ConnectRefused,
-        FailureKind::ConnectTimeout,
-        FailureKind::ConnectError,
-        FailureKind::Unsent,
-        FailureKind::Reset,
-        FailureKind::ResponseTimeout,
-        FailureKind::Status(503),
-    ];
+    const ALL: [FailureKind; 7] = ALL_KINDS;
 
     fn traits(idempotent: bool, body_replayable: bool) -> RequestTraits {
         RequestTraits {

@@ -416,13 +416,19 @@ impl Controller {
         let next = self.commit(&config, decisions).await?;
         tracing::info!(service = %svc.name, ?weights, generation = next.generation, "split set");
         let active = svc.pools[svc.active].name.clone();
-        let mut out = outcome(svc, next.generation);
-        out.revision = self.fleet_revision(&svc.name);
-        Ok(Change {
-            outcome: out,
-            from: active,
+        Ok(self.committed(svc, active, next.generation))
+    }
+
+    /// The change made by committing a new decision for `svc` (which had `from` active) as
+    /// generation `generation`: `svc` as the caller saw it, with the service's fleet revision.
+    fn committed(&self, svc: &Service, from: String, generation: u64) -> Change {
+        let mut outcome = outcome(svc, generation);
+        outcome.revision = self.fleet_revision(&svc.name);
+        Change {
+            outcome,
+            from,
             changed: true,
-        })
+        }
     }
 
     /// Stops the health checkers.

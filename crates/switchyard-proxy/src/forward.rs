@@ -36,8 +36,8 @@ mod h2_limits;
 mod log;
 mod pools;
 
-pub(crate) use attempt::empty_body_length;
 use attempt::{Pending, Tried, attempt_once, has_untried};
+pub(crate) use attempt::{empty_body_length, encode_request};
 use h2_limits::head_within;
 use log::{LogOnce, Trace};
 use pools::{preview_pool, set_response_headers, set_sticky_cookie, sticky_named};

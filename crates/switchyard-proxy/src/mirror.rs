@@ -12,11 +12,11 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::request::Parts;
 use switchyard_config::AllDown;
 use switchyard_core::Service;
-use switchyard_h1::{BodyLength, encode_request_head};
+use switchyard_h1::BodyLength;
 use tokio::time::Instant;
 
 use switchyard_core::counters::PoolCounters;
@@ -81,15 +81,7 @@ pub(crate) fn prepare(
         Some(b) => BodyLength::Known(b.len() as u64),
         None => crate::forward::empty_body_length(parts),
     };
-    let target_path = parts
-        .uri
-        .path_and_query()
-        .map_or("/", http::uri::PathAndQuery::as_str);
-    let mut out = BytesMut::new();
-    encode_request_head(&mut out, &parts.method, target_path, &parts.headers, length);
-    if let Some(b) = body {
-        out.extend_from_slice(b);
-    }
+    let out = crate::forward::encode_request(parts, length, body.as_deref());
     Some(Copy {
         service: service.clone(),
         pool: target.pool,

@@ -86,12 +86,6 @@ impl Controller {
         decisions.insert(svc.name.clone(), decision);
         let next = self.commit(&config, decisions).await?;
         tracing::info!(service = %svc.name, generation = next.generation, "mirror set");
-        let mut out = outcome(svc, next.generation);
-        out.revision = self.fleet_revision(&svc.name);
-        Ok(Change {
-            outcome: out,
-            from: active,
-            changed: true,
-        })
+        Ok(self.committed(svc, active, next.generation))
     }
 }

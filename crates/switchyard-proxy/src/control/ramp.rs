@@ -11,9 +11,7 @@ use tokio::sync::watch;
 
 use super::audit::{Asked, Change};
 use super::fleet::ORIGIN;
-use super::{
-    ControlError, Controller, SwitchOutcome, outcome, pool_index, pool_is_healthy, resolve,
-};
+use super::{ControlError, Controller, SwitchOutcome, pool_index, pool_is_healthy, resolve};
 use crate::history::{HistoryAction, HistoryEntry, rfc3339};
 
 /// How many even steps a ramp takes: the first at once, the last (the switch) at its end.
@@ -114,13 +112,7 @@ impl Controller {
         );
         let next = self.commit(&config, decisions).await?;
         tracing::info!(service = %svc.name, from = %from, to = %to, ?duration, "ramp started");
-        let mut out = outcome(svc, next.generation);
-        out.revision = self.fleet_revision(&svc.name);
-        Ok(Change {
-            outcome: out,
-            from,
-            changed: true,
-        })
+        Ok(self.committed(svc, from, next.generation))
     }
 
     /// Applies every ramp step that has fallen due; returns when the next one is due (ms since

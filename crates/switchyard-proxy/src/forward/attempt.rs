@@ -115,15 +115,11 @@ pub(super) async fn attempt_once(
         }
         (None, None) => (empty_body_length(head), None),
     };
-    let target = head
-        .uri
-        .path_and_query()
-        .map_or("/", http::uri::PathAndQuery::as_str);
-    let mut out = BytesMut::new();
-    encode_request_head(&mut out, &head.method, target, &head.headers, length);
-    if let Some(Some(b)) = pending.replay {
-        out.extend_from_slice(b);
-    }
+    let out = encode_request(
+        head,
+        length,
+        pending.replay.as_ref().and_then(|r| r.as_deref()),
+    );
     let outgoing = Outgoing {
         head: &out,
         streamed: streamed.take(),
@@ -214,6 +210,21 @@ pub(super) async fn attempt_once(
         });
     }
     Ok(resp)
+}
+
+/// The bytes that start sending `head` upstream: its request line and headers, framed by
+/// `length`, then `body` when the body is buffered whole.
+pub(crate) fn encode_request(head: &Parts, length: BodyLength, body: Option<&[u8]>) -> BytesMut {
+    let target = head
+        .uri
+        .path_and_query()
+        .map_or("/", http::uri::PathAndQuery::as_str);
+    let mut out = BytesMut::new();
+    encode_request_head(&mut out, &head.method, target, &head.headers, length);
+    if let Some(b) = body {
+        out.extend_from_slice(b);
+    }
+    out
 }
 
 /// The framing of an empty request body: `Content-Length: 0` when the client sent one (or the
