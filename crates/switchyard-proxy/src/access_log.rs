@@ -264,6 +264,10 @@ fn stamp(since_epoch: Duration) -> [u8; 19] {
 
 /// Appends `v` to `buf` in decimal.
 fn num(buf: &mut Vec<u8>, v: u64) {
+    if v < 10 {
+        buf.push(b'0' + v as u8);
+        return;
+    }
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     let mut v = v;
@@ -308,22 +312,37 @@ fn millis(buf: &mut Vec<u8>, d: Duration) {
 /// Appends `s` escaped for a JSON string or a quoted text value (`"`, `\` and control
 /// characters escaped).
 fn escaped(buf: &mut Vec<u8>, s: &str) {
-    for &b in s.as_bytes() {
+    let bytes = s.as_bytes();
+    let mut rest = bytes;
+    // Runs of plain bytes are copied whole; only the bytes that need an escape are looked at
+    // one by one.
+    while let Some(at) = rest.iter().position(|&b| needs_escape(b)) {
+        let (plain, tail) = rest.split_at(at);
+        buf.extend_from_slice(plain);
+        let Some((&b, tail)) = tail.split_first() else {
+            return;
+        };
         match b {
             b'"' => buf.extend_from_slice(b"\\\""),
             b'\\' => buf.extend_from_slice(b"\\\\"),
             b'\n' => buf.extend_from_slice(b"\\n"),
             b'\r' => buf.extend_from_slice(b"\\r"),
             b'\t' => buf.extend_from_slice(b"\\t"),
-            0..0x20 | 0x7f => {
+            _ => {
                 const HEX: &[u8; 16] = b"0123456789abcdef";
                 buf.extend_from_slice(b"\\u00");
                 buf.push(HEX[usize::from(b >> 4)]);
                 buf.push(HEX[usize::from(b & 15)]);
             }
-            _ => buf.push(b),
         }
+        rest = tail;
     }
+    buf.extend_from_slice(rest);
+}
+
+/// Whether `b` is escaped in a JSON string or a quoted text value.
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == 0x7f || b == b'"' || b == b'\\'
 }
 
 /// Appends a socket address (or `-`); IPv4 without the formatting machinery.
