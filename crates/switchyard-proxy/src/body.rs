@@ -17,6 +17,49 @@ use hyper::body::Incoming;
 /// The error type of the proxy's bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// A request body as the service receives it from the client.
+#[derive(Debug)]
+pub(crate) enum ClientBody {
+    /// No body at all.
+    Empty,
+    /// From an HTTP/1 connection (Switchyard's own server side).
+    Http1(crate::server::h1::RequestBody),
+    /// From an HTTP/2 connection (hyper's).
+    Http2(Incoming),
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ClientBody::Empty => Poll::Ready(None),
+            ClientBody::Http1(b) => Pin::new(b).poll_frame(cx),
+            ClientBody::Http2(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Empty => true,
+            ClientBody::Http1(b) => b.is_end_stream(),
+            ClientBody::Http2(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientBody::Empty => SizeHint::with_exact(0),
+            ClientBody::Http1(b) => b.size_hint(),
+            ClientBody::Http2(b) => b.size_hint(),
+        }
+    }
+}
+
 /// A request body as sent upstream.
 #[derive(Debug)]
 pub enum UpstreamBody {
@@ -32,7 +75,7 @@ pub struct LimitedStream {
     /// Bytes read while deciding whether the body could be buffered.
     pub(crate) prefix: Option<Bytes>,
     /// The rest of the client's body.
-    pub(crate) inner: Incoming,
+    pub(crate) inner: ClientBody,
     /// Bytes passed on so far (prefix included).
     pub(crate) seen: u64,
     /// The limit; beyond it the stream fails and `exceeded` is set.
@@ -93,7 +136,7 @@ impl Body for UpstreamBody {
                         }
                         Poll::Ready(Some(Ok(frame)))
                     }
-                    Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+                    Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
                     Poll::Ready(None) => Poll::Ready(None),
                     Poll::Pending => {
                         let timeout = s.timeout;

@@ -16,18 +16,17 @@ use http::request::Parts;
 use http::{HeaderValue, Request, Response, Uri, Version, header};
 use http_body::Body;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper::upgrade::OnUpgrade;
 use switchyard_config::RetryConfig;
 use switchyard_core::retry::{self, FailureKind, RequestTraits, Verdict};
 use switchyard_core::select::NoServer;
 use switchyard_core::{InFlight, Service, Snapshot};
 use tokio::time::Instant;
 
-use crate::body::{LimitedStream, ProxyBody, StreamProgress, UpstreamBody};
+use crate::body::{ClientBody, LimitedStream, ProxyBody, StreamProgress, UpstreamBody};
 use crate::error::ProxyError;
 use crate::headers::{self, X_REQUEST_ID};
 use crate::observe;
+use crate::server::h1::OnUpgrade;
 use crate::shared::Shared;
 use crate::upgrade;
 
@@ -72,7 +71,7 @@ static IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static("idempo
 pub(crate) async fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
 ) -> Response<ProxyBody> {
     let snapshot = shared.snapshot.load_full();
     let (mut parts, body) = req.into_parts();
@@ -245,7 +244,7 @@ enum Prepared {
 
 /// Reads up to the replay limit; a body that ends within it is buffered, else it is streamed.
 async fn prepare_body(
-    body: Incoming,
+    body: ClientBody,
     policy: &RetryConfig,
     max_body: u64,
     body_timeout: std::time::Duration,
@@ -329,7 +328,7 @@ async fn forward(
     mut snapshot: Arc<Snapshot>,
     mut service: Arc<Service>,
     parts: Parts,
-    body: Incoming,
+    body: ClientBody,
     mut upgrade: Option<OnUpgrade>,
     trace: &mut Trace,
 ) -> Result<Response<ProxyBody>, ProxyError> {

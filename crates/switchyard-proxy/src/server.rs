@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hyper::server::conn::{http1, http2};
+use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use switchyard_config::LimitsConfig;
@@ -36,6 +36,7 @@ use crate::shared::Shared;
 use crate::tls::{self, Tls};
 
 pub(crate) mod conn;
+pub(crate) mod h1;
 
 /// How long an HTTP/1 keep-alive connection stays idle before it is parked: long enough that
 /// a busy connection never is (parking costs a new hyper connection on its next request),
@@ -80,8 +81,8 @@ pub(crate) struct ConnBuilder {
 struct Serving {
     /// The limits it was made from.
     limits: LimitsConfig,
-    /// The hyper connection builders.
-    hyper: conn::Hyper,
+    /// How connections are served.
+    setup: conn::Setup,
     /// What the framing guard enforces (the same head limits as `hyper`'s).
     guard: framing::Limits,
 }
@@ -117,15 +118,10 @@ impl Serving {
             header_timeout: limits.header_timeout,
             keepalive_timeout: limits.keepalive_timeout,
         };
-        let mut h1 = http1::Builder::new();
-        h1.keep_alive(true)
-            .timer(TokioTimer::new())
-            // The guard keeps the header and keep-alive clocks. hyper's own header timer
-            // (on by default once there is a timer) would also run on idle keep-alive
-            // connections, cutting them at the header timeout.
-            .header_read_timeout(None)
-            .max_headers(limits.max_headers)
-            .max_buf_size(guard.hyper_buf_size());
+        let h1 = h1::Options {
+            max_buf: guard.hyper_buf_size(),
+            max_headers: limits.max_headers,
+        };
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new())
             // Twice the limit, so that a long :path reaches the service, which answers 414 (and
@@ -136,7 +132,7 @@ impl Serving {
             .keep_alive_interval(Some(Duration::from_secs(30)));
         Serving {
             limits: limits.clone(),
-            hyper: conn::Hyper {
+            setup: conn::Setup {
                 h1,
                 h2,
                 park_after: Some(PARK_AFTER),
@@ -257,7 +253,7 @@ where
     let mut io = Guarded::new(io, serving.guard).with_send_timeout(serving.limits.send_timeout);
     let answers = io.answer_signal();
     let info = Arc::new(info);
-    let svc = service_fn(move |req| {
+    let svc = service_fn(move |req: http::Request<crate::body::ClientBody>| {
         let shared = shared.clone();
         let answers = answers.clone();
         let info = info.clone();
@@ -287,8 +283,8 @@ struct Host {
 }
 
 impl conn::Host for Host {
-    fn hyper(&self) -> &conn::Hyper {
-        &self.serving.hyper
+    fn setup(&self) -> &conn::Setup {
+        &self.serving.setup
     }
 
     fn connections(&self) -> &crate::shared::ConnCounter {

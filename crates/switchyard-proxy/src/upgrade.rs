@@ -11,11 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderValue};
-use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 use switchyard_core::InFlight;
 use tokio::io::AsyncWriteExt;
 
+use crate::server::h1::OnUpgrade;
 use crate::shared::Shared;
 use crate::upstream::Conn;
 
@@ -75,7 +74,7 @@ pub(crate) fn spawn_tunnel(
                 return;
             }
         };
-        let mut client = TokioIo::new(client);
+        let mut client = client;
         let Conn {
             stream: mut upstream,
             buf: early,

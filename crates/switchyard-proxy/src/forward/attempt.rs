@@ -5,11 +5,11 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::server::h1::OnUpgrade;
 use bytes::{Bytes, BytesMut};
 use http::Response;
 use http::request::Parts;
 use http_body::Body;
-use hyper::upgrade::OnUpgrade;
 use switchyard_core::retry::FailureKind;
 use switchyard_core::{InFlight, Service};
 use switchyard_h1::{BodyLength, encode_request_head};

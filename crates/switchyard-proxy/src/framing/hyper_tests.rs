@@ -1,6 +1,7 @@
-//! The guard in front of a real hyper server, served the way `server.rs` serves clients
-//! (`server::conn` with upgrades, parking and the guard's limits, over an in-memory duplex):
-//! what hyper answers, when it closes, and that the clocks, HTTP/2 and upgrades work.
+//! The guard in front of the real servers, served the way `server.rs` serves clients
+//! (`server::conn`: Switchyard's own HTTP/1 driver with upgrades, parking and the guard's
+//! limits, and hyper's HTTP/2, over an in-memory duplex): what the client is answered, when the
+//! connection closes, and that the clocks, HTTP/2 and upgrades work.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -9,22 +10,21 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 use super::{Guarded, Limits, ReadReady, answers};
 
 /// The serving set-up of these tests.
 struct TestHost {
-    hyper: crate::server::conn::Hyper,
+    setup: crate::server::conn::Setup,
     counter: crate::shared::ConnCounter,
 }
 
 impl crate::server::conn::Host for TestHost {
-    fn hyper(&self) -> &crate::server::conn::Hyper {
-        &self.hyper
+    fn setup(&self) -> &crate::server::conn::Setup {
+        &self.setup
     }
 
     fn connections(&self) -> &crate::shared::ConnCounter {
@@ -48,16 +48,20 @@ type Seen = Arc<Mutex<Vec<String>>>;
 /// The test service: records each request, answers 200 `ok` (400 when the body fails), and
 /// answers `/ws` with 101 and an echo over the upgraded connection. `/slow` takes
 /// [`SLOW`] to answer.
-async fn app(mut req: Request<Incoming>, seen: Seen) -> Response<Full<Bytes>> {
+async fn app(mut req: Request<crate::body::ClientBody>, seen: Seen) -> Response<Full<Bytes>> {
     let line = format!("{} {}", req.method(), req.uri().path());
     if req.uri().path() == "/slow" {
         tokio::time::sleep(SLOW).await;
     }
     if req.uri().path() == "/ws" && req.headers().contains_key(header::UPGRADE) {
-        let upgrade = hyper::upgrade::on(&mut req);
+        let upgrade = req
+            .extensions_mut()
+            .remove::<crate::server::h1::OnUpgrade>();
         tokio::spawn(async move {
-            if let Ok(upgraded) = upgrade.await {
-                let mut io = TokioIo::new(upgraded);
+            let Some(upgrade) = upgrade else {
+                return;
+            };
+            if let Ok(mut io) = upgrade.await {
                 let mut buf = [0u8; 64];
                 if let Ok(n) = io.read(&mut buf).await {
                     let _ = io.write_all(&buf[..n]).await;
@@ -121,14 +125,12 @@ fn serve(signal: bool, limits: Limits) -> (DuplexStream, Seen) {
     tokio::spawn(async move {
         // As `server.rs` sets it up; parking after a moment, so that every test also runs
         // across parks (a duplex is always "readable": a parked connection resumes at once).
-        let mut h1 = hyper::server::conn::http1::Builder::new();
-        h1.timer(TokioTimer::new())
-            .header_read_timeout(None)
-            .max_headers(limits.max_headers)
-            .max_buf_size(limits.hyper_buf_size());
         let host = TestHost {
-            hyper: crate::server::conn::Hyper {
-                h1,
+            setup: crate::server::conn::Setup {
+                h1: crate::server::h1::Options {
+                    max_buf: limits.hyper_buf_size(),
+                    max_headers: limits.max_headers,
+                },
                 h2: hyper::server::conn::http2::Builder::new(TokioExecutor::new()),
                 park_after: Some(Duration::from_millis(10)),
             },

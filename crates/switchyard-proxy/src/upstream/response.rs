@@ -212,7 +212,7 @@ fn poll_fill(conn: &mut Conn, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
 
 /// The trailer fields of a chunked body, as the client side forwards them (fields that
 /// could reframe a message, and pseudo-fields, left out).
-fn trailer_map(raw: &[u8]) -> Option<HeaderMap> {
+pub(crate) fn trailer_map(raw: &[u8]) -> Option<HeaderMap> {
     let mut slots = [httparse::EMPTY_HEADER; 32];
     let mut with_end = Vec::with_capacity(raw.len() + 2);
     with_end.extend_from_slice(raw);

@@ -1,0 +1,909 @@
+//! Switchyard's own HTTP/1.1 server side: one client connection, one request at a time.
+//!
+//! hyper's HTTP/1 server turned each request head into an `http::Request` through its
+//! dispatcher, with a channel for every body and a second encoding pass for every answer; a
+//! large part of what the proxy cost per request was spent there. This driver does the same
+//! work directly, in the connection's own task:
+//!
+//! - the head is parsed with `httparse` straight from the read buffer; the method, target and
+//!   header values of the `http::Request` share that buffer (no copies);
+//! - a request without a body gets an empty body; a body is fed to the service piece by piece
+//!   as it asks for it (`body.rs`), with `100 Continue` sent when it first asks;
+//! - the answer's head is written into one buffer with its body's framing (the declared
+//!   `Content-Length`, the body's exact size, chunked, or until close for an HTTP/1.0 client),
+//!   and small bodies go out in the same write;
+//! - an answer of `101` hands the stream, and any bytes read after the request, to the
+//!   service's [`OnUpgrade`] (`upgrade.rs`).
+//!
+//! It reads from the framing guard (`crate::framing`), which has already refused every head
+//! with ambiguous framing or over the limits (replacing it with one this driver answers with
+//! `400` or `431`) and keeps the header and keep-alive clocks (an expired clock reads as EOF).
+//! The answer signal and parking work as they did with hyper: the driver drops each answer's
+//! body before it flushes the answer's last bytes, and when the guard asks for the connection
+//! to be parked while it waits for a head with nothing read, it returns the stream; its
+//! buffers go with it.
+//!
+//! hyper's behaviour is kept where clients can see it: a client that closes its side while its
+//! request is served has the request dropped (no half-close), an HTTP/1.0 client gets HTTP/1.0
+//! answers and keep-alive only when it asked for it, and a `Date` is added to answers that have
+//! none.
+
+mod body;
+mod upgrade;
+
+use std::cell::RefCell;
+use std::future::{Future, poll_fn};
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::pin;
+use std::task::{Context, Poll};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use switchyard_h1::{ChunkedDecoder, Step};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+
+pub(crate) use self::body::RequestBody;
+use self::body::{BodyError, Feeder, Want};
+pub(crate) use self::upgrade::OnUpgrade;
+use crate::body::ClientBody;
+use crate::framing::{Guarded, ParkSignal};
+use crate::server::conn::{Service, ServiceBody, Stream};
+use crate::shared::stopped;
+
+/// Room made in the read buffer before a read.
+const READ_CHUNK: usize = 8 * 1024;
+/// Data frames at least this large are written as they are instead of copied into the write
+/// buffer.
+const DIRECT_WRITE: usize = 8 * 1024;
+/// The write buffer is written out once it holds this much.
+const WRITE_HIGH: usize = 16 * 1024;
+/// Header slots kept on the stack for a parse; a larger `max_headers` allocates them.
+const STACK_HEADERS: usize = 100;
+/// What an HTTP/1.1 client that sent `Expect: 100-continue` is told when its body is wanted.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// What the driver enforces besides the guard.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Options {
+    /// The longest head it reads before answering 431 (the guard's `hyper_buf_size`).
+    pub(crate) max_buf: usize,
+    /// The most header fields in one head.
+    pub(crate) max_headers: usize,
+}
+
+/// How serving a connection ended.
+pub(crate) enum Ended<I> {
+    /// The connection is over (closed, or handed to a tunnel).
+    Closed,
+    /// The guard asked for the connection to be parked: the stream, idle.
+    Parked(Guarded<I>),
+}
+
+/// One connection being served.
+struct Conn<I> {
+    /// The guarded client stream.
+    io: Guarded<I>,
+    /// Bytes read and not yet used.
+    rbuf: BytesMut,
+    /// Bytes to write.
+    wbuf: Vec<u8>,
+    /// Where the last head's fields are in it (name start and length, value start and length),
+    /// kept between requests.
+    fields: Vec<[usize; 4]>,
+    /// The client closed its side.
+    eof: bool,
+}
+
+/// A parsed request head, before its `Request` is made.
+struct Head {
+    /// Its length in the read buffer.
+    len: usize,
+    method: Method,
+    /// The target's offsets.
+    target: (usize, usize),
+    version: Version,
+}
+
+/// How a request body is framed.
+enum Framing {
+    None,
+    Length(u64),
+    Chunked(Box<ChunkedDecoder>),
+}
+
+/// What the driver must know of a request to answer it.
+struct Exchange {
+    method_head: bool,
+    method_connect: bool,
+    version: Version,
+    /// The client allows keeping the connection open.
+    keep_alive: bool,
+    /// `Expect: 100-continue` from an HTTP/1.1 client, not yet answered.
+    expect_continue: bool,
+    /// The request's body, while the driver still feeds it.
+    feeding: Option<Feeding>,
+    /// The body was not read to its end: the connection cannot be reused.
+    body_abandoned: bool,
+    /// Where the stream goes if the answer opens a tunnel.
+    upgrade: Option<upgrade::Pending>,
+}
+
+/// A request body the driver feeds.
+struct Feeding {
+    feeder: Feeder,
+    framing: Framing,
+}
+
+/// Why a head was refused.
+enum Refused {
+    /// `400 Bad Request`.
+    Bad,
+    /// `431 Request Header Fields Too Large`.
+    TooLarge,
+}
+
+/// What the wait for the next head ended with.
+enum Next {
+    Head(Head),
+    Refused(Refused),
+    /// EOF (the client left, or a clock ran out) or a stop between requests.
+    Closed,
+    /// The guard asks for the idle connection to be parked.
+    Parked,
+}
+
+/// How an answer's body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Out {
+    /// No body (HEAD, 1xx, 204, 304, a tunnel).
+    None,
+    /// This many bytes.
+    Length(u64),
+    /// Chunked.
+    Chunked,
+    /// Until the connection closes (HTTP/1.0 client, unknown length).
+    Close,
+}
+
+/// Serves HTTP/1 on `io` with `svc` until the connection ends, or until the guard asks for
+/// it to be parked (then the stream comes back). Once `stop` turns true the request in
+/// flight is answered with `connection: close`, and an idle connection closes.
+pub(crate) async fn serve<I, S, B>(
+    io: Guarded<I>,
+    svc: &S,
+    opts: Options,
+    park: &ParkSignal,
+    stop: &mut watch::Receiver<bool>,
+) -> io::Result<Ended<I>>
+where
+    I: Stream,
+    S: Service<B>,
+    B: ServiceBody,
+{
+    let mut conn = Conn {
+        io,
+        rbuf: BytesMut::new(),
+        wbuf: Vec::new(),
+        fields: Vec::new(),
+        eof: false,
+    };
+    let mut stopping = pin!(stopped(stop));
+    let mut stop_seen = false;
+    loop {
+        let next = poll_fn(|cx| {
+            if !stop_seen && stopping.as_mut().poll(cx).is_ready() {
+                stop_seen = true;
+            }
+            conn.poll_head(cx, opts, park, stop_seen)
+        })
+        .await?;
+        let head = match next {
+            Next::Head(head) => head,
+            Next::Refused(why) => {
+                conn.refuse(why).await;
+                return Ok(Ended::Closed);
+            }
+            Next::Closed => {
+                let _ = conn.io.shutdown().await;
+                return Ok(Ended::Closed);
+            }
+            Next::Parked => return Ok(Ended::Parked(conn.io)),
+        };
+        let Some((req, mut exchange)) = conn.request(head) else {
+            conn.refuse(Refused::Bad).await;
+            return Ok(Ended::Closed);
+        };
+        let answer = {
+            let mut call = pin!(svc.call(req));
+            poll_fn(|cx| {
+                if !stop_seen && stopping.as_mut().poll(cx).is_ready() {
+                    stop_seen = true;
+                }
+                loop {
+                    if let Poll::Ready(r) = call.as_mut().poll(cx) {
+                        return Poll::Ready(Some(r));
+                    }
+                    match conn.poll_client(cx, &mut exchange) {
+                        Poll::Ready(true) => {}
+                        Poll::Ready(false) => return Poll::Ready(None),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+            })
+            .await
+        };
+        let resp = match answer {
+            Some(Ok(resp)) => resp,
+            Some(Err(e)) => {
+                let e: crate::body::BoxError = e.into();
+                return Err(io::Error::other(e));
+            }
+            None => {
+                // The client left while its request was served: the request is dropped.
+                return Ok(Ended::Closed);
+            }
+        };
+        if exchange.feeding.is_some() {
+            exchange.body_abandoned = true;
+        }
+        let keep = exchange.keep_alive && !stop_seen && !exchange.body_abandoned;
+        match conn.answer(resp, &mut exchange, keep).await? {
+            Answered::KeepAlive => {}
+            Answered::Close => {
+                let _ = conn.io.shutdown().await;
+                return Ok(Ended::Closed);
+            }
+            Answered::Tunnel => {
+                let early = conn.rbuf.split().freeze();
+                if let Some(pending) = exchange.upgrade.take() {
+                    pending.fulfil(conn.io, early);
+                }
+                return Ok(Ended::Closed);
+            }
+        }
+    }
+}
+
+/// What an answer left the connection as.
+enum Answered {
+    KeepAlive,
+    Close,
+    Tunnel,
+}
+
+impl<I: Stream> Conn<I> {
+    /// Reads until a head is complete (or refused), the connection ends, or it may be parked.
+    fn poll_head(
+        &mut self,
+        cx: &mut Context<'_>,
+        opts: Options,
+        park: &ParkSignal,
+        stop_seen: bool,
+    ) -> Poll<io::Result<Next>> {
+        loop {
+            if self.rbuf.is_empty() {
+                if stop_seen || self.eof {
+                    return Poll::Ready(Ok(Next::Closed));
+                }
+            } else {
+                match self.parse(opts) {
+                    Ok(Some(head)) => return Poll::Ready(Ok(Next::Head(head))),
+                    Ok(None) if self.rbuf.len() >= opts.max_buf => {
+                        return Poll::Ready(Ok(Next::Refused(Refused::TooLarge)));
+                    }
+                    Ok(None) if self.eof => return Poll::Ready(Ok(Next::Closed)),
+                    Ok(None) => {}
+                    Err(why) => return Poll::Ready(Ok(Next::Refused(why))),
+                }
+            }
+            match self.poll_read(cx) {
+                Poll::Ready(Ok(0)) => self.eof = true,
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending if self.rbuf.is_empty() && !stop_seen && park.wanted() => {
+                    return Poll::Ready(Ok(Next::Parked));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    /// Reads what the client has sent into the read buffer; 0 at EOF.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.rbuf.capacity() - self.rbuf.len() < 1024 {
+            self.rbuf.reserve(READ_CHUNK);
+        }
+        let read = self.io.read_buf(&mut self.rbuf);
+        pin!(read).poll(cx)
+    }
+
+    /// Parses the head at the start of the read buffer: `None` while it is incomplete.
+    fn parse(&mut self, opts: Options) -> Result<Option<Head>, Refused> {
+        let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
+        let mut heap = Vec::new();
+        let slots: &mut [MaybeUninit<httparse::Header<'_>>] = if opts.max_headers <= STACK_HEADERS {
+            &mut stack[..opts.max_headers]
+        } else {
+            heap.resize_with(opts.max_headers, MaybeUninit::uninit);
+            &mut heap
+        };
+        let buf = &self.rbuf[..];
+        let mut req = httparse::Request::new(&mut []);
+        let len = match req.parse_with_uninit_headers(buf, slots) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => return Err(Refused::TooLarge),
+            Err(_) => return Err(Refused::Bad),
+        };
+        let base = buf.as_ptr() as usize;
+        let at = |s: &[u8]| s.as_ptr() as usize - base;
+        let method = req.method.ok_or(Refused::Bad)?;
+        let method = Method::from_bytes(method.as_bytes()).map_err(|_| Refused::Bad)?;
+        let path = req.path.ok_or(Refused::Bad)?;
+        let target = (at(path.as_bytes()), path.len());
+        let version = match req.version {
+            Some(0) => Version::HTTP_10,
+            Some(1) => Version::HTTP_11,
+            _ => return Err(Refused::Bad),
+        };
+        self.fields.clear();
+        for h in req.headers.iter() {
+            self.fields.push([
+                at(h.name.as_bytes()),
+                h.name.len(),
+                at(h.value),
+                h.value.len(),
+            ]);
+        }
+        Ok(Some(Head {
+            len,
+            method,
+            target,
+            version,
+        }))
+    }
+
+    /// The request for a parsed head, and what the driver keeps of it; `None` when the target
+    /// or a field is invalid.
+    fn request(&mut self, head: Head) -> Option<(Request<ClientBody>, Exchange)> {
+        let bytes = self.rbuf.split_to(head.len).freeze();
+        let uri = Uri::from_maybe_shared(bytes.slice(head.target.0..head.target.0 + head.target.1))
+            .ok()?;
+        let mut headers = HeaderMap::with_capacity(self.fields.len());
+        let http11 = head.version == Version::HTTP_11;
+        let mut length = None;
+        let mut chunked = false;
+        let mut close = false;
+        let mut keep_alive_asked = false;
+        let mut expect_continue = false;
+        let mut upgrade = false;
+        for f in &self.fields {
+            let [n, nl, v, vl] = *f;
+            let name = HeaderName::from_bytes(bytes.get(n..n + nl)?).ok()?;
+            let value = HeaderValue::from_maybe_shared(bytes.slice(v..v + vl)).ok()?;
+            match name {
+                header::CONTENT_LENGTH => {
+                    length = Some(
+                        std::str::from_utf8(value.as_bytes())
+                            .ok()?
+                            .trim()
+                            .parse()
+                            .ok()?,
+                    );
+                }
+                header::TRANSFER_ENCODING => chunked = last_token_is(value.as_bytes(), b"chunked"),
+                header::CONNECTION => {
+                    for token in value.as_bytes().split(|&b| b == b',') {
+                        let token = token.trim_ascii();
+                        close |= token.eq_ignore_ascii_case(b"close");
+                        keep_alive_asked |= token.eq_ignore_ascii_case(b"keep-alive");
+                    }
+                }
+                header::EXPECT => {
+                    expect_continue = value.as_bytes().eq_ignore_ascii_case(b"100-continue");
+                }
+                header::UPGRADE => upgrade = true,
+                _ => {}
+            }
+            headers.append(name, value);
+        }
+        let framing = if chunked {
+            Framing::Chunked(Box::default())
+        } else {
+            match length {
+                Some(0) | None => Framing::None,
+                Some(n) => Framing::Length(n),
+            }
+        };
+        let method_connect = head.method == Method::CONNECT;
+        let (body, feeding) = match framing {
+            Framing::None => (ClientBody::Empty, None),
+            Framing::Length(n) => {
+                let (body, feeder) = body::channel(Some(n));
+                (ClientBody::Http1(body), Some(Feeding { feeder, framing }))
+            }
+            Framing::Chunked(_) => {
+                let (body, feeder) = body::channel(None);
+                (ClientBody::Http1(body), Some(Feeding { feeder, framing }))
+            }
+        };
+        let mut exchange = Exchange {
+            method_head: head.method == Method::HEAD,
+            method_connect,
+            version: head.version,
+            keep_alive: if http11 {
+                !close
+            } else {
+                keep_alive_asked && !close
+            },
+            expect_continue: http11 && expect_continue && feeding.is_some(),
+            feeding,
+            body_abandoned: false,
+            upgrade: None,
+        };
+        let mut req = Request::new(body);
+        *req.method_mut() = head.method;
+        *req.uri_mut() = uri;
+        *req.version_mut() = head.version;
+        *req.headers_mut() = headers;
+        if (upgrade && http11) || method_connect {
+            let (pending, on_upgrade) = upgrade::pair();
+            exchange.upgrade = Some(pending);
+            req.extensions_mut().insert(on_upgrade);
+        }
+        Some((req, exchange))
+    }
+
+    /// While the service works on a request: feeds its body as it asks, and watches for the
+    /// client leaving. `Ready(true)` when something changed for the service, `Ready(false)`
+    /// when the client has gone.
+    fn poll_client(&mut self, cx: &mut Context<'_>, ex: &mut Exchange) -> Poll<bool> {
+        if let Some(feeding) = &mut ex.feeding {
+            match feeding.feeder.want(cx) {
+                Want::Nothing => return Poll::Pending,
+                Want::Dropped => {
+                    ex.feeding = None;
+                    ex.body_abandoned = true;
+                    // The rest of the body is still on its way: no EOF watch.
+                    return Poll::Pending;
+                }
+                Want::Data => {}
+            }
+            if ex.expect_continue {
+                if self.wbuf.is_empty() {
+                    self.wbuf.extend_from_slice(CONTINUE);
+                }
+                match self.poll_write_buf(cx) {
+                    Poll::Ready(Ok(())) => ex.expect_continue = false,
+                    Poll::Ready(Err(e)) => {
+                        feeding.feeder.fail(BodyError::Io(e));
+                        ex.feeding = None;
+                        ex.body_abandoned = true;
+                        return Poll::Ready(true);
+                    }
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            loop {
+                match self.feed(feeding) {
+                    Ok(Fed::Piece) => return Poll::Ready(true),
+                    Ok(Fed::End) => {
+                        ex.feeding = None;
+                        return Poll::Ready(true);
+                    }
+                    Ok(Fed::NeedMore) => {}
+                    Err(e) => {
+                        feeding.feeder.fail(e);
+                        ex.feeding = None;
+                        ex.body_abandoned = true;
+                        return Poll::Ready(true);
+                    }
+                }
+                if self.eof {
+                    feeding.feeder.fail(BodyError::Incomplete);
+                    ex.feeding = None;
+                    ex.body_abandoned = true;
+                    return Poll::Ready(true);
+                }
+                match self.poll_read(cx) {
+                    Poll::Ready(Ok(0)) => self.eof = true,
+                    Poll::Ready(Ok(_)) => {}
+                    Poll::Ready(Err(e)) => {
+                        feeding.feeder.fail(BodyError::Io(e));
+                        ex.feeding = None;
+                        ex.body_abandoned = true;
+                        return Poll::Ready(true);
+                    }
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+        }
+        if ex.body_abandoned || self.eof || !self.rbuf.is_empty() {
+            return Poll::Pending;
+        }
+        // The request is all read: an EOF now means the client has gone (hyper does not
+        // allow half-closed connections either). Bytes of a next request wait in the buffer.
+        match self.poll_read(cx) {
+            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Poll::Ready(false),
+            Poll::Ready(Ok(_)) | Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Hands the body the next piece the read buffer holds.
+    fn feed(&mut self, feeding: &mut Feeding) -> Result<Fed, BodyError> {
+        match &mut feeding.framing {
+            Framing::None => {
+                feeding.feeder.end(None);
+                Ok(Fed::End)
+            }
+            Framing::Length(left) => {
+                if self.rbuf.is_empty() {
+                    return Ok(Fed::NeedMore);
+                }
+                let n = usize::try_from(*left)
+                    .unwrap_or(usize::MAX)
+                    .min(self.rbuf.len());
+                let data = self.rbuf.split_to(n).freeze();
+                *left -= n as u64;
+                let end = *left == 0;
+                feeding.feeder.data(data, end);
+                Ok(if end { Fed::End } else { Fed::Piece })
+            }
+            Framing::Chunked(decoder) => loop {
+                if self.rbuf.is_empty() {
+                    return Ok(Fed::NeedMore);
+                }
+                match decoder.decode(&self.rbuf)? {
+                    (_, Step::Data(range)) => {
+                        self.rbuf.advance(range.start);
+                        let data = self.rbuf.split_to(range.len()).freeze();
+                        feeding.feeder.data(data, false);
+                        return Ok(Fed::Piece);
+                    }
+                    (used, Step::NeedMore) => {
+                        self.rbuf.advance(used);
+                        return Ok(Fed::NeedMore);
+                    }
+                    (used, Step::Done) => {
+                        self.rbuf.advance(used);
+                        let trailers = decoder
+                            .take_trailers()
+                            .and_then(|t| crate::upstream::response::trailer_map(&t));
+                        feeding.feeder.end(trailers);
+                        return Ok(Fed::End);
+                    }
+                }
+            },
+        }
+    }
+
+    /// Writes the write buffer out.
+    fn poll_write_buf(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.wbuf.is_empty() {
+            let n = std::task::ready!(std::pin::Pin::new(&mut self.io).poll_write(cx, &self.wbuf))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.wbuf.drain(..n);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Writes an answer, head and body. The body is dropped before the answer's last bytes are
+    /// flushed (the guard starts the keep-alive clock at that flush).
+    async fn answer<B: ServiceBody>(
+        &mut self,
+        resp: Response<B>,
+        ex: &mut Exchange,
+        keep: bool,
+    ) -> io::Result<Answered> {
+        let (parts, body) = resp.into_parts();
+        let status = parts.status;
+        let tunnel = ex.upgrade.is_some()
+            && (status == StatusCode::SWITCHING_PROTOCOLS
+                || (ex.method_connect && status.is_success()));
+        let mut keep = keep && !has_token(&parts.headers, b"close");
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let out = if tunnel
+            || ex.method_head
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+        {
+            Out::None
+        } else if let Some(n) = declared.or_else(|| body.size_hint().exact()) {
+            Out::Length(n)
+        } else if ex.version == Version::HTTP_11 {
+            Out::Chunked
+        } else {
+            keep = false;
+            Out::Close
+        };
+        self.head(&parts, out, ex, keep, tunnel, declared.is_some());
+        let mut body = pin!(body);
+        let mut sent: u64 = 0;
+        if out != Out::None {
+            loop {
+                let frame = poll_fn(|cx| match body.as_mut().poll_frame(cx) {
+                    Poll::Pending if !self.wbuf.is_empty() => {
+                        // Nothing more for now: what is buffered goes out meanwhile.
+                        match self.poll_write_buf(cx) {
+                            Poll::Ready(Ok(())) => Poll::Pending,
+                            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(Writing::Io(e)))),
+                            Poll::Pending => Poll::Pending,
+                        }
+                    }
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(None) => Poll::Ready(None),
+                    Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
+                    Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Writing::Body(e.into())))),
+                })
+                .await;
+                let frame = match frame {
+                    None => break,
+                    Some(Ok(frame)) => frame,
+                    Some(Err(Writing::Io(e))) => return Err(e),
+                    Some(Err(Writing::Body(e))) => {
+                        // hyper's answer to a failed body: the connection ends, unfinished.
+                        return Err(io::Error::other(e));
+                    }
+                };
+                match frame.into_data() {
+                    Ok(mut data) => {
+                        let len = data.remaining();
+                        if len == 0 {
+                            continue;
+                        }
+                        sent += len as u64;
+                        if let Out::Length(n) = out {
+                            if sent > n {
+                                return Err(io::Error::other("answer body longer than its length"));
+                            }
+                        }
+                        if out == Out::Chunked {
+                            chunk_size(&mut self.wbuf, len);
+                        }
+                        if len >= DIRECT_WRITE {
+                            self.io.write_all(&self.wbuf).await?;
+                            self.wbuf.clear();
+                            while data.has_remaining() {
+                                let n = self.io.write(data.chunk()).await?;
+                                if n == 0 {
+                                    return Err(io::ErrorKind::WriteZero.into());
+                                }
+                                data.advance(n);
+                            }
+                        } else {
+                            while data.has_remaining() {
+                                let chunk = data.chunk();
+                                self.wbuf.extend_from_slice(chunk);
+                                let n = chunk.len();
+                                data.advance(n);
+                            }
+                        }
+                        if out == Out::Chunked {
+                            self.wbuf.extend_from_slice(b"\r\n");
+                        }
+                        if self.wbuf.len() >= WRITE_HIGH {
+                            self.io.write_all(&self.wbuf).await?;
+                            self.wbuf.clear();
+                        }
+                    }
+                    Err(frame) => {
+                        if let (Ok(trailers), Out::Chunked) = (frame.into_trailers(), out) {
+                            self.wbuf.extend_from_slice(b"0\r\n");
+                            for (name, value) in &trailers {
+                                field(&mut self.wbuf, name.as_str().as_bytes(), value.as_bytes());
+                            }
+                            self.wbuf.extend_from_slice(b"\r\n");
+                            sent = u64::MAX;
+                            break;
+                        }
+                    }
+                }
+            }
+            match out {
+                Out::Length(n) if sent != n => {
+                    return Err(io::Error::other("answer body shorter than its length"));
+                }
+                Out::Chunked if sent != u64::MAX => self.wbuf.extend_from_slice(b"0\r\n\r\n"),
+                _ => {}
+            }
+        }
+        if !self.wbuf.is_empty() {
+            self.io.write_all(&self.wbuf).await?;
+            self.wbuf.clear();
+        }
+        drop(body);
+        self.io.flush().await?;
+        Ok(if tunnel {
+            Answered::Tunnel
+        } else if keep && out != Out::Close {
+            Answered::KeepAlive
+        } else {
+            Answered::Close
+        })
+    }
+
+    /// Writes an answer's head into the write buffer.
+    fn head(
+        &mut self,
+        parts: &http::response::Parts,
+        out: Out,
+        ex: &Exchange,
+        keep: bool,
+        tunnel: bool,
+        declared: bool,
+    ) {
+        let w = &mut self.wbuf;
+        let status = parts.status;
+        if ex.version == Version::HTTP_10 {
+            w.extend_from_slice(b"HTTP/1.0 ");
+        } else {
+            w.extend_from_slice(b"HTTP/1.1 ");
+        }
+        w.extend_from_slice(status.as_str().as_bytes());
+        w.push(b' ');
+        w.extend_from_slice(status.canonical_reason().unwrap_or("<none>").as_bytes());
+        w.extend_from_slice(b"\r\n");
+        let mut date = false;
+        let mut connection = false;
+        for (name, value) in &parts.headers {
+            match *name {
+                header::TRANSFER_ENCODING => continue,
+                header::CONTENT_LENGTH
+                    if status == StatusCode::NO_CONTENT || status.is_informational() =>
+                {
+                    continue;
+                }
+                header::DATE => date = true,
+                header::CONNECTION => connection = true,
+                _ => {}
+            }
+            field(w, name.as_str().as_bytes(), value.as_bytes());
+        }
+        match out {
+            Out::Length(n) if !declared => {
+                w.extend_from_slice(b"content-length: ");
+                decimal(w, n);
+                w.extend_from_slice(b"\r\n");
+            }
+            Out::Chunked => w.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+            _ => {}
+        }
+        if !tunnel {
+            if ex.version == Version::HTTP_10 {
+                if keep && out != Out::Close && !has_token(&parts.headers, b"keep-alive") {
+                    w.extend_from_slice(b"connection: keep-alive\r\n");
+                }
+            } else if (!keep || out == Out::Close)
+                && !(connection && has_token(&parts.headers, b"close"))
+            {
+                w.extend_from_slice(b"connection: close\r\n");
+            }
+        }
+        if !date {
+            w.extend_from_slice(b"date: ");
+            cached_date(w);
+            w.extend_from_slice(b"\r\n");
+        }
+        w.extend_from_slice(b"\r\n");
+    }
+
+    /// Answers a refused head and closes.
+    async fn refuse(&mut self, why: Refused) {
+        let status = match why {
+            Refused::Bad => "400 Bad Request",
+            Refused::TooLarge => "431 Request Header Fields Too Large",
+        };
+        self.wbuf.clear();
+        self.wbuf.extend_from_slice(b"HTTP/1.1 ");
+        self.wbuf.extend_from_slice(status.as_bytes());
+        self.wbuf
+            .extend_from_slice(b"\r\nconnection: close\r\ncontent-length: 0\r\ndate: ");
+        cached_date(&mut self.wbuf);
+        self.wbuf.extend_from_slice(b"\r\n\r\n");
+        if self.io.write_all(&self.wbuf).await.is_ok() {
+            let _ = self.io.flush().await;
+            let _ = self.io.shutdown().await;
+        }
+    }
+}
+
+/// Why writing an answer's body stopped.
+enum Writing {
+    Io(io::Error),
+    Body(crate::body::BoxError),
+}
+
+/// What feeding a body did.
+enum Fed {
+    /// Handed over a piece.
+    Piece,
+    /// The body is complete (its last piece, trailers or nothing handed over).
+    End,
+    /// The read buffer holds nothing more of it.
+    NeedMore,
+}
+
+/// Appends `name: value\r\n`.
+fn field(w: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    w.extend_from_slice(name);
+    w.extend_from_slice(b": ");
+    w.extend_from_slice(value);
+    w.extend_from_slice(b"\r\n");
+}
+
+/// Appends a chunk-size line.
+fn chunk_size(w: &mut Vec<u8>, len: usize) {
+    digits(w, len as u64, 16);
+    w.extend_from_slice(b"\r\n");
+}
+
+/// Appends `n` in decimal.
+fn decimal(w: &mut Vec<u8>, n: u64) {
+    digits(w, n, 10);
+}
+
+/// Appends `n` in base 10 or 16 (lower case).
+fn digits(w: &mut Vec<u8>, mut n: u64, base: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 20];
+    let mut i = out.len();
+    loop {
+        i -= 1;
+        out[i] = DIGITS[(n % base) as usize];
+        n /= base;
+        if n == 0 {
+            break;
+        }
+    }
+    w.extend_from_slice(&out[i..]);
+}
+
+/// Whether a `Connection` field of `headers` lists `token`.
+fn has_token(headers: &HeaderMap, token: &[u8]) -> bool {
+    headers.get_all(header::CONNECTION).iter().any(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+    })
+}
+
+/// Whether the last token of a comma-separated list is `token`.
+fn last_token_is(value: &[u8], token: &[u8]) -> bool {
+    value
+        .rsplit(|&b| b == b',')
+        .next()
+        .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+thread_local! {
+    /// The `Date` value of the current second, per thread.
+    static DATE: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [b' '; 29])) };
+}
+
+/// Appends the current time as an HTTP date (cached per second).
+fn cached_date(w: &mut Vec<u8>) {
+    let now = SystemTime::now();
+    let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    DATE.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if cell.0 != second {
+            let text = httpdate::fmt_http_date(now);
+            if let Some(b) = text.as_bytes().get(..29) {
+                cell.1.copy_from_slice(b);
+                cell.0 = second;
+            }
+        }
+        w.extend_from_slice(&cell.1);
+    });
+}
