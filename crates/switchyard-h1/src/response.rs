@@ -259,6 +259,10 @@ fn decimal(value: &[u8]) -> Option<u64> {
 }
 
 /// Header fields that describe one hop and never go on to the client.
+/// Fields the proxy may add to a response's header map (its own headers, a request id, a
+/// sticky cookie, compression's): room is made for them up front.
+const ADDED_FIELDS: usize = 4;
+
 fn hop_by_hop(name: &HeaderName) -> bool {
     name == header::CONNECTION
         || name == header::TRANSFER_ENCODING
@@ -285,9 +289,12 @@ impl ResponseHead {
     /// close-delimited body is framed again by the client side). `head` holds the head's bytes
     /// (at least `head_len` of them); values share its memory.
     pub fn header_map(&self, head: &Bytes) -> Result<HeaderMap, HeadError> {
-        let mut map = HeaderMap::with_capacity(self.fields.len());
+        let mut map = HeaderMap::with_capacity(self.fields.len() + ADDED_FIELDS);
         let mut named: Vec<HeaderName> = Vec::new();
         let keep_length = matches!(self.framing, BodyFraming::Length(_) | BodyFraming::Empty);
+        // Several Content-Length fields (or a list in one) are made one at the end.
+        let mut lengths = 0;
+        let mut length_list = false;
         for (n, v) in &self.fields {
             let name_bytes = head
                 .get(n.clone())
@@ -297,6 +304,12 @@ impl ResponseHead {
             if name == header::CONNECTION {
                 if let Some(value) = head.get(v.clone()) {
                     for token in tokens(value) {
+                        // The common tokens name nothing that is forwarded.
+                        if token.eq_ignore_ascii_case(b"keep-alive")
+                            || token.eq_ignore_ascii_case(b"close")
+                        {
+                            continue;
+                        }
                         if let Ok(listed) = HeaderName::from_bytes(token) {
                             named.push(listed);
                         }
@@ -310,6 +323,10 @@ impl ResponseHead {
             if v.end > head.len() || v.start > v.end {
                 return Err(HeadError::Malformed("field out of range"));
             }
+            if name == header::CONTENT_LENGTH {
+                lengths += 1;
+                length_list |= head[v.clone()].contains(&b',');
+            }
             let value = HeaderValue::from_maybe_shared(head.slice(v.clone()))
                 .map_err(|_| HeadError::Malformed("bad field value"))?;
             map.append(name, value);
@@ -319,16 +336,9 @@ impl ResponseHead {
                 map.remove(&name);
             }
         }
-        if let BodyFraming::Length(_) = self.framing {
-            // Several equal Content-Length fields (or a list) become one.
-            if map.get_all(header::CONTENT_LENGTH).iter().count() > 1
-                || map
-                    .get(header::CONTENT_LENGTH)
-                    .is_some_and(|v| v.as_bytes().contains(&b','))
-            {
-                if let BodyFraming::Length(n) = self.framing {
-                    map.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
-                }
+        if let BodyFraming::Length(n) = self.framing {
+            if lengths > 1 || length_list {
+                map.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
             }
         }
         Ok(map)

@@ -262,7 +262,19 @@ fn stamp(since_epoch: Duration) -> [u8; 19] {
     out
 }
 
-/// Appends `v` to `buf` in decimal.
+/// The two-digit decimal numbers 00..=99, for [`num`].
+const PAIRS: [u8; 200] = {
+    let mut out = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        out[2 * i] = b'0' + (i / 10) as u8;
+        out[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    out
+};
+
+/// Appends `v` to `buf` in decimal, two digits at a time.
 fn num(buf: &mut Vec<u8>, v: u64) {
     if v < 10 {
         buf.push(b'0' + v as u8);
@@ -271,13 +283,19 @@ fn num(buf: &mut Vec<u8>, v: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     let mut v = v;
-    loop {
+    while v >= 100 {
+        let pair = (v % 100) as usize * 2;
+        v /= 100;
+        i -= 2;
+        digits[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    if v >= 10 {
+        let pair = v as usize * 2;
+        i -= 2;
+        digits[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else {
         i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
+        digits[i] = b'0' + v as u8;
     }
     buf.extend_from_slice(&digits[i..]);
 }
@@ -340,9 +358,20 @@ fn escaped(buf: &mut Vec<u8>, s: &str) {
     buf.extend_from_slice(rest);
 }
 
+/// The bytes escaped in a JSON string or a quoted text value.
+const ESCAPED: [bool; 256] = {
+    let mut out = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        out[b] = b < 0x20 || b == 0x7f || b == b'"' as usize || b == b'\\' as usize;
+        b += 1;
+    }
+    out
+};
+
 /// Whether `b` is escaped in a JSON string or a quoted text value.
 fn needs_escape(b: u8) -> bool {
-    b < 0x20 || b == 0x7f || b == b'"' || b == b'\\'
+    ESCAPED[usize::from(b)]
 }
 
 /// Appends a socket address (or `-`); IPv4 without the formatting machinery.
@@ -504,5 +533,43 @@ mod tests {
             b"2025-12-03T23:18:41"
         );
         assert_eq!(&stamp(Duration::ZERO), b"1970-01-01T00:00:00");
+    }
+
+    #[test]
+    fn numbers_are_written_as_decimal() {
+        for v in [
+            0,
+            1,
+            9,
+            10,
+            11,
+            99,
+            100,
+            101,
+            999,
+            1000,
+            65535,
+            123_456_789,
+            u64::MAX,
+        ] {
+            let mut buf = Vec::new();
+            num(&mut buf, v);
+            assert_eq!(buf, v.to_string().into_bytes(), "{v}");
+        }
+    }
+
+    #[test]
+    fn every_byte_that_needs_it_is_escaped_and_no_other() {
+        for b in 0u8..=127 {
+            let s = format!("a{}b", char::from(b));
+            let mut buf = Vec::new();
+            escaped(&mut buf, &s);
+            let text = String::from_utf8(buf).expect("utf-8");
+            let plain = !(b < 0x20 || b == 0x7f || b == b'"' || b == b'\\');
+            assert_eq!(text == s, plain, "{b:#x}: {text:?}");
+            // Whatever was escaped reads back as the same string in JSON.
+            let back: String = serde_json::from_str(&format!("\"{text}\"")).expect("json");
+            assert_eq!(back, s, "{b:#x}");
+        }
     }
 }

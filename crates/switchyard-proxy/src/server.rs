@@ -259,9 +259,9 @@ where
         let info = info.clone();
         async move {
             let resp = match mode {
-                // Boxed: hyper keeps room for the service future in every connection,
-                // idle or not; the request's state lives on the heap only while it runs.
-                Plain::Forward => Box::pin(forward::handle(shared, info, req)).await,
+                // Not boxed: the HTTP/1 driver holds the request's future in its own state,
+                // which is on the heap only while the connection is not parked.
+                Plain::Forward => forward::handle(shared, info, req).await,
                 Plain::Redirect { https_port } => redirect(&shared, &info, &req, https_port),
             };
             Ok::<_, Infallible>(answers.track(resp))

@@ -63,6 +63,8 @@ const DIRECT_WRITE: usize = 8 * 1024;
 const WRITE_HIGH: usize = 16 * 1024;
 /// Header slots kept on the stack for a parse; a larger `max_headers` allocates them.
 const STACK_HEADERS: usize = 100;
+/// Fields the request path may add to a request's header map.
+const ADDED_FIELDS: usize = 8;
 /// What an HTTP/1.1 client that sent `Expect: 100-continue` is told when its body is wanted.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -220,9 +222,6 @@ where
         let answer = {
             let mut call = pin!(svc.call(req));
             poll_fn(|cx| {
-                if !stop_seen && stopping.as_mut().poll(cx).is_ready() {
-                    stop_seen = true;
-                }
                 loop {
                     if let Poll::Ready(r) = call.as_mut().poll(cx) {
                         return Poll::Ready(Some(r));
@@ -249,6 +248,11 @@ where
         };
         if exchange.feeding.is_some() {
             exchange.body_abandoned = true;
+        }
+        // A stop while the request was served: it is answered with `connection: close`. (Looked
+        // at once here rather than at every poll of the service.)
+        if !stop_seen {
+            stop_seen = poll_fn(|cx| Poll::Ready(stopping.as_mut().poll(cx).is_ready())).await;
         }
         let keep = exchange.keep_alive && !stop_seen && !exchange.body_abandoned;
         match conn.answer(resp, &mut exchange, keep).await? {
@@ -373,7 +377,8 @@ impl<I: Stream> Conn<I> {
         let bytes = self.rbuf.split_to(head.len).freeze();
         let uri = Uri::from_maybe_shared(bytes.slice(head.target.0..head.target.0 + head.target.1))
             .ok()?;
-        let mut headers = HeaderMap::with_capacity(self.fields.len());
+        // Room for the fields the proxy adds (forwarding, request id) without growing.
+        let mut headers = HeaderMap::with_capacity(self.fields.len() + ADDED_FIELDS);
         let http11 = head.version == Version::HTTP_11;
         let mut length = None;
         let mut chunked = false;
