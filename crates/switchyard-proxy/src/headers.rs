@@ -165,7 +165,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most requests carry none: one pass over the names instead of a lookup for each.
     if !headers
         .keys()
-        .any(|name| name == header::CONNECTION || HOP_BY_HOP.iter().any(|hop| *hop == name))
+        .any(|name| name == header::CONNECTION || HOP_BY_HOP.contains(&name))
     {
         return;
     }

@@ -78,6 +78,7 @@ pub(crate) struct Options {
 }
 
 /// How serving a connection ended.
+#[allow(clippy::large_enum_variant)] // returned once per park, never stored
 pub(crate) enum Ended<I> {
     /// The connection is over (closed, or handed to a tunnel).
     Closed,
@@ -558,7 +559,7 @@ impl<I: Stream> Conn<I> {
                 feeding.feeder.data(data, end);
                 Ok(if end { Fed::End } else { Fed::Piece })
             }
-            Framing::Chunked(decoder) => loop {
+            Framing::Chunked(decoder) => {
                 if self.rbuf.is_empty() {
                     return Ok(Fed::NeedMore);
                 }
@@ -567,11 +568,11 @@ impl<I: Stream> Conn<I> {
                         self.rbuf.advance(range.start);
                         let data = self.rbuf.split_to(range.len()).freeze();
                         feeding.feeder.data(data, false);
-                        return Ok(Fed::Piece);
+                        Ok(Fed::Piece)
                     }
                     (used, Step::NeedMore) => {
                         self.rbuf.advance(used);
-                        return Ok(Fed::NeedMore);
+                        Ok(Fed::NeedMore)
                     }
                     (used, Step::Done) => {
                         self.rbuf.advance(used);
@@ -579,10 +580,10 @@ impl<I: Stream> Conn<I> {
                             .take_trailers()
                             .and_then(|t| crate::upstream::response::trailer_map(&t));
                         feeding.feeder.end(trailers);
-                        return Ok(Fed::End);
+                        Ok(Fed::End)
                     }
                 }
-            },
+            }
         }
     }
 
@@ -633,101 +634,111 @@ impl<I: Stream> Conn<I> {
             Out::Close
         };
         self.head(&parts, out, ex, keep, tunnel, declared.is_some());
-        let mut body = pin!(body);
-        let mut sent: u64 = 0;
-        if out != Out::None {
-            loop {
-                let frame = poll_fn(|cx| match body.as_mut().poll_frame(cx) {
-                    Poll::Pending if !self.wbuf.is_empty() => {
-                        // Nothing more for now: what is buffered goes out meanwhile.
-                        match self.poll_write_buf(cx) {
-                            Poll::Ready(Ok(())) => Poll::Pending,
-                            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(Writing::Io(e)))),
-                            Poll::Pending => Poll::Pending,
-                        }
-                    }
-                    Poll::Pending => Poll::Pending,
-                    Poll::Ready(None) => Poll::Ready(None),
-                    Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
-                    Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Writing::Body(e.into())))),
-                })
-                .await;
-                let frame = match frame {
-                    None => break,
-                    Some(Ok(frame)) => frame,
-                    Some(Err(Writing::Io(e))) => return Err(e),
-                    Some(Err(Writing::Body(e))) => {
-                        // hyper's answer to a failed body: the connection ends, unfinished.
-                        return Err(io::Error::other(e));
-                    }
-                };
-                match frame.into_data() {
-                    Ok(mut data) => {
-                        let len = data.remaining();
-                        if len == 0 {
-                            continue;
-                        }
-                        sent += len as u64;
-                        if let Out::Length(n) = out {
-                            if sent > n {
-                                return Err(io::Error::other("answer body longer than its length"));
+        // The body is dropped at the end of this block, before the answer is flushed.
+        {
+            let mut body = pin!(body);
+            let mut sent: u64 = 0;
+            if out != Out::None {
+                loop {
+                    let frame = poll_fn(|cx| match body.as_mut().poll_frame(cx) {
+                        Poll::Pending if !self.wbuf.is_empty() => {
+                            // Nothing more for now: what is buffered goes out meanwhile.
+                            match self.poll_write_buf(cx) {
+                                Poll::Ready(Ok(())) => Poll::Pending,
+                                Poll::Ready(Err(e)) => Poll::Ready(Some(Err(Writing::Io(e)))),
+                                Poll::Pending => Poll::Pending,
                             }
                         }
-                        if out == Out::Chunked {
-                            chunk_size(&mut self.wbuf, len);
+                        Poll::Pending => Poll::Pending,
+                        Poll::Ready(None) => Poll::Ready(None),
+                        Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
+                        Poll::Ready(Some(Err(e))) => {
+                            Poll::Ready(Some(Err(Writing::Body(e.into()))))
                         }
-                        if len >= DIRECT_WRITE {
-                            self.io.write_all(&self.wbuf).await?;
-                            self.wbuf.clear();
-                            while data.has_remaining() {
-                                let n = self.io.write(data.chunk()).await?;
-                                if n == 0 {
-                                    return Err(io::ErrorKind::WriteZero.into());
+                    })
+                    .await;
+                    let frame = match frame {
+                        None => break,
+                        Some(Ok(frame)) => frame,
+                        Some(Err(Writing::Io(e))) => return Err(e),
+                        Some(Err(Writing::Body(e))) => {
+                            // hyper's answer to a failed body: the connection ends, unfinished.
+                            return Err(io::Error::other(e));
+                        }
+                    };
+                    match frame.into_data() {
+                        Ok(mut data) => {
+                            let len = data.remaining();
+                            if len == 0 {
+                                continue;
+                            }
+                            sent += len as u64;
+                            if let Out::Length(n) = out {
+                                if sent > n {
+                                    return Err(io::Error::other(
+                                        "answer body longer than its length",
+                                    ));
                                 }
-                                data.advance(n);
                             }
-                        } else {
-                            while data.has_remaining() {
-                                let chunk = data.chunk();
-                                self.wbuf.extend_from_slice(chunk);
-                                let n = chunk.len();
-                                data.advance(n);
+                            if out == Out::Chunked {
+                                chunk_size(&mut self.wbuf, len);
+                            }
+                            if len >= DIRECT_WRITE {
+                                self.io.write_all(&self.wbuf).await?;
+                                self.wbuf.clear();
+                                while data.has_remaining() {
+                                    let n = self.io.write(data.chunk()).await?;
+                                    if n == 0 {
+                                        return Err(io::ErrorKind::WriteZero.into());
+                                    }
+                                    data.advance(n);
+                                }
+                            } else {
+                                while data.has_remaining() {
+                                    let chunk = data.chunk();
+                                    self.wbuf.extend_from_slice(chunk);
+                                    let n = chunk.len();
+                                    data.advance(n);
+                                }
+                            }
+                            if out == Out::Chunked {
+                                self.wbuf.extend_from_slice(b"\r\n");
+                            }
+                            if self.wbuf.len() >= WRITE_HIGH {
+                                self.io.write_all(&self.wbuf).await?;
+                                self.wbuf.clear();
                             }
                         }
-                        if out == Out::Chunked {
-                            self.wbuf.extend_from_slice(b"\r\n");
-                        }
-                        if self.wbuf.len() >= WRITE_HIGH {
-                            self.io.write_all(&self.wbuf).await?;
-                            self.wbuf.clear();
-                        }
-                    }
-                    Err(frame) => {
-                        if let (Ok(trailers), Out::Chunked) = (frame.into_trailers(), out) {
-                            self.wbuf.extend_from_slice(b"0\r\n");
-                            for (name, value) in &trailers {
-                                field(&mut self.wbuf, name.as_str().as_bytes(), value.as_bytes());
+                        Err(frame) => {
+                            if let (Ok(trailers), Out::Chunked) = (frame.into_trailers(), out) {
+                                self.wbuf.extend_from_slice(b"0\r\n");
+                                for (name, value) in &trailers {
+                                    field(
+                                        &mut self.wbuf,
+                                        name.as_str().as_bytes(),
+                                        value.as_bytes(),
+                                    );
+                                }
+                                self.wbuf.extend_from_slice(b"\r\n");
+                                sent = u64::MAX;
+                                break;
                             }
-                            self.wbuf.extend_from_slice(b"\r\n");
-                            sent = u64::MAX;
-                            break;
                         }
                     }
                 }
-            }
-            match out {
-                Out::Length(n) if sent != n => {
-                    return Err(io::Error::other("answer body shorter than its length"));
+                match out {
+                    Out::Length(n) if sent != n => {
+                        return Err(io::Error::other("answer body shorter than its length"));
+                    }
+                    Out::Chunked if sent != u64::MAX => self.wbuf.extend_from_slice(b"0\r\n\r\n"),
+                    _ => {}
                 }
-                Out::Chunked if sent != u64::MAX => self.wbuf.extend_from_slice(b"0\r\n\r\n"),
-                _ => {}
             }
         }
         if !self.wbuf.is_empty() {
             self.io.write_all(&self.wbuf).await?;
             self.wbuf.clear();
         }
-        drop(body);
         self.io.flush().await?;
         Ok(if tunnel {
             Answered::Tunnel
