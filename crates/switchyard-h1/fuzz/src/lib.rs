@@ -7,10 +7,12 @@
 //! - [`chunked`]: `switchyard_h1::ChunkedDecoder` against hyper's client, itself fed in
 //!   pieces, and against the proxy's chunked tracker;
 //! - [`request`]: the proxy's request-head judge and chunked tracker
-//!   (`switchyard-proxy/src/framing/{head,chunked}.rs`) against hyper's HTTP/1 server.
+//!   (`switchyard-proxy/src/framing/{head,chunked}.rs`), and the head reading of its HTTP/1
+//!   server side (`switchyard-proxy/src/server/h1/head.rs`), against hyper's HTTP/1 server.
 //!
-//! The proxy's two files are compiled here as they are, with `#[path]`: they depend on nothing
-//! but `httparse`, so the fuzz build needs neither the proxy crate nor its dependencies.
+//! The proxy's three files are compiled here as they are, with `#[path]`: they depend on
+//! nothing but `httparse`, `http` and `bytes`, so the fuzz build needs neither the proxy crate
+//! nor its other dependencies.
 
 #![forbid(unsafe_code)]
 
@@ -24,6 +26,11 @@ pub mod response;
 #[allow(dead_code)]
 #[path = "../../../switchyard-proxy/src/framing/head.rs"]
 mod judge;
+
+/// The head reading of the proxy's HTTP/1 server side, compiled from its own source.
+#[allow(dead_code)]
+#[path = "../../../switchyard-proxy/src/server/h1/head.rs"]
+mod server_head;
 
 /// The proxy's chunked tracker, compiled from its own source.
 #[allow(dead_code)]

@@ -12,7 +12,13 @@
 //! same order with the same method, target, version, header fields and body (data, and
 //! whether it ends cleanly); hyper serves no request the guard did not accept, but after a
 //! head the guard rejects as ambiguous or as having too many fields (the guard never lets
-//! those reach hyper).
+//! those reach the server).
+//!
+//! And the proxy's own HTTP/1 server side, which reads the heads the guard lets through
+//! (`server/h1/head.rs`): it finds each head the same length; it makes a request of exactly
+//! the heads hyper serves, with the same method, target, version and header fields; the body
+//! framing it reads is the judge's; and it keeps the connection open after a request exactly
+//! when hyper's rule does.
 //!
 //! Deliberate differences:
 //! 1. A head the judge accepts may still be refused by hyper for what is not framing: a
@@ -26,6 +32,8 @@ use http::{Method, Uri, Version};
 use crate::chunked::same_as_tracker;
 use crate::decode::{Ending, decode};
 use crate::judge::{Body, Head, Tunnel, judge};
+use crate::server_head::{self, Framing, Parsed};
+use bytes::Bytes;
 use crate::peer;
 use crate::response::{OurBody, same_body};
 
@@ -45,6 +53,10 @@ struct Expected {
     /// Its header fields, as [`peer::fields_of`] lists them.
     fields: Vec<(String, Vec<u8>)>,
     body: OurBody,
+    /// The body's framing as the judge read it.
+    framing: Body,
+    /// Whether hyper's rule keeps the connection after it.
+    persists: bool,
 }
 
 /// Why the guard's reading of the connection stopped.
@@ -69,7 +81,12 @@ pub fn check(input: &[u8]) {
     let (expected, stop) = read(input);
     let seen = peer::serve(input, MAX_HEADERS);
     for (i, exp) in expected.iter().enumerate() {
+        let ours = server_side(input, exp);
         let Some(got) = seen.get(i) else {
+            assert!(
+                ours.is_none(),
+                "request {i}: hyper refuses it, the server side made {ours:?}"
+            );
             let head = &input[exp.start..exp.start + exp.head_len];
             if let Err(why) = beyond_framing(head) {
                 panic!("request {i} ({exp:?}) was accepted but never reached the service: {why}");
@@ -89,6 +106,24 @@ pub fn check(input: &[u8]) {
             "fields of request {i}"
         );
         same_body(&exp.body, &got.body, MAX_HEADERS);
+        let Some(ours) = ours else {
+            panic!("request {i}: hyper serves it, the server side refuses it");
+        };
+        assert_eq!(ours.method, got.method, "server side: method of request {i}");
+        assert_eq!(ours.uri, got.uri, "server side: target of request {i}");
+        assert_eq!(ours.version, got.version, "server side: version of request {i}");
+        assert_eq!(
+            peer::fields_of(&ours.headers),
+            peer::fields_of(&got.headers),
+            "server side: fields of request {i}"
+        );
+        let framing = match exp.framing {
+            Body::Empty => Framing::None,
+            Body::Length(n) => Framing::Length(n),
+            Body::Chunked => Framing::Chunked,
+        };
+        assert_eq!(ours.framing, framing, "server side: framing of request {i}");
+        assert_eq!(ours.keep_alive, exp.persists, "server side: keep-alive after request {i}");
     }
     if seen.len() > expected.len() {
         assert!(
@@ -99,6 +134,19 @@ pub fn check(input: &[u8]) {
             seen.get(expected.len())
         );
     }
+}
+
+/// The server side's reading of the head of `exp`, which the guard accepted: `None` when it
+/// refuses it (400).
+fn server_side(input: &[u8], exp: &Expected) -> Option<Parsed> {
+    let rest = Bytes::copy_from_slice(&input[exp.start..]);
+    let mut fields = Vec::new();
+    let head = match server_head::parse(&rest, MAX_HEADERS, &mut fields) {
+        Ok(Some(head)) => head,
+        other => panic!("the server side does not read an accepted head: {other:?}"),
+    };
+    assert_eq!(head.len, exp.head_len, "the server side's head length");
+    server_head::build(head, &rest, &fields)
 }
 
 /// The guard's reading of `input`.
@@ -140,6 +188,7 @@ fn read(input: &[u8]) -> (Vec<Expected>, Stop) {
         }
         let persists = persists(version, &map);
         let after = &rest[len..];
+        let body_framing = body;
         let (body, body_len, clean) = match body {
             Body::Empty => (
                 OurBody {
@@ -179,6 +228,8 @@ fn read(input: &[u8]) -> (Vec<Expected>, Stop) {
             version,
             fields: peer::fields_of_raw(req.headers),
             body,
+            framing: body_framing,
+            persists,
         });
         if !clean {
             return (out, Stop::Closed("the body does not end cleanly"));

@@ -29,25 +29,26 @@
 //! none.
 
 mod body;
+mod head;
 mod upgrade;
 
 use std::cell::RefCell;
 use std::future::{Future, poll_fn};
 use std::io;
-use std::mem::MaybeUninit;
 use std::pin::pin;
 use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::header::{self, HeaderMap};
+use http::{Method, Request, Response, StatusCode, Version};
 use switchyard_h1::{ChunkedDecoder, Step};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
 pub(crate) use self::body::RequestBody;
 use self::body::{BodyError, Feeder, Want};
+use self::head::{Head, Refused};
 pub(crate) use self::upgrade::OnUpgrade;
 use crate::body::ClientBody;
 use crate::framing::{Guarded, ParkSignal};
@@ -61,10 +62,6 @@ const READ_CHUNK: usize = 8 * 1024;
 const DIRECT_WRITE: usize = 8 * 1024;
 /// The write buffer is written out once it holds this much.
 const WRITE_HIGH: usize = 16 * 1024;
-/// Header slots kept on the stack for a parse; a larger `max_headers` allocates them.
-const STACK_HEADERS: usize = 100;
-/// Fields the request path may add to a request's header map.
-const ADDED_FIELDS: usize = 8;
 /// What an HTTP/1.1 client that sent `Expect: 100-continue` is told when its body is wanted.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -101,20 +98,11 @@ struct Conn<I> {
     eof: bool,
 }
 
-/// A parsed request head, before its `Request` is made.
-struct Head {
-    /// Its length in the read buffer.
-    len: usize,
-    method: Method,
-    /// The target's offsets.
-    target: (usize, usize),
-    version: Version,
-}
-
-/// How a request body is framed.
-enum Framing {
-    None,
+/// Where the driver is in a request body.
+enum Reading {
+    /// This many bytes are still to come.
     Length(u64),
+    /// Chunked.
     Chunked(Box<ChunkedDecoder>),
 }
 
@@ -138,15 +126,7 @@ struct Exchange {
 /// A request body the driver feeds.
 struct Feeding {
     feeder: Feeder,
-    framing: Framing,
-}
-
-/// Why a head was refused.
-enum Refused {
-    /// `400 Bad Request`.
-    Bad,
-    /// `431 Request Header Fields Too Large`.
-    TooLarge,
+    reading: Reading,
 }
 
 /// What the wait for the next head ended with.
@@ -326,137 +306,48 @@ impl<I: Stream> Conn<I> {
         pin!(read).poll(cx)
     }
 
-    /// Parses the head at the start of the read buffer: `None` while it is incomplete.
+    /// Tokenizes the head at the start of the read buffer: `None` while it is incomplete.
     fn parse(&mut self, opts: Options) -> Result<Option<Head>, Refused> {
-        let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
-        let mut heap = Vec::new();
-        let slots: &mut [MaybeUninit<httparse::Header<'_>>] = if opts.max_headers <= STACK_HEADERS {
-            &mut stack[..opts.max_headers]
-        } else {
-            heap.resize_with(opts.max_headers, MaybeUninit::uninit);
-            &mut heap
-        };
-        let buf = &self.rbuf[..];
-        let mut req = httparse::Request::new(&mut []);
-        let len = match req.parse_with_uninit_headers(buf, slots) {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(httparse::Error::TooManyHeaders) => return Err(Refused::TooLarge),
-            Err(_) => return Err(Refused::Bad),
-        };
-        let base = buf.as_ptr() as usize;
-        let at = |s: &[u8]| s.as_ptr() as usize - base;
-        let method = req.method.ok_or(Refused::Bad)?;
-        let method = Method::from_bytes(method.as_bytes()).map_err(|_| Refused::Bad)?;
-        let path = req.path.ok_or(Refused::Bad)?;
-        let target = (at(path.as_bytes()), path.len());
-        let version = match req.version {
-            Some(0) => Version::HTTP_10,
-            Some(1) => Version::HTTP_11,
-            _ => return Err(Refused::Bad),
-        };
-        self.fields.clear();
-        for h in req.headers.iter() {
-            self.fields.push([
-                at(h.name.as_bytes()),
-                h.name.len(),
-                at(h.value),
-                h.value.len(),
-            ]);
-        }
-        Ok(Some(Head {
-            len,
-            method,
-            target,
-            version,
-        }))
+        head::parse(&self.rbuf, opts.max_headers, &mut self.fields)
     }
 
     /// The request for a parsed head, and what the driver keeps of it; `None` when the target
     /// or a field is invalid.
     fn request(&mut self, head: Head) -> Option<(Request<ClientBody>, Exchange)> {
         let bytes = self.rbuf.split_to(head.len).freeze();
-        let uri = Uri::from_maybe_shared(bytes.slice(head.target.0..head.target.0 + head.target.1))
-            .ok()?;
-        // Room for the fields the proxy adds (forwarding, request id) without growing.
-        let mut headers = HeaderMap::with_capacity(self.fields.len() + ADDED_FIELDS);
-        let http11 = head.version == Version::HTTP_11;
-        let mut length = None;
-        let mut chunked = false;
-        let mut close = false;
-        let mut keep_alive_asked = false;
-        let mut expect_continue = false;
-        let mut upgrade = false;
-        for f in &self.fields {
-            let [n, nl, v, vl] = *f;
-            let name = HeaderName::from_bytes(bytes.get(n..n + nl)?).ok()?;
-            let value = HeaderValue::from_maybe_shared(bytes.slice(v..v + vl)).ok()?;
-            match name {
-                header::CONTENT_LENGTH => {
-                    length = Some(
-                        std::str::from_utf8(value.as_bytes())
-                            .ok()?
-                            .trim()
-                            .parse()
-                            .ok()?,
-                    );
-                }
-                header::TRANSFER_ENCODING => chunked = last_token_is(value.as_bytes(), b"chunked"),
-                header::CONNECTION => {
-                    for token in value.as_bytes().split(|&b| b == b',') {
-                        let token = token.trim_ascii();
-                        close |= token.eq_ignore_ascii_case(b"close");
-                        keep_alive_asked |= token.eq_ignore_ascii_case(b"keep-alive");
-                    }
-                }
-                header::EXPECT => {
-                    expect_continue = value.as_bytes().eq_ignore_ascii_case(b"100-continue");
-                }
-                header::UPGRADE => upgrade = true,
-                _ => {}
-            }
-            headers.append(name, value);
-        }
-        let framing = if chunked {
-            Framing::Chunked(Box::default())
-        } else {
-            match length {
-                Some(0) | None => Framing::None,
-                Some(n) => Framing::Length(n),
-            }
+        let parsed = head::build(head, &bytes, &self.fields)?;
+        let framing = match parsed.framing {
+            head::Framing::None => None,
+            head::Framing::Length(n) => Some(Reading::Length(n)),
+            head::Framing::Chunked => Some(Reading::Chunked(Box::default())),
         };
-        let method_connect = head.method == Method::CONNECT;
         let (body, feeding) = match framing {
-            Framing::None => (ClientBody::Empty, None),
-            Framing::Length(n) => {
-                let (body, feeder) = body::channel(Some(n));
-                (ClientBody::Http1(body), Some(Feeding { feeder, framing }))
-            }
-            Framing::Chunked(_) => {
-                let (body, feeder) = body::channel(None);
-                (ClientBody::Http1(body), Some(Feeding { feeder, framing }))
+            None => (ClientBody::Empty, None),
+            Some(reading) => {
+                let length = match reading {
+                    Reading::Length(n) => Some(n),
+                    Reading::Chunked(_) => None,
+                };
+                let (body, feeder) = body::channel(length);
+                (ClientBody::Http1(body), Some(Feeding { feeder, reading }))
             }
         };
         let mut exchange = Exchange {
-            method_head: head.method == Method::HEAD,
-            method_connect,
-            version: head.version,
-            keep_alive: if http11 {
-                !close
-            } else {
-                keep_alive_asked && !close
-            },
-            expect_continue: http11 && expect_continue && feeding.is_some(),
+            method_head: parsed.method == Method::HEAD,
+            method_connect: parsed.method == Method::CONNECT,
+            version: parsed.version,
+            keep_alive: parsed.keep_alive,
+            expect_continue: parsed.expect_continue,
             feeding,
             body_abandoned: false,
             upgrade: None,
         };
         let mut req = Request::new(body);
-        *req.method_mut() = head.method;
-        *req.uri_mut() = uri;
-        *req.version_mut() = head.version;
-        *req.headers_mut() = headers;
-        if (upgrade && http11) || method_connect {
+        *req.method_mut() = parsed.method;
+        *req.uri_mut() = parsed.uri;
+        *req.version_mut() = parsed.version;
+        *req.headers_mut() = parsed.headers;
+        if parsed.may_tunnel {
             let (pending, on_upgrade) = upgrade::pair();
             exchange.upgrade = Some(pending);
             req.extensions_mut().insert(on_upgrade);
@@ -541,12 +432,8 @@ impl<I: Stream> Conn<I> {
 
     /// Hands the body the next piece the read buffer holds.
     fn feed(&mut self, feeding: &mut Feeding) -> Result<Fed, BodyError> {
-        match &mut feeding.framing {
-            Framing::None => {
-                feeding.feeder.end(None);
-                Ok(Fed::End)
-            }
-            Framing::Length(left) => {
+        match &mut feeding.reading {
+            Reading::Length(left) => {
                 if self.rbuf.is_empty() {
                     return Ok(Fed::NeedMore);
                 }
@@ -559,7 +446,7 @@ impl<I: Stream> Conn<I> {
                 feeding.feeder.data(data, end);
                 Ok(if end { Fed::End } else { Fed::Piece })
             }
-            Framing::Chunked(decoder) => {
+            Reading::Chunked(decoder) => {
                 if self.rbuf.is_empty() {
                     return Ok(Fed::NeedMore);
                 }
@@ -892,14 +779,6 @@ fn has_token(headers: &HeaderMap, token: &[u8]) -> bool {
             .split(|&b| b == b',')
             .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
     })
-}
-
-/// Whether the last token of a comma-separated list is `token`.
-fn last_token_is(value: &[u8], token: &[u8]) -> bool {
-    value
-        .rsplit(|&b| b == b',')
-        .next()
-        .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 thread_local! {
