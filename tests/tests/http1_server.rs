@@ -59,6 +59,19 @@ async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>, n: usize) {
     }
 }
 
+/// Reads one line (up to CRLF); returns it without the CRLF and keeps the rest in `buf`.
+async fn line(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Vec<u8> {
+    loop {
+        if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+            let line = buf[..i].to_vec();
+            buf.drain(..i + 2);
+            return line;
+        }
+        let want = buf.len() + 1;
+        fill(stream, buf, want).await;
+    }
+}
+
 /// Reads up to and including the next CRLF CRLF; returns the head and keeps the rest in `buf`.
 async fn head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> String {
     loop {
@@ -91,31 +104,12 @@ async fn answer(stream: &mut TcpStream, buf: &mut Vec<u8>, method: &str) -> Answ
     }
     if answer.field("transfer-encoding") == Some("chunked") {
         loop {
-            let line_end = loop {
-                if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
-                    break i;
-                }
-                let want = buf.len() + 1;
-                fill(stream, buf, want).await;
-            };
-            let size = usize::from_str_radix(String::from_utf8_lossy(&buf[..line_end]).trim(), 16)
+            let size_line = line(stream, buf).await;
+            let size = usize::from_str_radix(String::from_utf8_lossy(&size_line).trim(), 16)
                 .expect("a chunk size");
-            buf.drain(..line_end + 2);
             if size == 0 {
                 // Trailer lines, then an empty line.
-                loop {
-                    let end = loop {
-                        if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
-                            break i;
-                        }
-                        let want = buf.len() + 1;
-                        fill(stream, buf, want).await;
-                    };
-                    buf.drain(..end + 2);
-                    if end == 0 {
-                        break;
-                    }
-                }
+                while !line(stream, buf).await.is_empty() {}
                 break;
             }
             fill(stream, buf, size + 2).await;
@@ -137,6 +131,19 @@ async fn answer(stream: &mut TcpStream, buf: &mut Vec<u8>, method: &str) -> Answ
     answer
 }
 
+/// A new client connection to the proxy.
+async fn connect(proxy: &ProxyHandle) -> TcpStream {
+    TcpStream::connect(common::http(proxy))
+        .await
+        .expect("connect")
+}
+
+/// Sends `raw` and reads the answer to a request of `method`.
+async fn ask(stream: &mut TcpStream, buf: &mut Vec<u8>, raw: &[u8], method: &str) -> Answer {
+    stream.write_all(raw).await.expect("write");
+    answer(stream, buf, method).await
+}
+
 /// Whether the proxy closes the connection (EOF, nothing more sent) within the bound.
 async fn closes(stream: &mut TcpStream) -> bool {
     let mut rest = Vec::new();
@@ -150,9 +157,7 @@ async fn closes(stream: &mut TcpStream) -> bool {
 async fn expect_continue_is_answered_before_the_body_is_sent() {
     let app = TestApp::start("green").await;
     let proxy = start(app.addr()).await;
-    let mut stream = TcpStream::connect(common::http(&proxy))
-        .await
-        .expect("connect");
+    let mut stream = connect(&proxy).await;
     stream
         .write_all(
             b"POST /echo HTTP/1.1\r\nHost: app.test\r\nContent-Length: 5\r\n\
@@ -182,15 +187,15 @@ async fn http10_clients_get_http10_answers_and_keep_alive_only_when_asked() {
     let app = TestApp::start("green").await;
     let proxy = start(app.addr()).await;
 
-    let mut plain = TcpStream::connect(common::http(&proxy))
-        .await
-        .expect("connect");
-    plain
-        .write_all(b"GET / HTTP/1.0\r\nHost: app.test\r\n\r\n")
-        .await
-        .expect("write");
+    let mut plain = connect(&proxy).await;
     let mut buf = Vec::new();
-    let a = answer(&mut plain, &mut buf, "GET").await;
+    let a = ask(
+        &mut plain,
+        &mut buf,
+        b"GET / HTTP/1.0\r\nHost: app.test\r\n\r\n",
+        "GET",
+    )
+    .await;
     assert!(a.status_line.starts_with("HTTP/1.0 200"), "{a:?}");
     assert_eq!(a.body, b"green");
     assert!(
@@ -198,14 +203,11 @@ async fn http10_clients_get_http10_answers_and_keep_alive_only_when_asked() {
         "an HTTP/1.0 connection without keep-alive closes"
     );
 
-    let mut kept = TcpStream::connect(common::http(&proxy))
-        .await
-        .expect("connect");
+    let mut kept = connect(&proxy).await;
     let get = b"GET / HTTP/1.0\r\nHost: app.test\r\nConnection: keep-alive\r\n\r\n";
     let mut buf = Vec::new();
     for _ in 0..2 {
-        kept.write_all(get).await.expect("write");
-        let a = answer(&mut kept, &mut buf, "GET").await;
+        let a = ask(&mut kept, &mut buf, get, "GET").await;
         assert!(a.status_line.starts_with("HTTP/1.0 200"), "{a:?}");
         assert_eq!(a.field("connection"), Some("keep-alive"), "{a:?}");
         assert_eq!(a.body, b"green");
@@ -216,17 +218,15 @@ async fn http10_clients_get_http10_answers_and_keep_alive_only_when_asked() {
 async fn head_answers_keep_their_length_and_carry_no_body() {
     let app = TestApp::start("green").await;
     let proxy = start(app.addr()).await;
-    let mut stream = TcpStream::connect(common::http(&proxy))
-        .await
-        .expect("connect");
-    stream
-        .write_all(
-            b"HEAD / HTTP/1.1\r\nHost: app.test\r\n\r\nGET / HTTP/1.1\r\nHost: app.test\r\n\r\n",
-        )
-        .await
-        .expect("write");
+    let mut stream = connect(&proxy).await;
     let mut buf = Vec::new();
-    let head_answer = answer(&mut stream, &mut buf, "HEAD").await;
+    let head_answer = ask(
+        &mut stream,
+        &mut buf,
+        b"HEAD / HTTP/1.1\r\nHost: app.test\r\n\r\nGET / HTTP/1.1\r\nHost: app.test\r\n\r\n",
+        "HEAD",
+    )
+    .await;
     assert!(
         head_answer.status_line.starts_with("HTTP/1.1 200"),
         "{head_answer:?}"
@@ -245,9 +245,7 @@ async fn head_answers_keep_their_length_and_carry_no_body() {
 async fn a_chunked_request_body_with_trailers_reaches_the_app_whole() {
     let app = TestApp::start("green").await;
     let proxy = start(app.addr()).await;
-    let mut stream = TcpStream::connect(common::http(&proxy))
-        .await
-        .expect("connect");
+    let mut stream = connect(&proxy).await;
     // Sent in pieces, so the body arrives over several reads.
     let pieces: [&[u8]; 4] = [
         b"POST /echo HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
@@ -300,29 +298,31 @@ async fn a_body_of_unknown_length_goes_chunked_to_http11_and_until_close_to_http
     let upstream = until_close_upstream().await;
     let proxy = start(upstream).await;
 
-    let mut v11 = TcpStream::connect(common::http(&proxy))
-        .await
-        .expect("connect");
+    let mut v11 = connect(&proxy).await;
     let mut buf = Vec::new();
     for _ in 0..2 {
-        v11.write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
-            .await
-            .expect("write");
-        let a = answer(&mut v11, &mut buf, "GET").await;
+        let a = ask(
+            &mut v11,
+            &mut buf,
+            b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n",
+            "GET",
+        )
+        .await;
         assert!(a.status_line.starts_with("HTTP/1.1 200"), "{a:?}");
         assert_eq!(a.field("transfer-encoding"), Some("chunked"), "{a:?}");
         assert_eq!(a.field("content-length"), None, "{a:?}");
         assert_eq!(a.body, b"streamed to the end");
     }
 
-    let mut v10 = TcpStream::connect(common::http(&proxy))
-        .await
-        .expect("connect");
-    v10.write_all(b"GET / HTTP/1.0\r\nHost: app.test\r\nConnection: keep-alive\r\n\r\n")
-        .await
-        .expect("write");
+    let mut v10 = connect(&proxy).await;
     let mut buf = Vec::new();
-    let a = answer(&mut v10, &mut buf, "GET").await;
+    let a = ask(
+        &mut v10,
+        &mut buf,
+        b"GET / HTTP/1.0\r\nHost: app.test\r\nConnection: keep-alive\r\n\r\n",
+        "GET",
+    )
+    .await;
     assert!(a.status_line.starts_with("HTTP/1.0 200"), "{a:?}");
     assert_eq!(a.field("transfer-encoding"), None, "{a:?}");
     assert_ne!(a.field("connection"), Some("keep-alive"), "{a:?}");
@@ -333,15 +333,15 @@ async fn a_body_of_unknown_length_goes_chunked_to_http11_and_until_close_to_http
 async fn the_proxys_own_answers_carry_a_date() {
     let app = TestApp::start("green").await;
     let proxy = start(app.addr()).await;
-    let mut stream = TcpStream::connect(common::http(&proxy))
-        .await
-        .expect("connect");
-    stream
-        .write_all(b"OPTIONS * HTTP/1.1\r\nHost: app.test\r\n\r\n")
-        .await
-        .expect("write");
+    let mut stream = connect(&proxy).await;
     let mut buf = Vec::new();
-    let a = answer(&mut stream, &mut buf, "OPTIONS").await;
+    let a = ask(
+        &mut stream,
+        &mut buf,
+        b"OPTIONS * HTTP/1.1\r\nHost: app.test\r\n\r\n",
+        "OPTIONS",
+    )
+    .await;
     assert!(a.status_line.starts_with("HTTP/1.1 200"), "{a:?}");
     let date = a.field("date").expect("a Date field");
     assert!(httpdate::parse_http_date(date).is_ok(), "{date:?}");

@@ -1,35 +1,37 @@
-//! The request-framing guard: an IO wrapper between the client socket and hyper that checks
-//! every HTTP/1 request head before hyper sees a byte of it, and refuses heads whose body
-//! framing is ambiguous — the raw material of request smuggling.
+//! The request-framing guard: an IO wrapper between the client socket and the HTTP/1 server
+//! (Switchyard's own, `server::h1`) that checks every HTTP/1 request head before the server
+//! sees a byte of it, and refuses heads whose body framing is ambiguous — the raw material of
+//! request smuggling.
 //!
-//! hyper 1.12 accepts, and silently normalises, requests an edge proxy must refuse: both
-//! `Content-Length` and `Transfer-Encoding` (the length is dropped from the header map, so the
-//! service cannot even tell), `Transfer-Encoding: chunked, chunked` or `gzip, chunked`, several
-//! `Transfer-Encoding` headers, and repeated equal `Content-Length` headers. [`Guarded`] reads
-//! ahead of hyper, holds each head until it is complete, and then either releases it unchanged
-//! or hands hyper a fixed invalid head instead ([`REJECT_HEAD`]), which hyper answers with
-//! `400 Bad Request` before closing the connection. Rules: `head.rs`.
+//! An edge proxy must refuse requests whose framing two HTTP implementations could read
+//! differently: both `Content-Length` and `Transfer-Encoding`, `Transfer-Encoding: chunked,
+//! chunked` or `gzip, chunked`, several `Transfer-Encoding` headers, and repeated
+//! `Content-Length` headers, even equal ones. The HTTP/1 server does not check for them: it
+//! applies the plain framing rules, relying on this guard. [`Guarded`] reads ahead of the
+//! server, holds each head until it is complete, and then either releases it unchanged or
+//! hands the server a fixed invalid head instead ([`REJECT_HEAD`]), which the server answers
+//! with `400 Bad Request` before closing the connection. Rules: `head.rs`.
 //!
 //! Heads over `max_header_bytes` or with more than `max_headers` fields are replaced too, with
-//! a head hyper answers with `431` ([`TOO_LARGE_HEAD`]), so both limits are exact whatever
-//! hyper's buffer does; a head whose request line alone is over the limit gets `414` instead
-//! ([`URI_TOO_LONG_HEAD`], which the service answers).
+//! a head the server answers with `431` ([`TOO_LARGE_HEAD`]), so both limits are exact whatever
+//! the server's read buffer does; a head whose request line alone is over the limit gets `414`
+//! instead ([`URI_TOO_LONG_HEAD`], which the service answers).
 //!
 //! Between heads it follows the body (`Content-Length` bytes, or the chunked framing in
 //! `chunked.rs`) so it always knows where the next head starts, also when requests are
-//! pipelined. Whenever nothing is set aside, the client's bytes are read straight into hyper's
-//! buffer and judged there; only an incomplete head (or bytes held back until an answer is
-//! known) is copied aside, and that buffer is freed as soon as it is empty. An HTTP/2 connection
-//! (the prior-knowledge preface) passes untouched, and so does a connection once it has become
-//! a tunnel — which the guard only learns from the service through an [`AnswerSignal`];
-//! without one, every byte of the connection is checked as HTTP/1.
+//! pipelined. Whenever nothing is set aside, the client's bytes are read straight into the
+//! server's read buffer and judged there; only an incomplete head (or bytes held back until an
+//! answer is known) is copied aside, and that buffer is freed as soon as it is empty. An HTTP/2
+//! connection (the prior-knowledge preface) passes untouched, and so does a connection once it
+//! has become a tunnel — which the guard only learns from the service through an
+//! [`AnswerSignal`]; without one, every byte of the connection is checked as HTTP/1.
 //!
 //! It also keeps the client-side clocks of HTTP/1 (`timer.rs`): the first byte must come within
 //! `header_timeout` of the accept, a started head must be complete within `header_timeout` of
 //! its first byte, and an idle keep-alive connection is closed after `keepalive_timeout`. When
-//! one runs out the guard ends the read side (EOF), which hyper takes as the client leaving:
-//! it closes the connection without writing anything. No clock runs while a request is served,
-//! while a body streams, or once the connection is HTTP/2 or a tunnel.
+//! one runs out the guard ends the read side (EOF), which the HTTP/1 server takes as the client
+//! leaving: it closes the connection without writing anything. No clock runs while a request
+//! is served, while a body streams, or once the connection is HTTP/2 or a tunnel.
 
 mod answers;
 mod chunked;
@@ -56,32 +58,36 @@ use self::timer::{Phase, Timer};
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// What hyper is given instead of a refused head: a NUL where the method should be, which hyper
-/// answers with `400 Bad Request` and `connection: close`. Nothing follows it but EOF.
+/// What the HTTP/1 server is given instead of a refused head: a NUL where the method should
+/// be, which its head parser refuses, so it answers `400 Bad Request` with `connection: close`
+/// and closes. Nothing follows it but EOF.
 pub const REJECT_HEAD: &[u8] = b"\x00\r\n\r\n";
 
-/// The start of what hyper is given instead of a head over the limits: a head that never ends.
-/// It is followed by [`Limits::hyper_buf_size`] filler bytes in one header value, so hyper's
-/// buffer limit is reached before EOF and hyper answers `431 Request Header Fields Too Large`.
+/// The start of what the HTTP/1 server is given instead of a head over the limits: a head that
+/// never ends. It is followed by [`Limits::hyper_buf_size`] filler bytes in one header value, so
+/// the server's read buffer reaches its limit before EOF with no complete head in it, and the
+/// server answers `431 Request Header Fields Too Large` and closes.
 pub const TOO_LARGE_HEAD: &[u8] = b"GET / HTTP/1.1\r\nx-too-large: ";
 
-/// The method of the head hyper is given instead of one whose request line alone is over
-/// `max_head_bytes` (nginx answers those 414 rather than 431): hyper parses it as an extension
-/// method, and the service answers it with `414 URI Too Long` and closes. A client sending this
-/// method itself only gets the same 414.
+/// The method of the head the HTTP/1 server is given instead of one whose request line alone is
+/// over `max_head_bytes` (nginx answers those 414 rather than 431): the server parses it as an
+/// extension method, and the service answers it with `414 URI Too Long` and closes. A client
+/// sending this method itself only gets the same 414.
 pub const URI_TOO_LONG_METHOD: &str = "SWITCHYARD-URI-TOO-LONG";
 
-/// What hyper is given instead of a head whose request line is over the limit; nothing
-/// follows it but EOF.
+/// What the HTTP/1 server is given instead of a head whose request line is over the limit.
+/// Nothing follows it: reads then stay pending until the server, having written the service's
+/// answer, closes the connection.
 pub const URI_TOO_LONG_HEAD: &[u8] =
     b"SWITCHYARD-URI-TOO-LONG / HTTP/1.1\r\nhost: uri-too-long.invalid\r\nconnection: close\r\n\r\n";
 
-/// hyper's smallest allowed `max_buf_size`.
+/// The smallest read-buffer limit the HTTP/1 server is given: 8 KiB (hyper's smallest allowed
+/// `max_buf_size`, from when hyper's HTTP/1 server read from the guard).
 const HYPER_MIN_BUF: usize = 8192;
 
-/// What the guard enforces on a connection. Serve the guarded stream with a hyper HTTP/1
-/// builder set to the same limits: `max_headers(max_headers)` and
-/// `max_buf_size(limits.hyper_buf_size())`.
+/// What the guard enforces on a connection. Serve the guarded stream with the HTTP/1 server set
+/// to the same limits: `server::h1::Options` with `max_buf: limits.hyper_buf_size()` and
+/// `max_headers: limits.max_headers`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Largest request head in bytes (request line, headers, final empty line); a larger one
@@ -109,8 +115,9 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// The `max_buf_size` hyper must be given: enough for the largest head, and at least hyper's
-    /// minimum. [`TOO_LARGE_HEAD`] is padded past it.
+    /// The HTTP/1 server's read-buffer limit (`server::h1::Options::max_buf`): enough for the
+    /// largest head, and at least 8 KiB. [`TOO_LARGE_HEAD`] is padded past it. (The name is
+    /// hyper's `max_buf_size`, which it used to be.)
     pub fn hyper_buf_size(&self) -> usize {
         self.max_head_bytes.max(HYPER_MIN_BUF)
     }
@@ -120,19 +127,21 @@ impl Limits {
 /// framing and within the limits, and ends connections whose client is too slow. The write
 /// side passes through untouched (a flush may start the keep-alive clock).
 ///
-/// hyper never completes a head the guard has not accepted, whatever hyper's own limits: a
-/// refused head is replaced by one hyper can only refuse, then EOF. With hyper set to the
-/// guard's [`Limits`] the answers are exact (400 or 431); with other limits a refused client
-/// may only get a different error, or a closed connection.
+/// The HTTP/1 server never completes a head the guard has not accepted, whatever its own
+/// limits: a refused head is replaced by one the server can only refuse, then EOF (or, for a
+/// request line over the limit, by a request the service answers with 414). With the server
+/// set to the guard's [`Limits`] the answers are exact (400 or 431); with other limits a
+/// refused client may only get a different error, or a closed connection.
 pub struct Guarded<IO> {
     /// The client stream.
     io: IO,
-    /// Bytes set aside, not yet handed to hyper: `buf[pos..end]`. Zero-filled storage, so
+    /// Bytes set aside, not yet handed out: `buf[pos..end]`. Zero-filled storage, so
     /// reading into it needs no `unsafe`; freed whenever it is empty.
     buf: Vec<u8>,
-    /// The first byte not yet handed to hyper.
+    /// The first byte not yet handed out.
     pos: usize,
-    /// The end of the bytes cleared for hyper (`pos..ok`); `ok..end` is still being judged.
+    /// The end of the bytes cleared to be handed out (`pos..ok`); `ok..end` is still being
+    /// judged.
     ok: usize,
     /// The end of the bytes read.
     end: usize,
@@ -144,7 +153,8 @@ pub struct Guarded<IO> {
     hold: Option<(u64, Tunnel)>,
     /// What is enforced.
     limits: Limits,
-    /// Heads released to hyper so far, numbering the requests for the answer watch.
+    /// Heads released to the HTTP/1 server so far, numbering the requests for the answer
+    /// watch.
     requests: u64,
     /// The service's answers, when it reports them (see [`Guarded::answer_signal`]).
     watch: Option<AnswerWatch>,
@@ -230,11 +240,12 @@ enum State {
         /// Padding bytes still to follow it.
         filler: usize,
         /// Stall instead of EOF after it: the replacement is a request the service answers
-        /// (and an EOF would make hyper drop it unanswered).
+        /// (and an EOF would make the HTTP/1 server take the client for gone and drop it
+        /// unanswered).
         stall: bool,
     },
-    /// The replacement for a 414 was handed out: reads stay pending until hyper, having
-    /// written the service's answer (`connection: close`), closes the connection.
+    /// The replacement for a 414 was handed out: reads stay pending until the HTTP/1 server,
+    /// having written the service's answer (`connection: close`), closes the connection.
     Stall,
     /// Hand out what was cleared, then EOF.
     Ending,
@@ -275,9 +286,9 @@ impl<IO> Guarded<IO> {
     /// an answer is complete. After a request that could open a tunnel (`Upgrade` in HTTP/1.1,
     /// or `CONNECT`) the guard holds further bytes until its answer is reported, so a service
     /// that does not report every answer stalls such connections. A miscount can stall a
-    /// tunnel but never lets a head through unchecked: hyper itself stops parsing HTTP/1 after
-    /// a 101 or a 2xx to `CONNECT`. Without a signal no keep-alive clock runs (the header
-    /// clocks do). Call before serving; a second call replaces the first signal.
+    /// tunnel but never lets a head through unchecked: the HTTP/1 server itself stops parsing
+    /// HTTP/1 after a 101 or a 2xx to `CONNECT`. Without a signal no keep-alive clock runs (the
+    /// header clocks do). Call before serving; a second call replaces the first signal.
     pub fn answer_signal(&mut self) -> AnswerSignal {
         let (signal, watch) = answers::pair();
         self.watch = Some(watch);
@@ -391,22 +402,20 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
         if let Poll::Ready(Ok(())) = flushed {
             this.park.flushed = true;
         }
-        // hyper flushes right after it has dropped a finished answer's body: the idle wait
-        // starts here, so the keep-alive clock runs without the task being woken to read.
+        // The HTTP/1 server drops a finished answer's body, writes the answer's last bytes and
+        // flushes: the idle wait starts here, so the keep-alive clock runs without the task
+        // being woken to read.
         if flushed.is_ready() && this.idle() && this.timed_out(cx) {
-            // Already over: let hyper read the EOF.
+            // Already over: let the HTTP/1 server read the EOF.
             cx.waker().wake_by_ref();
         }
         flushed
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.park.parking() {
-            // hyper finishing a connection that is being parked: the stream stays open.
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.io).poll_shutdown(cx)
+        // The HTTP/1 server parks a connection by returning the stream, never by shutting it
+        // down: a shutdown always closes.
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 

@@ -3,9 +3,9 @@
 //! tunnel (101 Switching Protocols, or a 2xx answer to `CONNECT`) and not a moment earlier, and
 //! so that its keep-alive timer only runs while the connection is really idle.
 //!
-//! hyper keeps serving a connection as HTTP/1 when an `Upgrade` or `CONNECT` request gets any
-//! other answer, so a guard that stopped checking at the request would let a client smuggle the
-//! next requests past it by adding `Upgrade: x` to the first one.
+//! The HTTP/1 server keeps serving a connection as HTTP/1 when an `Upgrade` or `CONNECT`
+//! request gets any other answer, so a guard that stopped checking at the request would let a
+//! client smuggle the next requests past it by adding `Upgrade: x` to the first one.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -24,7 +24,7 @@ const STATUS_BITS: u32 = 16;
 struct Shared {
     /// `(answers << 16) | last status`: one word, so the count and status are read together.
     answers: AtomicU64,
-    /// Answers whose body hyper has finished with (sent whole, or given up on).
+    /// Answers whose body the HTTP/1 server has finished with (sent whole, or given up on).
     finished: AtomicU64,
     /// The guard's task, woken when an answer is recorded.
     waker: AtomicWaker,
@@ -32,7 +32,7 @@ struct Shared {
 
 /// The service side of a guarded connection: record every answer here, in request order.
 ///
-/// Taken from [`Guarded::answer_signal`](super::Guarded::answer_signal). hyper's HTTP/1 server
+/// Taken from [`Guarded::answer_signal`](super::Guarded::answer_signal). The HTTP/1 server
 /// calls the service for one request at a time, so the n-th call answers the n-th request.
 #[derive(Debug, Clone)]
 pub struct AnswerSignal {
@@ -72,7 +72,7 @@ impl AnswerSignal {
     }
 
     /// Records `resp` as the answer to the next unanswered request ([`answered`]), and that
-    /// it is complete once hyper drops its body (sent whole, or abandoned with the
+    /// it is complete once the HTTP/1 server drops its body (sent whole, or abandoned with the
     /// connection). Only answers tracked this way let the guard's keep-alive timer start.
     ///
     /// [`answered`]: AnswerSignal::answered
@@ -85,7 +85,7 @@ impl AnswerSignal {
     }
 }
 
-/// A response body that tells the guard when hyper is done with it (see
+/// A response body that tells the guard when the HTTP/1 server is done with it (see
 /// [`AnswerSignal::track`]).
 #[derive(Debug)]
 pub struct Answered<B> {
@@ -101,8 +101,8 @@ struct Done(Arc<Shared>);
 
 impl Drop for Done {
     fn drop(&mut self) {
-        // No wake-up: the guard looks at the count when hyper flushes the answer's last bytes,
-        // which hyper always does after dropping the body.
+        // No wake-up: the guard looks at the count when the HTTP/1 server flushes the
+        // answer's last bytes, which it does after dropping the body (`server::h1`, `answer`).
         self.0.finished.fetch_add(1, Ordering::Release);
     }
 }

@@ -1,11 +1,12 @@
 //! Following a chunked request body byte by byte, so the guard knows where the next request
 //! head starts without buffering or decoding the body.
 //!
-//! The state machine is a copy of hyper 1.12's chunked decoder (`proto/h1/decode.rs`), so both
+//! The state machine is a copy of hyper 1.12's chunked decoder (`proto/h1/decode.rs`), whose
+//! syntax the HTTP/1 server's decoder (`switchyard_h1::ChunkedDecoder`) follows too, so both
 //! agree on where a body ends. Where they could still disagree the tracker must not be the more
-//! lenient one on *framing*: whatever it accepts, hyper accepts the same way. It is more lenient
-//! only on limits (extension bytes, trailer count and size), where hyper fails the body and
-//! stops reading the connection, which is safe.
+//! lenient one on *framing*: whatever it accepts, the HTTP/1 server accepts the same way. It is
+//! more lenient only on limits (extension and trailer bytes), where the server fails the body
+//! and stops reading the connection, which is safe.
 
 /// Where the tracker is in the chunked body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +44,8 @@ pub(super) enum Progress {
     More,
     /// The body ended; bytes after the count consumed belong to the next request.
     Done,
-    /// The last byte consumed breaks the chunked syntax (hyper's decoder fails on it too).
+    /// The last byte consumed breaks the chunked syntax (the HTTP/1 server's decoder fails on
+    /// it too).
     Invalid,
 }
 

@@ -1,16 +1,20 @@
 //! Judging one HTTP/1 request head: where it ends, how its body is framed, and whether that
 //! framing is unambiguous enough to forward.
 //!
-//! The head is parsed with httparse and the default `ParserConfig`, exactly as hyper's server
-//! parses it, so "complete", "partial" and "malformed" mean the same here as in hyper.
+//! The head is parsed with httparse and the default `ParserConfig`, exactly as the HTTP/1
+//! server parses it (`server::h1::head::parse`), so "complete", "partial" and "malformed" mean
+//! the same here as there.
 
 use std::mem::MaybeUninit;
 
-/// Header slots kept on the stack: hyper's default limit, and Switchyard's. A larger
-/// `max_headers` takes its slots from the heap, as hyper's own parser then does.
+/// Header slots kept on the stack: Switchyard's default `max_headers`, and the HTTP/1 server's
+/// stack slots. A larger `max_headers` takes its slots from the heap, as the server's parser
+/// then does.
 const STACK_SLOTS: usize = 100;
 
-/// The largest Content-Length hyper accepts (`u64::MAX - 2`; the two top values are markers).
+/// The largest Content-Length accepted: hyper's limit (`u64::MAX - 2`; hyper uses the two top
+/// values as markers), kept from when hyper's HTTP/1 server read from the guard. The HTTP/1
+/// server accepts any `u64`, so it reads every accepted length the same way.
 const MAX_CONTENT_LENGTH: u64 = u64::MAX - 2;
 
 /// What the bytes of a pending head amount to.
@@ -18,7 +22,7 @@ const MAX_CONTENT_LENGTH: u64 = u64::MAX - 2;
 pub(super) enum Head {
     /// The head is not complete yet.
     Partial,
-    /// httparse refuses the bytes; hyper refuses them the same way and answers 400.
+    /// httparse refuses the bytes; the HTTP/1 server refuses them the same way and answers 400.
     Malformed,
     /// A complete head of `len` bytes (leading empty lines included) that may be forwarded.
     Accepted {
@@ -29,13 +33,13 @@ pub(super) enum Head {
         /// Whether the request could turn the connection into a tunnel.
         tunnel: Tunnel,
     },
-    /// A complete head whose framing is ambiguous: it must never reach hyper.
+    /// A complete head whose framing is ambiguous: it must never reach the HTTP/1 server.
     Rejected(&'static str),
     /// More header fields than allowed (complete or not): it gets 431.
     TooManyHeaders,
 }
 
-/// Whether a request could turn its connection into a tunnel (hyper's rule).
+/// Whether a request could turn its connection into a tunnel (the HTTP/1 server's rule).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Tunnel {
     /// No: the connection stays HTTP/1 whatever the answer.
@@ -58,7 +62,7 @@ pub(super) enum Body {
 }
 
 /// Judges the bytes of a pending head that may have at most `max_headers` header fields
-/// (hyper's `max_headers`: a head hyper would refuse is never parsed further).
+/// (the HTTP/1 server's `max_headers`: a head the server would refuse is never parsed further).
 pub(super) fn judge(buf: &[u8], max_headers: usize) -> Head {
     let parsed = if max_headers <= STACK_SLOTS {
         let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); STACK_SLOTS];
@@ -146,7 +150,8 @@ fn framing(req: &httparse::Request<'_, '_>) -> Result<(Body, Tunnel), &'static s
     Ok((body, tunnel))
 }
 
-/// A Content-Length value: digits only (no sign, list or spaces inside), within hyper's range.
+/// A Content-Length value: digits only (no sign, list or spaces inside), at most
+/// [`MAX_CONTENT_LENGTH`].
 fn decimal(value: &[u8]) -> Option<u64> {
     let digits = value.trim_ascii();
     if digits.is_empty() {

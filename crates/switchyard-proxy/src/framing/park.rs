@@ -1,21 +1,22 @@
 //! Parking an idle HTTP/1 connection: the guard's side.
 //!
-//! hyper's HTTP/1 server keeps a read buffer and a write buffer (8 KiB each) for as long as a
-//! connection lives, also while it sits idle between requests — most of what an idle keep-alive
-//! connection costs. nginx frees a connection's buffers when it goes idle; Switchyard does the
-//! same by *parking* it: once the connection has been idle for a moment (the park wait, counted
-//! from the end of the last answer), the guard raises a [`ParkSignal`]; the connection's driver
-//! (`server::conn`) then asks hyper to finish — which it does at once, writing nothing, since it
-//! is idle — takes the stream back, and waits for the socket to become readable with nothing
-//! but the stream and this guard in memory. A new hyper connection is made on the same stream
-//! for the next request. The guard itself lives on, so the keep-alive clock counts from the end
-//! of the last answer, parked or not.
+//! The HTTP/1 server (`server::h1`) keeps a read buffer and a write buffer for as long as it
+//! serves a connection, also while the connection sits idle between requests — most of what an
+//! idle keep-alive connection costs. nginx frees a connection's buffers when it goes idle;
+//! Switchyard does the same by *parking* it: once the connection has been idle for a moment
+//! (the park wait, counted from the end of the last answer), the guard raises a
+//! [`ParkSignal`]; the HTTP/1 server, waiting for a head with nothing read, then returns the
+//! stream, writing nothing, and its buffers go. The connection's driver (`server::conn`) waits
+//! for the socket to become readable with nothing but the stream, this guard and the service
+//! in memory, and serves the stream again with the HTTP/1 server for the next request. The
+//! guard itself lives on, so the keep-alive clock counts from the end of the last answer,
+//! parked or not.
 //!
-//! The guard only raises the signal when the connection is idle in every sense hyper knows:
-//! between requests, nothing of the next one received (so hyper's read buffer is empty), every
-//! answer's body dropped by hyper, and everything hyper wrote flushed. While the signal is up,
-//! a shutdown of the stream (which hyper does when it finishes) is not passed on: the stream
-//! stays open for the next hyper connection.
+//! The guard only raises the signal when the connection is idle in every sense the HTTP/1
+//! server knows: between requests, nothing of the next one received (so the server's read
+//! buffer is empty), every answer's body dropped by the server, and everything it wrote
+//! flushed. Parking needs no shutdown of the stream; while the signal is up, one is not passed
+//! on anyway (see `poll_shutdown`).
 
 use std::io;
 use std::sync::Arc;
@@ -59,8 +60,8 @@ pub enum Protocol {
     Http2,
 }
 
-/// Raised by the guard when its connection may be parked; looked at by the connection's
-/// driver each time hyper has nothing more to do.
+/// Raised by the guard when its connection may be parked; looked at by the HTTP/1 server each
+/// time a read finds nothing while it waits for a head with an empty read buffer.
 #[derive(Debug, Clone, Default)]
 pub struct ParkSignal(Arc<AtomicBool>);
 
@@ -119,42 +120,22 @@ impl Park {
             self.signal.raise();
         }
     }
-
-    /// Whether the signal is up, so that a shutdown of the stream must not be passed on.
-    pub(super) fn parking(&self) -> bool {
-        self.signal.wanted()
-    }
 }
 
 impl<IO> Guarded<IO> {
     /// Lets the connection be parked once it has been idle for `after` (see the module docs);
-    /// drive hyper so that it finishes when the returned signal is raised, then take the stream
-    /// back, wait with [`Guarded::poll_wake`] and serve it again. Needs an answer signal
-    /// ([`Guarded::answer_signal`]): without one the guard never knows the connection is idle.
+    /// serve it with the HTTP/1 server, which returns the stream when the returned signal is
+    /// raised, then clear the signal, wait with [`Guarded::poll_wake`] and serve it again. Needs
+    /// an answer signal ([`Guarded::answer_signal`]): without one the guard never knows the
+    /// connection is idle.
     pub fn park_after(&mut self, after: Duration) -> ParkSignal {
         self.park.after = Some(after);
         self.park.signal.clone()
     }
 
-    /// Puts bytes a finished hyper connection had read but not used back in front of the
-    /// stream, as already judged (hyper only ever holds bytes the guard has cleared).
-    pub fn unread(&mut self, bytes: &[u8]) {
-        if bytes.is_empty() {
-            return;
-        }
-        let mut buf = Vec::with_capacity(bytes.len() + self.end - self.pos);
-        buf.extend_from_slice(bytes);
-        buf.extend_from_slice(&self.buf[self.pos..self.end]);
-        let cleared = bytes.len() + self.ok - self.pos;
-        self.end = buf.len();
-        self.ok = cleared;
-        self.pos = 0;
-        self.buf = buf;
-    }
-
     /// Waits, parked, until the client sends something (or closes), or the keep-alive clock
-    /// runs out; either way the connection is then served again (hyper reads the bytes, or the
-    /// EOF the guard hands out once the clock is out).
+    /// runs out; either way the connection is then served again (the HTTP/1 server reads the
+    /// bytes, or the EOF the guard hands out once the clock is out).
     pub fn poll_wake(&mut self, cx: &mut Context<'_>) -> Poll<()>
     where
         IO: ReadReady,

@@ -1,10 +1,11 @@
 //! The read side of [`Guarded`]: hand out what is cleared, judge what arrives, read more.
 //!
-//! Whenever nothing is set aside, the client's bytes are read straight into hyper's buffer and
-//! judged there; whatever cannot be cleared yet (the start of an incomplete head, bytes held
-//! until an answer is known) is taken back out of hyper's buffer and set aside. Set-aside bytes
-//! flow `client -> buf[ok..end] (being judged) -> buf[pos..ok] (cleared) -> hyper`, and the
-//! buffer is freed once it is empty, so an idle connection holds none.
+//! Whenever nothing is set aside, the client's bytes are read straight into the reader's buffer
+//! (the HTTP/1 server's read buffer) and judged there; whatever cannot be cleared yet (the start
+//! of an incomplete head, bytes held until an answer is known) is taken back out of that buffer
+//! and set aside. Set-aside bytes flow `client -> buf[ok..end] (being judged) -> buf[pos..ok]
+//! (cleared) -> reader`, and the buffer is freed once it is empty, so an idle connection holds
+//! none.
 
 use std::io;
 use std::pin::Pin;
@@ -20,9 +21,10 @@ use super::{Guarded, PREFACE, REJECT_HEAD, State, TOO_LARGE_HEAD, URI_TOO_LONG_H
 /// The first size of the set-aside buffer.
 const INITIAL_BUF: usize = 4096;
 
-/// With less room than this in hyper's buffer, a head is read into the set-aside buffer
-/// instead: it would likely not fit and be copied aside anyway. (hyper-util reads a
-/// connection's first 24 bytes on their own, looking for the HTTP/2 preface.)
+/// With less room than this in the reader's buffer, a head is read into the set-aside buffer
+/// instead: it would likely not fit and be copied aside anyway. (The HTTP/1 server always
+/// offers at least this much: it makes room for 8 KiB before a read once less than 1 KiB is
+/// left.)
 const DIRECT_HEAD_MIN: usize = 1024;
 
 /// Padding handed out after [`TOO_LARGE_HEAD`].
@@ -30,7 +32,7 @@ const FILLER: &[u8; 64] = &[b'a'; 64];
 
 /// How far [`Guarded::scan`] cleared the bytes it was given, and what becomes of the rest.
 struct Scan {
-    /// Bytes cleared for hyper, from the start.
+    /// Bytes cleared to be handed out, from the start.
     cleared: usize,
     /// What to do with the bytes after them.
     rest: Rest,
@@ -42,7 +44,7 @@ enum Rest {
     Keep,
     /// Keep them: they wait for an answer (the task is woken when it comes).
     Wait,
-    /// Discard them: nothing after the cleared bytes goes to hyper.
+    /// Discard them: nothing after the cleared bytes is handed out.
     Drop,
 }
 
@@ -62,7 +64,7 @@ enum Judged {
     Accepted(usize),
     /// The head is not complete yet.
     Partial,
-    /// Everything goes to hyper as it is, then EOF.
+    /// Everything goes to the HTTP/1 server as it is, then EOF.
     PassAll,
     /// The head was refused: a replacement goes instead, and nothing after it.
     Refused,
@@ -154,7 +156,8 @@ impl<IO> Guarded<IO> {
                         Progress::More => return Scan::keep(at),
                         Progress::Done => self.state = self.after_body(),
                         Progress::Invalid => {
-                            // hyper's decoder fails on the same byte; nothing after it is hyper's.
+                            // The HTTP/1 server's chunked decoder fails on this byte too;
+                            // nothing after it is handed out.
                             tracing::debug!("invalid chunked body: the connection ends after it");
                             self.state = State::Ending;
                             return Scan {
@@ -214,7 +217,8 @@ impl<IO> Guarded<IO> {
             Head::TooManyHeaders => self.refuse_too_large("more header fields than the limit"),
             Head::Accepted { len, .. } if len > max => self.refuse_too_large("head over the limit"),
             Head::Malformed => {
-                // hyper's parser refuses these bytes the same way and answers 400.
+                // The HTTP/1 server's parser (httparse, same configuration) refuses these bytes
+                // the same way and answers 400.
                 self.scanned = 0;
                 self.state = State::Ending;
                 Judged::PassAll
@@ -261,7 +265,7 @@ impl<IO> Guarded<IO> {
         Judged::Refused
     }
 
-    /// Refuses the pending head with a replacement hyper answers with 431.
+    /// Refuses the pending head with a replacement the HTTP/1 server answers with 431.
     fn refuse_too_large(&mut self, reason: &'static str) -> Judged {
         tracing::info!(
             reason,
@@ -303,7 +307,7 @@ impl<IO> Guarded<IO> {
         self.end = bytes.len();
     }
 
-    /// Whether the next bytes may be read straight into hyper's buffer, which has `room`.
+    /// Whether the next bytes may be read straight into the reader's buffer, which has `room`.
     fn direct(&self, room: usize) -> bool {
         self.pos == self.end
             && match self.state {
@@ -316,7 +320,7 @@ impl<IO> Guarded<IO> {
 
 impl<IO: AsyncRead + Unpin> Guarded<IO> {
     /// Reads into `out` and judges the new bytes in place: what cannot be cleared is set aside
-    /// (or dropped). True when some bytes were cleared for hyper.
+    /// (or dropped). True when some bytes were cleared to be handed out.
     fn read_direct(
         &mut self,
         cx: &mut Context<'_>,
@@ -365,7 +369,8 @@ impl<IO: AsyncRead + Unpin> Guarded<IO> {
         ready!(Pin::new(&mut self.io).poll_read(cx, &mut space))?;
         let n = space.filled().len();
         if n == 0 {
-            // A partial head, preface or chunk line goes to hyper as it is, as without a guard.
+            // A partial head, preface or chunk line goes to the reader as it is, as without a
+            // guard.
             self.ok = self.end;
             self.state = State::Ending;
         } else {

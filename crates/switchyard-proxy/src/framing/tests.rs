@@ -157,7 +157,8 @@ async fn valid_requests_pass_unchanged_in_any_split() {
 
 #[tokio::test]
 async fn a_slow_first_head_passes_as_it_is() {
-    // Nothing is added in front of it (hyper needs no wake-up: the guard keeps the clock).
+    // Nothing is added in front of it (the HTTP/1 server needs no wake-up: the guard keeps the
+    // clock).
     for split in [1, 4, GET.len()] {
         let mut guard = guard(Script::split(GET, split));
         assert_eq!(drain(&mut guard, 8192).await, GET, "split {split}");
@@ -194,7 +195,8 @@ async fn http2_preface_passes_through() {
     assert_eq!(through(pri, 1, 64).await, REJECT_HEAD);
 }
 
-/// Heads that must never reach hyper, each followed by a request that must not either.
+/// Heads that must never reach the HTTP/1 server, each followed by a request that must not
+/// either.
 const AMBIGUOUS: &[&str] = &[
     "Content-Length: 5\r\nTransfer-Encoding: chunked",
     "Transfer-Encoding: chunked\r\nContent-Length: 5",
@@ -232,7 +234,8 @@ async fn each_ambiguous_head_is_replaced_and_ends_the_connection() {
 async fn malformed_heads_go_to_hyper_as_they_are_then_eof() {
     let bad = b"GET / HTTP/1.1\r\nHost : x\r\n\r\n";
     let input = [&bad[..], GET].concat();
-    // hyper refuses the first head and closes: what follows it is never parsed.
+    // The HTTP/1 server refuses the first head (400) and closes: what follows it is never
+    // parsed.
     assert_eq!(through_both(&input, 64).await, input);
     for chunk in [64, 8192] {
         let out = through(&input, 10, chunk).await;
@@ -250,8 +253,8 @@ async fn invalid_chunk_syntax_ends_the_connection_after_the_bad_byte() {
     }
 }
 
-/// The replacement for a head over the limits: [`TOO_LARGE_HEAD`] and padding past hyper's
-/// buffer (`max_buf_size` 8 KiB).
+/// The replacement for a head over the limits: [`TOO_LARGE_HEAD`] and padding past the HTTP/1
+/// server's read-buffer limit ([`Limits::hyper_buf_size`], 8 KiB here).
 fn too_large() -> Vec<u8> {
     let mut out = TOO_LARGE_HEAD.to_vec();
     out.resize(TOO_LARGE_HEAD.len() + 8192, b'a');
@@ -372,7 +375,7 @@ async fn connect_opens_a_tunnel_on_2xx_only() {
     let signal = guard.answer_signal();
     assert_eq!(ready_now(&mut guard), connect);
     signal.answered(StatusCode::SWITCHING_PROTOCOLS);
-    // 101 hands the connection over whatever the method (hyper's rule too).
+    // 101 hands the connection over whatever the method (the HTTP/1 server's rule too).
     assert_eq!(drain(&mut guard, 64).await, SMUGGLED);
     let mut guard = self::guard(Script::split(&[&connect[..], SMUGGLED].concat(), 64));
     let signal = guard.answer_signal();

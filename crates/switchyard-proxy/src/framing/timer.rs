@@ -2,11 +2,11 @@
 //! long an idle keep-alive connection is kept.
 //!
 //! The timer only matters while the guard waits for the client; it is looked at when a read from
-//! the client would block (and when hyper flushes a finished answer, to start the keep-alive
-//! wait). One [`Sleep`] per connection is allocated the first time it is needed and then only
-//! moved: a wait that ends later than the sleep is left alone (the early wake-up re-arms it),
-//! so a busy keep-alive connection touches the timer wheel about once per keep-alive period
-//! rather than once per request.
+//! the client would block (and when the HTTP/1 server flushes a finished answer, to start the
+//! keep-alive wait). One [`Sleep`] per connection is allocated the first time it is needed and
+//! then only moved: a wait that ends later than the sleep is left alone (the early wake-up
+//! re-arms it), so a busy keep-alive connection touches the timer wheel about once per
+//! keep-alive period rather than once per request.
 
 use std::future::Future;
 use std::pin::Pin;

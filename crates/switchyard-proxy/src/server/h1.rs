@@ -123,6 +123,18 @@ struct Exchange {
     upgrade: Option<upgrade::Pending>,
 }
 
+impl Exchange {
+    /// Fails the request body: the service learns it at its next poll, and the connection
+    /// cannot be reused (the rest of the body is unread).
+    fn fail_body(&mut self, e: BodyError) -> Poll<bool> {
+        if let Some(feeding) = self.feeding.take() {
+            feeding.feeder.fail(e);
+        }
+        self.body_abandoned = true;
+        Poll::Ready(true)
+    }
+}
+
 /// A request body the driver feeds.
 struct Feeding {
     feeder: Feeder,
@@ -376,12 +388,7 @@ impl<I: Stream> Conn<I> {
                 }
                 match self.poll_write_buf(cx) {
                     Poll::Ready(Ok(())) => ex.expect_continue = false,
-                    Poll::Ready(Err(e)) => {
-                        feeding.feeder.fail(BodyError::Io(e));
-                        ex.feeding = None;
-                        ex.body_abandoned = true;
-                        return Poll::Ready(true);
-                    }
+                    Poll::Ready(Err(e)) => return ex.fail_body(BodyError::Io(e)),
                     Poll::Pending => return Poll::Pending,
                 }
             }
@@ -393,28 +400,15 @@ impl<I: Stream> Conn<I> {
                         return Poll::Ready(true);
                     }
                     Ok(Fed::NeedMore) => {}
-                    Err(e) => {
-                        feeding.feeder.fail(e);
-                        ex.feeding = None;
-                        ex.body_abandoned = true;
-                        return Poll::Ready(true);
-                    }
+                    Err(e) => return ex.fail_body(e),
                 }
                 if self.eof {
-                    feeding.feeder.fail(BodyError::Incomplete);
-                    ex.feeding = None;
-                    ex.body_abandoned = true;
-                    return Poll::Ready(true);
+                    return ex.fail_body(BodyError::Incomplete);
                 }
                 match self.poll_read(cx) {
                     Poll::Ready(Ok(0)) => self.eof = true,
                     Poll::Ready(Ok(_)) => {}
-                    Poll::Ready(Err(e)) => {
-                        feeding.feeder.fail(BodyError::Io(e));
-                        ex.feeding = None;
-                        ex.body_abandoned = true;
-                        return Poll::Ready(true);
-                    }
+                    Poll::Ready(Err(e)) => return ex.fail_body(BodyError::Io(e)),
                     Poll::Pending => return Poll::Pending,
                 }
             }
