@@ -259,8 +259,8 @@ where
         let info = info.clone();
         async move {
             let resp = match mode {
-                // Not boxed: the HTTP/1 driver holds the request's future in its own state,
-                // which is on the heap only while the connection is not parked.
+                // Not boxed here: the HTTP/1 driver boxes the whole service future once per
+                // request, and hyper's HTTP/2 server spawns it.
                 Plain::Forward => forward::handle(shared, info, req).await,
                 Plain::Redirect { https_port } => redirect(&shared, &info, &req, https_port),
             };
