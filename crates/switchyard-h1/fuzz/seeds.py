@@ -2,7 +2,7 @@
 """Writes the seed corpus (corpus/<target>/) from the byte strings of the framing tests.
 
 Sources: the request vectors of tests/tests/hygiene.rs (the framing table) and of the proxy's
-framing tests (framing/{tests,head,hyper_tests,chunked}.rs), the response heads and chunked
+framing tests (framing/{tests,head,server_tests,chunked}.rs), the response heads and chunked
 bodies of this crate's unit tests. Rust string literals are read as Rust reads them; a list of
 header fields alone is wrapped into a request and into a response. Each seed is named by the
 SHA-1 of its bytes, as libFuzzer names corpus entries. Run from this directory:
@@ -63,7 +63,7 @@ for path in [
     "tests/tests/hygiene.rs",
     "crates/switchyard-proxy/src/framing/tests.rs",
     "crates/switchyard-proxy/src/framing/head.rs",
-    "crates/switchyard-proxy/src/framing/hyper_tests.rs",
+    "crates/switchyard-proxy/src/framing/server_tests.rs",
     "crates/switchyard-h1/src/response.rs",
     "crates/switchyard-h1/src/request.rs",
 ]:

@@ -420,6 +420,6 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
 }
 
 #[cfg(test)]
-mod hyper_tests;
+mod server_tests;
 #[cfg(test)]
 mod tests;

@@ -1,12 +1,12 @@
 //! Client listeners: accept loops and per-connection HTTP serving with graceful stop.
 //!
-//! Each accepted connection is served by hyper (HTTP/1.1 with keep-alive, or cleartext HTTP/2
-//! with prior knowledge; over TLS, HTTP/2 or HTTP/1.1 as ALPN chose), as its first bytes say:
-//! `conn.rs`, which also parks idle HTTP/1 connections (hyper's buffers are freed while a
-//! connection waits for its next request). The same serving code runs over a TCP stream or a
-//! TLS stream. Nothing here ever closes a
-//! connection because of a switch or a reload: connections only see the snapshot pointer
-//! through the request path, and a TLS connection keeps the certificate it was opened with.
+//! Each accepted connection is served as its first bytes say (`conn.rs`): HTTP/1.1 with
+//! keep-alive by Switchyard's own HTTP/1 server (`h1.rs`), HTTP/2 (cleartext with prior
+//! knowledge, or over TLS as ALPN chose) by hyper's. Idle HTTP/1 connections are parked (their
+//! buffers freed while they wait for their next request). The same serving code runs over a
+//! TCP stream or a TLS stream. Nothing here ever closes a connection because of a switch or a
+//! reload: connections only see the snapshot pointer through the request path, and a TLS
+//! connection keeps the certificate it was opened with.
 //!
 //! `[limits]` are applied here: HTTP/1 connections run behind the framing guard, which keeps
 //! their header and keep-alive clocks and the head limits (see `framing`); `max_connections`
@@ -39,8 +39,8 @@ pub(crate) mod conn;
 pub(crate) mod h1;
 
 /// How long an HTTP/1 keep-alive connection stays idle before it is parked: long enough that
-/// a busy connection never is (parking costs a new hyper connection on its next request),
-/// short enough that idle ones soon stop holding hyper's 16 KiB of buffers.
+/// a busy connection never is (a parked connection makes its buffers again for its next
+/// request), short enough that idle ones soon stop holding them.
 const PARK_AFTER: Duration = Duration::from_secs(1);
 
 /// What a plain http listener does with the requests it receives.
@@ -60,7 +60,8 @@ pub(crate) enum Plain {
 pub(crate) struct ConnCtx {
     /// The snapshot pointer and live state.
     pub(crate) shared: Arc<Shared>,
-    /// How connections are served (hyper builder, guard limits) and the connection slots,
+    /// How connections are served (HTTP/1 and HTTP/2 set-up, guard limits) and the connection
+    /// slots,
     /// shared by every client listener.
     pub(crate) builder: Arc<ConnBuilder>,
     /// Turns true when the proxy stops.
@@ -83,7 +84,7 @@ struct Serving {
     limits: LimitsConfig,
     /// How connections are served.
     setup: conn::Setup,
-    /// What the framing guard enforces (the same head limits as `hyper`'s).
+    /// What the framing guard enforces (the same head limits as the HTTP/1 server's).
     guard: framing::Limits,
 }
 
@@ -222,7 +223,8 @@ async fn accept(
 
 /// Serves one client connection (TCP or TLS) until it ends, or gracefully once `stop` turns
 /// true; `keep` (its connection slot and place in the open count) is held until then. Every
-/// HTTP/1 request head is checked by the framing guard before hyper parses it; each answer is
+/// HTTP/1 request head is checked by the framing guard before the HTTP/1 server parses it;
+/// each answer is
 /// reported to the guard, so that a 101 lets the connection become a tunnel and the keep-alive
 /// clock starts when an answer is complete.
 ///
