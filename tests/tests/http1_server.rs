@@ -346,3 +346,62 @@ async fn the_proxys_own_answers_carry_a_date() {
     let date = a.field("date").expect("a Date field");
     assert!(httpdate::parse_http_date(date).is_ok(), "{date:?}");
 }
+
+#[tokio::test]
+async fn a_body_left_unread_ends_the_connection_after_the_answer() {
+    let app = TestApp::start("green").await;
+    let mut config = common::two_colours(&[app.addr()], &[app.addr()]);
+    config.limits.max_body = 10;
+    let proxy = common::start(config).await;
+    common::wait_healthy(&proxy, "green").await;
+    let mut stream = connect(&proxy).await;
+    let mut buf = Vec::new();
+    // Refused on its declared length, before a byte of the body is read: the rest of the body
+    // would be read as the next request, so the connection ends after the answer.
+    let a = ask(
+        &mut stream,
+        &mut buf,
+        b"POST /echo HTTP/1.1\r\nHost: app.test\r\nContent-Length: 100\r\n\r\n",
+        "POST",
+    )
+    .await;
+    assert!(a.status_line.starts_with("HTTP/1.1 413"), "{a:?}");
+    assert_eq!(a.field("connection"), Some("close"), "{a:?}");
+    assert!(closes(&mut stream).await, "the connection closes");
+    assert!(app.recorder().posts_to("/echo").is_empty());
+}
+
+#[tokio::test]
+async fn a_body_cut_short_by_the_client_never_reaches_the_app() {
+    let app = TestApp::start("green").await;
+    let proxy = start(app.addr()).await;
+    let mut cut = connect(&proxy).await;
+    cut.write_all(b"POST /echo HTTP/1.1\r\nHost: app.test\r\nContent-Length: 10\r\n\r\nabc")
+        .await
+        .expect("write");
+    cut.shutdown().await.expect("shutdown");
+    // The proxy may still answer the cut request (an error), then it closes the connection.
+    let mut rest = Vec::new();
+    within(BOUND, cut.read_to_end(&mut rest))
+        .await
+        .expect("the proxy closes the cut connection")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&rest);
+    assert!(!answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+
+    let mut whole = connect(&proxy).await;
+    let mut buf = Vec::new();
+    let a = ask(
+        &mut whole,
+        &mut buf,
+        b"POST /echo HTTP/1.1\r\nHost: app.test\r\nContent-Length: 2\r\n\r\nok",
+        "POST",
+    )
+    .await;
+    assert!(a.status_line.starts_with("HTTP/1.1 200"), "{a:?}");
+    assert_eq!(
+        app.recorder().posts_to("/echo"),
+        [bytes::Bytes::from("ok")],
+        "only the whole body reached the app"
+    );
+}
