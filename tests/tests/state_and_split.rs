@@ -211,22 +211,8 @@ async fn a_reload_that_cannot_be_saved_leaves_routing_limits_and_connections_as_
         client.get("/", "a.test").await.expect("answer").colour(),
         Some("green")
     );
-    assert_eq!(
-        client
-            .get("/status/200", "a.test")
-            .await
-            .expect("answer")
-            .status,
-        200
-    );
-    assert_eq!(
-        client
-            .get("/status/200", "a.test")
-            .await
-            .expect("answer")
-            .status,
-        429
-    );
+    assert_eq!(status_200(&mut client).await, 200);
+    assert_eq!(status_200(&mut client).await, 429);
     let connections = green.connections();
     let before = proxy.snapshot();
 
@@ -266,11 +252,7 @@ async fn a_reload_that_cannot_be_saved_leaves_routing_limits_and_connections_as_
         "the idle upstream connection was reused: the old idle timeout still applies"
     );
     assert_eq!(
-        client
-            .get("/status/200", "a.test")
-            .await
-            .expect("answer")
-            .status,
+        status_200(&mut client).await,
         429,
         "the rate limit and its buckets are unchanged"
     );
@@ -289,13 +271,18 @@ async fn a_reload_that_cannot_be_saved_leaves_routing_limits_and_connections_as_
         Some("blue")
     );
     assert_eq!(
-        client
-            .get("/status/200", "a.test")
-            .await
-            .expect("answer")
-            .status,
+        status_200(&mut client).await,
         200,
         "the changed limit starts afresh"
     );
     proxy.shutdown().await;
+}
+
+/// The status of `GET /status/200` on `a.test` (the rate-limited path of the reload test).
+async fn status_200(client: &mut KeepAliveClient) -> http::StatusCode {
+    client
+        .get("/status/200", "a.test")
+        .await
+        .expect("answer")
+        .status
 }

@@ -14,6 +14,7 @@
 //! If the output cannot keep up, lines beyond 8 MiB of backlog are dropped and counted, rather
 //! than stalling requests or growing memory without bound.
 
+use crate::digits::decimal as num;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -262,44 +263,6 @@ fn stamp(since_epoch: Duration) -> [u8; 19] {
     out
 }
 
-/// The two-digit decimal numbers 00..=99, for [`num`].
-const PAIRS: [u8; 200] = {
-    let mut out = [0u8; 200];
-    let mut i = 0;
-    while i < 100 {
-        out[2 * i] = b'0' + (i / 10) as u8;
-        out[2 * i + 1] = b'0' + (i % 10) as u8;
-        i += 1;
-    }
-    out
-};
-
-/// Appends `v` to `buf` in decimal, two digits at a time.
-fn num(buf: &mut Vec<u8>, v: u64) {
-    if v < 10 {
-        buf.push(b'0' + v as u8);
-        return;
-    }
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut v = v;
-    while v >= 100 {
-        let pair = (v % 100) as usize * 2;
-        v /= 100;
-        i -= 2;
-        digits[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
-    }
-    if v >= 10 {
-        let pair = v as usize * 2;
-        i -= 2;
-        digits[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
-    } else {
-        i -= 1;
-        digits[i] = b'0' + v as u8;
-    }
-    buf.extend_from_slice(&digits[i..]);
-}
-
 /// Appends `v` zero-padded to `width` digits.
 fn padded(buf: &mut Vec<u8>, v: u64, width: usize) {
     let start = buf.len();
@@ -533,29 +496,6 @@ mod tests {
             b"2025-12-03T23:18:41"
         );
         assert_eq!(&stamp(Duration::ZERO), b"1970-01-01T00:00:00");
-    }
-
-    #[test]
-    fn numbers_are_written_as_decimal() {
-        for v in [
-            0,
-            1,
-            9,
-            10,
-            11,
-            99,
-            100,
-            101,
-            999,
-            1000,
-            65535,
-            123_456_789,
-            u64::MAX,
-        ] {
-            let mut buf = Vec::new();
-            num(&mut buf, v);
-            assert_eq!(buf, v.to_string().into_bytes(), "{v}");
-        }
     }
 
     #[test]

@@ -64,7 +64,7 @@ const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 pub const REJECT_HEAD: &[u8] = b"\x00\r\n\r\n";
 
 /// The start of what the HTTP/1 server is given instead of a head over the limits: a head that
-/// never ends. It is followed by [`Limits::hyper_buf_size`] filler bytes in one header value, so
+/// never ends. It is followed by [`Limits::read_buf_limit`] filler bytes in one header value, so
 /// the server's read buffer reaches its limit before EOF with no complete head in it, and the
 /// server answers `431 Request Header Fields Too Large` and closes.
 pub const TOO_LARGE_HEAD: &[u8] = b"GET / HTTP/1.1\r\nx-too-large: ";
@@ -81,12 +81,11 @@ pub const URI_TOO_LONG_METHOD: &str = "SWITCHYARD-URI-TOO-LONG";
 pub const URI_TOO_LONG_HEAD: &[u8] =
     b"SWITCHYARD-URI-TOO-LONG / HTTP/1.1\r\nhost: uri-too-long.invalid\r\nconnection: close\r\n\r\n";
 
-/// The smallest read-buffer limit the HTTP/1 server is given: 8 KiB (hyper's smallest allowed
-/// `max_buf_size`, from when hyper's HTTP/1 server read from the guard).
-const HYPER_MIN_BUF: usize = 8192;
+/// The smallest read-buffer limit the HTTP/1 server is given: 8 KiB, one read's worth.
+const MIN_READ_BUF: usize = 8192;
 
 /// What the guard enforces on a connection. Serve the guarded stream with the HTTP/1 server set
-/// to the same limits: `server::h1::Options` with `max_buf: limits.hyper_buf_size()` and
+/// to the same limits: `server::h1::Options` with `max_buf: limits.read_buf_limit()` and
 /// `max_headers: limits.max_headers`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -116,10 +115,9 @@ impl Default for Limits {
 
 impl Limits {
     /// The HTTP/1 server's read-buffer limit (`server::h1::Options::max_buf`): enough for the
-    /// largest head, and at least 8 KiB. [`TOO_LARGE_HEAD`] is padded past it. (The name is
-    /// hyper's `max_buf_size`, which it used to be.)
-    pub fn hyper_buf_size(&self) -> usize {
-        self.max_head_bytes.max(HYPER_MIN_BUF)
+    /// largest head, and at least 8 KiB. [`TOO_LARGE_HEAD`] is padded past it.
+    pub fn read_buf_limit(&self) -> usize {
+        self.max_head_bytes.max(MIN_READ_BUF)
     }
 }
 

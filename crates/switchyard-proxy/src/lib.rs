@@ -22,6 +22,7 @@ mod body;
 mod compress;
 mod control;
 mod dashboard;
+mod digits;
 mod error;
 pub mod fleet;
 mod forward;

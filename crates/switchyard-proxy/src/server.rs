@@ -120,7 +120,7 @@ impl Serving {
             keepalive_timeout: limits.keepalive_timeout,
         };
         let h1 = h1::Options {
-            max_buf: guard.hyper_buf_size(),
+            max_buf: guard.read_buf_limit(),
             max_headers: limits.max_headers,
         };
         let mut h2 = http2::Builder::new(TokioExecutor::new());

@@ -276,7 +276,7 @@ impl<IO> Guarded<IO> {
         self.scanned = 0;
         self.state = State::Reject {
             head: TOO_LARGE_HEAD,
-            filler: self.limits.hyper_buf_size(),
+            filler: self.limits.read_buf_limit(),
             stall: false,
         };
         Judged::Refused

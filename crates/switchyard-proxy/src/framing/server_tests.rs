@@ -128,7 +128,7 @@ fn serve(signal: bool, limits: Limits) -> (DuplexStream, Seen) {
         let host = TestHost {
             setup: crate::server::conn::Setup {
                 h1: crate::server::h1::Options {
-                    max_buf: limits.hyper_buf_size(),
+                    max_buf: limits.read_buf_limit(),
                     max_headers: limits.max_headers,
                 },
                 h2: hyper::server::conn::http2::Builder::new(TokioExecutor::new()),

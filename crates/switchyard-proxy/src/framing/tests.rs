@@ -254,7 +254,7 @@ async fn invalid_chunk_syntax_ends_the_connection_after_the_bad_byte() {
 }
 
 /// The replacement for a head over the limits: [`TOO_LARGE_HEAD`] and padding past the HTTP/1
-/// server's read-buffer limit ([`Limits::hyper_buf_size`], 8 KiB here).
+/// server's read-buffer limit ([`Limits::read_buf_limit`], 8 KiB here).
 fn too_large() -> Vec<u8> {
     let mut out = TOO_LARGE_HEAD.to_vec();
     out.resize(TOO_LARGE_HEAD.len() + 8192, b'a');

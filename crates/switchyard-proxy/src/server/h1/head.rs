@@ -143,8 +143,7 @@ pub(crate) fn build(head: Head, bytes: &Bytes, fields: &[[usize; 4]]) -> Option<
             }
             header::TRANSFER_ENCODING => chunked = last_token_is(value.as_bytes(), b"chunked"),
             header::CONNECTION => {
-                for token in value.as_bytes().split(|&b| b == b',') {
-                    let token = token.trim_ascii();
+                for token in connection_tokens(value.as_bytes()) {
                     close |= token.eq_ignore_ascii_case(b"close");
                     keep_alive_asked |= token.eq_ignore_ascii_case(b"keep-alive");
                 }
@@ -177,6 +176,11 @@ pub(crate) fn build(head: Head, bytes: &Bytes, fields: &[[usize; 4]]) -> Option<
         expect_continue: http11 && expect_continue && framing != Framing::None,
         framing,
     })
+}
+
+/// The tokens of a `Connection` value (comma-separated, spaces trimmed).
+pub(crate) fn connection_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(<[u8]>::trim_ascii)
 }
 
 /// Whether the last token of a comma-separated list is `token` (case-insensitively).
