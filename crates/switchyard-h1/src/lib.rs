@@ -8,7 +8,8 @@
 //!   framing header the body needs (`Content-Length` or `Transfer-Encoding: chunked`);
 //! - [`parse_response_head`] tokenizes a response head (with `httparse`) and decides its body
 //!   framing by RFC 9112 §6.3, refusing what could be read two ways; the header fields come
-//!   back as ranges of the read buffer, turned into an [`http::HeaderMap`] without copying by
+//!   back as ranges of the read buffer: passed on as bytes by [`ResponseHead::client_fields`]
+//!   (hop-by-hop fields left out), or turned into an [`http::HeaderMap`] without copying by
 //!   [`ResponseHead::header_map`];
 //! - [`ChunkedDecoder`] walks a chunked body and points at its data, without copying it;
 //! - [`encode_chunk`] and [`LAST_CHUNK`] write a chunked request body.
@@ -22,5 +23,6 @@ mod response;
 pub use chunked::{ChunkError, ChunkedDecoder, Step};
 pub use request::{BodyLength, LAST_CHUNK, encode_chunk, encode_request_head};
 pub use response::{
-    BodyFraming, HeadError, MAX_CONTENT_LENGTH, ParseOutcome, ResponseHead, parse_response_head,
+    BodyFraming, ClientFields, HeadError, MAX_CONTENT_LENGTH, ParseOutcome, ResponseHead,
+    hop_by_hop, parse_response_head,
 };

@@ -51,6 +51,12 @@ pub struct ResponseHead {
     pub framing: BodyFraming,
     /// True when the connection may carry another request once this response is read.
     pub keep_alive: bool,
+    /// The `Content-Length` the head declares (one value, however many times it is repeated).
+    pub content_length: Option<u64>,
+    /// True when the fields can go to the client as they are, less the hop-by-hop ones
+    /// ([`ResponseHead::client_fields`]): the `Connection` field names nothing beyond
+    /// `keep-alive` and `close`, and `Content-Length` comes once, with one value.
+    pub plain: bool,
 }
 
 /// What one parse of the bytes read so far found.
@@ -133,24 +139,37 @@ fn parse_with<'b>(
         let (n, v) = (offset(h.name.as_bytes()), offset(h.value));
         fields.push((n..n + h.name.len(), v..v + h.value.len()));
     }
-    let (framing, keep_alive) = framing(resp.headers, version_minor, status, head_request)?;
+    let read = framing(resp.headers, version_minor, status, head_request)?;
     Ok(ParseOutcome::Complete(ResponseHead {
         status,
         version_minor,
         head_len: len,
         fields,
-        framing,
-        keep_alive,
+        framing: read.framing,
+        keep_alive: read.keep_alive,
+        content_length: read.length,
+        plain: read.plain,
     }))
 }
 
-/// Decides the body framing and connection reuse of a response.
+/// What [`framing`] reads from a head's fields.
+struct Read {
+    framing: BodyFraming,
+    keep_alive: bool,
+    length: Option<u64>,
+    plain: bool,
+}
+
+/// Decides the body framing and connection reuse of a response, and reads its declared
+/// length and whether it is plain.
 fn framing(
     fields: &[httparse::Header<'_>],
     version_minor: u8,
     status: u16,
     head_request: bool,
-) -> Result<(BodyFraming, bool), HeadError> {
+) -> Result<Read, HeadError> {
+    let mut plain = true;
+    let mut lengths = 0;
     let mut close = false;
     let mut keep_alive_token = false;
     let mut te_seen = false;
@@ -163,8 +182,12 @@ fn framing(
             // after the response); a `close` counts wherever it is.
             let readable = visible_ascii(h.value);
             for token in tokens(h.value) {
-                close |= token.eq_ignore_ascii_case(b"close");
-                keep_alive_token |= readable && token.eq_ignore_ascii_case(b"keep-alive");
+                let is_close = token.eq_ignore_ascii_case(b"close");
+                let is_keep_alive = token.eq_ignore_ascii_case(b"keep-alive");
+                close |= is_close;
+                keep_alive_token |= readable && is_keep_alive;
+                // Any other token names a field that must not reach the client.
+                plain &= is_close || is_keep_alive;
             }
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             if !visible_ascii(h.value) {
@@ -185,6 +208,8 @@ fn framing(
                 te_seen = true;
             }
         } else if name.eq_ignore_ascii_case(b"content-length") {
+            lengths += 1;
+            plain &= lengths == 1 && !h.value.contains(&b',');
             for token in h.value.split(|&b| b == b',') {
                 let n = decimal(token).ok_or(HeadError::Malformed("bad Content-Length"))?;
                 if length.is_some_and(|l| l != n) {
@@ -194,16 +219,22 @@ fn framing(
             }
         }
     }
+    let read = |framing, keep_alive| Read {
+        framing,
+        keep_alive,
+        length,
+        plain,
+    };
     let mut keep_alive = if version_minor == 0 {
         keep_alive_token && !close
     } else {
         !close
     };
     if status == 101 {
-        return Ok((BodyFraming::Empty, false));
+        return Ok(read(BodyFraming::Empty, false));
     }
     if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
-        return Ok((BodyFraming::Empty, keep_alive));
+        return Ok(read(BodyFraming::Empty, keep_alive));
     }
     if te_seen {
         if version_minor == 0 {
@@ -215,15 +246,15 @@ fn framing(
             keep_alive = false;
         }
         return Ok(if chunked_last {
-            (BodyFraming::Chunked, keep_alive)
+            read(BodyFraming::Chunked, keep_alive)
         } else {
-            (BodyFraming::UntilClose, false)
+            read(BodyFraming::UntilClose, false)
         });
     }
     Ok(match length {
-        Some(0) => (BodyFraming::Empty, keep_alive),
-        Some(n) => (BodyFraming::Length(n), keep_alive),
-        None => (BodyFraming::UntilClose, false),
+        Some(0) => read(BodyFraming::Empty, keep_alive),
+        Some(n) => read(BodyFraming::Length(n), keep_alive),
+        None => read(BodyFraming::UntilClose, false),
     })
 }
 
@@ -258,20 +289,52 @@ fn decimal(value: &[u8]) -> Option<u64> {
     (n <= MAX_CONTENT_LENGTH).then_some(n)
 }
 
-/// Header fields that describe one hop and never go on to the client.
 /// Fields the proxy may add to a response's header map (its own headers, a request id, a
 /// sticky cookie, compression's): room is made for them up front.
 const ADDED_FIELDS: usize = 4;
 
-fn hop_by_hop(name: &HeaderName) -> bool {
-    name == header::CONNECTION
-        || name == header::TRANSFER_ENCODING
-        || name == header::TE
-        || name == header::TRAILER
-        || name == header::UPGRADE
-        || name == header::PROXY_AUTHENTICATE
-        || name.as_str() == "keep-alive"
-        || name.as_str() == "proxy-connection"
+/// Whether a field name is one of those that describe one hop and never go on to the client
+/// (`Connection` included). Compared by length first: most names are rejected there.
+pub fn hop_by_hop(name: &[u8]) -> bool {
+    let is = |hop: &[u8]| name.eq_ignore_ascii_case(hop);
+    match name.len() {
+        2 => is(b"te"),
+        7 => is(b"trailer") || is(b"upgrade"),
+        10 => is(b"connection") || is(b"keep-alive"),
+        16 => is(b"proxy-connection"),
+        17 => is(b"transfer-encoding"),
+        18 => is(b"proxy-authenticate"),
+        _ => false,
+    }
+}
+
+fn is_content_length(name: &[u8]) -> bool {
+    name.len() == 14 && name.eq_ignore_ascii_case(b"content-length")
+}
+
+/// The fields of a plain head that go on to the client (see [`ResponseHead::client_fields`]).
+pub struct ClientFields<'b> {
+    buf: &'b [u8],
+    fields: std::slice::Iter<'b, (Range<usize>, Range<usize>)>,
+    keep_length: bool,
+}
+
+impl<'b> Iterator for ClientFields<'b> {
+    type Item = (&'b [u8], &'b [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        for (n, v) in self.fields.by_ref() {
+            let (Some(name), Some(value)) = (self.buf.get(n.clone()), self.buf.get(v.clone()))
+            else {
+                continue;
+            };
+            if hop_by_hop(name) || (!self.keep_length && is_content_length(name)) {
+                continue;
+            }
+            return Some((name, value));
+        }
+        None
+    }
 }
 
 impl ResponseHead {
@@ -284,6 +347,25 @@ impl ResponseHead {
         })
     }
 
+    /// The header fields for the client, as (name, value) bytes of `buf` in the head's order,
+    /// when the head is [`plain`](Self::plain) (else `None`: build a [`header_map`]). They are
+    /// the fields [`header_map`](Self::header_map) holds, names in the upstream's case.
+    ///
+    /// [`header_map`]: Self::header_map
+    pub fn client_fields<'b>(&'b self, buf: &'b [u8]) -> Option<ClientFields<'b>> {
+        self.plain.then(|| ClientFields {
+            buf,
+            fields: self.fields.iter(),
+            keep_length: self.keeps_length(),
+        })
+    }
+
+    /// Whether `Content-Length` goes on to the client: only where it frames the body (a
+    /// chunked or close-delimited body is framed again by the client side).
+    fn keeps_length(&self) -> bool {
+        matches!(self.framing, BodyFraming::Length(_) | BodyFraming::Empty)
+    }
+
     /// The header fields for the client: hop-by-hop fields (and those the `Connection` field
     /// names) left out, and `Content-Length` left out unless it frames the body (a chunked or
     /// close-delimited body is framed again by the client side). `head` holds the head's bytes
@@ -291,7 +373,7 @@ impl ResponseHead {
     pub fn header_map(&self, head: &Bytes) -> Result<HeaderMap, HeadError> {
         let mut map = HeaderMap::with_capacity(self.fields.len() + ADDED_FIELDS);
         let mut named: Vec<HeaderName> = Vec::new();
-        let keep_length = matches!(self.framing, BodyFraming::Length(_) | BodyFraming::Empty);
+        let keep_length = self.keeps_length();
         // Several Content-Length fields (or a list in one) are made one at the end.
         let mut lengths = 0;
         let mut length_list = false;
@@ -301,7 +383,7 @@ impl ResponseHead {
                 .ok_or(HeadError::Malformed("field out of range"))?;
             let name = HeaderName::from_bytes(name_bytes)
                 .map_err(|_| HeadError::Malformed("bad field name"))?;
-            if name == header::CONNECTION {
+            if name == header::CONNECTION && !self.plain {
                 if let Some(value) = head.get(v.clone()) {
                     for token in tokens(value) {
                         // The common tokens name nothing that is forwarded.
@@ -317,7 +399,7 @@ impl ResponseHead {
                 }
                 continue;
             }
-            if hop_by_hop(&name) || (name == header::CONTENT_LENGTH && !keep_length) {
+            if hop_by_hop(name_bytes) || (name == header::CONTENT_LENGTH && !keep_length) {
                 continue;
             }
             if v.end > head.len() || v.start > v.end {
@@ -554,5 +636,50 @@ mod tests {
             head(text).field(text.as_bytes(), "CONTENT-LENGTH"),
             Some(&b"3"[..])
         );
+    }
+
+    /// The fields a plain head passes on as bytes are those its header map holds, in the
+    /// head's order and the upstream's case; a head that is not plain gives none.
+    #[test]
+    fn client_fields_are_the_header_map_s() {
+        let text = "HTTP/1.1 200 OK\r\nConnection: Keep-Alive\r\nX-App: v\r\nKeep-Alive: timeout=5\r\nTE: x\r\nTrailer: t\r\nUpgrade: u\r\nProxy-Connection: c\r\nProxy-Authenticate: p\r\nContent-Length: 12\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\n\r\n";
+        let h = head(text);
+        assert!(h.plain);
+        assert_eq!(h.content_length, Some(12));
+        let passed: Vec<_> = h.client_fields(text.as_bytes()).expect("plain").collect();
+        let expected: Vec<(&[u8], &[u8])> = vec![
+            (b"X-App", b"v"),
+            (b"Content-Length", b"12"),
+            (b"Set-Cookie", b"a=1"),
+            (b"set-cookie", b"b=2"),
+        ];
+        assert_eq!(passed, expected);
+        let map = h.header_map(&Bytes::from(text)).expect("map");
+        assert_eq!(map.len(), passed.len());
+        for (name, value) in passed {
+            let name = std::str::from_utf8(name)
+                .expect("ascii")
+                .to_ascii_lowercase();
+            assert!(
+                map.get_all(name.as_str())
+                    .iter()
+                    .any(|v| v.as_bytes() == value)
+            );
+        }
+        // A chunked body's Content-Length is not passed on.
+        let text =
+            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\nX: y\r\n\r\n";
+        let h = head(text);
+        let passed: Vec<_> = h.client_fields(text.as_bytes()).expect("plain").collect();
+        assert_eq!(passed, vec![(&b"X"[..], &b"y"[..])]);
+        for not_plain in [
+            "HTTP/1.1 200 OK\r\nConnection: close, X-Hop\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\n",
+        ] {
+            let h = head(not_plain);
+            assert!(!h.plain, "{not_plain:?}");
+            assert!(h.client_fields(not_plain.as_bytes()).is_none());
+        }
     }
 }

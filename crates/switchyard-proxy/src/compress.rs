@@ -59,8 +59,13 @@ pub(crate) fn apply(
     cfg: &CompressionConfig,
     method: &Method,
     accept_encoding: Option<&HeaderValue>,
-    mut resp: Response<ProxyBody>,
+    resp: Response<ProxyBody>,
 ) -> Response<ProxyBody> {
+    if !cfg.enabled || method == Method::HEAD {
+        return resp;
+    }
+    // The answer's fields are read by name: the upstream's must be in the map.
+    let mut resp = crate::upstream::passed::restore(resp);
     if !should_compress(cfg, method, resp.status(), resp.headers()) {
         return resp;
     }

@@ -29,6 +29,7 @@ use crate::observe;
 use crate::server::h1::OnUpgrade;
 use crate::shared::Shared;
 use crate::upgrade;
+use crate::upstream::passed;
 
 mod attempt;
 mod h2_limits;
@@ -154,7 +155,11 @@ pub(crate) async fn handle(
             };
             let mut resp =
                 crate::compress::apply(&cfg.compression, &log.method, accept.as_ref(), resp);
-            set_response_headers(resp.headers_mut(), &routed.response_headers);
+            if !routed.response_headers.is_empty() {
+                // Configured headers replace the upstream's by name: they must be in the map.
+                resp = passed::restore(resp);
+                set_response_headers(resp.headers_mut(), &routed.response_headers);
+            }
             resp.headers_mut()
                 .insert(X_REQUEST_ID.clone(), request_id.clone());
             (resp, Some(request_id))
@@ -162,7 +167,7 @@ pub(crate) async fn handle(
     };
     log.finish(
         log_status.unwrap_or(resp.status().as_u16()),
-        content_length(resp.headers()),
+        passed::declared_length(&resp),
         request_id.as_ref(),
         error.as_deref(),
     );

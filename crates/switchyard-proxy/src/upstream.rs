@@ -15,6 +15,7 @@
 //! in step with the snapshot.
 
 pub(crate) mod exchange;
+pub(crate) mod passed;
 pub(crate) mod response;
 
 use std::io;

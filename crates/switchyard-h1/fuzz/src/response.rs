@@ -3,7 +3,8 @@
 //! What must hold:
 //! - a final head we accept (after skipping 1xx heads other than 101, as hyper does) is one
 //!   hyper accepts, with the same status, version and header fields; our header map for the
-//!   client builds without error and holds only fields hyper received;
+//!   client builds without error and holds only fields hyper received; for a plain head, the
+//!   fields passed on as bytes (`client_fields`) are the header map's;
 //! - the body read by our framing (`Length`, `Chunked` with our decoder, `UntilClose`,
 //!   `Empty`) has the same bytes as hyper's, and ends cleanly exactly when hyper's does;
 //! - a connection we would reuse after the response is one hyper would reuse too (its rule
@@ -185,6 +186,20 @@ fn same_answer(head_bytes: &[u8], head: &ResponseHead, body: &OurBody, answer: &
             answer.headers.get_all(name).iter().any(|v| v == value),
             "header_map has {name}: {value:?}, which hyper did not receive"
         );
+    }
+    if let Some(passed) = head.client_fields(head_bytes) {
+        // A plain head passed on as bytes gives the client what the header map holds.
+        let mut as_bytes: Vec<(String, Vec<u8>)> = passed
+            .map(|(n, v)| (String::from_utf8_lossy(n).to_ascii_lowercase(), v.to_vec()))
+            .collect();
+        let mut as_map: Vec<(String, Vec<u8>)> = map
+            .iter()
+            .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
+            .collect();
+        // Stable: fields of one name keep their order.
+        as_bytes.sort_by(|a, b| a.0.cmp(&b.0));
+        as_map.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(as_bytes, as_map, "fields passed as bytes and the header map");
     }
     if head.keep_alive {
         assert!(

@@ -20,6 +20,7 @@ use crate::error::ProxyError;
 use crate::shared::Shared;
 use crate::upgrade;
 use crate::upstream::exchange::{ExchangeError, Outgoing, exchange};
+use crate::upstream::passed::PassedHead;
 
 /// The servers a request has tried, kept inline: attempts are few (at most 10 by config).
 pub(super) struct Tried {
@@ -160,17 +161,35 @@ pub(super) async fn attempt_once(
         }
     };
     consume_head(pending, keep_head);
-    let status = http::StatusCode::from_u16(answer.head.status);
-    let headers = answer.head.header_map(&answer.bytes);
-    let (Ok(status), Ok(mut headers)) = (status, headers) else {
-        tracing::debug!(upstream = %addr, "unusable response head from upstream");
+    let Ok(status) = http::StatusCode::from_u16(answer.head.status) else {
+        tracing::debug!(upstream = %addr, "unusable response status from upstream");
         return Err(fail(FailureKind::Reset));
     };
-    if status == http::StatusCode::SWITCHING_PROTOCOLS {
-        let agreed = answer
+    let (framing, request_complete) = (answer.head.framing, answer.request_complete);
+    let keep_alive = answer.head.keep_alive;
+    let agreed = status == http::StatusCode::SWITCHING_PROTOCOLS
+        && answer
             .head
             .field(&answer.bytes, "upgrade")
             .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"websocket"));
+    // A plain head goes to the client as bytes (`upstream::passed`); the others, and a 101
+    // (whose upgrade fields are put back), get their header map now.
+    let passed = if status == http::StatusCode::SWITCHING_PROTOCOLS {
+        Err((answer.head, answer.bytes))
+    } else {
+        PassedHead::new(answer.head, answer.bytes)
+    };
+    let (mut headers, passed) = match passed {
+        Ok(passed) => (http::HeaderMap::new(), Some(passed)),
+        Err((head, bytes)) => match head.header_map(&bytes) {
+            Ok(map) => (map, None),
+            Err(e) => {
+                tracing::debug!(upstream = %addr, error = %e, "unusable response head from upstream");
+                return Err(fail(FailureKind::Reset));
+            }
+        },
+    };
+    if status == http::StatusCode::SWITCHING_PROTOCOLS {
         let client_io = pending.upgrade.take();
         return match (client_io, agreed) {
             (Some(client_io), true) => {
@@ -197,8 +216,8 @@ pub(super) async fn attempt_once(
             }
         };
     }
-    let reusable = answer.head.keep_alive && answer.request_complete && !websocket;
-    let body = UpstreamResponse::new(conn, answer.head.framing, reusable, in_flight);
+    let reusable = keep_alive && request_complete && !websocket;
+    let body = UpstreamResponse::new(conn, framing, reusable, in_flight, passed);
     let mut resp = Response::new(ProxyBody::Upstream(body));
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;

@@ -95,6 +95,18 @@ pub struct Answered<B> {
     _done: Done,
 }
 
+impl<B> Answered<B> {
+    /// The answer's body.
+    pub(crate) fn body(&self) -> &B {
+        &self.body
+    }
+
+    /// The answer's body, to change.
+    pub(crate) fn body_mut(&mut self) -> &mut B {
+        &mut self.body
+    }
+}
+
 /// Counts one answer as finished when dropped.
 #[derive(Debug)]
 struct Done(Arc<Shared>);

@@ -24,6 +24,7 @@ use crate::body::{BoxError, ClientBody};
 use crate::framing::{Guarded, ParkSignal, Protocol, ReadReady};
 use crate::server::h1;
 use crate::shared::{ConnCounter, stopped};
+use crate::upstream::passed::PassedHead;
 
 /// How connections are served.
 pub(crate) struct Setup {
@@ -75,24 +76,66 @@ impl<S, B> Service<B> for S where
 {
 }
 
-/// A response body such a service answers with.
+/// A response body such a service answers with. It may carry the upstream's head as bytes
+/// (`upstream::passed`): the HTTP/1 server copies its fields into the answer, and the HTTP/2
+/// server has them put back into the header map first.
 pub(crate) trait ServiceBody:
     Body<Data: Send, Error: Into<BoxError>> + Send + 'static
 {
+    /// Takes the upstream head the body carries, if any.
+    fn passed_head(&mut self) -> Option<PassedHead> {
+        None
+    }
+
+    /// The upstream head the body carries, if any.
+    fn peek_passed_head(&self) -> Option<&PassedHead> {
+        None
+    }
 }
 
-impl<B: Body<Data: Send, Error: Into<BoxError>> + Send + 'static> ServiceBody for B {}
+impl ServiceBody for crate::body::ProxyBody {
+    fn passed_head(&mut self) -> Option<PassedHead> {
+        match self {
+            crate::body::ProxyBody::Upstream(up) => up.passed_head(),
+            _ => None,
+        }
+    }
+
+    fn peek_passed_head(&self) -> Option<&PassedHead> {
+        match self {
+            crate::body::ProxyBody::Upstream(up) => up.peek_passed_head(),
+            _ => None,
+        }
+    }
+}
+
+impl<B: ServiceBody + Unpin> ServiceBody for crate::framing::Answered<B> {
+    fn passed_head(&mut self) -> Option<PassedHead> {
+        self.body_mut().passed_head()
+    }
+
+    fn peek_passed_head(&self) -> Option<&PassedHead> {
+        self.body().peek_passed_head()
+    }
+}
+
+#[cfg(test)]
+impl ServiceBody for http_body_util::Full<bytes::Bytes> {}
 
 /// A service as hyper's HTTP/2 server calls it: with hyper's request bodies.
 struct ForH2<S, B>(S, std::marker::PhantomData<fn() -> B>);
 
-impl<S: Service<B>, B> hyper::service::Service<Request<Incoming>> for ForH2<S, B> {
+impl<S: Service<B>, B: ServiceBody> hyper::service::Service<Request<Incoming>> for ForH2<S, B> {
     type Response = Response<B>;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = futures_util::future::MapOk<S::Future, fn(Response<B>) -> Response<B>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
-        self.0.call(req.map(ClientBody::Http2))
+        use futures_util::TryFutureExt as _;
+        // hyper's HTTP/2 server writes the header map: the upstream's fields go back into it.
+        self.0
+            .call(req.map(ClientBody::Http2))
+            .map_ok(crate::upstream::passed::restore::<B> as fn(_) -> _)
     }
 }
 

@@ -17,6 +17,7 @@ use switchyard_core::InFlight;
 use switchyard_h1::{BodyFraming, ChunkedDecoder, Step};
 
 use super::Conn;
+use super::passed::PassedHead;
 use crate::body::BoxError;
 
 /// How many bytes a read asks the kernel for at most.
@@ -52,6 +53,8 @@ pub struct UpstreamResponse {
     /// The connection may carry another request once the body is complete.
     reusable: bool,
     lease: Option<Lease>,
+    /// The response's head, when it is passed on as bytes (`passed`).
+    passed: Option<PassedHead>,
 }
 
 /// The error a body fails with when the upstream breaks it off.
@@ -70,12 +73,14 @@ pub enum BodyError {
 
 impl UpstreamResponse {
     /// The body of a response whose head was read from `conn`, framed as `framing`.
-    /// `reusable` says whether the connection may be pooled once the body is complete.
+    /// `reusable` says whether the connection may be pooled once the body is complete; `passed`
+    /// is the head when it goes to the client as bytes.
     pub(crate) fn new(
         conn: Conn,
         framing: BodyFraming,
         reusable: bool,
         in_flight: InFlight,
+        passed: Option<PassedHead>,
     ) -> Self {
         let reading = match framing {
             BodyFraming::Empty => Reading::Done,
@@ -88,6 +93,7 @@ impl UpstreamResponse {
             reading,
             reusable,
             lease: Some(Lease { in_flight }),
+            passed,
         };
         if matches!(body.reading, Reading::Done) {
             body.finish(true);
@@ -115,6 +121,16 @@ impl UpstreamResponse {
         self.reusable = false;
         self.finish(false);
         Poll::Ready(Some(Err(Box::new(e))))
+    }
+
+    /// Takes the head passed on as bytes, if the response carries it.
+    pub(crate) fn passed_head(&mut self) -> Option<PassedHead> {
+        self.passed.take()
+    }
+
+    /// The head passed on as bytes, if the response carries it.
+    pub(crate) fn peek_passed_head(&self) -> Option<&PassedHead> {
+        self.passed.as_ref()
     }
 
     /// True once the body is complete.

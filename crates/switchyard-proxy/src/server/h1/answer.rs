@@ -17,6 +17,7 @@ use super::head::{Refused, connection_tokens};
 use super::{Conn, Exchange};
 use crate::digits;
 use crate::server::conn::{ServiceBody, Stream};
+use crate::upstream::passed::{PassedHead, replaced};
 
 /// Data frames at least this large are written as they are instead of copied into the write
 /// buffer.
@@ -68,7 +69,9 @@ impl<I: Stream> Conn<I> {
         ex: &mut Exchange,
         keep: bool,
     ) -> io::Result<Answered> {
-        let (parts, body) = resp.into_parts();
+        let (parts, mut body) = resp.into_parts();
+        // The upstream's fields, when they come as bytes: `parts.headers` holds the rest.
+        let passed = body.passed_head();
         let status = parts.status;
         let tunnel = ex.upgrade.is_some()
             && (status == StatusCode::SWITCHING_PROTOCOLS
@@ -79,7 +82,8 @@ impl<I: Stream> Conn<I> {
             .headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .or_else(|| passed.as_ref().and_then(PassedHead::declared_length));
         let out = if tunnel
             || ex.method_head
             || status.is_informational()
@@ -102,7 +106,7 @@ impl<I: Stream> Conn<I> {
             declared: declared.is_some(),
             close_asked,
         };
-        self.head(&parts, ex, &plan);
+        self.head(&parts, passed, ex, &plan);
         // The body is dropped at the end of this block, before the answer is flushed.
         {
             let mut body = pin!(body);
@@ -218,8 +222,15 @@ impl<I: Stream> Conn<I> {
         })
     }
 
-    /// Writes an answer's head into the write buffer.
-    fn head(&mut self, parts: &http::response::Parts, ex: &Exchange, plan: &Plan) {
+    /// Writes an answer's head into the write buffer: the upstream's fields passed as bytes
+    /// first (if any), then those of the header map.
+    fn head(
+        &mut self,
+        parts: &http::response::Parts,
+        passed: Option<PassedHead>,
+        ex: &Exchange,
+        plan: &Plan,
+    ) {
         let Plan {
             out,
             keep,
@@ -239,14 +250,20 @@ impl<I: Stream> Conn<I> {
         w.extend_from_slice(status.canonical_reason().unwrap_or("<none>").as_bytes());
         w.extend_from_slice(b"\r\n");
         let mut date = false;
+        let no_length = status == StatusCode::NO_CONTENT || status.is_informational();
+        for (name, value) in passed.iter().flat_map(PassedHead::fields) {
+            match name.len() {
+                14 if no_length && name.eq_ignore_ascii_case(b"content-length") => continue,
+                12 if replaced(name, &parts.headers) => continue,
+                4 if name.eq_ignore_ascii_case(b"date") => date = true,
+                _ => {}
+            }
+            field(w, name, value);
+        }
         for (name, value) in &parts.headers {
             match *name {
                 header::TRANSFER_ENCODING => continue,
-                header::CONTENT_LENGTH
-                    if status == StatusCode::NO_CONTENT || status.is_informational() =>
-                {
-                    continue;
-                }
+                header::CONTENT_LENGTH if no_length => continue,
                 header::DATE => date = true,
                 _ => {}
             }
