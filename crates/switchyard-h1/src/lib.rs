@@ -23,6 +23,6 @@ mod response;
 pub use chunked::{ChunkError, ChunkedDecoder, Step};
 pub use request::{BodyLength, LAST_CHUNK, encode_chunk, encode_request_head};
 pub use response::{
-    BodyFraming, ClientFields, HeadError, MAX_CONTENT_LENGTH, ParseOutcome, ResponseHead,
-    hop_by_hop, parse_response_head,
+    BodyFraming, ClientField, ClientFields, HeadError, MAX_CONTENT_LENGTH, ParseOutcome,
+    ResponseHead, parse_response_head,
 };

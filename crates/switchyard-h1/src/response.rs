@@ -9,6 +9,7 @@
 //! `Content-Length` is read as chunked, its `Content-Length` dropped and its connection not
 //! reused, as the RFC asks of an intermediary.
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use bytes::Bytes;
@@ -99,10 +100,11 @@ pub fn parse_response_head(
     head_request: bool,
     max_head: usize,
 ) -> Result<ParseOutcome, HeadError> {
-    let mut slots = [httparse::EMPTY_HEADER; STACK_FIELDS];
+    // Left uninitialised: httparse writes the slots it fills, and only those are read.
+    let mut slots = [const { MaybeUninit::uninit() }; STACK_FIELDS];
     match parse_with(buf, &mut slots, head_request, max_head) {
         Err(HeadError::TooManyFields) => {
-            let mut slots = vec![httparse::EMPTY_HEADER; MAX_FIELDS];
+            let mut slots = vec![MaybeUninit::uninit(); MAX_FIELDS];
             parse_with(buf, &mut slots, head_request, max_head)
         }
         other => other,
@@ -111,12 +113,14 @@ pub fn parse_response_head(
 
 fn parse_with<'b>(
     buf: &'b [u8],
-    slots: &mut [httparse::Header<'b>],
+    slots: &mut [MaybeUninit<httparse::Header<'b>>],
     head_request: bool,
     max_head: usize,
 ) -> Result<ParseOutcome, HeadError> {
-    let mut resp = httparse::Response::new(slots);
-    let len = match resp.parse(buf) {
+    let mut resp = httparse::Response::new(&mut []);
+    let parsed =
+        httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut resp, buf, slots);
+    let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() > max_head => return Err(HeadError::TooLarge),
         Ok(httparse::Status::Partial) => return Ok(ParseOutcome::Partial),
@@ -295,7 +299,7 @@ const ADDED_FIELDS: usize = 4;
 
 /// Whether a field name is one of those that describe one hop and never go on to the client
 /// (`Connection` included). Compared by length first: most names are rejected there.
-pub fn hop_by_hop(name: &[u8]) -> bool {
+fn hop_by_hop(name: &[u8]) -> bool {
     let is = |hop: &[u8]| name.eq_ignore_ascii_case(hop);
     match name.len() {
         2 => is(b"te"),
@@ -312,6 +316,18 @@ fn is_content_length(name: &[u8]) -> bool {
     name.len() == 14 && name.eq_ignore_ascii_case(b"content-length")
 }
 
+/// A field of a plain head that goes on to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientField<'b> {
+    /// The name, in the upstream's case.
+    pub name: &'b [u8],
+    /// The value.
+    pub value: &'b [u8],
+    /// The field line as received, from its name to the end of its value, with its CRLF when
+    /// the line ended in exactly that (`name:` OWS `value`, a valid field line to send on).
+    pub line: &'b [u8],
+}
+
 /// The fields of a plain head that go on to the client (see [`ResponseHead::client_fields`]).
 pub struct ClientFields<'b> {
     buf: &'b [u8],
@@ -320,7 +336,7 @@ pub struct ClientFields<'b> {
 }
 
 impl<'b> Iterator for ClientFields<'b> {
-    type Item = (&'b [u8], &'b [u8]);
+    type Item = ClientField<'b>;
 
     fn next(&mut self) -> Option<Self::Item> {
         for (n, v) in self.fields.by_ref() {
@@ -331,7 +347,12 @@ impl<'b> Iterator for ClientFields<'b> {
             if hop_by_hop(name) || (!self.keep_length && is_content_length(name)) {
                 continue;
             }
-            return Some((name, value));
+            let with_crlf = self.buf.get(v.end..v.end + 2) == Some(b"\r\n");
+            let end = if with_crlf { v.end + 2 } else { v.end };
+            let Some(line) = self.buf.get(n.start..end) else {
+                continue;
+            };
+            return Some(ClientField { name, value, line });
         }
         None
     }
@@ -646,7 +667,11 @@ mod tests {
         let h = head(text);
         assert!(h.plain);
         assert_eq!(h.content_length, Some(12));
-        let passed: Vec<_> = h.client_fields(text.as_bytes()).expect("plain").collect();
+        let passed: Vec<_> = h
+            .client_fields(text.as_bytes())
+            .expect("plain")
+            .map(|f| (f.name, f.value))
+            .collect();
         let expected: Vec<(&[u8], &[u8])> = vec![
             (b"X-App", b"v"),
             (b"Content-Length", b"12"),
@@ -670,7 +695,11 @@ mod tests {
         let text =
             "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\nX: y\r\n\r\n";
         let h = head(text);
-        let passed: Vec<_> = h.client_fields(text.as_bytes()).expect("plain").collect();
+        let passed: Vec<_> = h
+            .client_fields(text.as_bytes())
+            .expect("plain")
+            .map(|f| (f.name, f.value))
+            .collect();
         assert_eq!(passed, vec![(&b"X"[..], &b"y"[..])]);
         for not_plain in [
             "HTTP/1.1 200 OK\r\nConnection: close, X-Hop\r\nContent-Length: 0\r\n\r\n",

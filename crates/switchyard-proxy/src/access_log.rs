@@ -340,16 +340,7 @@ fn needs_escape(b: u8) -> bool {
 /// Appends a socket address (or `-`); IPv4 without the formatting machinery.
 fn addr(buf: &mut Vec<u8>, a: Option<std::net::SocketAddr>) {
     match a {
-        Some(std::net::SocketAddr::V4(v4)) => {
-            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
-                if i > 0 {
-                    buf.push(b'.');
-                }
-                num(buf, u64::from(octet));
-            }
-            buf.push(b':');
-            num(buf, u64::from(v4.port()));
-        }
+        Some(std::net::SocketAddr::V4(v4)) => crate::digits::ipv4(buf, v4),
         Some(a) => {
             let _ = write!(buf, "{a}");
         }

@@ -39,6 +39,56 @@ pub(crate) fn decimal(buf: &mut Vec<u8>, v: u64) {
     buf.extend_from_slice(&digits[i..]);
 }
 
+/// The numbers 0..=255 in decimal: `[length, digits…]`.
+const OCTETS: [[u8; 4]; 256] = {
+    let mut out = [[0u8; 4]; 256];
+    let mut i = 0;
+    while i < 256 {
+        let (h, t, o) = ((i / 100) as u8, (i / 10 % 10) as u8, (i % 10) as u8);
+        out[i] = if i >= 100 {
+            [3, b'0' + h, b'0' + t, b'0' + o]
+        } else if i >= 10 {
+            [2, b'0' + t, b'0' + o, 0]
+        } else {
+            [1, b'0' + o, 0, 0]
+        };
+        i += 1;
+    }
+    out
+};
+
+/// Appends an IPv4 socket address (`a.b.c.d:port`) in one copy.
+pub(crate) fn ipv4(buf: &mut Vec<u8>, addr: std::net::SocketAddrV4) {
+    let mut text = [0u8; 21];
+    let mut n = 0;
+    for (i, octet) in addr.ip().octets().into_iter().enumerate() {
+        if i > 0 {
+            text[n] = b'.';
+            n += 1;
+        }
+        let [len, digits @ ..] = OCTETS[usize::from(octet)];
+        let len = usize::from(len);
+        text[n..n + len].copy_from_slice(&digits[..len]);
+        n += len;
+    }
+    text[n] = b':';
+    n += 1;
+    let mut port = u32::from(addr.port());
+    let mut digits = [0u8; 5];
+    let mut d = digits.len();
+    loop {
+        d -= 1;
+        digits[d] = b'0' + (port % 10) as u8;
+        port /= 10;
+        if port == 0 {
+            break;
+        }
+    }
+    let len = digits.len() - d;
+    text[n..n + len].copy_from_slice(&digits[d..]);
+    buf.extend_from_slice(&text[..n + len]);
+}
+
 /// Appends `v` in lower-case hexadecimal.
 pub(crate) fn hex(buf: &mut Vec<u8>, v: u64) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -85,6 +135,22 @@ mod tests {
             let mut buf = Vec::new();
             hex(&mut buf, v);
             assert_eq!(buf, format!("{v:x}").into_bytes(), "{v:x}");
+        }
+    }
+
+    #[test]
+    fn ipv4_addresses_are_written_like_display() {
+        for text in [
+            "0.0.0.0:0",
+            "127.0.0.1:8080",
+            "9.10.99.100:65535",
+            "255.255.255.255:1",
+            "192.168.1.254:443",
+        ] {
+            let addr: std::net::SocketAddrV4 = text.parse().expect("addr");
+            let mut buf = b"x".to_vec();
+            ipv4(&mut buf, addr);
+            assert_eq!(buf, format!("x{addr}").into_bytes());
         }
     }
 }

@@ -189,9 +189,15 @@ fn same_answer(head_bytes: &[u8], head: &ResponseHead, body: &OurBody, answer: &
     }
     if let Some(passed) = head.client_fields(head_bytes) {
         // A plain head passed on as bytes gives the client what the header map holds.
-        let mut as_bytes: Vec<(String, Vec<u8>)> = passed
-            .map(|(n, v)| (String::from_utf8_lossy(n).to_ascii_lowercase(), v.to_vec()))
-            .collect();
+        let mut as_bytes: Vec<(String, Vec<u8>)> = Vec::new();
+        for f in passed {
+            // The line sent on is `name:` OWS `value` [CRLF], and parses back to the field.
+            let line = f.line.strip_suffix(b"\r\n").unwrap_or(f.line);
+            let rest = line.strip_prefix(f.name).and_then(|r| r.strip_prefix(b":"));
+            let rest = rest.unwrap_or_else(|| panic!("a field line without its name: {line:?}"));
+            assert_eq!(rest.trim_ascii(), f.value, "the line's value");
+            as_bytes.push((String::from_utf8_lossy(f.name).to_ascii_lowercase(), f.value.to_vec()));
+        }
         let mut as_map: Vec<(String, Vec<u8>)> = map
             .iter()
             .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))

@@ -16,7 +16,7 @@
 
 use bytes::Bytes;
 use http::{HeaderMap, Response, header};
-use switchyard_h1::{BodyFraming, ResponseHead};
+use switchyard_h1::{BodyFraming, ClientField, ResponseHead};
 
 use crate::headers::X_REQUEST_ID;
 use crate::server::conn::ServiceBody;
@@ -40,7 +40,7 @@ impl PassedHead {
 
     /// The fields for the client, in the upstream's order and case: the ones the header map
     /// would hold.
-    pub(crate) fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+    pub(crate) fn fields(&self) -> impl Iterator<Item = ClientField<'_>> {
         self.head.client_fields(&self.bytes).into_iter().flatten()
     }
 

@@ -251,14 +251,20 @@ impl<I: Stream> Conn<I> {
         w.extend_from_slice(b"\r\n");
         let mut date = false;
         let no_length = status == StatusCode::NO_CONTENT || status.is_informational();
-        for (name, value) in passed.iter().flat_map(PassedHead::fields) {
-            match name.len() {
-                14 if no_length && name.eq_ignore_ascii_case(b"content-length") => continue,
-                12 if replaced(name, &parts.headers) => continue,
-                4 if name.eq_ignore_ascii_case(b"date") => date = true,
-                _ => {}
+        if let Some(passed) = &passed {
+            for f in passed.fields() {
+                match f.name.len() {
+                    14 if no_length && f.name.eq_ignore_ascii_case(b"content-length") => continue,
+                    12 if replaced(f.name, &parts.headers) => continue,
+                    4 if f.name.eq_ignore_ascii_case(b"date") => date = true,
+                    _ => {}
+                }
+                // The line as received: one copy, with its CRLF when it had one.
+                w.extend_from_slice(f.line);
+                if !f.line.ends_with(b"\n") {
+                    w.extend_from_slice(b"\r\n");
+                }
             }
-            field(w, name, value);
         }
         for (name, value) in &parts.headers {
             match *name {
