@@ -33,6 +33,7 @@ pub mod browser;
 pub mod capture;
 pub mod client;
 pub mod etcd;
+pub mod scripted;
 pub mod wait;
 
 pub use app::{Recorder, TestApp, X_COLOUR};
@@ -40,4 +41,5 @@ pub use capture::CapturedLog;
 pub use client::{
     ClientError, Http2Client, KeepAliveClient, Resp, raw_request, raw_request_timeout, raw_status,
 };
+pub use scripted::{Scripted, scripted_upstream};
 pub use wait::{poll_until, within};

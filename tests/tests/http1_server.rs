@@ -9,9 +9,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use switchyard_proxy::ProxyHandle;
-use switchyard_tests::{TestApp, within};
+use switchyard_tests::{Scripted, TestApp, scripted_upstream, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// Far longer than any wait of these tests.
 const BOUND: Duration = Duration::from_secs(10);
@@ -270,27 +270,11 @@ async fn a_chunked_request_body_with_trailers_reaches_the_app_whole() {
 /// An upstream that answers every request with a body of unknown length (no `Content-Length`,
 /// not chunked: it ends when the upstream closes).
 async fn until_close_upstream() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut got = Vec::new();
-                let mut chunk = [0u8; 1024];
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                let _ = stream
-                    .write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nstreamed to the end")
-                    .await;
-                let _ = stream.shutdown().await;
-            });
-        }
-    });
-    addr
+    scripted_upstream(|_| Scripted {
+        answer: b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nstreamed to the end".to_vec(),
+        close: true,
+    })
+    .await
 }
 
 #[tokio::test]

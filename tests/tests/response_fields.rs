@@ -5,12 +5,8 @@
 
 mod common;
 
-use std::net::SocketAddr;
-
 use switchyard_proxy::ProxyHandle;
-use switchyard_tests::{Http2Client, raw_request};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use switchyard_tests::{Http2Client, Scripted, raw_request, scripted_upstream};
 
 /// A `Date` no clock would give now: the proxy must pass it on rather than write its own.
 const UPSTREAM_DATE: &str = "Tue, 01 Dec 2026 10:00:00 GMT";
@@ -28,43 +24,21 @@ fn plain_head() -> String {
 const NAMED_HEAD: &str = "HTTP/1.1 200 OK\r\nConnection: X-Hop\r\nX-Hop: 1\r\nX-App: v\r\n\
                           Content-Length: 5\r\n\r\nhello";
 
-/// An upstream that answers each request on a kept-alive connection with a fixed head, chosen
-/// by the request's path.
-async fn scripted_upstream() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut got = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        match stream.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => got.extend_from_slice(&chunk[..n]),
-                        }
-                        continue;
-                    };
-                    let head = String::from_utf8_lossy(&got[..end]).into_owned();
-                    got.drain(..end + 4);
-                    let answer = if head.starts_with("GET /named ") {
-                        NAMED_HEAD.to_string()
-                    } else {
-                        plain_head()
-                    };
-                    if stream.write_all(answer.as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
+/// The upstream's answer to a request head: the plain head, or the one naming `X-Hop`.
+fn script(head: &str) -> Scripted {
+    let answer = if head.starts_with("GET /named ") {
+        NAMED_HEAD.to_string()
+    } else {
+        plain_head()
+    };
+    Scripted {
+        answer: answer.into_bytes(),
+        close: false,
+    }
 }
 
 async fn start() -> ProxyHandle {
-    let upstream = scripted_upstream().await;
+    let upstream = scripted_upstream(script).await;
     let proxy = common::start(common::two_colours(&[upstream], &[upstream])).await;
     common::wait_healthy(&proxy, "green").await;
     proxy
