@@ -175,7 +175,7 @@ impl Proxy {
             cmd.env_remove(var);
         }
         cmd.env("SWITCHYARD_LOG", "info").envs(envs.iter().copied());
-        let mut child = cmd.spawn().expect("spawn switchyard serve");
+        let mut child = spawn(&mut cmd).await;
         let log = Arc::new(Mutex::new(Vec::new()));
         let mut readers = Vec::new();
         if let Some(out) = child.stdout.take() {
@@ -419,4 +419,21 @@ pub fn error_lines(stderr: &str, file: &Path) -> Vec<(usize, usize)> {
             }
         })
         .collect()
+}
+
+/// Spawns `cmd`, trying again while the kernel answers "text file busy": a binary the test just
+/// wrote can be held open for a moment by a child another test thread forked before it
+/// exec'd (the fork inherits the writer's descriptor until then).
+async fn spawn(cmd: &mut Command) -> Child {
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Ok(child) => return child,
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 200 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err(e) => panic!("spawn switchyard serve: {e}"),
+        }
+    }
 }
