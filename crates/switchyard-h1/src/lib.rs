@@ -21,7 +21,7 @@ mod request;
 mod response;
 
 pub use chunked::{ChunkError, ChunkedDecoder, Step};
-pub use request::{BodyLength, LAST_CHUNK, encode_chunk, encode_request_head};
+pub use request::{BodyLength, ExtraField, LAST_CHUNK, encode_chunk, encode_request_head};
 pub use response::{
     BodyFraming, ClientField, ClientFields, HeadError, MAX_CONTENT_LENGTH, ParseOutcome,
     ResponseHead, parse_response_head,

@@ -20,20 +20,28 @@ pub enum BodyLength {
 /// The end of a chunked body with no trailers.
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
+/// A field the caller adds after a header map's, as its name and value: the caller vouches
+/// that both are valid (a token, and the bytes of an `http::HeaderValue`).
+pub type ExtraField<'a> = (&'a str, &'a [u8]);
+
 /// Appends a request head to `out`: the request line (always HTTP/1.1), every field of
-/// `headers` but the framing ones, then the framing field `body` calls for, then the blank
-/// line. Field names and values were validated by `http`, so nothing here can break the
-/// message's framing.
+/// `headers` but the framing ones, the `extra` fields, then the framing field `body` calls
+/// for, then the blank line. Field names and values were validated by `http` (and `extra`'s
+/// by the caller), so nothing here can break the message's framing.
 pub fn encode_request_head(
     out: &mut BytesMut,
     method: &Method,
     target: &str,
     headers: &HeaderMap,
+    extra: &[ExtraField<'_>],
     body: BodyLength,
 ) {
     let mut size = method.as_str().len() + target.len() + 16 + 32;
     for (name, value) in headers {
         size += name.as_str().len() + value.len() + 4;
+    }
+    for (name, value) in extra {
+        size += name.len() + value.len() + 4;
     }
     out.reserve(size);
     out.put_slice(method.as_str().as_bytes());
@@ -47,6 +55,12 @@ pub fn encode_request_head(
         out.put_slice(name.as_str().as_bytes());
         out.put_slice(b": ");
         out.put_slice(value.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+    for (name, value) in extra {
+        out.put_slice(name.as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(value);
         out.put_slice(b"\r\n");
     }
     match body {
@@ -87,11 +101,12 @@ mod tests {
             &Method::POST,
             "/p?q=1",
             &headers,
+            &[("X-Added", b"yes")],
             BodyLength::Known(5),
         );
         assert_eq!(
             &out[..],
-            b"POST /p?q=1 HTTP/1.1\r\nhost: app\r\nx-a: 1\r\nx-a: 2\r\ncontent-length: 5\r\n\r\n"
+            b"POST /p?q=1 HTTP/1.1\r\nhost: app\r\nx-a: 1\r\nx-a: 2\r\nX-Added: yes\r\ncontent-length: 5\r\n\r\n"
         );
         out.clear();
         encode_request_head(
@@ -99,6 +114,7 @@ mod tests {
             &Method::GET,
             "/",
             &HeaderMap::new(),
+            &[],
             BodyLength::None,
         );
         assert_eq!(&out[..], b"GET / HTTP/1.1\r\n\r\n");
@@ -108,6 +124,7 @@ mod tests {
             &Method::PUT,
             "/",
             &HeaderMap::new(),
+            &[],
             BodyLength::Chunked,
         );
         assert_eq!(
@@ -130,12 +147,17 @@ mod tests {
             &Method::DELETE,
             "/a/b",
             &headers,
+            &[("X-Request-Id", b"abc")],
             BodyLength::Known(0),
         );
         let mut slots = [httparse::EMPTY_HEADER; 8];
         let mut req = httparse::Request::new(&mut slots);
         assert_eq!(req.parse(&out), Ok(httparse::Status::Complete(out.len())));
         assert_eq!((req.method, req.path), (Some("DELETE"), Some("/a/b")));
-        assert_eq!(req.headers.len(), 3);
+        assert_eq!(req.headers.len(), 4);
+        assert_eq!(
+            (req.headers[2].name, req.headers[2].value),
+            ("X-Request-Id", &b"abc"[..])
+        );
     }
 }

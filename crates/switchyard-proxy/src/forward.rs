@@ -106,7 +106,12 @@ pub(crate) async fn handle(
             let id = parts.headers.get(&X_REQUEST_ID).cloned();
             (e.response(id.as_ref()), id)
         }
-        Ok((service, request_id, websocket)) => {
+        Ok(Routed {
+            service,
+            added,
+            request_id,
+            websocket,
+        }) => {
             log.trace.service = Some(service.clone());
             let upgrade = if websocket {
                 parts.extensions.remove::<OnUpgrade>()
@@ -117,8 +122,12 @@ pub(crate) async fn handle(
             // when a retry moved the request on to a newer snapshot's service.
             let routed = service.clone();
             let cfg = &routed.config;
-            // Read before `parts` moves into forward().
-            let accept = parts.headers.get(header::ACCEPT_ENCODING).cloned();
+            // Read before `parts` moves into forward(), when compression may use it.
+            let accept = if cfg.compression.enabled {
+                parts.headers.get(header::ACCEPT_ENCODING).cloned()
+            } else {
+                None
+            };
             let limited = if service.rate_limits.is_empty() {
                 None
             } else {
@@ -140,6 +149,7 @@ pub(crate) async fn handle(
                     snapshot,
                     service,
                     parts,
+                    &added,
                     body,
                     upgrade,
                     &mut log.trace,
@@ -174,15 +184,25 @@ pub(crate) async fn handle(
     resp
 }
 
+/// A request checked and routed by [`prepare`].
+struct Routed {
+    service: Arc<Service>,
+    /// The fields the proxy adds upstream.
+    added: headers::Added,
+    /// The request's id (the client's, or the generated one in `added`).
+    request_id: HeaderValue,
+    /// Whether this is a WebSocket handshake.
+    websocket: bool,
+}
+
 /// Checks the request head, routes it and rewrites its headers for the upstream.
-/// `content_length` is the request's, read once by the caller. Returns the service, the request
-/// id and whether this is a WebSocket handshake.
+/// `content_length` is the request's, read once by the caller.
 fn prepare(
     snapshot: &Snapshot,
     conn: &ConnInfo,
     content_length: Option<u64>,
     parts: &mut Parts,
-) -> Result<(Arc<Service>, HeaderValue, bool), ProxyError> {
+) -> Result<Routed, ProxyError> {
     if parts.method == http::Method::CONNECT {
         return Err(ProxyError::Refused(
             http::StatusCode::METHOD_NOT_ALLOWED,
@@ -212,14 +232,6 @@ fn prepare(
     if websocket {
         upgrade::restore_upgrade_headers(&mut parts.headers);
     }
-    let request_id = headers::ensure_request_id(&mut parts.headers);
-    headers::add_forwarded_value(
-        &mut parts.headers,
-        &conn.client_ip,
-        conn.proto,
-        &host.authority,
-    );
-    parts.headers.insert(header::HOST, host.authority);
     if parts.uri.authority().is_some() {
         let origin = parts
             .uri
@@ -228,8 +240,24 @@ fn prepare(
         parts.uri = Uri::try_from(origin)
             .map_err(|_| ProxyError::BadHost(headers::HostError::Malformed))?;
     }
+    let (added, request_id) = headers::forwarding(
+        &mut parts.headers,
+        &conn.client_ip,
+        conn.proto,
+        &host.authority,
+    );
+    if !host.in_headers {
+        // An HTTP/2 request's `:authority` becomes the upstream's `Host`; an HTTP/1 request's
+        // `Host` is already in the map, unchanged.
+        parts.headers.insert(header::HOST, host.authority);
+    }
     parts.version = Version::HTTP_11;
-    Ok((service, request_id, websocket))
+    Ok(Routed {
+        service,
+        added,
+        request_id,
+        websocket,
+    })
 }
 
 fn content_length(headers: &http::HeaderMap) -> Option<u64> {
@@ -333,6 +361,7 @@ async fn forward(
     mut snapshot: Arc<Snapshot>,
     mut service: Arc<Service>,
     parts: Parts,
+    added: &headers::Added,
     body: ClientBody,
     mut upgrade: Option<OnUpgrade>,
     trace: &mut Trace,
@@ -365,7 +394,7 @@ async fn forward(
     }
     let sticky = sticky_named(&service, &parts.headers);
     let mut copy = match preview {
-        None => crate::mirror::prepare(&service, &parts, replay.as_ref()),
+        None => crate::mirror::prepare(&service, &parts, added, replay.as_ref()),
         Some(_) => None,
     };
     let mut parts = Some(parts);
@@ -425,6 +454,7 @@ async fn forward(
         let keep_head = idempotent && replay.is_some() && attempt < policy.attempts;
         let mut pending = Pending {
             parts: &mut parts,
+            added,
             replay: &replay,
             streamed: &mut streamed,
             upgrade: &mut upgrade,

@@ -3,10 +3,9 @@
 //! Order matters: headers named in `Connection` are removed *before* the proxy adds its own
 //! `X-Forwarded-*`, so a client cannot use `Connection: X-Forwarded-For` to delete them.
 
-use std::net::IpAddr;
-
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Uri, Version};
+use switchyard_h1::ExtraField;
 
 /// `X-Forwarded-For`.
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -46,6 +45,9 @@ pub struct RequestHost {
     pub authority: HeaderValue,
     /// The length of the host part of `authority` (the authority without `:port`).
     host_len: usize,
+    /// Whether `authority` is the request's `Host` field (else it came from an HTTP/2
+    /// request's `:authority`, and the upstream's `Host` must be added).
+    pub in_headers: bool,
 }
 
 impl RequestHost {
@@ -72,6 +74,7 @@ pub fn request_host(
         return Err(HostError::Duplicate);
     }
     let uri_authority = uri.authority();
+    let in_headers = host.is_some();
     let authority = match (host, uri_authority) {
         (Some(h), Some(a)) => {
             if !h.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes()) {
@@ -90,6 +93,7 @@ pub fn request_host(
     Ok(RequestHost {
         authority,
         host_len,
+        in_headers,
     })
 }
 
@@ -189,73 +193,100 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Adds the forwarding headers: appends the client to `X-Forwarded-For`, sets
-/// `X-Forwarded-Proto` and `X-Forwarded-Host`.
-pub fn add_forwarded(
-    headers: &mut HeaderMap,
-    client: IpAddr,
+/// The fields the proxy adds to every forwarded request: `X-Forwarded-For`, `-Proto`, `-Host`
+/// and a generated `X-Request-Id`. They are kept beside the request's header map, not in it, and
+/// written after the client's fields when the head is encoded, so adding them costs no hashing
+/// of their names; the client's own copies are folded in or removed by [`forwarding`].
+#[derive(Debug, Clone)]
+pub(crate) struct Added {
+    forwarded_for: HeaderValue,
     proto: &'static str,
-    host: &HeaderValue,
-) {
-    let mut buf = [0u8; 64];
-    let ip = HeaderValue::from_str(format_ip(client, &mut buf))
-        .unwrap_or(HeaderValue::from_static("unknown"));
-    add_forwarded_value(headers, &ip, proto, host);
+    forwarded_host: HeaderValue,
+    /// A generated id; `None` when the client's own goes on in the header map.
+    request_id: Option<HeaderValue>,
 }
 
-/// [`add_forwarded`] with the client's IP already formatted as a header value (the request path
-/// formats it once per connection).
-pub fn add_forwarded_value(
+impl Added {
+    /// The fields as names and values, in the order they are written; the first `n` of the
+    /// array are the fields.
+    pub(crate) fn fields(&self) -> ([ExtraField<'_>; 4], usize) {
+        let id = self.request_id.as_ref();
+        let fields = [
+            ("X-Forwarded-For", self.forwarded_for.as_bytes()),
+            ("X-Forwarded-Proto", self.proto.as_bytes()),
+            ("X-Forwarded-Host", self.forwarded_host.as_bytes()),
+            ("X-Request-Id", id.map_or(&b""[..], HeaderValue::as_bytes)),
+        ];
+        (fields, if id.is_some() { 4 } else { 3 })
+    }
+}
+
+/// Decides the forwarding fields and the request id for `headers` (already stripped of
+/// hop-by-hop fields): the client's `X-Forwarded-For` values come first in the one the proxy
+/// sends, its `X-Forwarded-Proto` and `-Host` are dropped, and its `X-Request-Id` is kept when
+/// usable (not empty, at most 200 bytes), else one is generated. Returns the added fields and
+/// the request's id. `client_ip` is the client's IP as a header value (formatted once per
+/// connection).
+pub(crate) fn forwarding(
     headers: &mut HeaderMap,
     client_ip: &HeaderValue,
     proto: &'static str,
     host: &HeaderValue,
-) {
-    let ip = client_ip.as_bytes();
-    let xff = match headers.get(&X_FORWARDED_FOR) {
-        Some(prev) if !prev.is_empty() && headers.get_all(&X_FORWARDED_FOR).iter().count() == 1 => {
-            let mut v = Vec::with_capacity(prev.len() + 2 + ip.len());
-            v.extend_from_slice(prev.as_bytes());
-            v.extend_from_slice(b", ");
-            v.extend_from_slice(ip);
-            HeaderValue::from_bytes(&v)
+) -> (Added, HeaderValue) {
+    // Most requests carry none of these: one pass over the names instead of a lookup for each.
+    let (mut forwarded, mut overridden, mut has_id) = (false, false, false);
+    for name in headers.keys() {
+        if *name == X_FORWARDED_FOR {
+            forwarded = true;
+        } else if *name == X_FORWARDED_PROTO || *name == X_FORWARDED_HOST {
+            overridden = true;
+        } else if *name == X_REQUEST_ID {
+            has_id = true;
         }
-        Some(_) => {
-            let joined: Vec<&[u8]> = headers
-                .get_all(&X_FORWARDED_FOR)
-                .iter()
-                .map(HeaderValue::as_bytes)
-                .chain(std::iter::once(ip))
-                .collect();
-            HeaderValue::from_bytes(&joined.join(&b", "[..]))
-        }
-        None => Ok(client_ip.clone()),
+    }
+    let forwarded_for = if forwarded {
+        let chain: Vec<&[u8]> = headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .map(HeaderValue::as_bytes)
+            .filter(|v| !v.is_empty())
+            .chain(std::iter::once(client_ip.as_bytes()))
+            .collect();
+        let joined = HeaderValue::from_bytes(&chain.join(&b", "[..]));
+        headers.remove(&X_FORWARDED_FOR);
+        joined.unwrap_or_else(|_| client_ip.clone())
+    } else {
+        client_ip.clone()
     };
-    if let Ok(xff) = xff {
-        headers.insert(X_FORWARDED_FOR.clone(), xff);
+    if overridden {
+        headers.remove(&X_FORWARDED_PROTO);
+        headers.remove(&X_FORWARDED_HOST);
     }
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
-    headers.insert(X_FORWARDED_HOST.clone(), host.clone());
-}
-
-fn format_ip(ip: IpAddr, buf: &mut [u8; 64]) -> &str {
-    use std::io::Write;
-    let mut cursor = std::io::Cursor::new(&mut buf[..]);
-    let _ = write!(cursor, "{ip}");
-    let len = usize::try_from(cursor.position()).unwrap_or(0);
-    std::str::from_utf8(&buf[..len]).unwrap_or("unknown")
-}
-
-/// The request's `X-Request-Id`, generating one (32 hex digits) when absent or unusable.
-pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get(&X_REQUEST_ID) {
-        if !v.is_empty() && v.len() <= 200 {
-            return v.clone();
+    let kept = if has_id {
+        match headers.get(&X_REQUEST_ID) {
+            Some(v) if !v.is_empty() && v.len() <= 200 => Some(v.clone()),
+            _ => {
+                headers.remove(&X_REQUEST_ID);
+                None
+            }
         }
-    }
-    let id = new_request_id();
-    headers.insert(X_REQUEST_ID.clone(), id.clone());
-    id
+    } else {
+        None
+    };
+    let (id, generated) = match kept {
+        Some(id) => (id, None),
+        None => {
+            let id = new_request_id();
+            (id.clone(), Some(id))
+        }
+    };
+    let added = Added {
+        forwarded_for,
+        proto,
+        forwarded_host: host.clone(),
+        request_id: generated,
+    };
+    (added, id)
 }
 
 /// A random 128-bit request id in hex.
@@ -346,34 +377,87 @@ mod tests {
         assert_eq!(left, vec!["accept"]);
     }
 
+    /// The head the fields of `m` and `added` make, as (name, value) pairs in order.
+    fn sent(m: &HeaderMap, added: &Added) -> Vec<(String, String)> {
+        let (fields, n) = added.fields();
+        m.iter()
+            .map(|(k, v)| (k.as_str(), v.as_bytes()))
+            .chain(fields[..n].iter().copied())
+            .map(|(k, v)| {
+                (
+                    k.to_ascii_lowercase(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )
+            })
+            .collect()
+    }
+
     #[test]
     fn forwarded_headers_append_and_set() {
+        let ip = HeaderValue::from_static("10.0.0.1");
+        let host = HeaderValue::from_static("a.com");
         let mut m = map(&[
             ("x-forwarded-for", "1.1.1.1"),
             ("x-forwarded-proto", "gopher"),
+            ("x-forwarded-host", "evil.com"),
+            ("accept", "*/*"),
         ]);
-        let host = HeaderValue::from_static("a.com");
-        add_forwarded(&mut m, "10.0.0.1".parse().expect("ip"), "http", &host);
-        assert_eq!(m["x-forwarded-for"], "1.1.1.1, 10.0.0.1");
-        assert_eq!(m["x-forwarded-proto"], "http");
-        assert_eq!(m["x-forwarded-host"], "a.com");
+        let (added, id) = forwarding(&mut m, &ip, "http", &host);
+        let fields = sent(&m, &added);
+        let pairs: Vec<(&str, &str)> = fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            vec![
+                ("accept", "*/*"),
+                ("x-forwarded-for", "1.1.1.1, 10.0.0.1"),
+                ("x-forwarded-proto", "http"),
+                ("x-forwarded-host", "a.com"),
+                ("x-request-id", id.to_str().expect("hex")),
+            ]
+        );
         let mut m = map(&[
             ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-for", ""),
             ("x-forwarded-for", "2.2.2.2"),
         ]);
-        add_forwarded(&mut m, "::1".parse().expect("ip"), "http", &host);
-        assert_eq!(m["x-forwarded-for"], "1.1.1.1, 2.2.2.2, ::1");
-        assert_eq!(m.get_all("x-forwarded-for").iter().count(), 1);
+        let v6 = HeaderValue::from_static("::1");
+        let (added, _) = forwarding(&mut m, &v6, "https", &host);
+        let fields = sent(&m, &added);
+        let chains: Vec<&str> = fields
+            .iter()
+            .filter(|(k, _)| k == "x-forwarded-for")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(chains, vec!["1.1.1.1, 2.2.2.2, ::1"]);
+        let mut m = HeaderMap::new();
+        let (added, _) = forwarding(&mut m, &ip, "http", &host);
+        assert_eq!(
+            sent(&m, &added)[0],
+            ("x-forwarded-for".into(), "10.0.0.1".into())
+        );
     }
 
     #[test]
     fn request_id_kept_or_generated() {
+        let ip = HeaderValue::from_static("10.0.0.1");
+        let host = HeaderValue::from_static("a.com");
         let mut m = map(&[("x-request-id", "abc")]);
-        assert_eq!(ensure_request_id(&mut m), "abc");
-        let mut m = HeaderMap::new();
-        let id = ensure_request_id(&mut m);
-        assert_eq!(id.len(), 32);
-        assert_eq!(m["x-request-id"], id);
+        let (added, id) = forwarding(&mut m, &ip, "http", &host);
+        assert_eq!(id, "abc");
+        assert_eq!(added.fields().1, 3, "the client's id goes on in the map");
+        assert_eq!(m["x-request-id"], "abc");
+        let long = "x".repeat(201);
+        for unusable in ["", long.as_str()] {
+            let mut m = map(&[("x-request-id", unusable)]);
+            let (added, id) = forwarding(&mut m, &ip, "http", &host);
+            assert_eq!(id.len(), 32);
+            assert!(!m.contains_key("x-request-id"));
+            let (fields, n) = added.fields();
+            assert_eq!((n, fields[3].1), (4, id.as_bytes()));
+        }
         assert_ne!(new_request_id(), new_request_id());
     }
 }

@@ -51,6 +51,7 @@ impl Drop for Copy {
 pub(crate) fn prepare(
     service: &Arc<Service>,
     parts: &Parts,
+    added: &crate::headers::Added,
     replay: Option<&Option<Bytes>>,
 ) -> Option<Copy> {
     let target = service.mirror.as_ref()?;
@@ -81,7 +82,7 @@ pub(crate) fn prepare(
         Some(b) => BodyLength::Known(b.len() as u64),
         None => crate::forward::empty_body_length(parts),
     };
-    let out = crate::forward::encode_request(parts, length, body.as_deref());
+    let out = crate::forward::encode_request(parts, added, length, body.as_deref());
     Some(Copy {
         service: service.clone(),
         pool: target.pool,

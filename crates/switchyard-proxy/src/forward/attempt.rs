@@ -17,6 +17,7 @@ use switchyard_h1::{BodyLength, encode_request_head};
 use super::Failed;
 use crate::body::{ProxyBody, StreamProgress, UpstreamBody, UpstreamResponse};
 use crate::error::ProxyError;
+use crate::headers::Added;
 use crate::shared::Shared;
 use crate::upgrade;
 use crate::upstream::exchange::{ExchangeError, Outgoing, exchange};
@@ -64,6 +65,7 @@ pub(super) fn has_untried(svc: &Service, tried: &[SocketAddr]) -> bool {
 /// upstream: the head, the body (buffered or streamed) and the client's upgrade handle.
 pub(super) struct Pending<'a> {
     pub(super) parts: &'a mut Option<Parts>,
+    pub(super) added: &'a Added,
     pub(super) replay: &'a Option<Option<Bytes>>,
     pub(super) streamed: &'a mut Option<(UpstreamBody, Arc<StreamProgress>)>,
     pub(super) upgrade: &'a mut Option<OnUpgrade>,
@@ -118,6 +120,7 @@ pub(super) async fn attempt_once(
     };
     let out = encode_request(
         head,
+        pending.added,
         length,
         pending.replay.as_ref().and_then(|r| r.as_deref()),
     );
@@ -231,15 +234,28 @@ pub(super) async fn attempt_once(
     Ok(resp)
 }
 
-/// The bytes that start sending `head` upstream: its request line and headers, framed by
-/// `length`, then `body` when the body is buffered whole.
-pub(crate) fn encode_request(head: &Parts, length: BodyLength, body: Option<&[u8]>) -> BytesMut {
+/// The bytes that start sending `head` upstream: its request line, its headers and the fields
+/// the proxy `added`, framed by `length`, then `body` when the body is buffered whole.
+pub(crate) fn encode_request(
+    head: &Parts,
+    added: &Added,
+    length: BodyLength,
+    body: Option<&[u8]>,
+) -> BytesMut {
     let target = head
         .uri
         .path_and_query()
         .map_or("/", http::uri::PathAndQuery::as_str);
     let mut out = BytesMut::new();
-    encode_request_head(&mut out, &head.method, target, &head.headers, length);
+    let (fields, n) = added.fields();
+    encode_request_head(
+        &mut out,
+        &head.method,
+        target,
+        &head.headers,
+        &fields[..n],
+        length,
+    );
     if let Some(b) = body {
         out.extend_from_slice(b);
     }
