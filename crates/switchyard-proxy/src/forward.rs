@@ -51,6 +51,8 @@ pub(crate) struct ConnInfo {
     pub(crate) proto: &'static str,
     /// The client's IP as a header value, formatted once per connection for `X-Forwarded-For`.
     pub(crate) client_ip: HeaderValue,
+    /// The client's address as text, formatted once per connection for the access log.
+    pub(crate) peer_text: Box<str>,
 }
 
 impl ConnInfo {
@@ -62,6 +64,7 @@ impl ConnInfo {
             peer,
             proto,
             client_ip,
+            peer_text: peer.to_string().into_boxed_str(),
         }
     }
 }
@@ -98,87 +101,91 @@ pub(crate) async fn handle(
         return resp;
     }
     let declared = content_length(&parts.headers);
-    let mut error = None;
-    let mut log_status = None;
-    let (resp, request_id) = match prepare(&snapshot, &conn, declared, &mut parts) {
+    let routed = match prepare(&snapshot, &conn, declared, &mut parts) {
+        Ok(routed) => routed,
         Err(e) => {
-            error = Some(e.to_string());
             let id = parts.headers.get(&X_REQUEST_ID).cloned();
-            (e.response(id.as_ref()), id)
-        }
-        Ok(Routed {
-            service,
-            added,
-            request_id,
-            websocket,
-        }) => {
-            log.trace.service = Some(service.clone());
-            let upgrade = if websocket {
-                parts.extensions.remove::<OnUpgrade>()
-            } else {
-                None
-            };
-            // The routed service: its config and response headers apply to the answer, even
-            // when a retry moved the request on to a newer snapshot's service.
-            let routed = service.clone();
-            let cfg = &routed.config;
-            // Read before `parts` moves into forward(), when compression may use it.
-            let accept = if cfg.compression.enabled {
-                parts.headers.get(header::ACCEPT_ENCODING).cloned()
-            } else {
-                None
-            };
-            let limited = if service.rate_limits.is_empty() {
-                None
-            } else {
-                service
-                    .rate_limits
-                    .check(log.uri.path(), conn.peer.ip(), Instant::now())
-                    .err()
-            };
-            let resp = if let Some(wait) = limited {
-                error = Some("rate limited".to_string());
-                crate::ratelimit::too_many_requests(wait)
-            } else if let Some(files) =
-                crate::static_files::matching(&cfg.static_files, log.uri.path())
-            {
-                crate::static_files::serve(files, &log.method, &log.uri, &parts.headers).await
-            } else {
-                let forwarded = forward(
-                    &shared,
-                    snapshot,
-                    service,
-                    parts,
-                    &added,
-                    body,
-                    upgrade,
-                    &mut log.trace,
-                );
-                match forwarded.await {
-                    Ok(resp) => resp,
-                    Err(e) => {
-                        error = Some(e.to_string());
-                        log_status = Some(e.log_status());
-                        e.response(None)
-                    }
-                }
-            };
-            let mut resp =
-                crate::compress::apply(&cfg.compression, &log.method, accept.as_ref(), resp);
-            if !routed.response_headers.is_empty() {
-                // Configured headers replace the upstream's by name: they must be in the map.
-                resp = passed::restore(resp);
-                set_response_headers(resp.headers_mut(), &routed.response_headers);
-            }
-            resp.headers_mut()
-                .insert(X_REQUEST_ID.clone(), request_id.clone());
-            (resp, Some(request_id))
+            let resp = e.response(id.as_ref());
+            let status = resp.status().as_u16();
+            let error = e.to_string();
+            log.finish(
+                status,
+                passed::declared_length(&resp),
+                id.as_ref(),
+                Some(&error),
+            );
+            return resp;
         }
     };
+    // Taken apart here, not matched across the awaits below: the future keeps only the parts.
+    let Routed {
+        service,
+        added,
+        request_id,
+        websocket,
+    } = routed;
+    let mut error = None;
+    let mut log_status = None;
+    log.trace.service = Some(service.clone());
+    let upgrade = if websocket {
+        parts.extensions.remove::<OnUpgrade>()
+    } else {
+        None
+    };
+    // The routed service: its config and response headers apply to the answer, even when a
+    // retry moved the request on to a newer snapshot's service.
+    let routed = service.clone();
+    let cfg = &routed.config;
+    // Read before the request is forwarded, when compression may use it.
+    let accept = if cfg.compression.enabled {
+        parts.headers.get(header::ACCEPT_ENCODING).cloned()
+    } else {
+        None
+    };
+    let limited = if service.rate_limits.is_empty() {
+        None
+    } else {
+        service
+            .rate_limits
+            .check(log.uri.path(), conn.peer.ip(), Instant::now())
+            .err()
+    };
+    let resp = if let Some(wait) = limited {
+        error = Some("rate limited".to_string());
+        crate::ratelimit::too_many_requests(wait)
+    } else if let Some(files) = crate::static_files::matching(&cfg.static_files, log.uri.path()) {
+        crate::static_files::serve(files, &log.method, &log.uri, &parts.headers).await
+    } else {
+        let forwarded = forward(
+            &shared,
+            snapshot,
+            service,
+            &mut parts,
+            &added,
+            body,
+            upgrade,
+            &mut log.trace,
+        );
+        match forwarded.await {
+            Ok(resp) => resp,
+            Err(e) => {
+                error = Some(e.to_string());
+                log_status = Some(e.log_status());
+                e.response(None)
+            }
+        }
+    };
+    let mut resp = crate::compress::apply(&cfg.compression, &log.method, accept.as_ref(), resp);
+    if !routed.response_headers.is_empty() {
+        // Configured headers replace the upstream's by name: they must be in the map.
+        resp = passed::restore(resp);
+        set_response_headers(resp.headers_mut(), &routed.response_headers);
+    }
+    passed::set_request_id(&mut resp, request_id.clone());
     log.finish(
         log_status.unwrap_or(resp.status().as_u16()),
         passed::declared_length(&resp),
-        request_id.as_ref(),
+        Some(&request_id),
         error.as_deref(),
     );
     resp
@@ -348,8 +355,9 @@ async fn prepare_body(
 /// The outcome of one attempt that did not produce a response to forward.
 struct Failed {
     kind: FailureKind,
-    /// An upstream response with a retryable status, kept in case it must be forwarded after all.
-    response: Option<Response<ProxyBody>>,
+    /// An upstream response with a retryable status, kept in case it must be forwarded after all
+    /// (boxed: it is rare, and every request's future would otherwise hold room for it).
+    response: Option<Box<Response<ProxyBody>>>,
     /// Set when the client, not the upstream, broke the attempt: the answer, at once.
     client: Option<ProxyError>,
 }
@@ -360,7 +368,7 @@ async fn forward(
     shared: &Arc<Shared>,
     mut snapshot: Arc<Snapshot>,
     mut service: Arc<Service>,
-    parts: Parts,
+    parts: &mut Parts,
     added: &headers::Added,
     body: ClientBody,
     mut upgrade: Option<OnUpgrade>,
@@ -387,17 +395,17 @@ async fn forward(
     };
     let budget = service.budget.clone();
     budget.record_request();
-    let mut parts = parts;
     let preview = preview_pool(&service, &mut parts.headers);
     if let Some(i) = preview.as_deref().and_then(|p| service.pool_index(p)) {
         service.pools[i].counters.previewed();
     }
     let sticky = sticky_named(&service, &parts.headers);
     let mut copy = match preview {
-        None => crate::mirror::prepare(&service, &parts, added, replay.as_ref()),
+        None => crate::mirror::prepare(&service, parts, added, replay.as_ref()),
         Some(_) => None,
     };
-    let mut parts = Some(parts);
+    // Set once bytes of the request were written and a retry may not send the head again.
+    let mut head_spent = false;
     let mut tried = Tried::default();
     let mut attempt = 0u32;
     let mut last_failed: Option<Failed> = None;
@@ -431,7 +439,10 @@ async fn forward(
             Err(NoServer::AllTried) => {
                 // Every server of the live pool has been tried: the last failure is the answer.
                 return match last_failed.take() {
-                    Some(f) => f.response.ok_or(ProxyError::Upstream { kind: f.kind }),
+                    Some(f) => f
+                        .response
+                        .map(|r| *r)
+                        .ok_or(ProxyError::Upstream { kind: f.kind }),
                     None => Err(ProxyError::NoHealthyServer {
                         pool: pool.name.clone(),
                     }),
@@ -453,7 +464,8 @@ async fn forward(
         // was sent; everything else moves the head into the attempt.
         let keep_head = idempotent && replay.is_some() && attempt < policy.attempts;
         let mut pending = Pending {
-            parts: &mut parts,
+            parts,
+            spent: &mut head_spent,
             added,
             replay: &replay,
             streamed: &mut streamed,
@@ -511,9 +523,7 @@ async fn forward(
             body_replayable,
         };
         let verdict = match retry::decide(policy, traits, kind, attempt) {
-            Verdict::Retry if parts.is_none() => {
-                Verdict::Stop(retry::StopReason::BodyNotReplayable)
-            }
+            Verdict::Retry if head_spent => Verdict::Stop(retry::StopReason::BodyNotReplayable),
             v => v,
         };
         let stop = |reason: &str| {
@@ -523,7 +533,10 @@ async fn forward(
         match verdict {
             Verdict::Stop(reason) => {
                 stop(&format!("{reason:?}"));
-                return failed.response.ok_or(ProxyError::Upstream { kind });
+                return failed
+                    .response
+                    .map(|r| *r)
+                    .ok_or(ProxyError::Upstream { kind });
             }
             Verdict::Retry => {
                 let current = shared.snapshot.load_full();
@@ -532,11 +545,17 @@ async fn forward(
                     .is_some_and(|s| has_untried(s, tried.as_slice()));
                 if !untried {
                     stop("NoUntriedServer");
-                    return failed.response.ok_or(ProxyError::Upstream { kind });
+                    return failed
+                        .response
+                        .map(|r| *r)
+                        .ok_or(ProxyError::Upstream { kind });
                 }
                 if !budget.try_retry(policy.budget_ratio, policy.budget_min) {
                     stop("RetryBudgetExhausted");
-                    return failed.response.ok_or(ProxyError::Upstream { kind });
+                    return failed
+                        .response
+                        .map(|r| *r)
+                        .ok_or(ProxyError::Upstream { kind });
                 }
                 observe::attempt_failed(&service, pool, addr, kind, true);
             }

@@ -198,7 +198,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// written after the client's fields when the head is encoded, so adding them costs no hashing
 /// of their names; the client's own copies are folded in or removed by [`forwarding`].
 #[derive(Debug, Clone)]
-pub(crate) struct Added {
+pub struct Added {
     forwarded_for: HeaderValue,
     proto: &'static str,
     forwarded_host: HeaderValue,
@@ -209,7 +209,7 @@ pub(crate) struct Added {
 impl Added {
     /// The fields as names and values, in the order they are written; the first `n` of the
     /// array are the fields.
-    pub(crate) fn fields(&self) -> ([ExtraField<'_>; 4], usize) {
+    pub fn fields(&self) -> ([ExtraField<'_>; 4], usize) {
         let id = self.request_id.as_ref();
         let fields = [
             ("X-Forwarded-For", self.forwarded_for.as_bytes()),
@@ -227,7 +227,7 @@ impl Added {
 /// usable (not empty, at most 200 bytes), else one is generated. Returns the added fields and
 /// the request's id. `client_ip` is the client's IP as a header value (formatted once per
 /// connection).
-pub(crate) fn forwarding(
+pub fn forwarding(
     headers: &mut HeaderMap,
     client_ip: &HeaderValue,
     proto: &'static str,
@@ -289,14 +289,24 @@ pub(crate) fn forwarding(
     (added, id)
 }
 
+/// Two lower-case hex digits for each byte value.
+static HEX_PAIRS: [[u8; 2]; 256] = {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [[0u8; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        out[b] = [HEX[b >> 4], HEX[b & 15]];
+        b += 1;
+    }
+    out
+};
+
 /// A random 128-bit request id in hex.
 pub fn new_request_id() -> HeaderValue {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = [0u8; 32];
-    let mut n = fastrand::u128(..);
-    for b in out.iter_mut() {
-        *b = HEX[(n & 0xf) as usize];
-        n >>= 4;
+    let random = fastrand::u128(..).to_le_bytes();
+    for (pair, byte) in out.chunks_exact_mut(2).zip(random) {
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
     }
     // One allocation that clones share by reference count (the id goes upstream and back on
     // the response). Hex digits are always a valid header value.
@@ -459,5 +469,12 @@ mod tests {
             assert_eq!((n, fields[3].1), (4, id.as_bytes()));
         }
         assert_ne!(new_request_id(), new_request_id());
+        let id = new_request_id();
+        assert!(
+            id.as_bytes()
+                .iter()
+                .all(|b| b"0123456789abcdef".contains(b)),
+            "{id:?}"
+        );
     }
 }

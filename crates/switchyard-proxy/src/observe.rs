@@ -22,6 +22,8 @@ use crate::shared::Shared;
 pub(crate) struct RequestLog<'a> {
     /// The client's address.
     pub(crate) client: SocketAddr,
+    /// The client's address as text, when the connection formatted it once.
+    pub(crate) client_text: Option<&'a str>,
     /// The request method.
     pub(crate) method: &'a Method,
     /// The request path (without query).

@@ -308,6 +308,7 @@ fn redirect<B>(
         shared,
         &RequestLog {
             client: info.peer,
+            client_text: Some(&info.peer_text),
             method: req.method(),
             path: req.uri().path(),
             query: req.uri().query(),

@@ -23,31 +23,34 @@ use crate::upgrade;
 use crate::upstream::exchange::{ExchangeError, Outgoing, exchange};
 use crate::upstream::passed::PassedHead;
 
-/// The servers a request has tried, kept inline: attempts are few (at most 10 by config).
-pub(super) struct Tried {
-    addrs: [SocketAddr; 10],
-    len: usize,
-}
-
-impl Default for Tried {
-    fn default() -> Self {
-        Tried {
-            addrs: [SocketAddr::from(([0, 0, 0, 0], 0)); 10],
-            len: 0,
-        }
-    }
+/// The servers a request has tried. Most requests make one attempt: that one is kept inline,
+/// and a list is allocated only for a second (the request's future stays small).
+#[derive(Default)]
+pub(super) enum Tried {
+    #[default]
+    None,
+    One(SocketAddr),
+    Many(Vec<SocketAddr>),
 }
 
 impl Tried {
     pub(super) fn push(&mut self, addr: SocketAddr) {
-        if let Some(slot) = self.addrs.get_mut(self.len) {
-            *slot = addr;
-            self.len += 1;
-        }
+        *self = match std::mem::take(self) {
+            Tried::None => Tried::One(addr),
+            Tried::One(first) => Tried::Many(vec![first, addr]),
+            Tried::Many(mut all) => {
+                all.push(addr);
+                Tried::Many(all)
+            }
+        };
     }
 
     pub(super) fn as_slice(&self) -> &[SocketAddr] {
-        &self.addrs[..self.len]
+        match self {
+            Tried::None => &[],
+            Tried::One(addr) => std::slice::from_ref(addr),
+            Tried::Many(all) => all,
+        }
     }
 }
 
@@ -64,7 +67,9 @@ pub(super) fn has_untried(svc: &Service, tried: &[SocketAddr]) -> bool {
 /// What an attempt takes from the request and gives back when the request did not reach the
 /// upstream: the head, the body (buffered or streamed) and the client's upgrade handle.
 pub(super) struct Pending<'a> {
-    pub(super) parts: &'a mut Option<Parts>,
+    pub(super) parts: &'a Parts,
+    /// Set when the head was sent and may not be sent again; an attempt then refuses to start.
+    pub(super) spent: &'a mut bool,
     pub(super) added: &'a Added,
     pub(super) replay: &'a Option<Option<Bytes>>,
     pub(super) streamed: &'a mut Option<(UpstreamBody, Arc<StreamProgress>)>,
@@ -102,9 +107,10 @@ pub(super) async fn attempt_once(
             .await
             .map_err(fail)?
     };
-    let Some(head) = pending.parts.as_ref() else {
+    if *pending.spent {
         return Err(fail(FailureKind::Unsent));
-    };
+    }
+    let head = pending.parts;
     let head_request = head.method == http::Method::HEAD;
     let (length, mut streamed) = match (pending.replay, pending.streamed.as_mut()) {
         (Some(Some(b)), _) => (BodyLength::Known(b.len() as u64), None),
@@ -213,7 +219,7 @@ pub(super) async fn attempt_once(
                 let kind = FailureKind::Reset;
                 Err(Failed {
                     kind,
-                    response: Some(ProxyError::Upstream { kind }.response(None)),
+                    response: Some(Box::new(ProxyError::Upstream { kind }.response(None))),
                     client: None,
                 })
             }
@@ -227,7 +233,7 @@ pub(super) async fn attempt_once(
     if policy.on_status.contains(&status.as_u16()) {
         return Err(Failed {
             kind: FailureKind::Status(status.as_u16()),
-            response: Some(resp),
+            response: Some(Box::new(resp)),
             client: None,
         });
     }
@@ -279,7 +285,7 @@ pub(crate) fn empty_body_length(head: &Parts) -> BodyLength {
 /// Once bytes of the request were written, the head is used up unless a retry may need it.
 fn consume_head(pending: &mut Pending<'_>, keep_head: bool) {
     if !keep_head {
-        *pending.parts = None;
+        *pending.spent = true;
     }
     if let Some((body, _)) = pending.streamed.as_mut() {
         // A streamed body is read once: a retry cannot send it again.

@@ -50,6 +50,7 @@ impl LogOnce<'_> {
             self.shared,
             &RequestLog {
                 client: self.conn.peer,
+                client_text: Some(&self.conn.peer_text),
                 method: &self.method,
                 path: self.uri.path(),
                 query: self.uri.query(),

@@ -15,9 +15,10 @@
 //! answers, get their header map at once.
 
 use bytes::Bytes;
-use http::{HeaderMap, Response, header};
+use http::{HeaderMap, HeaderValue, Response, header};
 use switchyard_h1::{BodyFraming, ClientField, ResponseHead};
 
+use crate::body::ProxyBody;
 use crate::headers::X_REQUEST_ID;
 use crate::server::conn::ServiceBody;
 
@@ -26,13 +27,21 @@ use crate::server::conn::ServiceBody;
 pub struct PassedHead {
     head: ResponseHead,
     bytes: Bytes,
+    /// The proxy's request id for the answer: it replaces an upstream's `X-Request-Id`.
+    /// Carried here rather than in the response's header map, which then stays empty for
+    /// most answers.
+    request_id: Option<HeaderValue>,
 }
 
 impl PassedHead {
     /// The head, if it can be passed on as bytes (it is plain).
     pub(crate) fn new(head: ResponseHead, bytes: Bytes) -> Result<Self, (ResponseHead, Bytes)> {
         if head.plain {
-            Ok(PassedHead { head, bytes })
+            Ok(PassedHead {
+                head,
+                bytes,
+                request_id: None,
+            })
         } else {
             Err((head, bytes))
         }
@@ -53,12 +62,31 @@ impl PassedHead {
     }
 }
 
-/// Whether a passed field is one the proxy's own header map replaces: the request id, which
-/// the proxy sets on every answer.
-pub(crate) fn replaced(name: &[u8], added: &HeaderMap) -> bool {
-    name.len() == 12
-        && name.eq_ignore_ascii_case(b"x-request-id")
-        && added.contains_key(&X_REQUEST_ID)
+impl PassedHead {
+    /// The proxy's request id for the answer, if set.
+    pub(crate) fn request_id(&self) -> Option<&HeaderValue> {
+        self.request_id.as_ref()
+    }
+
+    /// Whether a passed field is one the proxy replaces: the request id, which the proxy sets
+    /// on every answer (here, or in the header map `added`).
+    pub(crate) fn replaced(&self, name: &[u8], added: &HeaderMap) -> bool {
+        name.len() == 12
+            && name.eq_ignore_ascii_case(b"x-request-id")
+            && (self.request_id.is_some() || added.contains_key(&X_REQUEST_ID))
+    }
+}
+
+/// Sets the proxy's request id on an answer: in its passed head when it has one, else in its
+/// header map (replacing any other).
+pub(crate) fn set_request_id(resp: &mut Response<ProxyBody>, id: HeaderValue) {
+    if let ProxyBody::Upstream(up) = resp.body_mut() {
+        if let Some(passed) = up.passed_head_mut() {
+            passed.request_id = Some(id);
+            return;
+        }
+    }
+    resp.headers_mut().insert(X_REQUEST_ID.clone(), id);
 }
 
 /// Puts the upstream's fields back into `headers`: the header map the upstream's head gives,
@@ -73,7 +101,9 @@ pub(crate) fn restore_fields(headers: &mut HeaderMap, passed: PassedHead) {
             HeaderMap::new()
         }
     };
-    if headers.contains_key(&X_REQUEST_ID) {
+    if let Some(id) = passed.request_id {
+        map.insert(X_REQUEST_ID.clone(), id);
+    } else if headers.contains_key(&X_REQUEST_ID) {
         map.remove(&X_REQUEST_ID);
     }
     let mut name = None;

@@ -133,6 +133,11 @@ impl UpstreamResponse {
         self.passed.as_ref()
     }
 
+    /// The head passed on as bytes, to change, if the response carries it.
+    pub(crate) fn passed_head_mut(&mut self) -> Option<&mut PassedHead> {
+        self.passed.as_mut()
+    }
+
     /// True once the body is complete.
     pub(crate) fn is_end_stream(&self) -> bool {
         matches!(self.reading, Reading::Done)

@@ -17,7 +17,7 @@ use super::head::{Refused, connection_tokens};
 use super::{Conn, Exchange};
 use crate::digits;
 use crate::server::conn::{ServiceBody, Stream};
-use crate::upstream::passed::{PassedHead, replaced};
+use crate::upstream::passed::PassedHead;
 
 /// Data frames at least this large are written as they are instead of copied into the write
 /// buffer.
@@ -255,7 +255,7 @@ impl<I: Stream> Conn<I> {
             for f in passed.fields() {
                 match f.name.len() {
                     14 if no_length && f.name.eq_ignore_ascii_case(b"content-length") => continue,
-                    12 if replaced(f.name, &parts.headers) => continue,
+                    12 if passed.replaced(f.name, &parts.headers) => continue,
                     4 if f.name.eq_ignore_ascii_case(b"date") => date = true,
                     _ => {}
                 }
@@ -264,6 +264,9 @@ impl<I: Stream> Conn<I> {
                 if !f.line.ends_with(b"\n") {
                     w.extend_from_slice(b"\r\n");
                 }
+            }
+            if let Some(id) = passed.request_id() {
+                field(w, b"x-request-id", id.as_bytes());
             }
         }
         for (name, value) in &parts.headers {
