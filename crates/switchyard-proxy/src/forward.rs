@@ -175,7 +175,11 @@ pub(crate) async fn handle(
             }
         }
     };
-    let mut resp = crate::compress::apply(&cfg.compression, &log.method, accept.as_ref(), resp);
+    let mut resp = if cfg.compression.enabled {
+        crate::compress::apply(&cfg.compression, &log.method, accept.as_ref(), resp)
+    } else {
+        resp
+    };
     if !routed.response_headers.is_empty() {
         // Configured headers replace the upstream's by name: they must be in the map.
         resp = passed::restore(resp);
@@ -424,11 +428,7 @@ async fn forward(
         };
         trace.pool = Some(pool_index);
         let pool = &service.pools[pool_index];
-        let picked = match pool.pick(
-            tried.as_slice(),
-            Instant::now(),
-            service.config.ejection.all_down,
-        ) {
+        let picked = match pool.pick(tried.as_slice(), now, service.config.ejection.all_down) {
             Ok(p) => p,
             Err(NoServer::AllDown) => {
                 tracing::warn!(service = %service.name, pool = %pool.name, "every server of the pool is down; failing fast (all_down = \"fail\")");
@@ -473,6 +473,7 @@ async fn forward(
         };
         let failed = match attempt_once(
             shared,
+            now,
             addr,
             &mut pending,
             keep_head,

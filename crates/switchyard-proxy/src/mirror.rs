@@ -112,7 +112,10 @@ impl Copy {
             return;
         };
         let started = Instant::now();
-        let mut conn = match conns.checkout(&self.service.config.upstream).await {
+        let mut conn = match conns
+            .checkout(&self.service.config.upstream, Instant::now())
+            .await
+        {
             Ok(c) => c,
             Err(_) => {
                 self.counters.mirror.answered(None, started.elapsed());

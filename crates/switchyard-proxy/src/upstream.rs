@@ -84,10 +84,16 @@ impl ServerConns {
     }
 
     /// A connection ready for a request: a pooled one if any is still usable (idle for less
-    /// than `cfg.idle_timeout`), else a new one.
-    pub(crate) async fn checkout(&self, cfg: &UpstreamConfig) -> Result<Conn, FailureKind> {
+    /// than `cfg.idle_timeout` at `now`), else a new one.
+    pub(crate) async fn checkout(
+        &self,
+        cfg: &UpstreamConfig,
+        now: Instant,
+    ) -> Result<Conn, FailureKind> {
         while let Some(idle) = self.idle.pop() {
-            if idle.since.elapsed() >= cfg.idle_timeout || !idle.conn.is_usable() {
+            if now.saturating_duration_since(idle.since) >= cfg.idle_timeout
+                || !idle.conn.is_usable()
+            {
                 continue;
             }
             return Ok(idle.conn);

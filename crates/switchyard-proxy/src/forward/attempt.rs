@@ -13,6 +13,7 @@ use http_body::Body;
 use switchyard_core::retry::FailureKind;
 use switchyard_core::{InFlight, Service};
 use switchyard_h1::{BodyLength, encode_request_head};
+use tokio::time::Instant;
 
 use super::Failed;
 use crate::body::{ProxyBody, StreamProgress, UpstreamBody, UpstreamResponse};
@@ -78,8 +79,12 @@ pub(super) struct Pending<'a> {
 
 /// One attempt on one server. On failure the head (and a streamed body) are still in
 /// `pending` whenever nothing of the request was written upstream.
+/// `now` is the attempt's start (read once per attempt, for the pool's choice, the pooled
+/// connection's age and the response deadline).
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn attempt_once(
     shared: &Arc<Shared>,
+    now: Instant,
     addr: SocketAddr,
     pending: &mut Pending<'_>,
     keep_head: bool,
@@ -103,7 +108,7 @@ pub(super) async fn attempt_once(
             .map_err(fail)?
     } else {
         conns
-            .checkout(&service.config.upstream)
+            .checkout(&service.config.upstream, now)
             .await
             .map_err(fail)?
     };
@@ -136,7 +141,10 @@ pub(super) async fn attempt_once(
         head_request,
     };
     let timeout = service.config.upstream.response_timeout;
-    let exchanged = tokio::time::timeout(timeout, exchange(&mut conn, outgoing)).await;
+    // A pooled connection was taken without waiting: the attempt's start is now. A new one
+    // may have taken a while to connect, and its wait is not the response's.
+    let sent_at = if conn.reused { now } else { Instant::now() };
+    let exchanged = tokio::time::timeout_at(sent_at + timeout, exchange(&mut conn, outgoing)).await;
     let answer = match exchanged {
         Err(_) => Some(Err(ExchangeError::Upstream(FailureKind::ResponseTimeout))),
         Ok(r) => Some(r),

@@ -80,7 +80,7 @@ impl<S, B> Service<B> for S where
 /// (`upstream::passed`): the HTTP/1 server copies its fields into the answer, and the HTTP/2
 /// server has them put back into the header map first.
 pub(crate) trait ServiceBody:
-    Body<Data: Send, Error: Into<BoxError>> + Send + 'static
+    Body<Data: Send, Error: Into<BoxError>> + Send + Unpin + 'static
 {
     /// Takes the upstream head the body carries, if any.
     fn passed_head(&mut self) -> Option<PassedHead> {

@@ -167,11 +167,23 @@ where
         fields: Vec::new(),
         eof: false,
     };
+    // The stop signal: its future is polled once to register this task's waker, then again
+    // only once the watch has changed (an atomic load per look instead of a poll of the
+    // watch's future, which locks its waiter list).
+    let changes = stop.clone();
     let mut stopping = pin!(stopped(stop));
+    let mut armed = false;
+    let mut stop_now = |cx: &mut Context<'_>| {
+        if armed && !changes.has_changed().unwrap_or(false) {
+            return false;
+        }
+        armed = true;
+        stopping.as_mut().poll(cx).is_ready()
+    };
     let mut stop_seen = false;
     loop {
         let next = poll_fn(|cx| {
-            if !stop_seen && stopping.as_mut().poll(cx).is_ready() {
+            if !stop_seen && stop_now(cx) {
                 stop_seen = true;
             }
             conn.poll_head(cx, opts, park, stop_seen)
@@ -228,7 +240,7 @@ where
         // A stop while the request was served: it is answered with `connection: close`. (Looked
         // at once here rather than at every poll of the service.)
         if !stop_seen {
-            stop_seen = poll_fn(|cx| Poll::Ready(stopping.as_mut().poll(cx).is_ready())).await;
+            stop_seen = poll_fn(|cx| Poll::Ready(stop_now(cx))).await;
         }
         let keep = exchange.keep_alive && !stop_seen && !exchange.body_abandoned;
         match conn.answer(resp, &mut exchange, keep).await? {

@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::future::poll_fn;
 use std::io;
-use std::pin::pin;
+use std::pin::Pin;
 use std::task::Poll;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -63,12 +63,28 @@ pub(super) enum Answered {
 impl<I: Stream> Conn<I> {
     /// Writes an answer, head and body. The body is dropped before the answer's last bytes are
     /// flushed (the guard starts the keep-alive clock at that flush).
-    pub(super) async fn answer<B: ServiceBody>(
+    ///
+    /// The head is written before the returned future is made, so that future holds only the
+    /// body and the plan (not the response, its header map and the upstream's head): it is
+    /// made, and moved, once per request.
+    pub(super) fn answer<B: ServiceBody>(
         &mut self,
         resp: Response<B>,
         ex: &mut Exchange,
         keep: bool,
-    ) -> io::Result<Answered> {
+    ) -> impl Future<Output = io::Result<Answered>> + '_ {
+        let (body, plan) = self.begin(resp, ex, keep);
+        self.send(body, plan)
+    }
+
+    /// Plans the answer's framing and writes its head into the write buffer; returns the body
+    /// and the plan.
+    fn begin<B: ServiceBody>(
+        &mut self,
+        resp: Response<B>,
+        ex: &mut Exchange,
+        keep: bool,
+    ) -> (B, Plan) {
         let (parts, mut body) = resp.into_parts();
         // The upstream's fields, when they come as bytes: `parts.headers` holds the rest.
         let passed = body.passed_head();
@@ -107,119 +123,138 @@ impl<I: Stream> Conn<I> {
             close_asked,
         };
         self.head(&parts, passed, ex, &plan);
-        // The body is dropped at the end of this block, before the answer is flushed.
-        {
-            let mut body = pin!(body);
-            let mut sent: u64 = 0;
-            if out != Out::None {
-                loop {
-                    let frame = poll_fn(|cx| match body.as_mut().poll_frame(cx) {
-                        Poll::Pending if !self.wbuf.is_empty() => {
-                            // Nothing more for now: what is buffered goes out meanwhile.
-                            match self.poll_write_buf(cx) {
-                                Poll::Ready(Ok(())) => Poll::Pending,
-                                Poll::Ready(Err(e)) => Poll::Ready(Some(Err(Writing::Io(e)))),
-                                Poll::Pending => Poll::Pending,
-                            }
-                        }
-                        Poll::Pending => Poll::Pending,
-                        Poll::Ready(None) => Poll::Ready(None),
-                        Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
-                        Poll::Ready(Some(Err(e))) => {
-                            Poll::Ready(Some(Err(Writing::Body(e.into()))))
-                        }
-                    })
-                    .await;
-                    let frame = match frame {
-                        None => break,
-                        Some(Ok(frame)) => frame,
-                        Some(Err(Writing::Io(e))) => return Err(e),
-                        Some(Err(Writing::Body(e))) => {
-                            // hyper's answer to a failed body: the connection ends, unfinished.
-                            return Err(io::Error::other(e));
-                        }
-                    };
-                    match frame.into_data() {
-                        Ok(mut data) => {
-                            let len = data.remaining();
-                            if len == 0 {
-                                continue;
-                            }
-                            sent += len as u64;
-                            if let Out::Length(n) = out {
-                                if sent > n {
-                                    return Err(io::Error::other(
-                                        "answer body longer than its length",
-                                    ));
+        (body, plan)
+    }
+
+    /// Sends the body as `plan` frames it, then flushes.
+    /// (Not an `async fn`: its block works on the body where it was captured, not on a copy.)
+    #[allow(clippy::manual_async_fn)]
+    fn send<B: ServiceBody>(
+        &mut self,
+        mut body: B,
+        plan: Plan,
+    ) -> impl Future<Output = io::Result<Answered>> + '_ {
+        async move {
+            let Plan {
+                out, keep, tunnel, ..
+            } = plan;
+            {
+                let mut body = Pin::new(&mut body);
+                let mut sent: u64 = 0;
+                if out != Out::None {
+                    loop {
+                        let frame = poll_fn(|cx| match body.as_mut().poll_frame(cx) {
+                            Poll::Pending if !self.wbuf.is_empty() => {
+                                // Nothing more for now: what is buffered goes out meanwhile.
+                                match self.poll_write_buf(cx) {
+                                    Poll::Ready(Ok(())) => Poll::Pending,
+                                    Poll::Ready(Err(e)) => Poll::Ready(Some(Err(Writing::Io(e)))),
+                                    Poll::Pending => Poll::Pending,
                                 }
                             }
-                            if out == Out::Chunked {
-                                chunk_size(&mut self.wbuf, len);
+                            Poll::Pending => Poll::Pending,
+                            Poll::Ready(None) => Poll::Ready(None),
+                            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
+                            Poll::Ready(Some(Err(e))) => {
+                                Poll::Ready(Some(Err(Writing::Body(e.into()))))
                             }
-                            if len >= DIRECT_WRITE {
-                                self.io.write_all(&self.wbuf).await?;
-                                self.wbuf.clear();
-                                while data.has_remaining() {
-                                    let n = self.io.write(data.chunk()).await?;
-                                    if n == 0 {
-                                        return Err(io::ErrorKind::WriteZero.into());
+                        })
+                        .await;
+                        let frame = match frame {
+                            None => break,
+                            Some(Ok(frame)) => frame,
+                            Some(Err(Writing::Io(e))) => return Err(e),
+                            Some(Err(Writing::Body(e))) => {
+                                // hyper's answer to a failed body: the connection ends, unfinished.
+                                return Err(io::Error::other(e));
+                            }
+                        };
+                        match frame.into_data() {
+                            Ok(mut data) => {
+                                let len = data.remaining();
+                                if len == 0 {
+                                    continue;
+                                }
+                                sent += len as u64;
+                                if let Out::Length(n) = out {
+                                    if sent > n {
+                                        return Err(io::Error::other(
+                                            "answer body longer than its length",
+                                        ));
                                     }
-                                    data.advance(n);
                                 }
-                            } else {
-                                while data.has_remaining() {
-                                    let chunk = data.chunk();
-                                    self.wbuf.extend_from_slice(chunk);
-                                    let n = chunk.len();
-                                    data.advance(n);
+                                if out == Out::Chunked {
+                                    chunk_size(&mut self.wbuf, len);
+                                }
+                                if len >= DIRECT_WRITE {
+                                    self.io.write_all(&self.wbuf).await?;
+                                    self.wbuf.clear();
+                                    while data.has_remaining() {
+                                        let n = self.io.write(data.chunk()).await?;
+                                        if n == 0 {
+                                            return Err(io::ErrorKind::WriteZero.into());
+                                        }
+                                        data.advance(n);
+                                    }
+                                } else {
+                                    while data.has_remaining() {
+                                        let chunk = data.chunk();
+                                        self.wbuf.extend_from_slice(chunk);
+                                        let n = chunk.len();
+                                        data.advance(n);
+                                    }
+                                }
+                                if out == Out::Chunked {
+                                    self.wbuf.extend_from_slice(b"\r\n");
+                                }
+                                if self.wbuf.len() >= WRITE_HIGH {
+                                    self.io.write_all(&self.wbuf).await?;
+                                    self.wbuf.clear();
                                 }
                             }
-                            if out == Out::Chunked {
-                                self.wbuf.extend_from_slice(b"\r\n");
-                            }
-                            if self.wbuf.len() >= WRITE_HIGH {
-                                self.io.write_all(&self.wbuf).await?;
-                                self.wbuf.clear();
-                            }
-                        }
-                        Err(frame) => {
-                            if let (Ok(trailers), Out::Chunked) = (frame.into_trailers(), out) {
-                                self.wbuf.extend_from_slice(b"0\r\n");
-                                for (name, value) in &trailers {
-                                    field(
-                                        &mut self.wbuf,
-                                        name.as_str().as_bytes(),
-                                        value.as_bytes(),
-                                    );
+                            Err(frame) => {
+                                if let (Ok(trailers), Out::Chunked) = (frame.into_trailers(), out) {
+                                    self.wbuf.extend_from_slice(b"0\r\n");
+                                    for (name, value) in &trailers {
+                                        field(
+                                            &mut self.wbuf,
+                                            name.as_str().as_bytes(),
+                                            value.as_bytes(),
+                                        );
+                                    }
+                                    self.wbuf.extend_from_slice(b"\r\n");
+                                    sent = u64::MAX;
+                                    break;
                                 }
-                                self.wbuf.extend_from_slice(b"\r\n");
-                                sent = u64::MAX;
-                                break;
                             }
                         }
                     }
-                }
-                match out {
-                    Out::Length(n) if sent != n => {
-                        return Err(io::Error::other("answer body shorter than its length"));
+                    match out {
+                        Out::Length(n) if sent != n => {
+                            return Err(io::Error::other("answer body shorter than its length"));
+                        }
+                        Out::Chunked if sent != u64::MAX => {
+                            self.wbuf.extend_from_slice(b"0\r\n\r\n")
+                        }
+                        _ => {}
                     }
-                    Out::Chunked if sent != u64::MAX => self.wbuf.extend_from_slice(b"0\r\n\r\n"),
-                    _ => {}
                 }
             }
+            // The body is dropped before the answer is flushed.
+            drop(body);
+            if !self.wbuf.is_empty() {
+                self.io.write_all(&self.wbuf).await?;
+                self.wbuf.clear();
+            }
+            self.io.flush().await?;
+            Ok(if tunnel {
+                Answered::Tunnel
+            } else if keep && out != Out::Close {
+                Answered::KeepAlive
+            } else {
+                Answered::Close
+            })
         }
-        if !self.wbuf.is_empty() {
-            self.io.write_all(&self.wbuf).await?;
-            self.wbuf.clear();
-        }
-        self.io.flush().await?;
-        Ok(if tunnel {
-            Answered::Tunnel
-        } else if keep && out != Out::Close {
-            Answered::KeepAlive
-        } else {
-            Answered::Close
-        })
     }
 
     /// Writes an answer's head into the write buffer: the upstream's fields passed as bytes
