@@ -175,10 +175,8 @@ impl Default for RetryBudget {
 }
 
 impl RetryBudget {
-    fn roll(&self) {
-        let now = Instant::now()
-            .saturating_duration_since(self.epoch)
-            .as_secs();
+    fn roll(&self, now: Instant) {
+        let now = now.saturating_duration_since(self.epoch).as_secs();
         let seen = self.second.load(Ordering::Acquire);
         if now == seen
             || self
@@ -203,13 +201,18 @@ impl RetryBudget {
 
     /// Counts one request (call once per client request, not per attempt).
     pub fn record_request(&self) {
-        self.roll();
+        self.record_request_at(Instant::now());
+    }
+
+    /// [`record_request`](Self::record_request) with the time already read by the caller.
+    pub fn record_request_at(&self, now: Instant) {
+        self.roll(now);
         self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Admits one retry if the budget allows it, and counts it.
     pub fn try_retry(&self, ratio: f64, min: u32) -> bool {
-        self.roll();
+        self.roll(Instant::now());
         let requests =
             self.requests.load(Ordering::Relaxed) + self.prev_requests.load(Ordering::Relaxed);
         let allowed = ((f64::from(requests) * ratio).floor() as u32).max(min);
@@ -224,7 +227,7 @@ impl RetryBudget {
 
     /// Retries counted in the current window.
     pub fn retries_in_window(&self) -> u32 {
-        self.roll();
+        self.roll(Instant::now());
         self.retries.load(Ordering::Relaxed) + self.prev_retries.load(Ordering::Relaxed)
     }
 }

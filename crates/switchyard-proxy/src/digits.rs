@@ -57,9 +57,12 @@ const OCTETS: [[u8; 4]; 256] = {
     out
 };
 
-/// Appends an IPv4 socket address (`a.b.c.d:port`) in one copy.
+/// Appends an IPv4 socket address (`a.b.c.d:port`) in one copy. Each octet's three table
+/// bytes are copied whole (a fixed-size copy, not a call to `memcpy`) and the position moves by
+/// its length; the port's digits are written in place.
 pub(crate) fn ipv4(buf: &mut Vec<u8>, addr: std::net::SocketAddrV4) {
-    let mut text = [0u8; 21];
+    // 21 bytes at most; room for the last octet's whole three-byte copy past its length.
+    let mut text = [0u8; 24];
     let mut n = 0;
     for (i, octet) in addr.ip().octets().into_iter().enumerate() {
         if i > 0 {
@@ -67,25 +70,24 @@ pub(crate) fn ipv4(buf: &mut Vec<u8>, addr: std::net::SocketAddrV4) {
             n += 1;
         }
         let [len, digits @ ..] = OCTETS[usize::from(octet)];
-        let len = usize::from(len);
-        text[n..n + len].copy_from_slice(&digits[..len]);
-        n += len;
+        text[n..n + 3].copy_from_slice(&digits);
+        n += usize::from(len);
     }
     text[n] = b':';
     n += 1;
-    let mut port = u32::from(addr.port());
-    let mut digits = [0u8; 5];
-    let mut d = digits.len();
-    loop {
-        d -= 1;
-        digits[d] = b'0' + (port % 10) as u8;
-        port /= 10;
-        if port == 0 {
-            break;
-        }
+    let port = addr.port();
+    let len = match port {
+        0..=9 => 1,
+        10..=99 => 2,
+        100..=999 => 3,
+        1000..=9999 => 4,
+        _ => 5,
+    };
+    let mut rest = port;
+    for slot in text[n..n + len].iter_mut().rev() {
+        *slot = b'0' + (rest % 10) as u8;
+        rest /= 10;
     }
-    let len = digits.len() - d;
-    text[n..n + len].copy_from_slice(&digits[d..]);
     buf.extend_from_slice(&text[..n + len]);
 }
 
@@ -151,6 +153,18 @@ mod tests {
             let mut buf = b"x".to_vec();
             ipv4(&mut buf, addr);
             assert_eq!(buf, format!("x{addr}").into_bytes());
+        }
+        // Every octet value in every position, and every port length at its edges.
+        let ports = [0, 9, 10, 99, 100, 999, 1000, 9999, 10000, 65535];
+        for octet in 0..=255u8 {
+            for (i, port) in ports.into_iter().enumerate() {
+                let mut ip = [7u8; 4];
+                ip[i % 4] = octet;
+                let addr = std::net::SocketAddrV4::new(ip.into(), port);
+                let mut buf = Vec::new();
+                ipv4(&mut buf, addr);
+                assert_eq!(buf, addr.to_string().into_bytes());
+            }
         }
     }
 }

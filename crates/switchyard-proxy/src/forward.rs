@@ -398,7 +398,11 @@ async fn forward(
         }
     };
     let budget = service.budget.clone();
-    budget.record_request();
+    // One clock read for the budget's window and the first attempt (later ones read anew,
+    // after their backoff).
+    let first_start = Instant::now();
+    budget.record_request_at(first_start);
+    let mut attempt_start = Some(first_start);
     let preview = preview_pool(&service, &mut parts.headers);
     if let Some(i) = preview.as_deref().and_then(|p| service.pool_index(p)) {
         service.pools[i].counters.previewed();
@@ -417,7 +421,7 @@ async fn forward(
         attempt += 1;
         trace.attempts = attempt;
         trace.service = Some(service.clone());
-        let now = Instant::now();
+        let now = attempt_start.take().unwrap_or_else(Instant::now);
         let kept = match &sticky {
             Some(Some(named)) if attempt == 1 => service.sticky_pool(named, now),
             _ => None,
