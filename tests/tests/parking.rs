@@ -1,6 +1,7 @@
 //! Idle HTTP/1 keep-alive connections are parked (hyper's buffers freed) and come back on
 //! their next request, through a real proxy on real sockets: the client never notices, and
-//! the `switchyard_parked_connections` gauge shows them.
+//! the `switchyard_parked_connections` gauge shows them. A graceful stop reaches connections
+//! in every state: parked, idle, and serving a request.
 //!
 //! A connection is parked after one second of idleness (`server.rs`, `PARK_AFTER`); each test
 //! waits for the gauge rather than for a time.
@@ -129,4 +130,52 @@ async fn a_parked_connection_is_closed_at_its_keepalive_timeout_and_at_a_stop() 
         .expect("the stop does not wait for parked connections");
     let read = within(BOUND, stream.read(&mut buf)).await.expect("closed");
     assert!(matches!(read, Ok(0) | Err(_)), "closed without a word");
+}
+
+/// Reads until the proxy closes the connection.
+async fn until_closed(stream: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match within(BOUND, stream.read(&mut buf))
+            .await
+            .expect("closed in time")
+        {
+            Ok(0) | Err(_) => return String::from_utf8_lossy(&got).into_owned(),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stop_closes_an_idle_connection_and_answers_the_request_in_flight_with_close() {
+    let app = TestApp::start("green").await;
+    let proxy = start(&app, Duration::from_secs(60)).await;
+    let addr = common::http(&proxy);
+    // Idle: served once and left open (parked only after a second of idleness).
+    let mut idle = TcpStream::connect(addr).await.expect("connect");
+    idle.write_all(GET).await.expect("write");
+    assert_eq!(answer(&mut idle).await, 200);
+    // Busy: its request is at the app, which answers after 400 ms.
+    let mut busy = TcpStream::connect(addr).await.expect("connect");
+    busy.write_all(b"GET /slow?ms=400 HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .await
+        .expect("write");
+    poll_until(BOUND, || async { app.count_path("/slow") == 1 }).await;
+    let stopping = tokio::spawn(async move { proxy.shutdown().await });
+    let mut buf = [0u8; 64];
+    let read = within(BOUND, idle.read(&mut buf))
+        .await
+        .expect("the idle connection is closed in time");
+    assert!(matches!(read, Ok(0) | Err(_)), "closed without a word");
+    let answer = until_closed(&mut busy).await.to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 200"), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+    assert!(
+        within(BOUND, stopping)
+            .await
+            .expect("the stop ends")
+            .expect("the stop task"),
+        "a clean stop"
+    );
 }
