@@ -47,7 +47,8 @@ impl Drop for Copy {
 }
 
 /// Decides whether this request is copied, and encodes the copy. Called with the head as it
-/// will go upstream and the buffered body (`None`: the body streams, and is not copied).
+/// will go upstream (its header map and the fields the proxy adds beside it) and the buffered
+/// body (`None`: the body streams, and is not copied).
 pub(crate) fn prepare(
     service: &Arc<Service>,
     parts: &Parts,

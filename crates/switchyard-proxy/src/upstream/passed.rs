@@ -3,9 +3,9 @@
 //! Most answers go back to an HTTP/1 client with the upstream's fields unchanged, less the
 //! hop-by-hop ones, plus the proxy's own (a request id, a sticky cookie). For those, building
 //! an `http::HeaderMap` from the upstream's head only to write it out again is wasted work:
-//! the response's body carries the head instead ([`PassedHead`]), its header map holds only
-//! what the proxy added, and the HTTP/1 server copies the upstream's field lines straight
-//! into the answer (`server::h1::answer`).
+//! the response's body carries the head instead ([`PassedHead`], with the proxy's request id),
+//! its header map holds only what else the proxy added (a sticky cookie), and the HTTP/1
+//! server copies the upstream's field lines straight into the answer (`server::h1::answer`).
 //!
 //! Whatever reads or changes the upstream's fields by name (compression, a service's
 //! configured response headers, hyper's HTTP/2 server) first puts them back into the header

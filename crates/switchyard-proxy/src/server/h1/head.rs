@@ -17,9 +17,11 @@ use http::{Method, Uri, Version};
 
 /// Header slots kept on the stack for a parse; a larger `max_headers` allocates them.
 const STACK_HEADERS: usize = 100;
-/// Fields the request path may add to a request's header map (forwarding, request id): room
-/// is made for them up front.
-const ADDED_FIELDS: usize = 8;
+/// Fields the request path may add to a request's header map: room is made for them up front.
+/// Only a WebSocket handshake's `Connection` and `Upgrade`, put back after hop-by-hop fields
+/// were stripped; the forwarding fields and the request id are kept beside the map
+/// (`headers::Added`).
+const ADDED_FIELDS: usize = 2;
 
 /// A tokenized head, before its request is made.
 #[derive(Debug)]
