@@ -56,6 +56,23 @@ async fn answer(stream: &mut TcpStream) -> u16 {
     }
 }
 
+/// A connection to `addr` that has been served one request (and is idle now).
+async fn served_once(addr: std::net::SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(GET).await.expect("write");
+    assert_eq!(answer(&mut stream).await, 200);
+    stream
+}
+
+/// Waits for the proxy to close `stream` without sending anything.
+async fn closed_silently(stream: &mut TcpStream) {
+    let mut buf = [0u8; 64];
+    let read = within(BOUND, stream.read(&mut buf))
+        .await
+        .expect("closed in time");
+    assert!(matches!(read, Ok(0) | Err(_)), "closed without a word");
+}
+
 async fn start(app: &TestApp, keepalive: Duration) -> ProxyHandle {
     let mut config = common::two_colours(&[app.addr()], &[app.addr()]);
     config.limits.keepalive_timeout = keepalive;
@@ -71,10 +88,7 @@ async fn parked_connections_serve_their_next_requests_unchanged() {
     let addr = common::http(&proxy);
     let mut clients = Vec::new();
     for _ in 0..20 {
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
-        stream.write_all(GET).await.expect("write");
-        assert_eq!(answer(&mut stream).await, 200);
-        clients.push(stream);
+        clients.push(served_once(addr).await);
     }
     poll_until(BOUND, || async { parked(&proxy) == Some(20) }).await;
 
@@ -109,27 +123,18 @@ async fn a_parked_connection_is_closed_at_its_keepalive_timeout_and_at_a_stop() 
     // Parked after one second, closed half a second later.
     let proxy = start(&app, Duration::from_millis(1500)).await;
     let addr = common::http(&proxy);
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    stream.write_all(GET).await.expect("write");
-    assert_eq!(answer(&mut stream).await, 200);
+    let mut stream = served_once(addr).await;
     poll_until(BOUND, || async { parked(&proxy) == Some(1) }).await;
-    let mut buf = [0u8; 64];
-    let read = within(BOUND, stream.read(&mut buf))
-        .await
-        .expect("closed in time");
-    assert!(matches!(read, Ok(0) | Err(_)), "closed without a word");
+    closed_silently(&mut stream).await;
     poll_until(BOUND, || async { parked(&proxy) == Some(0) }).await;
 
     // A graceful stop closes parked connections at once.
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    stream.write_all(GET).await.expect("write");
-    assert_eq!(answer(&mut stream).await, 200);
+    let mut stream = served_once(addr).await;
     poll_until(BOUND, || async { parked(&proxy) == Some(1) }).await;
     within(BOUND, proxy.shutdown())
         .await
         .expect("the stop does not wait for parked connections");
-    let read = within(BOUND, stream.read(&mut buf)).await.expect("closed");
-    assert!(matches!(read, Ok(0) | Err(_)), "closed without a word");
+    closed_silently(&mut stream).await;
 }
 
 /// Reads until the proxy closes the connection.
@@ -153,9 +158,7 @@ async fn a_stop_closes_an_idle_connection_and_answers_the_request_in_flight_with
     let proxy = start(&app, Duration::from_secs(60)).await;
     let addr = common::http(&proxy);
     // Idle: served once and left open (parked only after a second of idleness).
-    let mut idle = TcpStream::connect(addr).await.expect("connect");
-    idle.write_all(GET).await.expect("write");
-    assert_eq!(answer(&mut idle).await, 200);
+    let mut idle = served_once(addr).await;
     // Busy: its request is at the app, which answers after 400 ms.
     let mut busy = TcpStream::connect(addr).await.expect("connect");
     busy.write_all(b"GET /slow?ms=400 HTTP/1.1\r\nHost: app.test\r\n\r\n")
@@ -163,11 +166,7 @@ async fn a_stop_closes_an_idle_connection_and_answers_the_request_in_flight_with
         .expect("write");
     poll_until(BOUND, || async { app.count_path("/slow") == 1 }).await;
     let stopping = tokio::spawn(async move { proxy.shutdown().await });
-    let mut buf = [0u8; 64];
-    let read = within(BOUND, idle.read(&mut buf))
-        .await
-        .expect("the idle connection is closed in time");
-    assert!(matches!(read, Ok(0) | Err(_)), "closed without a word");
+    closed_silently(&mut idle).await;
     let answer = until_closed(&mut busy).await.to_ascii_lowercase();
     assert!(answer.starts_with("http/1.1 200"), "{answer}");
     assert!(answer.contains("connection: close"), "{answer}");

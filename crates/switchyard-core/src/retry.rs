@@ -199,13 +199,9 @@ impl RetryBudget {
         self.prev_retries.store(rets, Ordering::Release);
     }
 
-    /// Counts one request (call once per client request, not per attempt).
-    pub fn record_request(&self) {
-        self.record_request_at(Instant::now());
-    }
-
-    /// [`record_request`](Self::record_request) with the time already read by the caller.
-    pub fn record_request_at(&self, now: Instant) {
+    /// Counts one request (call once per client request, not per attempt); `now` is the time
+    /// the caller read for it.
+    pub fn record_request(&self, now: Instant) {
         self.roll(now);
         self.requests.fetch_add(1, Ordering::Relaxed);
     }
@@ -311,12 +307,12 @@ mod tests {
     async fn budget_has_a_floor_and_a_ratio_per_window() {
         let b = RetryBudget::default();
         for _ in 0..5 {
-            b.record_request();
+            b.record_request(Instant::now());
         }
         // 20% of 5 is 1, the floor is 3.
         assert_eq!((0..5).filter(|_| b.try_retry(0.2, 3)).count(), 3);
         for _ in 0..45 {
-            b.record_request();
+            b.record_request(Instant::now());
         }
         // 20% of 50 is 10, 3 already spent.
         assert_eq!((0..20).filter(|_| b.try_retry(0.2, 3)).count(), 7);

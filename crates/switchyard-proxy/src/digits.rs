@@ -91,9 +91,27 @@ pub(crate) fn ipv4(buf: &mut Vec<u8>, addr: std::net::SocketAddrV4) {
     buf.extend_from_slice(&text[..n + len]);
 }
 
+/// Lower-case hexadecimal digits.
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// The two lower-case hex digits of each byte value.
+static HEX_PAIRS: [[u8; 2]; 256] = {
+    let mut out = [[0u8; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        out[b] = [HEX[b >> 4], HEX[b & 15]];
+        b += 1;
+    }
+    out
+};
+
+/// The two lower-case hex digits of `b`.
+pub(crate) fn hex_pair(b: u8) -> [u8; 2] {
+    HEX_PAIRS[usize::from(b)]
+}
+
 /// Appends `v` in lower-case hexadecimal.
 pub(crate) fn hex(buf: &mut Vec<u8>, v: u64) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut digits = [0u8; 16];
     let mut i = digits.len();
     let mut v = v;
@@ -137,6 +155,13 @@ mod tests {
             let mut buf = Vec::new();
             hex(&mut buf, v);
             assert_eq!(buf, format!("{v:x}").into_bytes(), "{v:x}");
+        }
+    }
+
+    #[test]
+    fn hex_pairs_are_the_byte_in_two_digits() {
+        for b in 0..=255u8 {
+            assert_eq!(hex_pair(b), format!("{b:02x}").as_bytes(), "{b}");
         }
     }
 

@@ -366,6 +366,16 @@ struct Failed {
     client: Option<ProxyError>,
 }
 
+impl Failed {
+    /// What the client gets when no attempt follows: the retained answer, else a proxy error
+    /// for the failure.
+    fn answer(self) -> Result<Response<ProxyBody>, ProxyError> {
+        self.response
+            .map(|r| *r)
+            .ok_or(ProxyError::Upstream { kind: self.kind })
+    }
+}
+
 /// Forwards the request, retrying as the policy allows.
 #[allow(clippy::too_many_arguments)]
 async fn forward(
@@ -401,8 +411,7 @@ async fn forward(
     // One clock read for the budget's window and the first attempt (later ones read anew,
     // after their backoff).
     let first_start = Instant::now();
-    budget.record_request_at(first_start);
-    let mut attempt_start = Some(first_start);
+    budget.record_request(first_start);
     let preview = preview_pool(&service, &mut parts.headers);
     if let Some(i) = preview.as_deref().and_then(|p| service.pool_index(p)) {
         service.pools[i].counters.previewed();
@@ -421,7 +430,11 @@ async fn forward(
         attempt += 1;
         trace.attempts = attempt;
         trace.service = Some(service.clone());
-        let now = attempt_start.take().unwrap_or_else(Instant::now);
+        let now = if attempt == 1 {
+            first_start
+        } else {
+            Instant::now()
+        };
         let kept = match &sticky {
             Some(Some(named)) if attempt == 1 => service.sticky_pool(named, now),
             _ => None,
@@ -443,10 +456,7 @@ async fn forward(
             Err(NoServer::AllTried) => {
                 // Every server of the live pool has been tried: the last failure is the answer.
                 return match last_failed.take() {
-                    Some(f) => f
-                        .response
-                        .map(|r| *r)
-                        .ok_or(ProxyError::Upstream { kind: f.kind }),
+                    Some(f) => f.answer(),
                     None => Err(ProxyError::NoHealthyServer {
                         pool: pool.name.clone(),
                     }),
@@ -538,10 +548,7 @@ async fn forward(
         match verdict {
             Verdict::Stop(reason) => {
                 stop(&format!("{reason:?}"));
-                return failed
-                    .response
-                    .map(|r| *r)
-                    .ok_or(ProxyError::Upstream { kind });
+                return failed.answer();
             }
             Verdict::Retry => {
                 let current = shared.snapshot.load_full();
@@ -550,17 +557,11 @@ async fn forward(
                     .is_some_and(|s| has_untried(s, tried.as_slice()));
                 if !untried {
                     stop("NoUntriedServer");
-                    return failed
-                        .response
-                        .map(|r| *r)
-                        .ok_or(ProxyError::Upstream { kind });
+                    return failed.answer();
                 }
                 if !budget.try_retry(policy.budget_ratio, policy.budget_min) {
                     stop("RetryBudgetExhausted");
-                    return failed
-                        .response
-                        .map(|r| *r)
-                        .ok_or(ProxyError::Upstream { kind });
+                    return failed.answer();
                 }
                 observe::attempt_failed(&service, pool, addr, kind, true);
             }

@@ -289,24 +289,12 @@ pub fn forwarding(
     (added, id)
 }
 
-/// Two lower-case hex digits for each byte value.
-static HEX_PAIRS: [[u8; 2]; 256] = {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = [[0u8; 2]; 256];
-    let mut b = 0;
-    while b < 256 {
-        out[b] = [HEX[b >> 4], HEX[b & 15]];
-        b += 1;
-    }
-    out
-};
-
 /// A random 128-bit request id in hex.
 pub fn new_request_id() -> HeaderValue {
     let mut out = [0u8; 32];
     let random = fastrand::u128(..).to_le_bytes();
     for (pair, byte) in out.chunks_exact_mut(2).zip(random) {
-        pair.copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
+        pair.copy_from_slice(&crate::digits::hex_pair(byte));
     }
     // One allocation that clones share by reference count (the id goes upstream and back on
     // the response). Hex digits are always a valid header value.

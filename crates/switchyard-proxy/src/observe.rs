@@ -20,10 +20,8 @@ use crate::shared::Shared;
 /// Everything known about a finished request when its response head goes out.
 #[derive(Debug)]
 pub(crate) struct RequestLog<'a> {
-    /// The client's address.
-    pub(crate) client: SocketAddr,
-    /// The client's address as text, when the connection formatted it once.
-    pub(crate) client_text: Option<&'a str>,
+    /// The client's address, as text (formatted once per connection).
+    pub(crate) client: &'a str,
     /// The request method.
     pub(crate) method: &'a Method,
     /// The request path (without query).

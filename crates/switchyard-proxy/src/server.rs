@@ -307,8 +307,7 @@ fn redirect<B>(
     observe::request_done(
         shared,
         &RequestLog {
-            client: info.peer,
-            client_text: Some(&info.peer_text),
+            client: &info.peer_text,
             method: req.method(),
             path: req.uri().path(),
             query: req.uri().query(),

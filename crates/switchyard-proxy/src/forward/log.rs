@@ -49,8 +49,7 @@ impl LogOnce<'_> {
         observe::counted_request_done(
             self.shared,
             &RequestLog {
-                client: self.conn.peer,
-                client_text: Some(&self.conn.peer_text),
+                client: &self.conn.peer_text,
                 method: &self.method,
                 path: self.uri.path(),
                 query: self.uri.query(),
