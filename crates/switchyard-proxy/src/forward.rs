@@ -147,7 +147,7 @@ pub(crate) async fn handle(
     } else {
         service
             .rate_limits
-            .check(log.uri.path(), conn.peer.ip(), Instant::now())
+            .check(log.uri.path(), conn.peer.ip(), log.started)
             .err()
     };
     let resp = if let Some(wait) = limited {
@@ -165,6 +165,7 @@ pub(crate) async fn handle(
             body,
             upgrade,
             &mut log.trace,
+            log.started,
         );
         match forwarded.await {
             Ok(resp) => resp,
@@ -387,6 +388,7 @@ async fn forward(
     body: ClientBody,
     mut upgrade: Option<OnUpgrade>,
     trace: &mut Trace,
+    started: Instant,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     // The service may be replaced by a newer snapshot's on a retry; keep this one's policy.
     let service_config = service.config.clone();
@@ -408,9 +410,14 @@ async fn forward(
         }
     };
     let budget = service.budget.clone();
-    // One clock read for the budget's window and the first attempt (later ones read anew,
-    // after their backoff).
-    let first_start = Instant::now();
+    // The request's start (read once, when its head arrived) serves the budget's window and
+    // the first attempt, unless a body was buffered first (that took time); later attempts
+    // read the clock anew, after their backoff.
+    let first_start = if matches!(replay, Some(Some(_))) {
+        Instant::now()
+    } else {
+        started
+    };
     budget.record_request(first_start);
     let preview = preview_pool(&service, &mut parts.headers);
     if let Some(i) = preview.as_deref().and_then(|p| service.pool_index(p)) {

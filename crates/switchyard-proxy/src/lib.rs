@@ -18,6 +18,7 @@
 
 mod access_log;
 mod admin;
+mod alarm;
 mod body;
 mod compress;
 mod control;

@@ -30,6 +30,8 @@ use switchyard_core::{ServerState, Snapshot};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::alarm::Alarm;
+
 /// One upstream connection: the stream and what was read from it but not consumed yet.
 #[derive(Debug)]
 pub(crate) struct Conn {
@@ -39,6 +41,9 @@ pub(crate) struct Conn {
     pub(crate) buf: BytesMut,
     /// True when the connection carried an earlier request.
     pub(crate) reused: bool,
+    /// Watches each response's deadline (kept with the connection, so that consecutive
+    /// requests on it reuse one timer).
+    pub(crate) alarm: Alarm,
 }
 
 impl Conn {
@@ -121,6 +126,7 @@ impl ServerConns {
             stream,
             buf: BytesMut::new(),
             reused: false,
+            alarm: Alarm::default(),
         })
     }
 

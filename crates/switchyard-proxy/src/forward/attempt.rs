@@ -2,8 +2,11 @@
 //! (which servers were tried, what an attempt hands back when the request did not reach the
 //! upstream).
 
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use crate::server::h1::OnUpgrade;
 use bytes::{Bytes, BytesMut};
@@ -21,7 +24,8 @@ use crate::error::ProxyError;
 use crate::headers::Added;
 use crate::shared::Shared;
 use crate::upgrade;
-use crate::upstream::exchange::{ExchangeError, Outgoing, exchange};
+use crate::upstream::Conn;
+use crate::upstream::exchange::{Answer, ExchangeError, Outgoing, exchange};
 use crate::upstream::passed::PassedHead;
 
 /// The servers a request has tried. Most requests make one attempt: that one is kept inline,
@@ -53,6 +57,29 @@ impl Tried {
             Tried::Many(all) => all,
         }
     }
+}
+
+/// The exchange of one request on `conn`, ended with a response timeout at `deadline`. The
+/// deadline is watched by the connection's own alarm (not a timer per request).
+async fn within(
+    conn: &mut Conn,
+    deadline: Instant,
+    outgoing: Outgoing<'_>,
+) -> Result<Answer, ExchangeError> {
+    let mut alarm = std::mem::take(&mut conn.alarm);
+    let answer = {
+        let mut exchanging = pin!(exchange(conn, outgoing));
+        poll_fn(|cx| match exchanging.as_mut().poll(cx) {
+            Poll::Ready(r) => Poll::Ready(r),
+            Poll::Pending if alarm.passed(cx, deadline) => {
+                Poll::Ready(Err(ExchangeError::Upstream(FailureKind::ResponseTimeout)))
+            }
+            Poll::Pending => Poll::Pending,
+        })
+        .await
+    };
+    conn.alarm = alarm;
+    answer
 }
 
 /// True when a live pool of `svc` has a server this request has not tried yet.
@@ -144,18 +171,14 @@ pub(super) async fn attempt_once(
     // A pooled connection was taken without waiting: the attempt's start is now. A new one
     // may have taken a while to connect, and its wait is not the response's.
     let sent_at = if conn.reused { now } else { Instant::now() };
-    let exchanged = tokio::time::timeout_at(sent_at + timeout, exchange(&mut conn, outgoing)).await;
-    let answer = match exchanged {
-        Err(_) => Some(Err(ExchangeError::Upstream(FailureKind::ResponseTimeout))),
-        Ok(r) => Some(r),
-    };
+    let answer = within(&mut conn, sent_at + timeout, outgoing).await;
     let answer = match answer {
-        Some(Ok(a)) => a,
-        Some(Err(ExchangeError::Upstream(FailureKind::Unsent))) | None => {
+        Ok(a) => a,
+        Err(ExchangeError::Upstream(FailureKind::Unsent)) => {
             // Nothing was written: the head and any streamed body are untouched.
             return Err(fail(FailureKind::Unsent));
         }
-        Some(Err(e)) => {
+        Err(e) => {
             consume_head(pending, keep_head);
             return Err(match e {
                 ExchangeError::Upstream(kind) => fail(kind),

@@ -3,17 +3,16 @@
 //!
 //! The timer only matters while the guard waits for the client; it is looked at when a read from
 //! the client would block (and when the HTTP/1 server flushes a finished answer, to start the
-//! keep-alive wait). One [`Sleep`] per connection is allocated the first time it is needed and
-//! then only moved: a wait that ends later than the sleep is left alone (the early wake-up
-//! re-arms it), so a busy keep-alive connection touches the timer wheel about once per
-//! keep-alive period rather than once per request.
+//! keep-alive wait). Its deadlines are watched by one [`Alarm`] per connection, so a busy
+//! keep-alive connection touches the timer wheel about once per keep-alive period rather than
+//! once per request.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::task::Context;
 use std::time::Duration;
 
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
+
+use crate::alarm::Alarm;
 
 /// What the client is being waited for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,8 +40,8 @@ pub(super) struct Timer {
     started: Instant,
     /// When the current wait ends.
     deadline: Instant,
-    /// Fires at `deadline` or earlier; `None` until first needed.
-    sleep: Option<Pin<Box<Sleep>>>,
+    /// Fires at `deadline` or earlier.
+    alarm: Alarm,
 }
 
 impl Timer {
@@ -54,7 +53,7 @@ impl Timer {
             wait: None,
             started: now,
             deadline: now,
-            sleep: None,
+            alarm: Alarm::default(),
         }
     }
 
@@ -80,22 +79,6 @@ impl Timer {
             self.started = from;
             self.deadline = from + limit;
         }
-        let deadline = self.deadline;
-        let sleep = self
-            .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if sleep.deadline() > deadline {
-            sleep.as_mut().reset(deadline);
-        }
-        loop {
-            if sleep.as_mut().poll(cx).is_pending() {
-                return false;
-            }
-            if sleep.deadline() >= deadline {
-                return true;
-            }
-            // Left from an earlier wait that ended sooner: sleep on until this one ends.
-            sleep.as_mut().reset(deadline);
-        }
+        self.alarm.passed(cx, self.deadline)
     }
 }
