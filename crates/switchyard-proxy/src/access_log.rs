@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use switchyard_config::LogFormat;
 
@@ -33,6 +33,10 @@ const FLUSH_EVERY: Duration = Duration::from_millis(100);
 const WAKE_AT: usize = 64 * 1024;
 /// Beyond this backlog, lines are dropped (and counted).
 const MAX_BACKLOG: usize = 8 * 1024 * 1024;
+/// How long a reading of the system clock stands in for later ones: a line's time is that
+/// reading plus the monotonic time since (one clock read per line saved; the two clocks part
+/// only by NTP's slewing, under a millisecond a second, and a step shows within a second).
+const CLOCK_REREAD: Duration = Duration::from_secs(1);
 
 /// Where the lines go.
 pub enum AccessSink {
@@ -61,6 +65,37 @@ struct Pending {
     second: u64,
     /// `YYYY-MM-DDTHH:MM:SS` of that second.
     stamp: [u8; 19],
+    /// The last reading of the system clock (as time since the Unix epoch) and the monotonic
+    /// instant it was read at.
+    clock: Option<(Instant, Duration)>,
+}
+
+impl Pending {
+    /// The wall-clock time at `at` (since the Unix epoch), from the last clock reading when it
+    /// is recent enough ([`CLOCK_REREAD`]), else from a new one.
+    fn since_epoch(&mut self, at: Instant) -> Duration {
+        if let Some((read_at, wall)) = self.clock {
+            match at.checked_duration_since(read_at) {
+                Some(later) if later < CLOCK_REREAD => return wall + later,
+                Some(_) => {}
+                None => {
+                    let earlier = read_at - at;
+                    if earlier < CLOCK_REREAD {
+                        return wall.saturating_sub(earlier);
+                    }
+                }
+            }
+        }
+        let read_at = Instant::now();
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        self.clock = Some((read_at, wall));
+        match read_at.checked_duration_since(at) {
+            Some(since) => wall.saturating_sub(since),
+            None => wall + (at - read_at),
+        }
+    }
 }
 
 struct Inner {
@@ -105,6 +140,7 @@ impl AccessLog {
                 buf: Vec::with_capacity(WAKE_AT + 4096),
                 second: u64::MAX,
                 stamp: [b'0'; 19],
+                clock: None,
             }),
             stop: AtomicBool::new(false),
             reopen: AtomicBool::new(false),
@@ -136,9 +172,6 @@ impl AccessLog {
 
     /// Appends the line for one request.
     pub(crate) fn write(&self, log: &RequestLog<'_>) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
         let full = {
             let mut p = self
                 .inner
@@ -149,6 +182,7 @@ impl AccessLog {
                 self.inner.dropped.fetch_add(1, Ordering::Relaxed);
                 return;
             }
+            let now = p.since_epoch(log.at);
             let second = now.as_secs();
             if second != p.second {
                 p.stamp = stamp(now);
@@ -475,9 +509,38 @@ mod tests {
             bytes_in: Some(5),
             bytes_out: None,
             duration: Duration::from_micros(1_076_962),
+            at: Instant::now(),
             request_id: Some(id),
             error: None,
         }
+    }
+
+    #[test]
+    fn line_times_follow_the_monotonic_clock_from_a_recent_reading_and_read_it_again_later() {
+        let t0 = Instant::now();
+        let mut p = Pending {
+            buf: Vec::new(),
+            second: u64::MAX,
+            stamp: [b'0'; 19],
+            clock: Some((t0, Duration::from_secs(1_000))),
+        };
+        let ms = Duration::from_millis;
+        // Within a second of the reading, either side: the reading plus (or minus) the gap.
+        assert_eq!(
+            p.since_epoch(t0 + ms(300)),
+            Duration::from_secs(1_000) + ms(300)
+        );
+        if let Some(before) = t0.checked_sub(ms(200)) {
+            assert_eq!(p.since_epoch(before), Duration::from_secs(1_000) - ms(200));
+        }
+        // Further away: the system clock is read again (a real date, not the fake reading).
+        let later = p.since_epoch(t0 + ms(5_000));
+        assert!(later > Duration::from_secs(1_700_000_000), "{later:?}");
+        let Some((read_at, wall)) = p.clock else {
+            panic!("a new reading is kept");
+        };
+        assert!(read_at >= t0);
+        assert_eq!(later, wall + (t0 + ms(5_000) - read_at));
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub(crate) struct RequestLog<'a> {
     pub(crate) bytes_out: Option<u64>,
     /// Time from the request head to the response head.
     pub(crate) duration: Duration,
+    /// When `duration` ended (the access log's time for the line).
+    pub(crate) at: std::time::Instant,
     /// The request id.
     pub(crate) request_id: Option<&'a HeaderValue>,
     /// Why the proxy answered by itself, if it did.

@@ -319,6 +319,7 @@ fn redirect<B>(
             bytes_in: None,
             bytes_out: Some(0),
             duration: started.elapsed(),
+            at: std::time::Instant::now(),
             request_id: req.headers().get(&crate::headers::X_REQUEST_ID),
             error: (status != 308).then_some("bad Host on a redirecting listener"),
         },

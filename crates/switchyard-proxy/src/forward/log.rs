@@ -46,6 +46,7 @@ impl LogOnce<'_> {
             .as_ref()
             .map(|s| pool.map_or(&s.counters.unpooled, |p| &*p.counters));
         let pool = pool.map(|p| p.name.as_str());
+        let ended = Instant::now();
         observe::counted_request_done(
             self.shared,
             &RequestLog {
@@ -60,7 +61,8 @@ impl LogOnce<'_> {
                 attempts: trace.attempts,
                 bytes_in: Some(trace.bytes_in),
                 bytes_out,
-                duration: self.started.elapsed(),
+                duration: ended.saturating_duration_since(self.started),
+                at: ended.into_std(),
                 request_id,
                 error,
             },
