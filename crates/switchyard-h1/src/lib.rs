@@ -6,7 +6,8 @@
 //!
 //! - [`encode_request_head`] writes a request line and header block into a buffer, with the
 //!   framing header the body needs (`Content-Length` or `Transfer-Encoding: chunked`);
-//! - [`parse_response_head`] tokenizes a response head (with `httparse`) and decides its body
+//! - [`parse_response_head`] tokenizes a response head in one pass (reading as `httparse`
+//!   does) and decides its body
 //!   framing by RFC 9112 §6.3, refusing what could be read two ways; the header fields come
 //!   back as ranges of the read buffer: passed on as bytes by [`ResponseHead::client_fields`]
 //!   (hop-by-hop fields left out), or turned into an [`http::HeaderMap`] without copying by
@@ -19,6 +20,7 @@
 mod chunked;
 mod request;
 mod response;
+mod tokenize;
 
 pub use chunked::{ChunkError, ChunkedDecoder, Step};
 pub use request::{BodyLength, ExtraField, LAST_CHUNK, encode_chunk, encode_request_head};

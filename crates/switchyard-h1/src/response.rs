@@ -1,4 +1,5 @@
-//! Response heads: tokenized by `httparse`, framed by RFC 9112 §6.3, header fields kept as
+//! Response heads: tokenized in one pass (`tokenize`, which reads as `httparse` does), framed by
+//! RFC 9112 §6.3, header fields kept as
 //! ranges of the read buffer.
 //!
 //! The framing rules are strict where a lenient reading could desynchronise a kept-alive
@@ -9,18 +10,17 @@
 //! `Content-Length` is read as chunked, its `Content-Length` dropped and its connection not
 //! reused, as the RFC asks of an intermediary.
 
-use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use crate::tokenize::{Refusal, Tokenized, Tokens, tokenize};
+
 /// The largest `Content-Length` accepted: hyper's limit too (`u64::MAX - 2`; it reserves the
 /// two top values as markers for chunked and close-delimited bodies).
 pub const MAX_CONTENT_LENGTH: u64 = u64::MAX - 2;
 
-/// Header slots tried on the stack before a head with more fields is parsed again on the heap.
-const STACK_FIELDS: usize = 64;
 /// The most header fields a response head may have.
 const MAX_FIELDS: usize = 512;
 
@@ -100,50 +100,26 @@ pub fn parse_response_head(
     head_request: bool,
     max_head: usize,
 ) -> Result<ParseOutcome, HeadError> {
-    // Left uninitialised: httparse writes the slots it fills, and only those are read.
-    let mut slots = [const { MaybeUninit::uninit() }; STACK_FIELDS];
-    match parse_with(buf, &mut slots, head_request, max_head) {
-        Err(HeadError::TooManyFields) => {
-            let mut slots = vec![MaybeUninit::uninit(); MAX_FIELDS];
-            parse_with(buf, &mut slots, head_request, max_head)
-        }
-        other => other,
-    }
-}
-
-fn parse_with<'b>(
-    buf: &'b [u8],
-    slots: &mut [MaybeUninit<httparse::Header<'b>>],
-    head_request: bool,
-    max_head: usize,
-) -> Result<ParseOutcome, HeadError> {
-    let mut resp = httparse::Response::new(&mut []);
-    let parsed =
-        httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut resp, buf, slots);
-    let len = match parsed {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if buf.len() > max_head => return Err(HeadError::TooLarge),
-        Ok(httparse::Status::Partial) => return Ok(ParseOutcome::Partial),
-        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyFields),
-        Err(_) => return Err(HeadError::Malformed("syntax")),
+    let tokens = match tokenize(buf, MAX_FIELDS) {
+        Ok(Tokens::Complete(t)) => t,
+        Ok(Tokens::Partial) if buf.len() > max_head => return Err(HeadError::TooLarge),
+        Ok(Tokens::Partial) => return Ok(ParseOutcome::Partial),
+        Err(Refusal::TooManyFields) => return Err(HeadError::TooManyFields),
+        Err(Refusal::Syntax(why)) => return Err(HeadError::Malformed(why)),
     };
-    if len > max_head {
+    if tokens.len > max_head {
         return Err(HeadError::TooLarge);
     }
-    let (Some(version_minor), Some(status)) = (resp.version, resp.code) else {
-        return Err(HeadError::Malformed("no version or status"));
-    };
+    let Tokenized {
+        version_minor,
+        status,
+        len,
+        fields,
+    } = tokens;
     if !(100..=999).contains(&status) {
         return Err(HeadError::Malformed("status out of range"));
     }
-    let base = buf.as_ptr() as usize;
-    let offset = |s: &[u8]| (s.as_ptr() as usize).wrapping_sub(base);
-    let mut fields = Vec::with_capacity(resp.headers.len());
-    for h in resp.headers.iter() {
-        let (n, v) = (offset(h.name.as_bytes()), offset(h.value));
-        fields.push((n..n + h.name.len(), v..v + h.value.len()));
-    }
-    let read = framing(resp.headers, version_minor, status, head_request)?;
+    let read = framing(buf, &fields, version_minor, status, head_request)?;
     Ok(ParseOutcome::Complete(ResponseHead {
         status,
         version_minor,
@@ -167,7 +143,8 @@ struct Read {
 /// Decides the body framing and connection reuse of a response, and reads its declared
 /// length and whether it is plain.
 fn framing(
-    fields: &[httparse::Header<'_>],
+    buf: &[u8],
+    fields: &[(Range<usize>, Range<usize>)],
     version_minor: u8,
     status: u16,
     head_request: bool,
@@ -179,13 +156,13 @@ fn framing(
     let mut te_seen = false;
     let mut chunked_last = false;
     let mut length: Option<u64> = None;
-    for h in fields {
-        let name = h.name.as_bytes();
+    for (name, value) in fields {
+        let (name, value) = (&buf[name.clone()], &buf[value.clone()]);
         if name.eq_ignore_ascii_case(b"connection") {
             // hyper takes no keep-alive from a value it cannot read as text (it would close
             // after the response); a `close` counts wherever it is.
-            let readable = visible_ascii(h.value);
-            for token in tokens(h.value) {
+            let readable = visible_ascii(value);
+            for token in tokens(value) {
                 let is_close = token.eq_ignore_ascii_case(b"close");
                 let is_keep_alive = token.eq_ignore_ascii_case(b"keep-alive");
                 close |= is_close;
@@ -194,14 +171,14 @@ fn framing(
                 plain &= is_close || is_keep_alive;
             }
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            if !visible_ascii(h.value) {
+            if !visible_ascii(value) {
                 // hyper cannot read such a value and takes the body as close-delimited; a
                 // reader that skips the odd coding would take it as chunked.
                 return Err(HeadError::Malformed("Transfer-Encoding is not ASCII"));
             }
             // Every element counts, an empty one too (hyper's reading): a field with no
             // coding is still a Transfer-Encoding, and `chunked, ` does not end in chunked.
-            for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                 if chunked_last {
                     // `chunked` must be the last coding, applied once.
                     return Err(HeadError::Malformed(
@@ -213,8 +190,8 @@ fn framing(
             }
         } else if name.eq_ignore_ascii_case(b"content-length") {
             lengths += 1;
-            plain &= lengths == 1 && !h.value.contains(&b',');
-            for token in h.value.split(|&b| b == b',') {
+            plain &= lengths == 1 && !value.contains(&b',');
+            for token in value.split(|&b| b == b',') {
                 let n = decimal(token).ok_or(HeadError::Malformed("bad Content-Length"))?;
                 if length.is_some_and(|l| l != n) {
                     return Err(HeadError::Malformed("conflicting Content-Length values"));

@@ -1,0 +1,402 @@
+//! The response head's tokenizer: the status line and the field lines, as ranges of the read
+//! buffer, in one pass over the bytes with no copy and no allocation beyond the field list.
+//!
+//! It accepts exactly what `httparse` accepts with its default configuration (hyper's, for the
+//! responses it reads), which the `response_head` fuzz target checks against hyper on the same
+//! bytes: empty lines before the status line are skipped; the version is `HTTP/1.0` or
+//! `HTTP/1.1`, then one space and a three-digit status; the reason phrase (after one space, or
+//! absent) holds tabs, spaces, visible ASCII and obs-text; a field name is one or more token
+//! characters followed directly by `:`; a value holds tabs, spaces, visible ASCII and
+//! obs-text, its leading spaces and tabs skipped and trailing ones trimmed; every line ends in
+//! CRLF or a bare LF; obsolete line folding is refused. Where the bytes end before the head
+//! does, the answer is [`Tokens::Partial`] unless a byte already seen is wrong.
+
+use std::ops::Range;
+
+/// What tokenizing the bytes read so far found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Tokens {
+    /// The head is not complete yet.
+    Partial,
+    /// A complete head.
+    Complete(Tokenized),
+}
+
+/// A complete head's tokens.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Tokenized {
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub(crate) version_minor: u8,
+    /// The three-digit status code (0 to 999: the caller judges its range).
+    pub(crate) status: u16,
+    /// The head's length, blank line included.
+    pub(crate) len: usize,
+    /// (name, value) ranges of each field line, in order.
+    pub(crate) fields: Vec<(Range<usize>, Range<usize>)>,
+}
+
+/// Why the bytes are not a response head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Broken syntax; the text says where.
+    Syntax(&'static str),
+    /// More than the allowed number of fields.
+    TooManyFields,
+}
+
+/// Byte classes, one table: bit 0 a token character (field names), bit 1 a value character
+/// (tab, space, visible ASCII, obs-text).
+static CLASS: [u8; 256] = classes();
+
+const TOKEN: u8 = 1;
+const VALUE: u8 = 2;
+
+const fn classes() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        let c = b as u8;
+        let token = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        let value = c == b'\t' || (c >= b' ' && c != 0x7f);
+        t[b] = (if token { TOKEN } else { 0 }) | (if value { VALUE } else { 0 });
+        b += 1;
+    }
+    t
+}
+
+fn is(b: u8, class: u8) -> bool {
+    CLASS[usize::from(b)] & class != 0
+}
+
+/// The end of the token bytes (a field name's) from `i`: eight at a time (one table look-up
+/// each, no branch) while all eight are tokens, then one by one.
+fn skip_token(buf: &[u8], mut i: usize) -> usize {
+    while let Some(chunk) = buf.get(i..i + 8) {
+        let all = chunk
+            .iter()
+            .fold(TOKEN, |all, &b| all & CLASS[usize::from(b)]);
+        if all & TOKEN == 0 {
+            break;
+        }
+        i += 8;
+    }
+    while i < buf.len() && is(buf[i], TOKEN) {
+        i += 1;
+    }
+    i
+}
+
+/// The end of the value bytes (tab, space, visible ASCII, obs-text) from `i`: eight at a time,
+/// to the first control character or DEL among them (a tab is passed over), then one by one
+/// for the last few bytes of the buffer.
+fn skip_value(buf: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    while let Some(chunk) = buf.get(i..i + 8) {
+        let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let x = u64::from_le_bytes(bytes);
+        // The high bit of each byte below 0x20 or equal to 0x7f. A borrow can mark a byte
+        // above a marked one falsely, never below: the lowest mark is exact.
+        let control = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+        let y = x ^ (ONES * 0x7f);
+        let del = y.wrapping_sub(ONES) & !y & HIGH;
+        let marks = control | del;
+        if marks == 0 {
+            i += 8;
+            continue;
+        }
+        i += (marks.trailing_zeros() / 8) as usize;
+        if buf[i] != b'\t' {
+            return i;
+        }
+        i += 1;
+    }
+    while i < buf.len() && is(buf[i], VALUE) {
+        i += 1;
+    }
+    i
+}
+
+/// The line end at `i` (CRLF or LF): the index after it, `Ok(None)` when the bytes end first.
+fn line_end(buf: &[u8], i: usize, why: &'static str) -> Result<Option<usize>, Refusal> {
+    match buf.get(i) {
+        None => Ok(None),
+        Some(b'\n') => Ok(Some(i + 1)),
+        Some(b'\r') => match buf.get(i + 1) {
+            None => Ok(None),
+            Some(b'\n') => Ok(Some(i + 2)),
+            Some(_) => Err(Refusal::Syntax(why)),
+        },
+        Some(_) => Err(Refusal::Syntax(why)),
+    }
+}
+
+/// Reads a step that may find the bytes ended: returns `Partial` from the caller then.
+macro_rules! more {
+    ($e:expr) => {
+        match $e {
+            Some(v) => v,
+            None => return Ok(Tokens::Partial),
+        }
+    };
+}
+
+/// Tokenizes the response head at the start of `buf`, with at most `max_fields` fields.
+pub(crate) fn tokenize(buf: &[u8], max_fields: usize) -> Result<Tokens, Refusal> {
+    let mut i = 0;
+    // Empty lines before the status line.
+    while matches!(buf.get(i), Some(b'\r' | b'\n')) {
+        i = more!(line_end(buf, i, "a CR without LF before the status line")?);
+    }
+    let version_minor = match buf.get(i..i + 8) {
+        Some(b"HTTP/1.0") => 0,
+        Some(b"HTTP/1.1") => 1,
+        Some(_) => return Err(Refusal::Syntax("not HTTP/1.0 or HTTP/1.1")),
+        None => {
+            // Fewer than 8 bytes: partial while they are a prefix of `HTTP/1.`.
+            let rest = &buf[i..];
+            let prefix = b"HTTP/1.";
+            let n = rest.len().min(prefix.len());
+            return if rest[..n] == prefix[..n] {
+                Ok(Tokens::Partial)
+            } else {
+                Err(Refusal::Syntax("not HTTP/1.0 or HTTP/1.1"))
+            };
+        }
+    };
+    i += 8;
+    if *more!(buf.get(i)) != b' ' {
+        return Err(Refusal::Syntax("no space after the version"));
+    }
+    i += 1;
+    let mut status = 0u16;
+    for _ in 0..3 {
+        let d = *more!(buf.get(i));
+        if !d.is_ascii_digit() {
+            return Err(Refusal::Syntax("the status is not three digits"));
+        }
+        status = status * 10 + u16::from(d - b'0');
+        i += 1;
+    }
+    const STATUS_LINE: &str = "a control character in the status line";
+    i = match *more!(buf.get(i)) {
+        // The reason phrase: tab, space, visible ASCII, obs-text.
+        b' ' => more!(line_end(buf, skip_value(buf, i + 1), STATUS_LINE)?),
+        b'\r' | b'\n' => more!(line_end(buf, i, STATUS_LINE)?),
+        _ => return Err(Refusal::Syntax("no space after the status")),
+    };
+    let mut fields = Vec::with_capacity(8);
+    loop {
+        // A field line, or the blank line that ends the head.
+        let first = *more!(buf.get(i));
+        if first == b'\r' || first == b'\n' {
+            i = more!(line_end(buf, i, "a CR without LF at the end of the head")?);
+            break;
+        }
+        if !is(first, TOKEN) {
+            return Err(Refusal::Syntax("a field name starts with a non-token byte"));
+        }
+        let name = i..skip_token(buf, i + 1);
+        i = name.end;
+        if *more!(buf.get(i)) != b':' {
+            return Err(Refusal::Syntax("a field name is not followed by a colon"));
+        }
+        i += 1;
+        // Leading spaces and tabs are not part of the value.
+        while matches!(buf.get(i), Some(b' ' | b'\t')) {
+            i += 1;
+        }
+        let value_start = i;
+        let mut value_end = skip_value(buf, i);
+        i = more!(line_end(
+            buf,
+            value_end,
+            "a control character in a field value"
+        )?);
+        while value_end > value_start && matches!(buf[value_end - 1], b' ' | b'\t') {
+            value_end -= 1;
+        }
+        if fields.len() == max_fields {
+            return Err(Refusal::TooManyFields);
+        }
+        fields.push((name, value_start..value_end));
+    }
+    Ok(Tokens::Complete(Tokenized {
+        version_minor,
+        status,
+        len: i,
+        fields,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_end_at_their_first_non_token_byte_wherever_it_falls() {
+        for len in 0..40 {
+            for stop in [b':', b' ', b'"', b'(', b'@', 0x7f, 0x80, 0u8] {
+                let mut buf = vec![b'n'; len];
+                buf.push(stop);
+                buf.extend_from_slice(b"tail-and-more-of-it");
+                assert_eq!(skip_token(&buf, 0), len, "stop {stop:#x} after {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn values_are_skipped_to_their_first_control_byte_wherever_it_falls() {
+        for len in 0..40 {
+            for stop in [b'\r', b'\n', 0u8, 0x1f, 0x7f] {
+                let mut buf = vec![b'v'; len];
+                buf.push(stop);
+                buf.extend_from_slice(b"tail");
+                assert_eq!(skip_value(&buf, 0), len, "stop {stop:#x} after {len}");
+            }
+            let mut buf = vec![b'\t'; len];
+            buf.extend_from_slice(b"\xff ~");
+            assert_eq!(
+                skip_value(&buf, 0),
+                buf.len(),
+                "tabs, obs-text, space and tilde"
+            );
+            // Tabs among other bytes, then a stop with bytes after it (the eight-byte path).
+            let mut buf: Vec<u8> = (0..len)
+                .map(|k| if k % 3 == 0 { b'\t' } else { b'x' })
+                .collect();
+            buf.extend_from_slice(b"\r\nNext: field\r\n\r\n");
+            assert_eq!(
+                skip_value(&buf, 0),
+                len,
+                "tabs passed over, CR found after {len}"
+            );
+        }
+    }
+
+    /// httparse's reading of the same bytes, in the same shape (the reference parser).
+    fn reference(buf: &[u8], max_fields: usize) -> Result<Tokens, Refusal> {
+        let mut slots = vec![httparse::EMPTY_HEADER; max_fields];
+        let mut resp = httparse::Response::new(&mut slots);
+        match resp.parse(buf) {
+            Ok(httparse::Status::Partial) => Ok(Tokens::Partial),
+            Ok(httparse::Status::Complete(len)) => {
+                let base = buf.as_ptr() as usize;
+                let at = |s: &[u8]| s.as_ptr() as usize - base;
+                let fields = resp
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        let (n, v) = (at(h.name.as_bytes()), at(h.value));
+                        (n..n + h.name.len(), v..v + h.value.len())
+                    })
+                    .collect();
+                Ok(Tokens::Complete(Tokenized {
+                    version_minor: resp.version.unwrap_or(9),
+                    status: resp.code.unwrap_or(0),
+                    len,
+                    fields,
+                }))
+            }
+            Err(httparse::Error::TooManyHeaders) => Err(Refusal::TooManyFields),
+            Err(_) => Err(Refusal::Syntax("")),
+        }
+    }
+
+    fn same_as_httparse(buf: &[u8], max_fields: usize) {
+        let ours = tokenize(buf, max_fields).map_err(|e| match e {
+            Refusal::Syntax(_) => Refusal::Syntax(""),
+            other => other,
+        });
+        let theirs = reference(buf, max_fields);
+        // An empty value's range may sit anywhere on its line: compare values as bytes.
+        match (&ours, &theirs) {
+            (Ok(Tokens::Complete(a)), Ok(Tokens::Complete(b))) => {
+                assert_eq!(
+                    (a.version_minor, a.status, a.len),
+                    (b.version_minor, b.status, b.len),
+                    "{:?}",
+                    String::from_utf8_lossy(buf)
+                );
+                let text = |t: &Tokenized| -> Vec<(Vec<u8>, Vec<u8>)> {
+                    t.fields
+                        .iter()
+                        .map(|(n, v)| (buf[n.clone()].to_vec(), buf[v.clone()].to_vec()))
+                        .collect()
+                };
+                assert_eq!(text(a), text(b), "{:?}", String::from_utf8_lossy(buf));
+            }
+            _ => assert_eq!(ours, theirs, "{:?}", String::from_utf8_lossy(buf)),
+        }
+    }
+
+    #[test]
+    fn agrees_with_httparse_on_every_prefix_of_varied_heads() {
+        let heads: &[&[u8]] = &[
+            b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 3\r\n\r\nok\n",
+            b"\r\n\nHTTP/1.0 404 Not Found\nA:b\n\n",
+            b"HTTP/1.1 204\r\n\r\n",
+            b"HTTP/1.1 200 \r\nX:  \t \r\nY: a b \t\r\n\r\n",
+            b"HTTP/1.1 200 caf\xc3\xa9 \xff\r\nX: \x80v\xfe\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX : a\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\n X: a\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX: a\r\n folded\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX: a\x7f\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX: a\x00\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\n:a\r\n\r\n",
+            b"HTTP/1.1 200 O\x01K\r\n\r\n",
+            b"HTTP/1.1  200 OK\r\n\r\n",
+            b"HTTP/1.2 200 OK\r\n\r\n",
+            b"HTTP/2.0 200 OK\r\n\r\n",
+            b"http/1.1 200 OK\r\n\r\n",
+            b"HTTP/1.1 2x0 OK\r\n\r\n",
+            b"HTTP/1.1 200OK\r\n\r\n",
+            b"HTTP/1.1 099 Low\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX:\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX:\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX;y: z\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\n\rx",
+            b"\rHTTP/1.1 200 OK\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n",
+        ];
+        for head in heads {
+            for end in 0..=head.len() {
+                for max in [2, 64] {
+                    same_as_httparse(&head[..end], max);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn agrees_with_httparse_on_every_single_byte_in_each_place() {
+        let template = b"HTTP/1.1 200 OK\r\nName: va lue\r\n\r\n";
+        for at in 0..template.len() {
+            for b in 0..=255u8 {
+                let mut head = template.to_vec();
+                head[at] = b;
+                same_as_httparse(&head, 64);
+            }
+        }
+    }
+}
