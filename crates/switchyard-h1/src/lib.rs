@@ -12,6 +12,8 @@
 //!   back as ranges of the read buffer: passed on as bytes by [`ResponseHead::client_fields`]
 //!   (hop-by-hop fields left out), or turned into an [`http::HeaderMap`] without copying by
 //!   [`ResponseHead::header_map`];
+//! - [`tokenize_request`] tokenizes a request head the same way (the HTTP/1 server side and
+//!   its framing guard read client requests with it);
 //! - [`ChunkedDecoder`] walks a chunked body and points at its data, without copying it;
 //! - [`encode_chunk`] and [`LAST_CHUNK`] write a chunked request body.
 //!
@@ -28,3 +30,4 @@ pub use response::{
     BodyFraming, ClientField, ClientFields, HeadError, MAX_CONTENT_LENGTH, ParseOutcome,
     ResponseHead, parse_response_head,
 };
+pub use tokenize::{Refusal, RequestLine, tokenize_request};

@@ -35,9 +35,9 @@ pub(crate) struct Tokenized {
     pub(crate) fields: Vec<(Range<usize>, Range<usize>)>,
 }
 
-/// Why the bytes are not a response head.
+/// Why the bytes are not a head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Refusal {
+pub enum Refusal {
     /// Broken syntax; the text says where.
     Syntax(&'static str),
     /// More than the allowed number of fields.
@@ -150,67 +150,64 @@ fn line_end(buf: &[u8], i: usize, why: &'static str) -> Result<Option<usize>, Re
     }
 }
 
-/// Reads a step that may find the bytes ended: returns `Partial` from the caller then.
+/// Reads a step that may find the bytes ended: returns `Ok(None)` (a partial head) then.
 macro_rules! more {
     ($e:expr) => {
         match $e {
             Some(v) => v,
-            None => return Ok(Tokens::Partial),
+            None => return Ok(None),
         }
     };
 }
 
-/// Tokenizes the response head at the start of `buf`, with at most `max_fields` fields.
-pub(crate) fn tokenize(buf: &[u8], max_fields: usize) -> Result<Tokens, Refusal> {
+/// Skips the empty lines a head may start with; the index of its first line.
+fn skip_empty_lines(buf: &[u8]) -> Result<Option<usize>, Refusal> {
     let mut i = 0;
-    // Empty lines before the status line.
     while matches!(buf.get(i), Some(b'\r' | b'\n')) {
-        i = more!(line_end(buf, i, "a CR without LF before the status line")?);
+        i = more!(line_end(buf, i, "a CR without LF before the first line")?);
     }
-    let version_minor = match buf.get(i..i + 8) {
-        Some(b"HTTP/1.0") => 0,
-        Some(b"HTTP/1.1") => 1,
-        Some(_) => return Err(Refusal::Syntax("not HTTP/1.0 or HTTP/1.1")),
+    Ok(Some(i))
+}
+
+/// The version at `i` (`HTTP/1.0` or `HTTP/1.1`): its minor digit.
+fn version(buf: &[u8], i: usize) -> Result<Option<u8>, Refusal> {
+    match buf.get(i..i + 8) {
+        Some(b"HTTP/1.0") => Ok(Some(0)),
+        Some(b"HTTP/1.1") => Ok(Some(1)),
+        Some(_) => Err(Refusal::Syntax("not HTTP/1.0 or HTTP/1.1")),
         None => {
             // Fewer than 8 bytes: partial while they are a prefix of `HTTP/1.`.
             let rest = &buf[i..];
             let prefix = b"HTTP/1.";
             let n = rest.len().min(prefix.len());
-            return if rest[..n] == prefix[..n] {
-                Ok(Tokens::Partial)
+            if rest[..n] == prefix[..n] {
+                Ok(None)
             } else {
                 Err(Refusal::Syntax("not HTTP/1.0 or HTTP/1.1"))
-            };
+            }
         }
-    };
-    i += 8;
-    if *more!(buf.get(i)) != b' ' {
-        return Err(Refusal::Syntax("no space after the version"));
     }
-    i += 1;
-    let mut status = 0u16;
-    for _ in 0..3 {
-        let d = *more!(buf.get(i));
-        if !d.is_ascii_digit() {
-            return Err(Refusal::Syntax("the status is not three digits"));
-        }
-        status = status * 10 + u16::from(d - b'0');
-        i += 1;
-    }
-    const STATUS_LINE: &str = "a control character in the status line";
-    i = match *more!(buf.get(i)) {
-        // The reason phrase: tab, space, visible ASCII, obs-text.
-        b' ' => more!(line_end(buf, skip_value(buf, i + 1), STATUS_LINE)?),
-        b'\r' | b'\n' => more!(line_end(buf, i, STATUS_LINE)?),
-        _ => return Err(Refusal::Syntax("no space after the status")),
-    };
-    let mut fields = Vec::with_capacity(8);
+}
+
+/// The field lines from `i` to the blank line that ends the head, each given to `field` as
+/// (name, value) ranges; the head's length. More than `max_fields` fields is an error once
+/// the first field beyond them is complete.
+fn field_lines(
+    buf: &[u8],
+    mut i: usize,
+    max_fields: usize,
+    mut field: impl FnMut(Range<usize>, Range<usize>),
+) -> Result<Option<usize>, Refusal> {
+    let mut count = 0;
     loop {
         // A field line, or the blank line that ends the head.
         let first = *more!(buf.get(i));
         if first == b'\r' || first == b'\n' {
-            i = more!(line_end(buf, i, "a CR without LF at the end of the head")?);
-            break;
+            return Ok(Some(more!(line_end(
+                buf,
+                i,
+                "a CR without LF at the end of the head"
+            )?)));
         }
         if !is(first, TOKEN) {
             return Err(Refusal::Syntax("a field name starts with a non-token byte"));
@@ -235,17 +232,111 @@ pub(crate) fn tokenize(buf: &[u8], max_fields: usize) -> Result<Tokens, Refusal>
         while value_end > value_start && matches!(buf[value_end - 1], b' ' | b'\t') {
             value_end -= 1;
         }
-        if fields.len() == max_fields {
+        if count == max_fields {
             return Err(Refusal::TooManyFields);
         }
-        fields.push((name, value_start..value_end));
+        count += 1;
+        field(name, value_start..value_end);
     }
-    Ok(Tokens::Complete(Tokenized {
+}
+
+/// Tokenizes the response head at the start of `buf`, with at most `max_fields` fields.
+pub(crate) fn tokenize(buf: &[u8], max_fields: usize) -> Result<Tokens, Refusal> {
+    Ok(match response(buf, max_fields)? {
+        Some(t) => Tokens::Complete(t),
+        None => Tokens::Partial,
+    })
+}
+
+fn response(buf: &[u8], max_fields: usize) -> Result<Option<Tokenized>, Refusal> {
+    let mut i = more!(skip_empty_lines(buf)?);
+    let version_minor = more!(version(buf, i)?);
+    i += 8;
+    if *more!(buf.get(i)) != b' ' {
+        return Err(Refusal::Syntax("no space after the version"));
+    }
+    i += 1;
+    let mut status = 0u16;
+    for _ in 0..3 {
+        let d = *more!(buf.get(i));
+        if !d.is_ascii_digit() {
+            return Err(Refusal::Syntax("the status is not three digits"));
+        }
+        status = status * 10 + u16::from(d - b'0');
+        i += 1;
+    }
+    const STATUS_LINE: &str = "a control character in the status line";
+    i = match *more!(buf.get(i)) {
+        // The reason phrase: tab, space, visible ASCII, obs-text.
+        b' ' => more!(line_end(buf, skip_value(buf, i + 1), STATUS_LINE)?),
+        b'\r' | b'\n' => more!(line_end(buf, i, STATUS_LINE)?),
+        _ => return Err(Refusal::Syntax("no space after the status")),
+    };
+    let mut fields = Vec::with_capacity(8);
+    let len = more!(field_lines(buf, i, max_fields, |n, v| fields.push((n, v)))?);
+    Ok(Some(Tokenized {
         version_minor,
         status,
-        len: i,
+        len,
         fields,
     }))
+}
+
+/// A request line's parts, as ranges of the parsed buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestLine {
+    /// The method (a token).
+    pub method: Range<usize>,
+    /// The request target (visible ASCII or valid UTF-8, no space).
+    pub target: Range<usize>,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub version_minor: u8,
+}
+
+/// Tokenizes the request head at the start of `buf`, as `httparse` does with its default
+/// configuration: each of at most `max_fields` fields is given to `field` as (name, value)
+/// ranges. `Ok(None)` while the head is incomplete (fields given so far are then to be
+/// discarded); else the request line and the head's length, blank line included.
+pub fn tokenize_request(
+    buf: &[u8],
+    max_fields: usize,
+    field: impl FnMut(Range<usize>, Range<usize>),
+) -> Result<Option<(RequestLine, usize)>, Refusal> {
+    let mut i = more!(skip_empty_lines(buf)?);
+    // The method: a token, then one space.
+    if !is(*more!(buf.get(i)), TOKEN) {
+        return Err(Refusal::Syntax("the method is not a token"));
+    }
+    let method = i..skip_token(buf, i + 1);
+    i = method.end;
+    if *more!(buf.get(i)) != b' ' {
+        return Err(Refusal::Syntax("the method is not a token"));
+    }
+    i += 1;
+    // The target: bytes above space but DEL, at least one, then one space; valid UTF-8.
+    let start = i;
+    while i < buf.len() && buf[i] > b' ' && buf[i] != 0x7f {
+        i += 1;
+    }
+    if *more!(buf.get(i)) != b' ' || i == start {
+        return Err(Refusal::Syntax("a bad request target"));
+    }
+    let target = start..i;
+    if !buf[target.clone()].is_ascii() && std::str::from_utf8(&buf[target.clone()]).is_err() {
+        return Err(Refusal::Syntax("a request target that is not UTF-8"));
+    }
+    i += 1;
+    let version_minor = more!(version(buf, i)?);
+    i = more!(line_end(buf, i + 8, "no line end after the version")?);
+    let len = more!(field_lines(buf, i, max_fields, field)?);
+    Ok(Some((
+        RequestLine {
+            method,
+            target,
+            version_minor,
+        },
+        len,
+    )))
 }
 
 #[cfg(test)]
@@ -396,6 +487,87 @@ mod tests {
                 let mut head = template.to_vec();
                 head[at] = b;
                 same_as_httparse(&head, 64);
+            }
+        }
+    }
+
+    /// Request heads: ours and httparse's reading, compared as text.
+    fn same_request_as_httparse(buf: &[u8], max_fields: usize) {
+        type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+        let mut ours_fields: Fields = Vec::new();
+        let ours = tokenize_request(buf, max_fields, |n, v| {
+            ours_fields.push((buf[n].to_vec(), buf[v].to_vec()))
+        });
+        let mut slots = vec![httparse::EMPTY_HEADER; max_fields];
+        let mut req = httparse::Request::new(&mut slots);
+        let theirs = req.parse(buf);
+        let show = String::from_utf8_lossy(buf);
+        match (ours, theirs) {
+            (Ok(Some((line, len))), Ok(httparse::Status::Complete(their_len))) => {
+                assert_eq!(len, their_len, "{show:?}");
+                assert_eq!(
+                    Some(&buf[line.method]),
+                    req.method.map(str::as_bytes),
+                    "{show:?}"
+                );
+                assert_eq!(
+                    Some(&buf[line.target]),
+                    req.path.map(str::as_bytes),
+                    "{show:?}"
+                );
+                assert_eq!(Some(line.version_minor), req.version, "{show:?}");
+                let theirs: Fields = req
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.as_bytes().to_vec(), h.value.to_vec()))
+                    .collect();
+                assert_eq!(ours_fields, theirs, "{show:?}");
+            }
+            (Ok(None), Ok(httparse::Status::Partial)) => {}
+            (Err(Refusal::TooManyFields), Err(httparse::Error::TooManyHeaders)) => {}
+            (Err(Refusal::Syntax(_)), Err(e)) if e != httparse::Error::TooManyHeaders => {}
+            (ours, theirs) => panic!("{show:?}: ours {ours:?}, httparse {theirs:?}"),
+        }
+    }
+
+    #[test]
+    fn requests_agree_with_httparse_on_every_prefix_of_varied_heads() {
+        let heads: &[&[u8]] = &[
+            b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n",
+            b"\r\n\nPOST /a?b=c HTTP/1.0\nContent-Length: 3\n\nabc",
+            b"OPTIONS * HTTP/1.1\r\n\r\n",
+            b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+            b"GET /caf\xc3\xa9 HTTP/1.1\r\n\r\n",
+            b"GET /\xff HTTP/1.1\r\n\r\n",
+            b"GET  / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1 \r\n\r\n",
+            b"GET / HTTP/1.2\r\n\r\n",
+            b"GET / http/1.1\r\n\r\n",
+            b"G(T / HTTP/1.1\r\n\r\n",
+            b" GET / HTTP/1.1\r\n\r\n",
+            b"GET /a\x7fb HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\rX\r\n\r\n",
+            b"GET / HTTP/1.1\r\nX : a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nX: a\r\n folded\r\n\r\n",
+            b"GET / HTTP/1.1\r\nA: 1\r\nB:\t2 \r\nC:\r\n\r\n",
+        ];
+        for head in heads {
+            for end in 0..=head.len() {
+                for max in [1, 100] {
+                    same_request_as_httparse(&head[..end], max);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn requests_agree_with_httparse_on_every_single_byte_in_each_place() {
+        let template = b"GET /p?q HTTP/1.1\r\nName: va lue\r\n\r\n";
+        for at in 0..template.len() {
+            for b in 0..=255u8 {
+                let mut head = template.to_vec();
+                head[at] = b;
+                same_request_as_httparse(&head, 100);
             }
         }
     }

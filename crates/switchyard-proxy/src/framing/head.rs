@@ -1,16 +1,10 @@
 //! Judging one HTTP/1 request head: where it ends, how its body is framed, and whether that
 //! framing is unambiguous enough to forward.
 //!
-//! The head is parsed with httparse and the default `ParserConfig`, exactly as the HTTP/1
-//! server parses it (`server::h1::head::parse`), so "complete", "partial" and "malformed" mean
-//! the same here as there.
-
-use std::mem::MaybeUninit;
-
-/// Header slots kept on the stack: Switchyard's default `max_headers`, and the HTTP/1 server's
-/// stack slots. A larger `max_headers` takes its slots from the heap, as the server's parser
-/// then does.
-const STACK_SLOTS: usize = 100;
+//! The head is tokenized by `switchyard_h1::tokenize_request` (which reads as httparse does
+//! with its default configuration), exactly as the HTTP/1 server tokenizes it
+//! (`server::h1::head::parse`), so "complete", "partial" and "malformed" mean the same here as
+//! there.
 
 /// The largest Content-Length accepted: hyper's limit (`u64::MAX - 2`; hyper uses the two top
 /// values as markers), kept from when hyper's HTTP/1 server read from the guard. The HTTP/1
@@ -22,7 +16,8 @@ const MAX_CONTENT_LENGTH: u64 = u64::MAX - 2;
 pub(super) enum Head {
     /// The head is not complete yet.
     Partial,
-    /// httparse refuses the bytes; the HTTP/1 server refuses them the same way and answers 400.
+    /// The bytes are not a request head; the HTTP/1 server refuses them the same way and
+    /// answers 400.
     Malformed,
     /// A complete head of `len` bytes (leading empty lines included) that may be forwarded.
     Accepted {
@@ -64,60 +59,84 @@ pub(super) enum Body {
 /// Judges the bytes of a pending head that may have at most `max_headers` header fields
 /// (the HTTP/1 server's `max_headers`: a head the server would refuse is never parsed further).
 pub(super) fn judge(buf: &[u8], max_headers: usize) -> Head {
-    let parsed = if max_headers <= STACK_SLOTS {
-        let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); STACK_SLOTS];
-        parse(buf, &mut slots[..max_headers])
-    } else {
-        let mut slots = vec![MaybeUninit::<httparse::Header<'_>>::uninit(); max_headers];
-        parse(buf, &mut slots)
-    };
-    match parsed {
-        Ok(head) => head,
-        Err(httparse::Error::TooManyHeaders) => Head::TooManyHeaders,
-        Err(_) => Head::Malformed,
+    let mut seen = Seen::default();
+    let tokens = switchyard_h1::tokenize_request(buf, max_headers, |name, value| {
+        seen.field(&buf[name], &buf[value]);
+    });
+    match tokens {
+        Ok(None) => Head::Partial,
+        Ok(Some((line, len))) => {
+            let connect = &buf[line.method] == b"CONNECT";
+            match framing(&seen, line.version_minor == 1, connect) {
+                Ok((body, tunnel)) => Head::Accepted { len, body, tunnel },
+                Err(reason) => Head::Rejected(reason),
+            }
+        }
+        Err(switchyard_h1::Refusal::TooManyFields) => Head::TooManyHeaders,
+        Err(switchyard_h1::Refusal::Syntax(_)) => Head::Malformed,
     }
 }
 
-/// Parses `buf` with `slots` header slots.
-fn parse<'b>(
-    buf: &'b [u8],
-    slots: &mut [MaybeUninit<httparse::Header<'b>>],
-) -> Result<Head, httparse::Error> {
-    let mut req = httparse::Request::new(&mut []);
-    match httparse::ParserConfig::default()
-        .parse_request_with_uninit_headers(&mut req, buf, slots)?
-    {
-        httparse::Status::Partial => Ok(Head::Partial),
-        httparse::Status::Complete(len) => Ok(match framing(&req) {
-            Ok((body, tunnel)) => Head::Accepted { len, body, tunnel },
-            Err(reason) => Head::Rejected(reason),
-        }),
+/// What the fields of a head say about its framing, noted field by field.
+#[derive(Debug)]
+struct Seen {
+    /// `Transfer-Encoding` fields.
+    te: usize,
+    /// Whether every `Transfer-Encoding` value is exactly `chunked`.
+    te_chunked: bool,
+    /// `Content-Length` fields.
+    cl: usize,
+    /// The last `Content-Length` value, when it is a plain decimal (0 when there is none).
+    length: Option<u64>,
+    /// An `Upgrade` field.
+    upgrade: bool,
+    /// A framing field spelled with an underscore.
+    underscore: bool,
+}
+
+impl Default for Seen {
+    fn default() -> Self {
+        Seen {
+            te: 0,
+            te_chunked: true,
+            cl: 0,
+            length: Some(0),
+            upgrade: false,
+            underscore: false,
+        }
+    }
+}
+
+impl Seen {
+    fn field(&mut self, name: &[u8], value: &[u8]) {
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            self.te += 1;
+            self.te_chunked &= value.trim_ascii().eq_ignore_ascii_case(b"chunked");
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            self.cl += 1;
+            self.length = decimal(value);
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            self.upgrade = true;
+        } else if spells(name, b"transfer-encoding") || spells(name, b"content-length") {
+            self.underscore = true;
+        }
     }
 }
 
 /// The body framing of a parsed head and whether it may upgrade, or why it is ambiguous.
-fn framing(req: &httparse::Request<'_, '_>) -> Result<(Body, Tunnel), &'static str> {
-    let http11 = req.version == Some(1);
-    let mut te = 0usize;
-    let mut te_chunked = true;
-    let mut cl = 0usize;
-    let mut length = Some(0);
-    let mut upgrade = false;
-    for h in req.headers.iter() {
-        let name = h.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            te += 1;
-            te_chunked &= h.value.trim_ascii().eq_ignore_ascii_case(b"chunked");
-        } else if name.eq_ignore_ascii_case(b"content-length") {
-            cl += 1;
-            length = decimal(h.value);
-        } else if name.eq_ignore_ascii_case(b"upgrade") {
-            upgrade = true;
-        } else if spells(name, b"transfer-encoding") || spells(name, b"content-length") {
-            // Some servers (CGI, WSGI) read `Content_Length` as `Content-Length`: the upstream
-            // could frame the body differently from us.
-            return Err("framing header spelled with an underscore");
-        }
+fn framing(seen: &Seen, http11: bool, connect: bool) -> Result<(Body, Tunnel), &'static str> {
+    let &Seen {
+        te,
+        te_chunked,
+        cl,
+        length,
+        upgrade,
+        underscore,
+    } = seen;
+    if underscore {
+        // Some servers (CGI, WSGI) read `Content_Length` as `Content-Length`: the upstream
+        // could frame the body differently from us.
+        return Err("framing header spelled with an underscore");
     }
     if te > 0 && cl > 0 {
         return Err("both Content-Length and Transfer-Encoding");
@@ -140,7 +159,7 @@ fn framing(req: &httparse::Request<'_, '_>) -> Result<(Body, Tunnel), &'static s
         (_, Some(0)) => Body::Empty,
         (_, Some(n)) => Body::Length(n),
     };
-    let tunnel = if req.method == Some("CONNECT") {
+    let tunnel = if connect {
         Tunnel::Connect
     } else if upgrade && http11 {
         Tunnel::Upgrade

@@ -217,7 +217,7 @@ impl<IO> Guarded<IO> {
             Head::TooManyHeaders => self.refuse_too_large("more header fields than the limit"),
             Head::Accepted { len, .. } if len > max => self.refuse_too_large("head over the limit"),
             Head::Malformed => {
-                // The HTTP/1 server's parser (httparse, same configuration) refuses these bytes
+                // The HTTP/1 server's parser (the same tokenizer) refuses these bytes
                 // the same way and answers 400.
                 self.scanned = 0;
                 self.state = State::Ending;

@@ -1,22 +1,19 @@
 //! Reading a request head on Switchyard's HTTP/1 server side: pure functions over the read
-//! buffer, with no dependency but `httparse`, `http` and `bytes`, so that the fuzz targets can
+//! buffer, with no dependency but `switchyard_h1`, `http` and `bytes`, so that the fuzz targets can
 //! compile this file as it is and check it against hyper's server
 //! (`crates/switchyard-h1/fuzz`, target `server_head`).
 //!
-//! [`parse`] tokenizes a head with `httparse` and notes where its fields are; [`build`] makes
+//! [`parse`] tokenizes a head (`switchyard_h1::tokenize_request`, which reads as `httparse`
+//! does) and notes where its fields are; [`build`] makes
 //! the request's parts from those places, sharing the head's bytes, and reads what the
 //! connection needs from the fields: the body's framing, keep-alive, `Expect: 100-continue` and
 //! whether the request may open a tunnel. The framing guard (`crate::framing`) has already
 //! refused every head whose framing is ambiguous, so the rules here are the plain ones.
 
-use std::mem::MaybeUninit;
-
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Uri, Version};
 
-/// Header slots kept on the stack for a parse; a larger `max_headers` allocates them.
-const STACK_HEADERS: usize = 100;
 /// Fields the request path may add to a request's header map: room is made for them up front.
 /// Only a WebSocket handshake's `Connection` and `Upgrade`, put back after hop-by-hop fields
 /// were stripped; the forwarding fields and the request id are kept beside the map
@@ -78,41 +75,22 @@ pub(crate) fn parse(
     max_headers: usize,
     fields: &mut Vec<[usize; 4]>,
 ) -> Result<Option<Head>, Refused> {
-    let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
-    let mut heap = Vec::new();
-    let slots: &mut [MaybeUninit<httparse::Header<'_>>] = if max_headers <= STACK_HEADERS {
-        &mut stack[..max_headers]
-    } else {
-        heap.resize_with(max_headers, MaybeUninit::uninit);
-        &mut heap
-    };
-    let mut req = httparse::Request::new(&mut []);
-    let len = match req.parse_with_uninit_headers(buf, slots) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(Refused::TooLarge),
-        Err(_) => return Err(Refused::Bad),
-    };
-    let base = buf.as_ptr() as usize;
-    let at = |s: &[u8]| s.as_ptr() as usize - base;
-    let method = req.method.ok_or(Refused::Bad)?;
-    let method = Method::from_bytes(method.as_bytes()).map_err(|_| Refused::Bad)?;
-    let path = req.path.ok_or(Refused::Bad)?;
-    let target = (at(path.as_bytes()), path.len());
-    let version = match req.version {
-        Some(0) => Version::HTTP_10,
-        Some(1) => Version::HTTP_11,
-        _ => return Err(Refused::Bad),
-    };
     fields.clear();
-    for h in req.headers.iter() {
-        fields.push([
-            at(h.name.as_bytes()),
-            h.name.len(),
-            at(h.value),
-            h.value.len(),
-        ]);
-    }
+    let tokens = switchyard_h1::tokenize_request(buf, max_headers, |name, value| {
+        fields.push([name.start, name.len(), value.start, value.len()]);
+    });
+    let (line, len) = match tokens {
+        Ok(Some(t)) => t,
+        Ok(None) => return Ok(None),
+        Err(switchyard_h1::Refusal::TooManyFields) => return Err(Refused::TooLarge),
+        Err(switchyard_h1::Refusal::Syntax(_)) => return Err(Refused::Bad),
+    };
+    let method = Method::from_bytes(&buf[line.method]).map_err(|_| Refused::Bad)?;
+    let target = (line.target.start, line.target.len());
+    let version = match line.version_minor {
+        0 => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
     Ok(Some(Head {
         len,
         method,
@@ -144,7 +122,9 @@ pub(crate) fn build(head: Head, bytes: &Bytes, fields: &[[usize; 4]]) -> Option<
                 length = Some(text.trim().parse::<u64>().ok()?);
             }
             header::TRANSFER_ENCODING => chunked = last_token_is(value.as_bytes(), b"chunked"),
-            header::CONNECTION => {
+            // A value that is not visible ASCII is not read (hyper's rule: it cannot read
+            // it as text), so it neither closes the connection nor keeps an HTTP/1.0 one.
+            header::CONNECTION if value.to_str().is_ok() => {
                 for token in connection_tokens(value.as_bytes()) {
                     close |= token.eq_ignore_ascii_case(b"close");
                     keep_alive_asked |= token.eq_ignore_ascii_case(b"keep-alive");
