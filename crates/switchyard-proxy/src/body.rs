@@ -187,15 +187,15 @@ impl Body for UpstreamBody {
 pub use crate::upstream::response::UpstreamResponse;
 
 /// A response body as sent to the client.
-// The upstream variant is most answers: boxing it would cost an allocation per response to
-// save moving ~200 bytes more in the rare others.
-#[allow(clippy::large_enum_variant)]
+// The upstream variant is boxed: one allocation per response costs less than moving its ~256
+// bytes with every move of the response between the attempt and the answer (measured: ~1,000
+// instructions a request fewer, most of them `memcpy`).
 #[derive(Debug)]
 pub enum ProxyBody {
     /// A body made by the proxy itself (errors, admin answers).
     Full(Option<Bytes>),
-    /// An upstream's body, streamed from its connection.
-    Upstream(UpstreamResponse),
+    /// An upstream's body, streamed from its connection (boxed: see above).
+    Upstream(Box<UpstreamResponse>),
     /// Another body compressed as it streams (`compress`).
     Compressed(Box<crate::compress::Encoded>),
     /// A file read from disk in chunks (`static_files`).

@@ -258,7 +258,7 @@ pub(super) async fn attempt_once(
     }
     let reusable = keep_alive && request_complete && !websocket;
     let body = UpstreamResponse::new(conn, framing, reusable, in_flight, passed);
-    let mut resp = Response::new(ProxyBody::Upstream(body));
+    let mut resp = Response::new(ProxyBody::Upstream(Box::new(body)));
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;
     if policy.on_status.contains(&status.as_u16()) {
