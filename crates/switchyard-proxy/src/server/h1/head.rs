@@ -172,3 +172,32 @@ fn last_token_is(value: &[u8], token: &[u8]) -> bool {
         .next()
         .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(head: &'static [u8]) -> Parsed {
+        let mut fields = Vec::new();
+        let Ok(Some(parsed)) = parse(head, 100, &mut fields) else {
+            panic!("a complete head");
+        };
+        let bytes = Bytes::from_static(head);
+        build(parsed, &bytes, &fields).expect("a valid request")
+    }
+
+    #[test]
+    fn a_connection_value_that_is_not_visible_ascii_is_not_read() {
+        // The request_head fuzz target's finding: hyper cannot read such a value as text and
+        // keeps the connection; a `close` hidden in it must not close it here either.
+        let kept = read(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: x\xff, close\r\n\r\n");
+        assert!(kept.keep_alive);
+        let closed = read(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: x, close\r\n\r\n");
+        assert!(!closed.keep_alive);
+        // Nor does such a value keep an HTTP/1.0 connection.
+        let old = read(b"GET / HTTP/1.0\r\nConnection: keep-alive\xff\r\n\r\n");
+        assert!(!old.keep_alive);
+        let old = read(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        assert!(old.keep_alive);
+    }
+}
