@@ -470,25 +470,14 @@ mod tests {
             b"\rHTTP/1.1 200 OK\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n",
         ];
-        for head in heads {
-            for end in 0..=head.len() {
-                for max in [2, 64] {
-                    same_as_httparse(&head[..end], max);
-                }
-            }
-        }
+        every_prefix(heads, &[2, 64], same_as_httparse);
     }
 
     #[test]
     fn agrees_with_httparse_on_every_single_byte_in_each_place() {
-        let template = b"HTTP/1.1 200 OK\r\nName: va lue\r\n\r\n";
-        for at in 0..template.len() {
-            for b in 0..=255u8 {
-                let mut head = template.to_vec();
-                head[at] = b;
-                same_as_httparse(&head, 64);
-            }
-        }
+        every_byte_in_each_place(b"HTTP/1.1 200 OK\r\nName: va lue\r\n\r\n", |h| {
+            same_as_httparse(h, 64)
+        });
     }
 
     /// Request heads: ours and httparse's reading, compared as text.
@@ -551,23 +540,34 @@ mod tests {
             b"GET / HTTP/1.1\r\nX: a\r\n folded\r\n\r\n",
             b"GET / HTTP/1.1\r\nA: 1\r\nB:\t2 \r\nC:\r\n\r\n",
         ];
+        every_prefix(heads, &[1, 100], same_request_as_httparse);
+    }
+
+    #[test]
+    fn requests_agree_with_httparse_on_every_single_byte_in_each_place() {
+        every_byte_in_each_place(b"GET /p?q HTTP/1.1\r\nName: va lue\r\n\r\n", |h| {
+            same_request_as_httparse(h, 100)
+        });
+    }
+
+    /// Every prefix of each head, with each field limit.
+    fn every_prefix(heads: &[&[u8]], limits: &[usize], check: fn(&[u8], usize)) {
         for head in heads {
             for end in 0..=head.len() {
-                for max in [1, 100] {
-                    same_request_as_httparse(&head[..end], max);
+                for &max in limits {
+                    check(&head[..end], max);
                 }
             }
         }
     }
 
-    #[test]
-    fn requests_agree_with_httparse_on_every_single_byte_in_each_place() {
-        let template = b"GET /p?q HTTP/1.1\r\nName: va lue\r\n\r\n";
+    /// The template with each of its bytes replaced by each of the 256 values in turn.
+    fn every_byte_in_each_place(template: &[u8], check: impl Fn(&[u8])) {
         for at in 0..template.len() {
             for b in 0..=255u8 {
                 let mut head = template.to_vec();
                 head[at] = b;
-                same_request_as_httparse(&head, 100);
+                check(&head);
             }
         }
     }
