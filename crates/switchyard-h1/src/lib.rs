@@ -1,4 +1,5 @@
-//! Switchyard's HTTP/1.1 codec for the upstream side of the proxy.
+//! Switchyard's HTTP/1.1 codec: the upstream side of the proxy, and the head tokenizer the
+//! client side shares.
 //!
 //! Everything here is a pure function (or a small state machine) over byte buffers: no sockets,
 //! no futures, no allocation on the common path beyond the caller's buffers. The proxy drives

@@ -1,15 +1,18 @@
-//! The response head's tokenizer: the status line and the field lines, as ranges of the read
-//! buffer, in one pass over the bytes with no copy and no allocation beyond the field list.
+//! The HTTP/1 head tokenizer: a response's status line or a request's request line, then the
+//! field lines, as ranges of the read buffer, in one pass over the bytes with no copy and no
+//! allocation beyond the field list.
 //!
-//! It accepts exactly what `httparse` accepts with its default configuration (hyper's, for the
-//! responses it reads), which the `response_head` fuzz target checks against hyper on the same
-//! bytes: empty lines before the status line are skipped; the version is `HTTP/1.0` or
-//! `HTTP/1.1`, then one space and a three-digit status; the reason phrase (after one space, or
-//! absent) holds tabs, spaces, visible ASCII and obs-text; a field name is one or more token
+//! It accepts exactly what `httparse` accepts with its default configuration (hyper's), which
+//! the tests check byte by byte against httparse and the `response_head` and `request_head`
+//! fuzz targets check against hyper: empty lines before the first line are skipped; a request
+//! line is a token method, one space, a target of bytes above space but DEL (valid UTF-8), one
+//! space and the version; the version is `HTTP/1.0` or `HTTP/1.1`; a status line is the
+//! version, one space and a three-digit status, then a reason phrase (after one space, or
+//! absent) of tabs, spaces, visible ASCII and obs-text; a field name is one or more token
 //! characters followed directly by `:`; a value holds tabs, spaces, visible ASCII and
 //! obs-text, its leading spaces and tabs skipped and trailing ones trimmed; every line ends in
 //! CRLF or a bare LF; obsolete line folding is refused. Where the bytes end before the head
-//! does, the answer is [`Tokens::Partial`] unless a byte already seen is wrong.
+//! does, the answer is partial unless a byte already seen is wrong.
 
 use std::ops::Range;
 

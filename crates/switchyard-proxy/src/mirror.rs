@@ -113,10 +113,7 @@ impl Copy {
             return;
         };
         let started = Instant::now();
-        let mut conn = match conns
-            .checkout(&self.service.config.upstream, Instant::now())
-            .await
-        {
+        let mut conn = match conns.checkout(&self.service.config.upstream, started).await {
             Ok(c) => c,
             Err(_) => {
                 self.counters.mirror.answered(None, started.elapsed());

@@ -5,8 +5,9 @@
 //! large part of what the proxy cost per request was spent there. This driver does the same
 //! work directly, in the connection's own task:
 //!
-//! - the head is tokenized (`switchyard_h1::tokenize_request`) straight from the read buffer; the method, target and
-//!   header values of the `http::Request` share that buffer (no copies) (`head.rs`);
+//! - the head is tokenized (`switchyard_h1::tokenize_request`) straight from the read
+//!   buffer; the method, target and header values of the `http::Request` share that buffer
+//!   (no copies) (`head.rs`);
 //! - a request without a body gets an empty body; a body is fed to the service piece by piece
 //!   as it asks for it (`body.rs`), with `100 Continue` sent when it first asks;
 //! - the answer's head is written into one buffer with its body's framing (the declared

@@ -60,9 +60,7 @@ impl PassedHead {
             BodyFraming::Chunked | BodyFraming::UntilClose => None,
         }
     }
-}
 
-impl PassedHead {
     /// The proxy's request id for the answer, if set.
     pub(crate) fn request_id(&self) -> Option<&HeaderValue> {
         self.request_id.as_ref()
