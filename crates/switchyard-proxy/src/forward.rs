@@ -73,8 +73,8 @@ static IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static("idempo
 
 /// Serves one client request.
 pub(crate) async fn handle(
-    shared: Arc<Shared>,
-    conn: Arc<ConnInfo>,
+    shared: &Arc<Shared>,
+    conn: &ConnInfo,
     req: Request<ClientBody>,
 ) -> Response<ProxyBody> {
     let snapshot = shared.snapshot.load_full();
@@ -82,6 +82,7 @@ pub(crate) async fn handle(
     let mut log = LogOnce {
         shared: &shared,
         conn: &conn,
+        service: None,
         method: parts.method.clone(),
         uri: parts.uri.clone(),
         started: Instant::now(),
@@ -126,7 +127,7 @@ pub(crate) async fn handle(
     } = routed;
     let mut error = None;
     let mut log_status = None;
-    log.trace.service = Some(service.clone());
+    log.service = Some(service);
     let upgrade = if websocket {
         parts.extensions.remove::<OnUpgrade>()
     } else {
@@ -134,8 +135,7 @@ pub(crate) async fn handle(
     };
     // The routed service: its config and response headers apply to the answer, even when a
     // retry moved the request on to a newer snapshot's service.
-    let routed = service.clone();
-    let cfg = &routed.config;
+    let cfg = &service.config;
     // Read before the request is forwarded, when compression may use it.
     let accept = if cfg.compression.enabled {
         parts.headers.get(header::ACCEPT_ENCODING).cloned()
@@ -158,7 +158,7 @@ pub(crate) async fn handle(
     } else {
         let forwarded = forward(
             &shared,
-            snapshot,
+            &snapshot,
             service,
             &mut parts,
             &added,
@@ -181,10 +181,10 @@ pub(crate) async fn handle(
     } else {
         resp
     };
-    if !routed.response_headers.is_empty() {
+    if !service.response_headers.is_empty() {
         // Configured headers replace the upstream's by name: they must be in the map.
         resp = passed::restore(resp);
-        set_response_headers(resp.headers_mut(), &routed.response_headers);
+        set_response_headers(resp.headers_mut(), &service.response_headers);
     }
     passed::set_request_id(&mut resp, request_id.clone());
     log.finish(
@@ -197,8 +197,9 @@ pub(crate) async fn handle(
 }
 
 /// A request checked and routed by [`prepare`].
-struct Routed {
-    service: Arc<Service>,
+struct Routed<'s> {
+    /// Borrowed from the request's snapshot.
+    service: &'s Arc<Service>,
     /// The fields the proxy adds upstream.
     added: headers::Added,
     /// The request's id (the client's, or the generated one in `added`).
@@ -209,12 +210,12 @@ struct Routed {
 
 /// Checks the request head, routes it and rewrites its headers for the upstream.
 /// `content_length` is the request's, read once by the caller.
-fn prepare(
-    snapshot: &Snapshot,
+fn prepare<'s>(
+    snapshot: &'s Snapshot,
     conn: &ConnInfo,
     content_length: Option<u64>,
     parts: &mut Parts,
-) -> Result<Routed, ProxyError> {
+) -> Result<Routed<'s>, ProxyError> {
     if parts.method == http::Method::CONNECT {
         return Err(ProxyError::Refused(
             http::StatusCode::METHOD_NOT_ALLOWED,
@@ -231,8 +232,7 @@ fn prepare(
     let host = headers::request_host(parts.version, &parts.uri, &parts.headers)?;
     let service = snapshot
         .route(host.name(), parts.uri.path())
-        .ok_or(ProxyError::NoRoute)?
-        .clone();
+        .ok_or(ProxyError::NoRoute)?;
     if let Some(len) = content_length {
         if len > snapshot.limits.max_body {
             return Err(ProxyError::BodyTooLarge);
@@ -381,8 +381,8 @@ impl Failed {
 #[allow(clippy::too_many_arguments)]
 async fn forward(
     shared: &Arc<Shared>,
-    mut snapshot: Arc<Snapshot>,
-    mut service: Arc<Service>,
+    snapshot: &Snapshot,
+    routed: &Arc<Service>,
     parts: &mut Parts,
     added: &headers::Added,
     body: ClientBody,
@@ -390,9 +390,8 @@ async fn forward(
     trace: &mut Trace,
     started: Instant,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    // The service may be replaced by a newer snapshot's on a retry; keep this one's policy.
-    let service_config = service.config.clone();
-    let policy = &service_config.retry;
+    // A retry may move on to a newer snapshot's service; the routed one's policy holds.
+    let policy = &routed.config.retry;
     let max_body = snapshot.limits.max_body;
     let idempotent = retry::method_is_idempotent(parts.method.as_str())
         || (policy.idempotency_key && parts.headers.contains_key(&IDEMPOTENCY_KEY));
@@ -409,7 +408,7 @@ async fn forward(
             trace.bytes_in = p.arrived.load(Ordering::Relaxed);
         }
     };
-    let budget = service.budget.clone();
+    let budget = &routed.budget;
     // The request's start (read once, when its head arrived) serves the budget's window and
     // the first attempt, unless a body was buffered first (that took time); later attempts
     // read the clock anew, after their backoff.
@@ -419,13 +418,13 @@ async fn forward(
         started
     };
     budget.record_request(first_start);
-    let preview = preview_pool(&service, &mut parts.headers);
-    if let Some(i) = preview.as_deref().and_then(|p| service.pool_index(p)) {
-        service.pools[i].counters.previewed();
+    let preview = preview_pool(routed, &mut parts.headers);
+    if let Some(i) = preview.as_deref().and_then(|p| routed.pool_index(p)) {
+        routed.pools[i].counters.previewed();
     }
-    let sticky = sticky_named(&service, &parts.headers);
+    let sticky = sticky_named(routed, &parts.headers);
     let mut copy = match preview {
-        None => crate::mirror::prepare(&service, parts, added, replay.as_ref()),
+        None => crate::mirror::prepare(routed, parts, added, replay.as_ref()),
         Some(_) => None,
     };
     // Set once bytes of the request were written and a retry may not send the head again.
@@ -433,10 +432,12 @@ async fn forward(
     let mut tried = Tried::default();
     let mut attempt = 0u32;
     let mut last_failed: Option<Failed> = None;
+    // The newer snapshot's service a retry moved on to.
+    let mut newer: Option<Arc<Service>> = None;
     loop {
+        let service = newer.as_ref().unwrap_or(routed);
         attempt += 1;
         trace.attempts = attempt;
-        trace.service = Some(service.clone());
         let now = if attempt == 1 {
             first_start
         } else {
@@ -473,7 +474,7 @@ async fn forward(
         if picked.degraded {
             tracing::warn!(service = %service.name, pool = %pool.name, upstream = %picked.server.state.addr, "every server of the pool is down or ejected; trying one anyway (all_down = \"try_all\")");
         }
-        let server = picked.server.state.clone();
+        let server = &picked.server.state;
         let addr = server.addr;
         trace.upstream = Some(addr);
         tried.push(addr);
@@ -499,7 +500,7 @@ async fn forward(
             &mut pending,
             keep_head,
             in_flight,
-            &service,
+            service,
             &pool.name,
         )
         .await
@@ -536,7 +537,7 @@ async fn forward(
             if let Some(period) =
                 server.record_failure(Instant::now(), ej.consecutive_failures, ej.base, ej.max)
             {
-                observe::ejected(&service, addr, period);
+                observe::ejected(service, addr, period);
             }
         }
         let body_replayable = !kind.reached_upstream() || replay.is_some();
@@ -549,7 +550,7 @@ async fn forward(
             v => v,
         };
         let stop = |reason: &str| {
-            observe::attempt_failed(&service, pool, addr, kind, false);
+            observe::attempt_failed(service, pool, addr, kind, false);
             tracing::warn!(service = %service.name, upstream = %addr, reason = kind.reason(), attempts = attempt, stop = reason, "upstream attempt failed, not retried");
         };
         match verdict {
@@ -570,7 +571,7 @@ async fn forward(
                     stop("RetryBudgetExhausted");
                     return failed.answer();
                 }
-                observe::attempt_failed(&service, pool, addr, kind, true);
+                observe::attempt_failed(service, pool, addr, kind, true);
             }
         }
         last_failed = Some(failed);
@@ -580,9 +581,12 @@ async fn forward(
             policy.backoff_max,
         ))
         .await;
-        snapshot = shared.snapshot.load_full();
-        match snapshot.service(&service.name) {
-            Some(s) => service = s.clone(),
+        let next = shared.snapshot.load_full().service(&service.name).cloned();
+        match next {
+            Some(s) => {
+                trace.retried = Some(s.clone());
+                newer = Some(s);
+            }
             None => return Err(ProxyError::NoRoute),
         }
     }

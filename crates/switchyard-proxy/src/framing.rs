@@ -162,6 +162,11 @@ pub struct Guarded<IO> {
     send: SendClock,
     /// When an idle connection may be parked (`park.rs`).
     park: Park,
+    /// Bytes handed out so far (replacements included): where the next one is in what the
+    /// reader has been given.
+    handed: u64,
+    /// The tokens of the last head accepted, for the HTTP/1 server.
+    tokens: head::Tokens,
 }
 
 /// nginx's `send_timeout`: a write to the client that stays blocked for longer fails, and
@@ -268,7 +273,28 @@ impl<IO> Guarded<IO> {
             timer: Timer::new(),
             send: SendClock::default(),
             park: Park::default(),
+            handed: 0,
+            tokens: head::Tokens::default(),
         }
+    }
+
+    /// The tokens of the head the reader has at the start of its `available` unused bytes,
+    /// when the guard kept them (the last head it accepted, all of it handed out): its request
+    /// line and length as from `switchyard_h1::tokenize_request` on those bytes, with its
+    /// fields (name start and length, value start and length) swapped into `fields`. Every
+    /// byte the reader was handed must be among the ones it used or the `available` ones.
+    pub(crate) fn take_tokens(
+        &mut self,
+        available: usize,
+        fields: &mut Vec<[usize; 4]>,
+    ) -> Option<(switchyard_h1::RequestLine, usize)> {
+        let at = self.handed.checked_sub(available as u64)?;
+        self.tokens.take(at, available, fields)
+    }
+
+    /// Lets go of the kept tokens (when the connection is parked).
+    pub(crate) fn release_tokens(&mut self) {
+        self.tokens.release();
     }
 
     /// Ends the connection when a write to the client stays blocked for longer than `limit`

@@ -253,18 +253,26 @@ where
         shared: shared.clone(),
     };
     let mut io = Guarded::new(io, serving.guard).with_send_timeout(serving.limits.send_timeout);
-    let answers = io.answer_signal();
-    let info = Arc::new(info);
+    // What every request of the connection reads, behind one reference count: a request
+    // takes one reference, not one for each part.
+    let served = Arc::new(Served {
+        shared,
+        answers: io.answer_signal(),
+        info,
+    });
     let svc = service_fn(move |req: http::Request<crate::body::ClientBody>| {
-        let shared = shared.clone();
-        let answers = answers.clone();
-        let info = info.clone();
+        let served = served.clone();
         async move {
+            let Served {
+                shared,
+                answers,
+                info,
+            } = &*served;
             let resp = match mode {
                 // Not boxed here: the HTTP/1 driver boxes the whole service future once per
                 // request, and hyper's HTTP/2 server spawns it.
                 Plain::Forward => forward::handle(shared, info, req).await,
-                Plain::Redirect { https_port } => redirect(&shared, &info, &req, https_port),
+                Plain::Redirect { https_port } => redirect(shared, info, &req, https_port),
             };
             Ok::<_, Infallible>(answers.track(resp))
         }
@@ -274,6 +282,14 @@ where
             tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
         }
     })
+}
+
+/// What the requests of one connection share.
+struct Served {
+    shared: Arc<Shared>,
+    /// Where the connection's answers are reported to its guard.
+    answers: framing::AnswerSignal,
+    info: ConnInfo,
 }
 
 /// What `conn::serve` needs from the proxy.

@@ -125,8 +125,7 @@ pub(super) async fn attempt_once(
         response: None,
         client: None,
     };
-    let server = in_flight.server().clone();
-    let conns = crate::upstream::conns(&server).ok_or(fail(FailureKind::ConnectError))?;
+    let conns = crate::upstream::conns(in_flight.server()).ok_or(fail(FailureKind::ConnectError))?;
     let websocket = pending.upgrade.is_some();
     let mut conn = if websocket {
         conns

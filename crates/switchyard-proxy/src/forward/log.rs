@@ -17,6 +17,9 @@ use crate::shared::Shared;
 pub(super) struct LogOnce<'a> {
     pub(super) shared: &'a Shared,
     pub(super) conn: &'a ConnInfo,
+    /// The service the request was routed to (borrowed from the request's snapshot), once it
+    /// was; [`Trace::retried`] names a later one.
+    pub(super) service: Option<&'a Service>,
     pub(super) method: http::Method,
     pub(super) uri: Uri,
     pub(super) started: Instant,
@@ -35,16 +38,11 @@ impl LogOnce<'_> {
     ) {
         self.done = true;
         let trace = &self.trace;
-        let pool = trace
-            .service
-            .as_ref()
-            .and_then(|s| trace.pool.and_then(|i| s.pools.get(i)));
+        let service = trace.retried.as_deref().or(self.service);
+        let pool = service.and_then(|s| trace.pool.and_then(|i| s.pools.get(i)));
         // Counted on the pool of the last attempt, or on the service's own counters when the
         // proxy answered before choosing a pool; a request of no service is unrouted.
-        let counters = trace
-            .service
-            .as_ref()
-            .map(|s| pool.map_or(&s.counters.unpooled, |p| &*p.counters));
+        let counters = service.map(|s| pool.map_or(&s.counters.unpooled, |p| &*p.counters));
         let pool = pool.map(|p| p.name.as_str());
         let ended = Instant::now();
         observe::counted_request_done(
@@ -55,7 +53,7 @@ impl LogOnce<'_> {
                 path: self.uri.path(),
                 query: self.uri.query(),
                 status,
-                service: trace.service.as_ref().map(|s| s.name.as_str()),
+                service: service.map(|s| s.name.as_str()),
                 pool,
                 upstream: trace.upstream,
                 attempts: trace.attempts,
@@ -87,8 +85,9 @@ impl Drop for LogOnce<'_> {
 /// What the attempts of one request went through, for the access log.
 #[derive(Debug, Default)]
 pub(super) struct Trace {
-    /// The service (as of the last attempt's snapshot).
-    pub(super) service: Option<Arc<Service>>,
+    /// The service of the last attempt when a retry moved on to a newer snapshot's (else it
+    /// is the routed one, [`LogOnce::service`]).
+    pub(super) retried: Option<Arc<Service>>,
     /// The pool index of the last attempt.
     pub(super) pool: Option<usize>,
     /// The server of the last attempt.

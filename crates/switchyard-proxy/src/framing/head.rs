@@ -4,7 +4,10 @@
 //! The head is tokenized by `switchyard_h1::tokenize_request` (which reads as httparse does
 //! with its default configuration), exactly as the HTTP/1 server tokenizes it
 //! (`server::h1::head::parse`), so "complete", "partial" and "malformed" mean the same here as
-//! there.
+//! there. The tokens of an accepted head are kept ([`Tokens`]) for the HTTP/1 server, which
+//! reads the same bytes next and takes them instead of tokenizing the head again.
+
+use switchyard_h1::RequestLine;
 
 /// The largest Content-Length accepted: hyper's limit (`u64::MAX - 2`; hyper uses the two top
 /// values as markers), kept from when hyper's HTTP/1 server read from the guard. The HTTP/1
@@ -56,19 +59,77 @@ pub(super) enum Body {
     Chunked,
 }
 
+/// The tokens of the last head the guard accepted, kept until the HTTP/1 server takes them.
+///
+/// Tokenizing is a function of the bytes alone, and the guard hands out the bytes of an
+/// accepted head unchanged, so a head the server finds at the same place in the bytes handed
+/// out (the same offset from the connection's first byte) has exactly these tokens. Only the
+/// last accepted head is kept: the server tokenizes any other itself (a pipelined one, say).
+#[derive(Debug, Default)]
+pub(crate) struct Tokens {
+    /// The head let through: where it starts in the bytes handed out, its request line
+    /// (ranges from its start) and its length.
+    head: Option<(u64, RequestLine, usize)>,
+    /// The request line and length of the head judged last, until the guard lets it through.
+    judged: Option<(RequestLine, usize)>,
+    /// Its fields: name start and length, value start and length, from its start.
+    fields: Vec<[usize; 4]>,
+}
+
+impl Tokens {
+    /// The request line and length of the head that starts `at` in the bytes handed out, if
+    /// these are its tokens and all of its `available` bytes are there; its fields are swapped
+    /// into `fields` (whose old storage is kept for the next head).
+    pub(crate) fn take(
+        &mut self,
+        at: u64,
+        available: usize,
+        fields: &mut Vec<[usize; 4]>,
+    ) -> Option<(RequestLine, usize)> {
+        match &self.head {
+            Some((start, _, len)) if *start == at && *len <= available => {}
+            _ => return None,
+        }
+        let (_, line, len) = self.head.take()?;
+        std::mem::swap(&mut self.fields, fields);
+        Some((line, len))
+    }
+
+    /// Keeps the tokens of the head judged last, which the guard lets through: it starts `at`
+    /// in the bytes handed out. (A head judged and then refused, over the limits say, is
+    /// replaced by other bytes at that place: its tokens are never kept.)
+    pub(super) fn keep(&mut self, at: u64) {
+        self.head = self.judged.take().map(|(line, len)| (at, line, len));
+    }
+
+    /// Lets go of the kept tokens and their storage (an idle connection holds none).
+    pub(crate) fn release(&mut self) {
+        *self = Tokens::default();
+    }
+}
+
 /// Judges the bytes of a pending head that may have at most `max_headers` header fields
 /// (the HTTP/1 server's `max_headers`: a head the server would refuse is never parsed further).
-pub(super) fn judge(buf: &[u8], max_headers: usize) -> Head {
+/// An accepted head's tokens go to `kept`, to be kept ([`Tokens::keep`]) if it is let through.
+pub(super) fn judge(buf: &[u8], max_headers: usize, kept: &mut Tokens) -> Head {
     let mut seen = Seen::default();
+    kept.head = None;
+    kept.judged = None;
+    kept.fields.clear();
+    let fields = &mut kept.fields;
     let tokens = switchyard_h1::tokenize_request(buf, max_headers, |name, value| {
-        seen.field(&buf[name], &buf[value]);
+        seen.field(&buf[name.clone()], &buf[value.clone()]);
+        fields.push([name.start, name.len(), value.start, value.len()]);
     });
     match tokens {
         Ok(None) => Head::Partial,
         Ok(Some((line, len))) => {
-            let connect = &buf[line.method] == b"CONNECT";
+            let connect = &buf[line.method.clone()] == b"CONNECT";
             match framing(&seen, line.version_minor == 1, connect) {
-                Ok((body, tunnel)) => Head::Accepted { len, body, tunnel },
+                Ok((body, tunnel)) => {
+                    kept.judged = Some((line, len));
+                    Head::Accepted { len, body, tunnel }
+                }
                 Err(reason) => Head::Rejected(reason),
             }
         }
@@ -199,6 +260,50 @@ fn spells(name: &[u8], canonical: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Judges a head, keeping its tokens nowhere.
+    fn judge(buf: &[u8], max_headers: usize) -> Head {
+        super::judge(buf, max_headers, &mut Tokens::default())
+    }
+
+    #[test]
+    fn an_accepted_heads_tokens_go_only_to_a_reader_at_its_place_with_all_of_it() {
+        let buf = b"\r\nPOST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi";
+        let mut kept = Tokens::default();
+        let verdict = judge_kept(buf, 7, &mut kept);
+        let len = buf.len() - 2;
+        assert_eq!(
+            verdict,
+            Head::Accepted {
+                len,
+                body: Body::Length(2),
+                tunnel: Tunnel::No
+            }
+        );
+        let mut fields = vec![[9; 4]];
+        assert_eq!(kept.take(6, buf.len(), &mut fields), None, "another place");
+        assert_eq!(kept.take(7, len - 1, &mut fields), None, "not all there");
+        let (line, n) = kept.take(7, len, &mut fields).expect("its place");
+        assert_eq!((line.method, line.target, line.version_minor, n), (2..6, 7..10, 1, len));
+        assert_eq!(fields, [[21, 4, 27, 1], [30, 14, 46, 1]]);
+        assert_eq!(kept.take(7, len, &mut fields), None, "taken once");
+        // A head accepted by the judge but not let through (over the size limit, say).
+        assert!(matches!(super::judge(buf, 100, &mut kept), Head::Accepted { .. }));
+        assert_eq!(kept.take(7, len, &mut fields), None, "not let through");
+        // A head judged and not accepted leaves nothing to take.
+        assert_eq!(judge_kept(b"GET / HTTP/1.1\r\nHost: a\r\n", 9, &mut kept), Head::Partial);
+        assert_eq!(kept.take(9, 100, &mut fields), None);
+        let smuggled = b"GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert!(matches!(judge_kept(smuggled, 9, &mut kept), Head::Rejected(_)));
+        assert_eq!(kept.take(9, smuggled.len(), &mut fields), None);
+    }
+
+    /// Judges a head and keeps its tokens, as if it were let through, at `at`.
+    fn judge_kept(buf: &[u8], at: u64, kept: &mut Tokens) -> Head {
+        let verdict = super::judge(buf, 100, kept);
+        kept.keep(at);
+        verdict
+    }
 
     fn head(lines: &str) -> Head {
         judge(format!("{lines}\r\n\r\n").as_bytes(), 100)

@@ -77,6 +77,7 @@ impl<IO> Guarded<IO> {
             let n = (self.ok - self.pos).min(out.remaining());
             out.put_slice(&self.buf[self.pos..self.pos + n]);
             self.pos += n;
+            self.handed += n as u64;
             self.release_buffer();
             return true;
         }
@@ -97,6 +98,7 @@ impl<IO> Guarded<IO> {
             out.put_slice(&FILLER[..n]);
             *filler -= n;
         }
+        self.handed += (room - out.remaining()) as u64;
         if head.is_empty() && *filler == 0 {
             self.state = if *stall { State::Stall } else { State::Ending };
         }
@@ -112,8 +114,8 @@ impl<IO> Guarded<IO> {
     }
 
     /// Judges `bytes`, the connection's next bytes (none of them cleared yet), as far as the
-    /// state allows.
-    fn scan(&mut self, bytes: &[u8], cx: &mut Context<'_>) -> Scan {
+    /// state allows. They will be handed out from `base` on (in the count of bytes handed out).
+    fn scan(&mut self, bytes: &[u8], base: u64, cx: &mut Context<'_>) -> Scan {
         let mut at = 0;
         loop {
             let rest = &bytes[at..];
@@ -129,7 +131,7 @@ impl<IO> Guarded<IO> {
                     }
                 }
                 State::Head if rest.is_empty() => return Scan::keep(at),
-                State::Head => match self.judge_head(rest) {
+                State::Head => match self.judge_head(rest, base + at as u64) {
                     Judged::Accepted(len) => at += len,
                     Judged::Partial => return Scan::keep(at),
                     Judged::PassAll => return Scan::keep(bytes.len()),
@@ -196,11 +198,11 @@ impl<IO> Guarded<IO> {
         }
     }
 
-    /// Judges the pending head at the start of `pending`.
-    fn judge_head(&mut self, pending: &[u8]) -> Judged {
+    /// Judges the pending head at the start of `pending`, which will be handed out from `at`.
+    fn judge_head(&mut self, pending: &[u8], at: u64) -> Judged {
         let max = self.limits.max_head_bytes;
         let verdict = if pending[self.scanned.min(pending.len())..].contains(&b'\n') {
-            head::judge(pending, self.limits.max_headers)
+            head::judge(pending, self.limits.max_headers, &mut self.tokens)
         } else {
             // A head can only become complete with an LF.
             Head::Partial
@@ -234,6 +236,7 @@ impl<IO> Guarded<IO> {
                 Judged::Refused
             }
             Head::Accepted { len, body, tunnel } => {
+                self.tokens.keep(at);
                 self.scanned = 0;
                 self.requests += 1;
                 if tunnel != Tunnel::No && self.watch.is_some() {
@@ -285,7 +288,9 @@ impl<IO> Guarded<IO> {
     /// Judges the set-aside bytes `ok..end` (a held request's answer needs none).
     fn scan_aside(&mut self, cx: &mut Context<'_>) -> Scan {
         let buf = std::mem::take(&mut self.buf);
-        let scan = self.scan(&buf[self.ok..self.end], cx);
+        // The cleared bytes `pos..ok` are handed out before these.
+        let base = self.handed + (self.ok - self.pos) as u64;
+        let scan = self.scan(&buf[self.ok..self.end], base, cx);
         self.buf = buf;
         self.ok += scan.cleared;
         if matches!(scan.rest, Rest::Drop) {
@@ -333,8 +338,10 @@ impl<IO: AsyncRead + Unpin> Guarded<IO> {
             self.state = State::Ending;
             return Poll::Ready(Ok(false));
         }
-        let scan = self.scan(&out.filled()[before..], cx);
+        // Nothing is set aside (`direct`): these are the next bytes handed out.
+        let scan = self.scan(&out.filled()[before..], self.handed, cx);
         let keep = before + scan.cleared;
+        self.handed += scan.cleared as u64;
         if !matches!(scan.rest, Rest::Drop) && keep < read {
             self.set_aside(&out.filled()[keep..]);
         }

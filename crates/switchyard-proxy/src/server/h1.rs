@@ -200,7 +200,10 @@ where
                 let _ = conn.io.shutdown().await;
                 return Ok(Ended::Closed);
             }
-            Next::Parked => return Ok(Ended::Parked(conn.io)),
+            Next::Parked => {
+                conn.io.release_tokens();
+                return Ok(Ended::Parked(conn.io));
+            }
         };
         let Some((req, mut exchange)) = conn.request(head) else {
             conn.refuse(Refused::Bad).await;
@@ -253,6 +256,7 @@ where
             Answered::Tunnel => {
                 let early = conn.rbuf.split().freeze();
                 if let Some(pending) = exchange.upgrade.take() {
+                    conn.io.release_tokens();
                     pending.fulfil(conn.io, early);
                 }
                 return Ok(Ended::Closed);
@@ -307,9 +311,39 @@ impl<I: Stream> Conn<I> {
         pin!(read).poll(cx)
     }
 
-    /// Tokenizes the head at the start of the read buffer: `None` while it is incomplete.
+    /// The head at the start of the read buffer: `None` while it is incomplete. The guard
+    /// keeps the tokens of the head it let through last, which is this one unless several came
+    /// at once: then the head is tokenized here.
     fn parse(&mut self, opts: Options) -> Result<Option<Head>, Refused> {
+        if let Some((line, len)) = self.io.take_tokens(self.rbuf.len(), &mut self.fields) {
+            if self.fields.len() <= opts.max_headers {
+                let head = head::head_of(&self.rbuf, line, len);
+                #[cfg(debug_assertions)]
+                self.check_tokens(opts, &head);
+                return head.map(Some);
+            }
+        }
         head::parse(&self.rbuf, opts.max_headers, &mut self.fields)
+    }
+
+    /// Checks (in debug builds, so in every test) that the guard's tokens are what tokenizing
+    /// the read buffer gives.
+    #[cfg(debug_assertions)]
+    fn check_tokens(&self, opts: Options, taken: &Result<Head, Refused>) {
+        let mut fields = Vec::new();
+        let parsed = head::parse(&self.rbuf, opts.max_headers, &mut fields);
+        let same = match (taken, &parsed) {
+            (Ok(a), Ok(Some(b))) => {
+                (a.len, &a.method, a.target, a.version) == (b.len, &b.method, b.target, b.version)
+            }
+            (Err(a), Err(b)) => a == b,
+            _ => false,
+        };
+        assert!(
+            same && fields == self.fields,
+            "the guard's tokens {taken:?} {:?} differ from the head's {parsed:?} {fields:?}",
+            self.fields
+        );
     }
 
     /// The request for a parsed head, and what the driver keeps of it; `None` when the target

@@ -85,18 +85,29 @@ pub(crate) fn parse(
         Err(switchyard_h1::Refusal::TooManyFields) => return Err(Refused::TooLarge),
         Err(switchyard_h1::Refusal::Syntax(_)) => return Err(Refused::Bad),
     };
+    head_of(buf, line, len).map(Some)
+}
+
+/// The head of `len` bytes at the start of `buf` whose request line `switchyard_h1` tokenized
+/// as `line` (by [`parse`], or by the framing guard, which keeps the tokens of the heads it
+/// lets through).
+pub(crate) fn head_of(
+    buf: &[u8],
+    line: switchyard_h1::RequestLine,
+    len: usize,
+) -> Result<Head, Refused> {
     let method = Method::from_bytes(&buf[line.method]).map_err(|_| Refused::Bad)?;
     let target = (line.target.start, line.target.len());
     let version = match line.version_minor {
         0 => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    Ok(Some(Head {
+    Ok(Head {
         len,
         method,
         target,
         version,
-    }))
+    })
 }
 
 /// The request of a parsed head; `bytes` is the head (its first `head.len` bytes, at least),
