@@ -80,8 +80,8 @@ pub(crate) async fn handle(
     let snapshot = shared.snapshot.load_full();
     let (mut parts, body) = req.into_parts();
     let mut log = LogOnce {
-        shared: &shared,
-        conn: &conn,
+        shared,
+        conn,
         service: None,
         method: parts.method.clone(),
         uri: parts.uri.clone(),
@@ -102,7 +102,7 @@ pub(crate) async fn handle(
         return resp;
     }
     let declared = content_length(&parts.headers);
-    let routed = match prepare(&snapshot, &conn, declared, &mut parts) {
+    let routed = match prepare(&snapshot, conn, declared, &mut parts) {
         Ok(routed) => routed,
         Err(e) => {
             let id = parts.headers.get(&X_REQUEST_ID).cloned();
@@ -157,7 +157,7 @@ pub(crate) async fn handle(
         crate::static_files::serve(files, &log.method, &log.uri, &parts.headers).await
     } else {
         let forwarded = forward(
-            &shared,
+            shared,
             &snapshot,
             service,
             &mut parts,

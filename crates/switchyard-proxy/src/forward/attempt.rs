@@ -125,7 +125,8 @@ pub(super) async fn attempt_once(
         response: None,
         client: None,
     };
-    let conns = crate::upstream::conns(in_flight.server()).ok_or(fail(FailureKind::ConnectError))?;
+    let conns =
+        crate::upstream::conns(in_flight.server()).ok_or(fail(FailureKind::ConnectError))?;
     let websocket = pending.upgrade.is_some();
     let mut conn = if websocket {
         conns

@@ -284,17 +284,29 @@ mod tests {
         assert_eq!(kept.take(6, buf.len(), &mut fields), None, "another place");
         assert_eq!(kept.take(7, len - 1, &mut fields), None, "not all there");
         let (line, n) = kept.take(7, len, &mut fields).expect("its place");
-        assert_eq!((line.method, line.target, line.version_minor, n), (2..6, 7..10, 1, len));
+        assert_eq!(
+            (line.method, line.target, line.version_minor, n),
+            (2..6, 7..10, 1, len)
+        );
         assert_eq!(fields, [[21, 4, 27, 1], [30, 14, 46, 1]]);
         assert_eq!(kept.take(7, len, &mut fields), None, "taken once");
         // A head accepted by the judge but not let through (over the size limit, say).
-        assert!(matches!(super::judge(buf, 100, &mut kept), Head::Accepted { .. }));
+        assert!(matches!(
+            super::judge(buf, 100, &mut kept),
+            Head::Accepted { .. }
+        ));
         assert_eq!(kept.take(7, len, &mut fields), None, "not let through");
         // A head judged and not accepted leaves nothing to take.
-        assert_eq!(judge_kept(b"GET / HTTP/1.1\r\nHost: a\r\n", 9, &mut kept), Head::Partial);
+        assert_eq!(
+            judge_kept(b"GET / HTTP/1.1\r\nHost: a\r\n", 9, &mut kept),
+            Head::Partial
+        );
         assert_eq!(kept.take(9, 100, &mut fields), None);
         let smuggled = b"GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
-        assert!(matches!(judge_kept(smuggled, 9, &mut kept), Head::Rejected(_)));
+        assert!(matches!(
+            judge_kept(smuggled, 9, &mut kept),
+            Head::Rejected(_)
+        ));
         assert_eq!(kept.take(9, smuggled.len(), &mut fields), None);
     }
 
