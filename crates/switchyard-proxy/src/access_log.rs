@@ -417,7 +417,7 @@ fn addr(buf: &mut Vec<u8>, a: Option<std::net::SocketAddr>) {
 }
 
 fn request_id<'a>(log: &'a RequestLog<'_>) -> &'a str {
-    log.request_id.and_then(|v| v.to_str().ok()).unwrap_or("-")
+    log.request_id.unwrap_or("-")
 }
 
 /// One JSON line, in the shape `tracing`'s JSON formatter gave access events.

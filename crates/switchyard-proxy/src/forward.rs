@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use crate::body::{ClientBody, LimitedStream, ProxyBody, StreamProgress, UpstreamBody};
 use crate::error::ProxyError;
-use crate::headers::{self, X_REQUEST_ID};
+use crate::headers::{self, RequestId, X_REQUEST_ID};
 use crate::observe;
 use crate::server::h1::OnUpgrade;
 use crate::shared::Shared;
@@ -112,7 +112,7 @@ pub(crate) async fn handle(
             log.finish(
                 status,
                 passed::declared_length(&resp),
-                id.as_ref(),
+                id.as_ref().and_then(|v| v.to_str().ok()),
                 Some(&error),
             );
             return resp;
@@ -186,36 +186,36 @@ pub(crate) async fn handle(
         resp = passed::restore(resp);
         set_response_headers(resp.headers_mut(), &service.response_headers);
     }
-    passed::set_request_id(&mut resp, request_id.clone());
     log.finish(
         log_status.unwrap_or(resp.status().as_u16()),
         passed::declared_length(&resp),
-        Some(&request_id),
+        request_id.to_str(),
         error.as_deref(),
     );
+    passed::set_request_id(&mut resp, request_id);
     resp
 }
 
-/// A request checked and routed by [`prepare`].
-struct Routed<'s> {
+/// A request checked and routed by [`prepare`], borrowing from its snapshot and connection.
+struct Routed<'a> {
     /// Borrowed from the request's snapshot.
-    service: &'s Arc<Service>,
+    service: &'a Arc<Service>,
     /// The fields the proxy adds upstream.
-    added: headers::Added,
+    added: headers::Added<'a>,
     /// The request's id (the client's, or the generated one in `added`).
-    request_id: HeaderValue,
+    request_id: RequestId,
     /// Whether this is a WebSocket handshake.
     websocket: bool,
 }
 
 /// Checks the request head, routes it and rewrites its headers for the upstream.
 /// `content_length` is the request's, read once by the caller.
-fn prepare<'s>(
-    snapshot: &'s Snapshot,
-    conn: &ConnInfo,
+fn prepare<'a>(
+    snapshot: &'a Snapshot,
+    conn: &'a ConnInfo,
     content_length: Option<u64>,
     parts: &mut Parts,
-) -> Result<Routed<'s>, ProxyError> {
+) -> Result<Routed<'a>, ProxyError> {
     if parts.method == http::Method::CONNECT {
         return Err(ProxyError::Refused(
             http::StatusCode::METHOD_NOT_ALLOWED,
@@ -252,17 +252,20 @@ fn prepare<'s>(
         parts.uri = Uri::try_from(origin)
             .map_err(|_| ProxyError::BadHost(headers::HostError::Malformed))?;
     }
+    let forwarded_host = if host.in_headers {
+        host.authority
+    } else {
+        // An HTTP/2 request's `:authority` becomes the upstream's `Host`; an HTTP/1 request's
+        // `Host` is already in the map, unchanged.
+        parts.headers.insert(header::HOST, host.authority.clone());
+        host.authority
+    };
     let (added, request_id) = headers::forwarding(
         &mut parts.headers,
         &conn.client_ip,
         conn.proto,
-        &host.authority,
+        forwarded_host,
     );
-    if !host.in_headers {
-        // An HTTP/2 request's `:authority` becomes the upstream's `Host`; an HTTP/1 request's
-        // `Host` is already in the map, unchanged.
-        parts.headers.insert(header::HOST, host.authority);
-    }
     parts.version = Version::HTTP_11;
     Ok(Routed {
         service,
@@ -384,7 +387,7 @@ async fn forward(
     snapshot: &Snapshot,
     routed: &Arc<Service>,
     parts: &mut Parts,
-    added: &headers::Added,
+    added: &headers::Added<'_>,
     body: ClientBody,
     mut upgrade: Option<OnUpgrade>,
     trace: &mut Trace,

@@ -52,7 +52,7 @@ impl Drop for Copy {
 pub(crate) fn prepare(
     service: &Arc<Service>,
     parts: &Parts,
-    added: &crate::headers::Added,
+    added: &crate::headers::Added<'_>,
     replay: Option<&Option<Bytes>>,
 ) -> Option<Copy> {
     let target = service.mirror.as_ref()?;

@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use http::{HeaderValue, Method};
+use http::Method;
 use switchyard_core::counters::PoolCounters;
 use switchyard_core::retry::FailureKind;
 use switchyard_core::{Pool, Service};
@@ -47,7 +47,7 @@ pub(crate) struct RequestLog<'a> {
     /// When `duration` ended (the access log's time for the line).
     pub(crate) at: std::time::Instant,
     /// The request id.
-    pub(crate) request_id: Option<&'a HeaderValue>,
+    pub(crate) request_id: Option<&'a str>,
     /// Why the proxy answered by itself, if it did.
     pub(crate) error: Option<&'a str>,
 }
@@ -90,7 +90,7 @@ pub(crate) fn counted_request_done(
             bytes_in = log.bytes_in.unwrap_or(0),
             bytes_out = log.bytes_out.unwrap_or(0),
             duration_ms = (log.duration.as_micros() as f64) / 1000.0,
-            request_id = log.request_id.and_then(|v| v.to_str().ok()).unwrap_or("-"),
+            request_id = log.request_id.unwrap_or("-"),
             error = log.error.unwrap_or("-"),
         ),
     }

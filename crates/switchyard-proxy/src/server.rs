@@ -336,7 +336,10 @@ fn redirect<B>(
             bytes_out: Some(0),
             duration: started.elapsed(),
             at: std::time::Instant::now(),
-            request_id: req.headers().get(&crate::headers::X_REQUEST_ID),
+            request_id: req
+                .headers()
+                .get(&crate::headers::X_REQUEST_ID)
+                .and_then(|v| v.to_str().ok()),
             error: (status != 308).then_some("bad Host on a redirecting listener"),
         },
     );

@@ -98,7 +98,7 @@ pub(super) struct Pending<'a> {
     pub(super) parts: &'a Parts,
     /// Set when the head was sent and may not be sent again; an attempt then refuses to start.
     pub(super) spent: &'a mut bool,
-    pub(super) added: &'a Added,
+    pub(super) added: &'a Added<'a>,
     pub(super) replay: &'a Option<Option<Bytes>>,
     pub(super) streamed: &'a mut Option<(UpstreamBody, Arc<StreamProgress>)>,
     pub(super) upgrade: &'a mut Option<OnUpgrade>,
@@ -258,7 +258,7 @@ pub(super) async fn attempt_once(
     }
     let reusable = keep_alive && request_complete && !websocket;
     let body = UpstreamResponse::new(conn, framing, reusable, in_flight, passed);
-    let mut resp = Response::new(ProxyBody::Upstream(Box::new(body)));
+    let mut resp = Response::new(ProxyBody::Upstream(body));
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;
     if policy.on_status.contains(&status.as_u16()) {
@@ -275,7 +275,7 @@ pub(super) async fn attempt_once(
 /// the proxy `added`, framed by `length`, then `body` when the body is buffered whole.
 pub(crate) fn encode_request(
     head: &Parts,
-    added: &Added,
+    added: &Added<'_>,
     length: BodyLength,
     body: Option<&[u8]>,
 ) -> BytesMut {

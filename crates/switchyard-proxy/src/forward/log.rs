@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::{HeaderValue, Uri};
+use http::Uri;
 use switchyard_core::Service;
 use tokio::time::Instant;
 
@@ -33,7 +33,7 @@ impl LogOnce<'_> {
         &mut self,
         status: u16,
         bytes_out: Option<u64>,
-        request_id: Option<&HeaderValue>,
+        request_id: Option<&str>,
         error: Option<&str>,
     ) {
         self.done = true;

@@ -15,11 +15,11 @@
 //! answers, get their header map at once.
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Response, header};
+use http::{HeaderMap, Response, header};
 use switchyard_h1::{BodyFraming, ClientField, ResponseHead};
 
 use crate::body::ProxyBody;
-use crate::headers::X_REQUEST_ID;
+use crate::headers::{RequestId, X_REQUEST_ID};
 use crate::server::conn::ServiceBody;
 
 /// A plain upstream response head, kept as bytes.
@@ -30,7 +30,7 @@ pub struct PassedHead {
     /// The proxy's request id for the answer: it replaces an upstream's `X-Request-Id`.
     /// Carried here rather than in the response's header map, which then stays empty for
     /// most answers.
-    request_id: Option<HeaderValue>,
+    request_id: Option<RequestId>,
 }
 
 impl PassedHead {
@@ -62,7 +62,7 @@ impl PassedHead {
     }
 
     /// The proxy's request id for the answer, if set.
-    pub(crate) fn request_id(&self) -> Option<&HeaderValue> {
+    pub(crate) fn request_id(&self) -> Option<&RequestId> {
         self.request_id.as_ref()
     }
 
@@ -77,14 +77,15 @@ impl PassedHead {
 
 /// Sets the proxy's request id on an answer: in its passed head when it has one, else in its
 /// header map (replacing any other).
-pub(crate) fn set_request_id(resp: &mut Response<ProxyBody>, id: HeaderValue) {
+pub(crate) fn set_request_id(resp: &mut Response<ProxyBody>, id: RequestId) {
     if let ProxyBody::Upstream(up) = resp.body_mut() {
         if let Some(passed) = up.passed_head_mut() {
             passed.request_id = Some(id);
             return;
         }
     }
-    resp.headers_mut().insert(X_REQUEST_ID.clone(), id);
+    resp.headers_mut()
+        .insert(X_REQUEST_ID.clone(), id.to_header_value());
 }
 
 /// Puts the upstream's fields back into `headers`: the header map the upstream's head gives,
@@ -100,7 +101,7 @@ pub(crate) fn restore_fields(headers: &mut HeaderMap, passed: PassedHead) {
         }
     };
     if let Some(id) = passed.request_id {
-        map.insert(X_REQUEST_ID.clone(), id);
+        map.insert(X_REQUEST_ID.clone(), id.to_header_value());
     } else if headers.contains_key(&X_REQUEST_ID) {
         map.remove(&X_REQUEST_ID);
     }

@@ -74,27 +74,31 @@ pub enum BodyError {
 impl UpstreamResponse {
     /// The body of a response whose head was read from `conn`, framed as `framing`.
     /// `reusable` says whether the connection may be pooled once the body is complete; `passed`
-    /// is the head when it goes to the client as bytes.
+    /// is the head when it goes to the client as bytes. Boxed (`ProxyBody` holds it so): the
+    /// box is allocated first and the body built in it.
     pub(crate) fn new(
         conn: Conn,
         framing: BodyFraming,
         reusable: bool,
         in_flight: InFlight,
         passed: Option<PassedHead>,
-    ) -> Self {
+    ) -> Box<Self> {
         let reading = match framing {
             BodyFraming::Empty => Reading::Done,
             BodyFraming::Length(n) => Reading::Length(n),
             BodyFraming::Chunked => Reading::Chunked(Box::new(ChunkedDecoder::new())),
             BodyFraming::UntilClose => Reading::UntilClose,
         };
-        let mut body = UpstreamResponse {
-            conn: Some(conn),
-            reading,
-            reusable,
-            lease: Some(Lease { in_flight }),
-            passed,
-        };
+        let mut body = Box::write(
+            Box::new_uninit(),
+            UpstreamResponse {
+                conn: Some(conn),
+                reading,
+                reusable,
+                lease: Some(Lease { in_flight }),
+                passed,
+            },
+        );
         if matches!(body.reading, Reading::Done) {
             body.finish(true);
         }
