@@ -272,7 +272,7 @@ async fn client(addr: SocketAddr, seed: usize, stop: Arc<AtomicBool>, tally: Arc
         let driver = tokio::spawn(conn);
         while !stop.load(Ordering::Relaxed) {
             n += 1;
-            let post = n % 10 == 0;
+            let post = n.is_multiple_of(10);
             let req = Request::builder()
                 .method(if post { Method::POST } else { Method::GET })
                 .uri(if post { "/order" } else { "/" })
@@ -326,7 +326,7 @@ async fn abuser(addr: SocketAddr, stop: Arc<AtomicBool>, counts: Arc<[AtomicU64;
             }
         }
         // A slow reader: asks for a 16 kB answer and never reads it; let go after ~30 s.
-        if round % 4 == 0 {
+        if round.is_multiple_of(4) {
             if let Ok(mut s) = TcpStream::connect(addr).await {
                 let get = "GET / HTTP/1.1\r\nHost: app.soak\r\n\r\n".repeat(64);
                 if s.write_all(get.as_bytes()).await.is_ok() {

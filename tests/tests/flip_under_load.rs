@@ -29,7 +29,7 @@ struct Outcome {
 
 /// The order of colours: index k is the colour after k switches.
 fn colour_after(k: usize) -> &'static str {
-    if k % 2 == 0 { "green" } else { "blue" }
+    if k.is_multiple_of(2) { "green" } else { "blue" }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -180,7 +180,7 @@ fn is_digits(text: &str) -> bool {
 pub fn format_size(bytes: u64) -> String {
     const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
     for (size, unit) in UNITS {
-        if bytes >= size && bytes % size == 0 {
+        if bytes >= size && bytes.is_multiple_of(size) {
             return format!("{}{unit}", bytes / size);
         }
     }
@@ -190,16 +190,16 @@ pub fn format_size(bytes: u64) -> String {
 /// Formats a duration the way the config file spells it (`"250ms"`, `"1s"`, `"2m"`).
 pub fn format_duration(duration: Duration) -> String {
     let millis = duration.as_millis();
-    if duration.subsec_nanos() % 1_000_000 != 0 {
+    if !duration.subsec_nanos().is_multiple_of(1_000_000) {
         return format!("{}ms", duration.as_secs_f64() * 1000.0);
     }
-    if millis == 0 || millis % 1000 != 0 {
+    if millis == 0 || !millis.is_multiple_of(1000) {
         return format!("{millis}ms");
     }
     let secs = millis / 1000;
-    if secs % 3600 == 0 {
+    if secs.is_multiple_of(3600) {
         format!("{}h", secs / 3600)
-    } else if secs % 60 == 0 {
+    } else if secs.is_multiple_of(60) {
         format!("{}m", secs / 60)
     } else {
         format!("{secs}s")

@@ -68,7 +68,7 @@ async fn client_loop(
                     let recorded = apps
                         .iter()
                         .any(|a| a.posts().iter().any(|p| p.as_ref() == body.as_bytes()));
-                    if n % 4 == 0 && recorded {
+                    if n.is_multiple_of(4) && recorded {
                         break;
                     }
                     resent.fetch_add(1, Ordering::Relaxed);
