@@ -495,6 +495,7 @@ async fn forward(
             replay: &replay,
             streamed: &mut streamed,
             upgrade: &mut upgrade,
+            answered: None,
         };
         let failed = match attempt_once(
             shared,
@@ -509,6 +510,7 @@ async fn forward(
         .await
         {
             Ok(mut resp) => {
+                trace.answered = pending.answered;
                 server.record_success();
                 arrived(&streamed, trace);
                 if let Some(copy) = copy.take() {

@@ -130,18 +130,16 @@ impl ServerConns {
         })
     }
 
-    /// Returns a connection whose last response was read to the end with nothing left over.
-    pub(crate) fn checkin(&self, mut conn: Conn) {
+    /// Returns a connection whose last response was read to the end with nothing left over,
+    /// idle from `now`.
+    pub(crate) fn checkin(&self, mut conn: Conn, now: Instant) {
         if !self.pooling || !conn.buf.is_empty() {
             return;
         }
         // An idle connection keeps no buffer.
         conn.buf = BytesMut::new();
         conn.reused = true;
-        let _ = self.idle.push(IdleConn {
-            conn,
-            since: Instant::now(),
-        });
+        let _ = self.idle.push(IdleConn { conn, since: now });
     }
 
     /// Closes every idle connection (used when a pool goes idle after draining).

@@ -102,6 +102,8 @@ pub(super) struct Pending<'a> {
     pub(super) replay: &'a Option<Option<Bytes>>,
     pub(super) streamed: &'a mut Option<(UpstreamBody, Arc<StreamProgress>)>,
     pub(super) upgrade: &'a mut Option<OnUpgrade>,
+    /// When the upstream's response head was read, once it was.
+    pub(super) answered: Option<Instant>,
 }
 
 /// One attempt on one server. On failure the head (and a streamed body) are still in
@@ -201,6 +203,10 @@ pub(super) async fn attempt_once(
         }
     };
     consume_head(pending, keep_head);
+    // One clock reading for the answer: the access log's end of the request, and the start
+    // of the connection's idle time when it goes back to its pool now.
+    let answered = Instant::now();
+    pending.answered = Some(answered);
     let Ok(status) = http::StatusCode::from_u16(answer.head.status) else {
         tracing::debug!(upstream = %addr, "unusable response status from upstream");
         return Err(fail(FailureKind::Reset));
@@ -257,7 +263,7 @@ pub(super) async fn attempt_once(
         };
     }
     let reusable = keep_alive && request_complete && !websocket;
-    let body = UpstreamResponse::new(conn, framing, reusable, in_flight, passed);
+    let body = UpstreamResponse::new(conn, framing, reusable, in_flight, passed, answered);
     let mut resp = Response::new(ProxyBody::Upstream(body));
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;

@@ -44,7 +44,7 @@ impl LogOnce<'_> {
         // proxy answered before choosing a pool; a request of no service is unrouted.
         let counters = service.map(|s| pool.map_or(&s.counters.unpooled, |p| &*p.counters));
         let pool = pool.map(|p| p.name.as_str());
-        let ended = Instant::now();
+        let ended = trace.answered.unwrap_or_else(Instant::now);
         observe::counted_request_done(
             self.shared,
             &RequestLog {
@@ -96,4 +96,7 @@ pub(super) struct Trace {
     pub(super) attempts: u32,
     /// Request body bytes that arrived from the client.
     pub(super) bytes_in: u64,
+    /// When the upstream's answer arrived: the request's end for the log (read once there,
+    /// else when the line is written).
+    pub(super) answered: Option<Instant>,
 }

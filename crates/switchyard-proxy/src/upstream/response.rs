@@ -15,6 +15,7 @@ use http::HeaderMap;
 use http_body::{Frame, SizeHint};
 use switchyard_core::InFlight;
 use switchyard_h1::{BodyFraming, ChunkedDecoder, Step};
+use tokio::time::Instant;
 
 use super::Conn;
 use super::passed::PassedHead;
@@ -55,6 +56,10 @@ pub struct UpstreamResponse {
     lease: Option<Lease>,
     /// The response's head, when it is passed on as bytes (`passed`).
     passed: Option<PassedHead>,
+    /// When the connection's idle time starts if it goes back to its pool: the reading taken
+    /// when the head arrived, if the whole body had arrived with it (the upstream had sent
+    /// everything by then); else the clock is read when the body ends.
+    idle_from: Option<Instant>,
 }
 
 /// The error a body fails with when the upstream breaks it off.
@@ -82,7 +87,13 @@ impl UpstreamResponse {
         reusable: bool,
         in_flight: InFlight,
         passed: Option<PassedHead>,
+        now: Instant,
     ) -> Box<Self> {
+        let whole = match framing {
+            BodyFraming::Empty => true,
+            BodyFraming::Length(n) => conn.buf.len() as u64 >= n,
+            BodyFraming::Chunked | BodyFraming::UntilClose => false,
+        };
         let reading = match framing {
             BodyFraming::Empty => Reading::Done,
             BodyFraming::Length(n) => Reading::Length(n),
@@ -97,6 +108,7 @@ impl UpstreamResponse {
                 reusable,
                 lease: Some(Lease { in_flight }),
                 passed,
+                idle_from: whole.then_some(now),
             },
         );
         if matches!(body.reading, Reading::Done) {
@@ -113,7 +125,7 @@ impl UpstreamResponse {
         if let Some(lease) = self.lease.take() {
             if let (true, true, Some(conn)) = (clean, self.reusable, conn) {
                 if let Some(conns) = super::conns(lease.in_flight.server()) {
-                    conns.checkin(conn);
+                    conns.checkin(conn, self.idle_from.unwrap_or_else(Instant::now));
                 }
             }
             drop(lease.in_flight);
