@@ -11,8 +11,8 @@
 //!   server side (`switchyard-proxy/src/server/h1/head.rs`), against hyper's HTTP/1 server.
 //!
 //! The proxy's three files are compiled here as they are, with `#[path]`: they depend on
-//! nothing but `httparse`, `http` and `bytes`, so the fuzz build needs neither the proxy crate
-//! nor its other dependencies.
+//! nothing but `switchyard_h1`, `httparse`, `http` and `bytes`, so the fuzz build needs neither
+//! the proxy crate nor its other dependencies.
 
 #![forbid(unsafe_code)]
 

@@ -31,7 +31,7 @@ use http::{Method, Uri, Version};
 
 use crate::chunked::same_as_tracker;
 use crate::decode::{Ending, decode};
-use crate::judge::{Body, Head, Tunnel, judge};
+use crate::judge::{Body, Head, Tokens, Tunnel, judge};
 use crate::server_head::{self, Framing, Parsed};
 use bytes::Bytes;
 use crate::peer;
@@ -149,22 +149,47 @@ fn server_side(input: &[u8], exp: &Expected) -> Option<Parsed> {
     server_head::build(head, &rest, &fields)
 }
 
+/// The tokens the guard keeps for an accepted head at `at` (which the HTTP/1 server takes
+/// instead of tokenizing the head) are the ones the server side finds in the same bytes.
+fn same_tokens(rest: &[u8], at: u64, kept: &mut Tokens) {
+    kept.keep(at);
+    let mut taken = Vec::new();
+    let (line, len) = kept
+        .take(at, rest.len(), &mut taken)
+        .expect("an accepted head's tokens are kept");
+    let mut fields = Vec::new();
+    let parsed = server_head::parse(rest, MAX_HEADERS, &mut fields);
+    let same = match (server_head::head_of(rest, line, len), &parsed) {
+        (Ok(a), Ok(Some(b))) => {
+            (a.len, &a.method, a.target, a.version) == (b.len, &b.method, b.target, b.version)
+        }
+        (Err(a), Err(b)) => a == *b,
+        _ => false,
+    };
+    assert!(
+        same && taken == fields,
+        "the kept tokens {taken:?} differ from the server side's {parsed:?} {fields:?}"
+    );
+}
+
 /// The guard's reading of `input`.
 fn read(input: &[u8]) -> (Vec<Expected>, Stop) {
     let mut out = Vec::new();
     let mut pos = 0;
+    let mut kept = Tokens::default();
     loop {
         let rest = &input[pos..];
         if rest.is_empty() {
             return (out, Stop::End);
         }
-        let (len, body, tunnel) = match judge(rest, MAX_HEADERS) {
+        let (len, body, tunnel) = match judge(rest, MAX_HEADERS, &mut kept) {
             Head::Partial => return (out, Stop::Partial),
             Head::Malformed => return (out, Stop::Malformed),
             Head::Rejected(why) => return (out, Stop::Rejected(why)),
             Head::TooManyHeaders => return (out, Stop::TooManyHeaders),
             Head::Accepted { len, body, tunnel } => (len, body, tunnel),
         };
+        same_tokens(rest, pos as u64, &mut kept);
         let mut slots = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut slots);
         assert_eq!(
