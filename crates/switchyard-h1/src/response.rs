@@ -15,7 +15,7 @@ use std::ops::Range;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use crate::tokenize::{Refusal, Tokenized, Tokens, tokenize};
+use crate::tokenize::{Refusal, Tokenized, tokenize_response};
 
 /// The largest `Content-Length` accepted: hyper's limit too (`u64::MAX - 2`; it reserves the
 /// two top values as markers for chunked and close-delimited bodies).
@@ -100,10 +100,10 @@ pub fn parse_response_head(
     head_request: bool,
     max_head: usize,
 ) -> Result<ParseOutcome, HeadError> {
-    let tokens = match tokenize(buf, MAX_FIELDS) {
-        Ok(Tokens::Complete(t)) => t,
-        Ok(Tokens::Partial) if buf.len() > max_head => return Err(HeadError::TooLarge),
-        Ok(Tokens::Partial) => return Ok(ParseOutcome::Partial),
+    let tokens = match tokenize_response(buf, MAX_FIELDS) {
+        Ok(Some(t)) => t,
+        Ok(None) if buf.len() > max_head => return Err(HeadError::TooLarge),
+        Ok(None) => return Ok(ParseOutcome::Partial),
         Err(Refusal::TooManyFields) => return Err(HeadError::TooManyFields),
         Err(Refusal::Syntax(why)) => return Err(HeadError::Malformed(why)),
     };

@@ -16,16 +16,7 @@
 
 use std::ops::Range;
 
-/// What tokenizing the bytes read so far found.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Tokens {
-    /// The head is not complete yet.
-    Partial,
-    /// A complete head.
-    Complete(Tokenized),
-}
-
-/// A complete head's tokens.
+/// A complete response head's tokens.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Tokenized {
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
@@ -243,15 +234,12 @@ fn field_lines(
     }
 }
 
-/// Tokenizes the response head at the start of `buf`, with at most `max_fields` fields.
-pub(crate) fn tokenize(buf: &[u8], max_fields: usize) -> Result<Tokens, Refusal> {
-    Ok(match response(buf, max_fields)? {
-        Some(t) => Tokens::Complete(t),
-        None => Tokens::Partial,
-    })
-}
-
-fn response(buf: &[u8], max_fields: usize) -> Result<Option<Tokenized>, Refusal> {
+/// Tokenizes the response head at the start of `buf`, with at most `max_fields` fields:
+/// `Ok(None)` while it is incomplete.
+pub(crate) fn tokenize_response(
+    buf: &[u8],
+    max_fields: usize,
+) -> Result<Option<Tokenized>, Refusal> {
     let mut i = more!(skip_empty_lines(buf)?);
     let version_minor = more!(version(buf, i)?);
     i += 8;
@@ -388,11 +376,11 @@ mod tests {
     }
 
     /// httparse's reading of the same bytes, in the same shape (the reference parser).
-    fn reference(buf: &[u8], max_fields: usize) -> Result<Tokens, Refusal> {
+    fn reference(buf: &[u8], max_fields: usize) -> Result<Option<Tokenized>, Refusal> {
         let mut slots = vec![httparse::EMPTY_HEADER; max_fields];
         let mut resp = httparse::Response::new(&mut slots);
         match resp.parse(buf) {
-            Ok(httparse::Status::Partial) => Ok(Tokens::Partial),
+            Ok(httparse::Status::Partial) => Ok(None),
             Ok(httparse::Status::Complete(len)) => {
                 let base = buf.as_ptr() as usize;
                 let at = |s: &[u8]| s.as_ptr() as usize - base;
@@ -404,7 +392,7 @@ mod tests {
                         (n..n + h.name.len(), v..v + h.value.len())
                     })
                     .collect();
-                Ok(Tokens::Complete(Tokenized {
+                Ok(Some(Tokenized {
                     version_minor: resp.version.unwrap_or(9),
                     status: resp.code.unwrap_or(0),
                     len,
@@ -417,14 +405,14 @@ mod tests {
     }
 
     fn same_as_httparse(buf: &[u8], max_fields: usize) {
-        let ours = tokenize(buf, max_fields).map_err(|e| match e {
+        let ours = tokenize_response(buf, max_fields).map_err(|e| match e {
             Refusal::Syntax(_) => Refusal::Syntax(""),
             other => other,
         });
         let theirs = reference(buf, max_fields);
         // An empty value's range may sit anywhere on its line: compare values as bytes.
         match (&ours, &theirs) {
-            (Ok(Tokens::Complete(a)), Ok(Tokens::Complete(b))) => {
+            (Ok(Some(a)), Ok(Some(b))) => {
                 assert_eq!(
                     (a.version_minor, a.status, a.len),
                     (b.version_minor, b.status, b.len),

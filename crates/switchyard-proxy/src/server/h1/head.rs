@@ -21,7 +21,7 @@ use http::{Method, Uri, Version};
 const ADDED_FIELDS: usize = 2;
 
 /// A tokenized head, before its request is made.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub(crate) struct Head {
     /// Its length at the start of the buffer.
     pub(crate) len: usize,
@@ -108,6 +108,25 @@ pub(crate) fn head_of(
         target,
         version,
     })
+}
+
+/// Whether `taken` and `fields`, made from the tokens the framing guard kept for the head at
+/// the start of `buf`, are what [`parse`] makes of those bytes itself: the check of the HTTP/1
+/// server's debug builds and of the `request_head` fuzz target.
+#[cfg_attr(not(debug_assertions), allow(dead_code))]
+pub(crate) fn same_as_parsed(
+    buf: &[u8],
+    max_headers: usize,
+    taken: &Result<Head, Refused>,
+    fields: &[[usize; 4]],
+) -> bool {
+    let mut own = Vec::new();
+    let same_head = match (taken, parse(buf, max_headers, &mut own)) {
+        (Ok(a), Ok(Some(b))) => *a == b,
+        (Err(a), Err(b)) => *a == b,
+        _ => false,
+    };
+    same_head && own == fields
 }
 
 /// The request of a parsed head; `bytes` is the head (its first `head.len` bytes, at least),
