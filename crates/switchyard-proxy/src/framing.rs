@@ -23,8 +23,9 @@
 //! server's read buffer and judged there; only an incomplete head (or bytes held back until an
 //! answer is known) is copied aside, and that buffer is freed as soon as it is empty. An HTTP/2
 //! connection (the prior-knowledge preface) passes untouched, and so does a connection once it
-//! has become a tunnel — which the guard only learns from the service through an
-//! [`AnswerSignal`]; without one, every byte of the connection is checked as HTTP/1.
+//! has become a tunnel — which the guard only learns from the HTTP/1 server, which reports each
+//! answer to it ([`Guarded::track_answers`]); without that, every byte of the connection is
+//! checked as HTTP/1.
 //!
 //! It also keeps the client-side clocks of HTTP/1 (`timer.rs`): the first byte must come within
 //! `header_timeout` of the accept, a started head must be complete within `header_timeout` of
@@ -47,8 +48,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncWrite;
 
-use self::answers::AnswerWatch;
-pub use self::answers::{AnswerSignal, Answered};
+use self::answers::Answers;
 use self::chunked::Chunked;
 use self::head::Tunnel;
 use self::park::Park;
@@ -96,8 +96,8 @@ pub struct Limits {
     pub max_headers: usize,
     /// Time for the first byte after the accept, and for a head after its first byte.
     pub header_timeout: Duration,
-    /// Time an idle keep-alive connection is kept (needs answers reported with
-    /// [`AnswerSignal::track`]).
+    /// Time an idle keep-alive connection is kept (needs answers reported: see
+    /// [`Guarded::track_answers`]).
     pub keepalive_timeout: Duration,
 }
 
@@ -151,11 +151,10 @@ pub struct Guarded<IO> {
     hold: Option<(u64, Tunnel)>,
     /// What is enforced.
     limits: Limits,
-    /// Heads released to the HTTP/1 server so far, numbering the requests for the answer
-    /// watch.
+    /// Heads released to the HTTP/1 server so far, numbering the requests for the answers.
     requests: u64,
-    /// The service's answers, when it reports them (see [`Guarded::answer_signal`]).
-    watch: Option<AnswerWatch>,
+    /// The answers, when the HTTP/1 server reports them (see [`Guarded::track_answers`]).
+    answers: Option<Answers>,
     /// The header and keep-alive clocks.
     timer: Timer,
     /// The send clock: how long a write may stay blocked on a client that reads nothing.
@@ -269,7 +268,7 @@ impl<IO> Guarded<IO> {
             hold: None,
             limits,
             requests: 0,
-            watch: None,
+            answers: None,
             timer: Timer::new(),
             send: SendClock::default(),
             park: Park::default(),
@@ -304,19 +303,36 @@ impl<IO> Guarded<IO> {
         self
     }
 
-    /// Links the guard to the service: report every answer on the returned signal (in request
-    /// order), with [`AnswerSignal::track`], and the guard lets the connection become a tunnel
-    /// after a 101 answer, or a 2xx answer to `CONNECT`, and starts the keep-alive clock once
-    /// an answer is complete. After a request that could open a tunnel (`Upgrade` in HTTP/1.1,
-    /// or `CONNECT`) the guard holds further bytes until its answer is reported, so a service
-    /// that does not report every answer stalls such connections. A miscount can stall a
-    /// tunnel but never lets a head through unchecked: the HTTP/1 server itself stops parsing
-    /// HTTP/1 after a 101 or a 2xx to `CONNECT`. Without a signal no keep-alive clock runs (the
-    /// header clocks do). Call before serving; a second call replaces the first signal.
-    pub fn answer_signal(&mut self) -> AnswerSignal {
-        let (signal, watch) = answers::pair();
-        self.watch = Some(watch);
-        signal
+    /// Has the guard follow the answers, which the reader then reports, every one in request
+    /// order: [`answered`](Guarded::answered) when it has an answer's status, and
+    /// [`answer_finished`](Guarded::answer_finished) once it is done with the answer's body
+    /// (before it flushes the answer's last bytes). The guard then lets the connection become a
+    /// tunnel after a 101 answer, or a 2xx answer to `CONNECT`, and starts the keep-alive clock
+    /// once an answer is complete. After a request that could open a tunnel (`Upgrade` in
+    /// HTTP/1.1, or `CONNECT`) the guard holds further bytes until its answer is reported: a
+    /// read meanwhile is `Pending` without a waker, so the reader must read again after
+    /// reporting, and a reader that does not report stalls such connections. A miscount can
+    /// stall a tunnel but never lets a head through unchecked: the HTTP/1 server itself stops
+    /// parsing HTTP/1 after a 101 or a 2xx to `CONNECT`. Without this no keep-alive clock runs
+    /// (the header clocks do). Call before serving.
+    pub fn track_answers(&mut self) {
+        self.answers = Some(Answers::default());
+    }
+
+    /// Records that the connection's next unanswered request was answered with `status`
+    /// (see [`track_answers`](Guarded::track_answers)).
+    pub fn answered(&mut self, status: http::StatusCode) {
+        if let Some(answers) = &mut self.answers {
+            answers.answered(status);
+        }
+    }
+
+    /// Records that the reader is done with the body of the oldest unfinished answer (sent
+    /// whole, or given up on); the keep-alive clock may start at the next flush.
+    pub fn answer_finished(&mut self) {
+        if let Some(answers) = &mut self.answers {
+            answers.finished_one();
+        }
     }
 
     /// The wrapped stream.
@@ -336,9 +352,9 @@ impl<IO> Guarded<IO> {
             && self.end == self.pos
             && self.requests > 0
             && self
-                .watch
+                .answers
                 .as_ref()
-                .is_some_and(|w| w.finished(self.requests))
+                .is_some_and(|a| a.finished(self.requests))
     }
 
     /// The clock that runs while the guard waits for the client now, if any.
@@ -426,8 +442,8 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
         if let Poll::Ready(Ok(())) = flushed {
             this.park.flushed = true;
         }
-        // The HTTP/1 server drops a finished answer's body, writes the answer's last bytes and
-        // flushes: the idle wait starts here, so the keep-alive clock runs without the task
+        // The HTTP/1 server drops a finished answer's body (and reports it), writes the
+        // answer's last bytes and flushes: the idle wait starts here, so the keep-alive clock runs without the task
         // being woken to read.
         if flushed.is_ready() && this.idle() && this.timed_out(cx) {
             // Already over: let the HTTP/1 server read the EOF.

@@ -224,9 +224,8 @@ async fn accept(
 /// Serves one client connection (TCP or TLS) until it ends, or gracefully once `stop` turns
 /// true; `keep` (its connection slot and place in the open count) is held until then. Every
 /// HTTP/1 request head is checked by the framing guard before the HTTP/1 server parses it;
-/// each answer is
-/// reported to the guard, so that a 101 lets the connection become a tunnel and the keep-alive
-/// clock starts when an answer is complete.
+/// the HTTP/1 server reports each answer to the guard, so that a 101 lets the connection
+/// become a tunnel and the keep-alive clock starts when an answer is complete.
 ///
 /// Not an `async fn`: the returned future is `conn::serve`'s own, so that a connection's task
 /// holds the guard and the service once (an idle connection is mostly this task).
@@ -253,28 +252,21 @@ where
         shared: shared.clone(),
     };
     let mut io = Guarded::new(io, serving.guard).with_send_timeout(serving.limits.send_timeout);
+    io.track_answers();
     // What every request of the connection reads, behind one reference count: a request
     // takes one reference, not one for each part.
-    let served = Arc::new(Served {
-        shared,
-        answers: io.answer_signal(),
-        info,
-    });
+    let served = Arc::new(Served { shared, info });
     let svc = service_fn(move |req: http::Request<crate::body::ClientBody>| {
         let served = served.clone();
         async move {
-            let Served {
-                shared,
-                answers,
-                info,
-            } = &*served;
+            let Served { shared, info } = &*served;
             let resp = match mode {
                 // Not boxed here: the HTTP/1 driver boxes the whole service future once per
                 // request, and hyper's HTTP/2 server spawns it.
                 Plain::Forward => forward::handle(shared, info, req).await,
                 Plain::Redirect { https_port } => redirect(shared, info, &req, https_port),
             };
-            Ok::<_, Infallible>(answers.track(resp))
+            Ok::<_, Infallible>(resp)
         }
     });
     conn::serve(io, svc, host, stop, keep).map(move |r| {
@@ -287,8 +279,6 @@ where
 /// What the requests of one connection share.
 struct Served {
     shared: Arc<Shared>,
-    /// Where the connection's answers are reported to its guard.
-    answers: framing::AnswerSignal,
     info: ConnInfo,
 }
 

@@ -126,7 +126,7 @@ impl<IO> Guarded<IO> {
     /// Lets the connection be parked once it has been idle for `after` (see the module docs);
     /// serve it with the HTTP/1 server, which returns the stream when the returned signal is
     /// raised, then clear the signal, wait with [`Guarded::poll_wake`] and serve it again. Needs
-    /// an answer signal ([`Guarded::answer_signal`]): without one the guard never knows the
+    /// the answers tracked ([`Guarded::track_answers`]): without them the guard never knows the
     /// connection is idle.
     pub fn park_after(&mut self, after: Duration) -> ParkSignal {
         self.park.after = Some(after);

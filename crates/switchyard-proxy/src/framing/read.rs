@@ -42,7 +42,7 @@ struct Scan {
 enum Rest {
     /// Keep them, to judge when more arrive.
     Keep,
-    /// Keep them: they wait for an answer (the task is woken when it comes).
+    /// Keep them: they wait for an answer (the reader reads again once it has reported it).
     Wait,
     /// Discard them: nothing after the cleared bytes is handed out.
     Drop,
@@ -115,7 +115,7 @@ impl<IO> Guarded<IO> {
 
     /// Judges `bytes`, the connection's next bytes (none of them cleared yet), as far as the
     /// state allows. They will be handed out from `base` on (in the count of bytes handed out).
-    fn scan(&mut self, bytes: &[u8], base: u64, cx: &mut Context<'_>) -> Scan {
+    fn scan(&mut self, bytes: &[u8], base: u64) -> Scan {
         let mut at = 0;
         loop {
             let rest = &bytes[at..];
@@ -170,11 +170,11 @@ impl<IO> Guarded<IO> {
                     }
                 }
                 State::Hold { request, tunnel } => {
-                    let Some(watch) = &self.watch else {
+                    let Some(answers) = &self.answers else {
                         self.state = State::Head;
                         continue;
                     };
-                    let Poll::Ready(status) = watch.poll_answer(cx, *request) else {
+                    let Some(status) = answers.answer(*request) else {
                         return Scan {
                             cleared: at,
                             rest: Rest::Wait,
@@ -239,7 +239,7 @@ impl<IO> Guarded<IO> {
                 self.tokens.keep(at);
                 self.scanned = 0;
                 self.requests += 1;
-                if tunnel != Tunnel::No && self.watch.is_some() {
+                if tunnel != Tunnel::No && self.answers.is_some() {
                     self.hold = Some((self.requests, tunnel));
                 }
                 self.state = match body {
@@ -286,11 +286,11 @@ impl<IO> Guarded<IO> {
     }
 
     /// Judges the set-aside bytes `ok..end` (a held request's answer needs none).
-    fn scan_aside(&mut self, cx: &mut Context<'_>) -> Scan {
+    fn scan_aside(&mut self) -> Scan {
         let buf = std::mem::take(&mut self.buf);
         // The cleared bytes `pos..ok` are handed out before these.
         let base = self.handed + (self.ok - self.pos) as u64;
-        let scan = self.scan(&buf[self.ok..self.end], base, cx);
+        let scan = self.scan(&buf[self.ok..self.end], base);
         self.buf = buf;
         self.ok += scan.cleared;
         if matches!(scan.rest, Rest::Drop) {
@@ -339,7 +339,7 @@ impl<IO: AsyncRead + Unpin> Guarded<IO> {
             return Poll::Ready(Ok(false));
         }
         // Nothing is set aside (`direct`): these are the next bytes handed out.
-        let scan = self.scan(&out.filled()[before..], self.handed, cx);
+        let scan = self.scan(&out.filled()[before..], self.handed);
         let keep = before + scan.cleared;
         self.handed += scan.cleared as u64;
         if !matches!(scan.rest, Rest::Drop) && keep < read {
@@ -409,7 +409,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
                 return Poll::Ready(Ok(()));
             }
             if this.end > this.ok || matches!(this.state, State::Hold { .. }) {
-                let scan = this.scan_aside(cx);
+                let scan = this.scan_aside();
                 if scan.cleared > 0 || matches!(this.state, State::Ending | State::Reject { .. }) {
                     continue;
                 }

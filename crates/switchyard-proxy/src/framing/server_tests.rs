@@ -14,7 +14,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
-use super::{Guarded, Limits, ReadReady, answers};
+use super::{Guarded, Limits, ReadReady};
 
 /// The serving set-up of these tests.
 struct TestHost {
@@ -103,24 +103,18 @@ fn limits(header_timeout: Duration, keepalive_timeout: Duration) -> Limits {
 }
 
 /// Serves one guarded connection; returns the client end and what the service saw. Without
-/// `signal` the answers are not reported to the guard.
-fn serve(signal: bool, limits: Limits) -> (DuplexStream, Seen) {
+/// `track` the guard does not follow the answers the HTTP/1 server reports.
+fn serve(track: bool, limits: Limits) -> (DuplexStream, Seen) {
     let (client, server) = tokio::io::duplex(1 << 16);
     let seen = Seen::default();
     let mut guard = Guarded::new(server, limits);
-    let tap = if signal {
-        guard.answer_signal()
-    } else {
-        answers::pair().0
-    };
+    if track {
+        guard.track_answers();
+    }
     let app_seen = seen.clone();
     let svc = service_fn(move |req| {
         let seen = app_seen.clone();
-        let tap = tap.clone();
-        async move {
-            let resp = app(req, seen).await;
-            Ok::<_, Infallible>(tap.track(resp))
-        }
+        async move { Ok::<_, Infallible>(app(req, seen).await) }
     });
     tokio::spawn(async move {
         // As `server.rs` sets it up; parking after a moment, so that every test also runs

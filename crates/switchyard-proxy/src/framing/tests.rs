@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use http::{Response, StatusCode};
+use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
 use tokio::time::Instant;
 
@@ -327,7 +327,7 @@ const SMUGGLED: &[u8] =
     b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n";
 
 #[tokio::test]
-async fn without_a_signal_upgrade_requests_stay_guarded() {
+async fn without_answers_upgrade_requests_stay_guarded() {
     let input = [UPGRADE, SMUGGLED, b"0\r\n\r\n"].concat();
     assert_eq!(
         through_both(&input, 64).await,
@@ -339,15 +339,15 @@ async fn without_a_signal_upgrade_requests_stay_guarded() {
 async fn a_101_answer_opens_the_tunnel() {
     let frames = b"\x81\x05hello\r\n\r\n\x00 anything";
     let mut guard = guard(Script::open(&[GET, UPGRADE, frames].concat(), 9));
-    let signal = guard.answer_signal();
+    guard.track_answers();
     assert_eq!(ready_now(&mut guard), [GET, UPGRADE].concat());
-    signal.answered(StatusCode::OK);
+    guard.answered(StatusCode::OK);
     assert_eq!(
         ready_now(&mut guard),
         b"",
         "the upgrade request is not answered yet"
     );
-    signal.answered(StatusCode::SWITCHING_PROTOCOLS);
+    guard.answered(StatusCode::SWITCHING_PROTOCOLS);
     assert_eq!(ready_now(&mut guard), frames);
 }
 
@@ -355,9 +355,9 @@ async fn a_101_answer_opens_the_tunnel() {
 async fn another_answer_to_an_upgrade_request_keeps_the_checks() {
     let input = [UPGRADE, GET, SMUGGLED, b"0\r\n\r\n"].concat();
     let mut guard = guard(Script::split(&input, 5));
-    let signal = guard.answer_signal();
+    guard.track_answers();
     assert_eq!(ready_now(&mut guard), UPGRADE);
-    signal.answered(StatusCode::NOT_FOUND);
+    guard.answered(StatusCode::NOT_FOUND);
     assert_eq!(drain(&mut guard, 64).await, [GET, REJECT_HEAD].concat());
 }
 
@@ -366,21 +366,21 @@ async fn connect_opens_a_tunnel_on_2xx_only() {
     let connect = b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n";
     let tls = b"\x16\x03\x01\x00\x05hello";
     let mut guard = self::guard(Script::split(&[&connect[..], tls].concat(), 64));
-    let signal = guard.answer_signal();
+    guard.track_answers();
     assert_eq!(ready_now(&mut guard), connect);
-    signal.answered(StatusCode::OK);
+    guard.answered(StatusCode::OK);
     assert_eq!(drain(&mut guard, 64).await, tls);
 
     let mut guard = self::guard(Script::split(&[&connect[..], SMUGGLED].concat(), 64));
-    let signal = guard.answer_signal();
+    guard.track_answers();
     assert_eq!(ready_now(&mut guard), connect);
-    signal.answered(StatusCode::SWITCHING_PROTOCOLS);
+    guard.answered(StatusCode::SWITCHING_PROTOCOLS);
     // 101 hands the connection over whatever the method (the HTTP/1 server's rule too).
     assert_eq!(drain(&mut guard, 64).await, SMUGGLED);
     let mut guard = self::guard(Script::split(&[&connect[..], SMUGGLED].concat(), 64));
-    let signal = guard.answer_signal();
+    guard.track_answers();
     assert_eq!(ready_now(&mut guard), connect);
-    signal.answered(StatusCode::FORBIDDEN);
+    guard.answered(StatusCode::FORBIDDEN);
     assert_eq!(drain(&mut guard, 64).await, REJECT_HEAD);
 }
 
@@ -419,8 +419,8 @@ async fn heads_are_judged_in_the_readers_buffer_and_nothing_is_kept_between_requ
 const HEADER: Duration = Duration::from_secs(2);
 const KEEPALIVE: Duration = Duration::from_secs(7);
 
-/// A guard over one end of a duplex (with an answer signal), and the other end.
-fn clocked() -> (Guarded<DuplexStream>, super::AnswerSignal, DuplexStream) {
+/// A guard over one end of a duplex (following answers), and the other end.
+fn clocked() -> (Guarded<DuplexStream>, DuplexStream) {
     let (client, server) = tokio::io::duplex(1 << 16);
     let mut guard = Guarded::new(
         server,
@@ -430,8 +430,8 @@ fn clocked() -> (Guarded<DuplexStream>, super::AnswerSignal, DuplexStream) {
             ..Limits::default()
         },
     );
-    let signal = guard.answer_signal();
-    (guard, signal, client)
+    guard.track_answers();
+    (guard, client)
 }
 
 /// Reads what the guard hands out until EOF; returns it and when the EOF came.
@@ -450,14 +450,14 @@ async fn take(guard: &mut Guarded<DuplexStream>, n: usize) -> Vec<u8> {
     out
 }
 
-/// Answers the oldest request with an empty 200 that is complete at once.
-fn answer(signal: &super::AnswerSignal) {
-    drop(signal.track(Response::new(())));
+/// Answers the oldest request with a 200 that is complete at once.
+fn answer<IO>(guard: &mut Guarded<IO>) {
+    answer_with(guard, StatusCode::OK);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_silent_connection_ends_after_the_header_timeout() {
-    let (mut guard, _signal, _client) = clocked();
+    let (mut guard, _client) = clocked();
     let opened = Instant::now();
     let (out, at) = until_eof(&mut guard).await;
     assert!(out.is_empty());
@@ -466,7 +466,7 @@ async fn a_silent_connection_ends_after_the_header_timeout() {
 
 #[tokio::test(start_paused = true)]
 async fn a_trickled_head_ends_after_the_header_timeout_from_its_first_byte() {
-    let (mut guard, _signal, mut client) = clocked();
+    let (mut guard, mut client) = clocked();
     let reader = tokio::spawn(async move { until_eof(&mut guard).await });
     tokio::time::sleep(Duration::from_secs(1)).await;
     let first = Instant::now();
@@ -483,10 +483,10 @@ async fn a_trickled_head_ends_after_the_header_timeout_from_its_first_byte() {
 
 #[tokio::test(start_paused = true)]
 async fn an_idle_connection_ends_after_the_keepalive_timeout() {
-    let (mut guard, signal, mut client) = clocked();
+    let (mut guard, mut client) = clocked();
     client.write_all(GET).await.expect("write");
     assert_eq!(take(&mut guard, GET.len()).await, GET);
-    answer(&signal);
+    answer(&mut guard);
     let idle = Instant::now();
     let (out, at) = until_eof(&mut guard).await;
     assert!(out.is_empty());
@@ -495,11 +495,11 @@ async fn an_idle_connection_ends_after_the_keepalive_timeout() {
 
 #[tokio::test(start_paused = true)]
 async fn a_connection_that_keeps_sending_stays_open() {
-    let (mut guard, signal, mut client) = clocked();
+    let (mut guard, mut client) = clocked();
     for _ in 0..5 {
         client.write_all(GET).await.expect("write");
         assert_eq!(take(&mut guard, GET.len()).await, GET);
-        answer(&signal);
+        answer(&mut guard);
         // Idle for most of the keep-alive period, then the next request.
         let next = tokio::time::timeout(KEEPALIVE - Duration::from_secs(1), guard.read_u8()).await;
         assert!(next.is_err(), "nothing to read yet, and still open");
@@ -514,19 +514,19 @@ async fn a_connection_that_keeps_sending_stays_open() {
 
 #[tokio::test(start_paused = true)]
 async fn no_clock_runs_while_a_request_is_served_or_a_body_streams() {
-    let (mut guard, signal, mut client) = clocked();
+    let (mut guard, mut client) = clocked();
     client.write_all(GET).await.expect("write");
     assert_eq!(take(&mut guard, GET.len()).await, GET);
     // Answered, but its body is still being sent.
-    let answer = signal.track(Response::new(()));
+    guard.answered(StatusCode::OK);
     let long = KEEPALIVE * 10;
     assert!(tokio::time::timeout(long, guard.read_u8()).await.is_err());
-    drop(answer);
+    guard.answer_finished();
     let idle = Instant::now();
     assert_eq!(until_eof(&mut guard).await.1 - idle, KEEPALIVE);
 
     // A request body that pauses.
-    let (mut guard, _signal, mut client) = clocked();
+    let (mut guard, mut client) = clocked();
     let head = b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n";
     client.write_all(head).await.expect("write");
     client.write_all(b"12345").await.expect("write");
@@ -539,7 +539,7 @@ async fn no_clock_runs_while_a_request_is_served_or_a_body_streams() {
 
 #[tokio::test(start_paused = true)]
 async fn http2_and_tunnels_have_no_clock() {
-    let (mut guard, _signal, mut client) = clocked();
+    let (mut guard, mut client) = clocked();
     client.write_all(PREFACE).await.expect("write");
     assert_eq!(take(&mut guard, PREFACE.len()).await, PREFACE);
     assert!(
@@ -548,10 +548,10 @@ async fn http2_and_tunnels_have_no_clock() {
             .is_err()
     );
 
-    let (mut guard, signal, mut client) = clocked();
+    let (mut guard, mut client) = clocked();
     client.write_all(UPGRADE).await.expect("write");
     assert_eq!(take(&mut guard, UPGRADE.len()).await, UPGRADE);
-    answer_with(&signal, StatusCode::SWITCHING_PROTOCOLS);
+    answer_with(&mut guard, StatusCode::SWITCHING_PROTOCOLS);
     assert!(
         tokio::time::timeout(KEEPALIVE * 10, guard.read_u8())
             .await
@@ -562,8 +562,7 @@ async fn http2_and_tunnels_have_no_clock() {
 }
 
 /// Answers the oldest request with `status`, complete at once.
-fn answer_with(signal: &super::AnswerSignal, status: StatusCode) {
-    let mut resp = Response::new(());
-    *resp.status_mut() = status;
-    drop(signal.track(resp));
+fn answer_with<IO>(guard: &mut Guarded<IO>, status: StatusCode) {
+    guard.answered(status);
+    guard.answer_finished();
 }

@@ -109,16 +109,6 @@ impl ServiceBody for crate::body::ProxyBody {
     }
 }
 
-impl<B: ServiceBody + Unpin> ServiceBody for crate::framing::Answered<B> {
-    fn passed_head(&mut self) -> Option<PassedHead> {
-        self.body_mut().passed_head()
-    }
-
-    fn peek_passed_head(&self) -> Option<&PassedHead> {
-        self.body().peek_passed_head()
-    }
-}
-
 #[cfg(test)]
 impl ServiceBody for http_body_util::Full<bytes::Bytes> {}
 
@@ -141,8 +131,8 @@ impl<S: Service<B>, B: ServiceBody> hyper::service::Service<Request<Incoming>> f
 
 /// Serves `io` until the connection ends, or gracefully once `stop` turns true, with what
 /// `host` provides (parked connections are counted in its counter); `keep` is held until the
-/// connection ends. Set up the guard's answer signal before: the service must report every
-/// answer on it.
+/// connection ends. Have the guard track answers before ([`Guarded::track_answers`]): the
+/// HTTP/1 server reports every answer to it.
 ///
 /// What a parked connection holds is this future and the guard, so everything else is boxed
 /// and dropped while parked: the guard and the service are the only values kept across the

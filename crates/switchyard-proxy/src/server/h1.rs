@@ -19,10 +19,10 @@
 //! It reads from the framing guard (`crate::framing`), which has already refused every head
 //! with ambiguous framing or over the limits (replacing it with one this driver answers with
 //! `400` or `431`) and keeps the header and keep-alive clocks (an expired clock reads as EOF).
-//! The answer signal and parking work as they did with hyper: the driver drops each answer's
-//! body before it flushes the answer's last bytes, and when the guard asks for the connection
-//! to be parked while it waits for a head with nothing read, it returns the stream; its
-//! buffers go with it.
+//! The driver reports each answer to the guard (its status when the service returns it, and
+//! its end when the driver drops its body, before it flushes the answer's last bytes), and when
+//! the guard asks for the connection to be parked while it waits for a head with nothing read,
+//! it returns the stream; its buffers go with it.
 //!
 //! hyper's behaviour is kept where clients can see it: a client that closes its side while its
 //! request is served has the request dropped (no half-close), an HTTP/1.0 client gets HTTP/1.0
@@ -240,6 +240,7 @@ where
                 return Ok(Ended::Closed);
             }
         };
+        conn.io.answered(resp.status());
         if exchange.feeding.is_some() {
             exchange.body_abandoned = true;
         }

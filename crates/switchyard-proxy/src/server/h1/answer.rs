@@ -61,8 +61,8 @@ pub(super) enum Answered {
 }
 
 impl<I: Stream> Conn<I> {
-    /// Writes an answer, head and body. The body is dropped before the answer's last bytes are
-    /// flushed (the guard starts the keep-alive clock at that flush).
+    /// Writes an answer, head and body. The body is dropped, and the guard told, before the
+    /// answer's last bytes are flushed (the guard starts the keep-alive clock at that flush).
     ///
     /// The head is written before the returned future is made, so that future holds only the
     /// body and the plan (not the response, its header map and the upstream's head): it is
@@ -240,8 +240,9 @@ impl<I: Stream> Conn<I> {
                     }
                 }
             }
-            // The body is dropped before the answer is flushed.
+            // The body is dropped, and the guard told, before the answer is flushed.
             drop(body);
+            self.io.answer_finished();
             if !self.wbuf.is_empty() {
                 self.io.write_all(&self.wbuf).await?;
                 self.wbuf.clear();
