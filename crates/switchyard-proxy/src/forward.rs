@@ -7,7 +7,6 @@
 //! `switchyard_core::retry::decide` from a `FailureKind` that knows whether the request could
 //! have reached the upstream.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -35,48 +34,28 @@ mod attempt;
 mod h2_limits;
 mod log;
 mod pools;
+mod served;
 
 use attempt::{Pending, Tried, attempt_once, has_untried};
 pub(crate) use attempt::{empty_body_length, encode_request};
 use h2_limits::head_within;
 use log::{LogOnce, Trace};
 use pools::{preview_pool, set_response_headers, set_sticky_cookie, sticky_named};
-
-/// Facts about the client connection a request arrived on.
-#[derive(Debug, Clone)]
-pub(crate) struct ConnInfo {
-    /// The client's address.
-    pub(crate) peer: SocketAddr,
-    /// `http` or `https`, for `X-Forwarded-Proto`.
-    pub(crate) proto: &'static str,
-    /// The client's IP as a header value, formatted once per connection for `X-Forwarded-For`.
-    pub(crate) client_ip: HeaderValue,
-    /// The client's address as text, formatted once per connection for the access log.
-    pub(crate) peer_text: Box<str>,
-}
-
-impl ConnInfo {
-    /// The facts about a connection from `peer` on a listener speaking `proto`.
-    pub(crate) fn new(peer: SocketAddr, proto: &'static str) -> Self {
-        let client_ip = HeaderValue::try_from(peer.ip().to_string())
-            .unwrap_or(HeaderValue::from_static("unknown"));
-        ConnInfo {
-            peer,
-            proto,
-            client_ip,
-            peer_text: peer.to_string().into_boxed_str(),
-        }
-    }
-}
+pub(crate) use served::{ConnInfo, Served};
 
 static IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static("idempotency-key");
 
-/// Serves one client request.
+/// Serves one client request of a connection. The whole service future is this function's:
+/// the HTTP/1 driver builds it once per request, and a wrapper around it would be built, and
+/// its kilobytes copied, too. (Never fails: `Result` for the service interface.)
 pub(crate) async fn handle(
-    shared: &Arc<Shared>,
-    conn: &ConnInfo,
+    served: Arc<Served>,
     req: Request<ClientBody>,
-) -> Response<ProxyBody> {
+) -> Result<Response<ProxyBody>, std::convert::Infallible> {
+    let (shared, conn) = (&served.shared, &served.info);
+    if let Some(https_port) = served.redirect_to {
+        return Ok(crate::server::redirect(shared, conn, &req, https_port));
+    }
     let snapshot = shared.snapshot.load_full();
     let (mut parts, body) = req.into_parts();
     let mut log = LogOnce {
@@ -99,7 +78,7 @@ pub(crate) async fn handle(
         resp.headers_mut()
             .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
         log.finish(200, Some(0), None, None);
-        return resp;
+        return Ok(resp);
     }
     let declared = content_length(&parts.headers);
     let routed = match prepare(&snapshot, conn, declared, &mut parts) {
@@ -115,7 +94,7 @@ pub(crate) async fn handle(
                 id.as_ref().and_then(|v| v.to_str().ok()),
                 Some(&error),
             );
-            return resp;
+            return Ok(resp);
         }
     };
     // Taken apart here, not matched across the awaits below: the future keeps only the parts.
@@ -193,7 +172,7 @@ pub(crate) async fn handle(
         error.as_deref(),
     );
     passed::set_request_id(&mut resp, request_id);
-    resp
+    Ok(resp)
 }
 
 /// A request checked and routed by [`prepare`], borrowing from its snapshot and connection.

@@ -14,7 +14,6 @@
 //! in the kernel's accept queue. A connection is served with the limits in force when it was
 //! accepted; the number of connection slots is fixed at start.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 
-use crate::forward::{self, ConnInfo};
+use crate::forward::{self, ConnInfo, Served};
 use crate::framing::{self, Guarded, ReadReady};
 use crate::observe::{self, RequestLog};
 use crate::shared::Shared;
@@ -253,33 +252,22 @@ where
     };
     let mut io = Guarded::new(io, serving.guard).with_send_timeout(serving.limits.send_timeout);
     io.track_answers();
-    // What every request of the connection reads, behind one reference count: a request
-    // takes one reference, not one for each part.
-    let served = Arc::new(Served { shared, info });
-    let svc = service_fn(move |req: http::Request<crate::body::ClientBody>| {
-        let served = served.clone();
-        async move {
-            let Served { shared, info } = &*served;
-            let resp = match mode {
-                // Not boxed here: the HTTP/1 driver boxes the whole service future once per
-                // request, and hyper's HTTP/2 server spawns it.
-                Plain::Forward => forward::handle(shared, info, req).await,
-                Plain::Redirect { https_port } => redirect(shared, info, &req, https_port),
-            };
-            Ok::<_, Infallible>(resp)
-        }
+    let served = Arc::new(Served {
+        shared,
+        info,
+        redirect_to: match mode {
+            Plain::Forward => None,
+            Plain::Redirect { https_port } => Some(https_port),
+        },
     });
+    // The service future is `forward::handle`'s own (not boxed here: the HTTP/1 driver boxes
+    // it once per request, and hyper's HTTP/2 server spawns it).
+    let svc = service_fn(move |req| forward::handle(served.clone(), req));
     conn::serve(io, svc, host, stop, keep).map(move |r| {
         if let Err(e) = r {
             tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
         }
     })
-}
-
-/// What the requests of one connection share.
-struct Served {
-    shared: Arc<Shared>,
-    info: ConnInfo,
 }
 
 /// What `conn::serve` needs from the proxy.
@@ -301,7 +289,7 @@ impl conn::Host for Host {
 }
 
 /// Answers a request on a redirecting http listener, and logs it like any other.
-fn redirect<B>(
+pub(crate) fn redirect<B>(
     shared: &Shared,
     info: &ConnInfo,
     req: &http::Request<B>,
