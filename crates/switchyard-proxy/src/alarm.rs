@@ -13,6 +13,7 @@
 //! address meanwhile), and skips the poll while the sleep stands for that waker.
 
 use std::future::Future;
+use std::num::NonZeroUsize;
 use std::pin::{Pin, pin};
 use std::task::{Context, Waker};
 
@@ -28,16 +29,15 @@ pub(crate) struct Alarm {
     holds: Option<WakerId>,
 }
 
-/// A waker's identity: its data and vtable addresses (no reference to it).
+/// A waker's identity: its data and vtable addresses (no reference to it). The vtable's is
+/// never zero, which keeps `Option<WakerId>` (in every connection) at two words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct WakerId(usize, usize);
+struct WakerId(usize, NonZeroUsize);
 
 impl WakerId {
-    fn of(waker: &Waker) -> Self {
-        WakerId(
-            waker.data() as usize,
-            std::ptr::from_ref(waker.vtable()) as usize,
-        )
+    fn of(waker: &Waker) -> Option<Self> {
+        let vtable = NonZeroUsize::new(std::ptr::from_ref(waker.vtable()) as usize)?;
+        Some(WakerId(waker.data() as usize, vtable))
     }
 }
 
@@ -51,7 +51,7 @@ impl Alarm {
             sleep.as_mut().reset(deadline);
             self.holds = None;
         }
-        if self.holds == Some(WakerId::of(cx.waker())) && !sleep.is_elapsed() {
+        if self.holds.is_some() && self.holds == WakerId::of(cx.waker()) && !sleep.is_elapsed() {
             // Still in the timer wheel with this task's waker: it will wake this task at its
             // deadline, which is no later than this one.
             return false;
@@ -64,7 +64,7 @@ impl Alarm {
                 .poll(cx)
                 .is_pending()
             {
-                self.holds = Some(WakerId::of(cx.waker()));
+                self.holds = WakerId::of(cx.waker());
                 return false;
             }
             self.holds = None;

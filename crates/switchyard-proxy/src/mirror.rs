@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use switchyard_core::counters::PoolCounters;
 
-use crate::upstream::exchange::{Outgoing, exchange};
+use crate::upstream::exchange::{OutHead, Outgoing, exchange};
 
 /// Skip reasons, as indexes of `switchyard_core::counters::MIRROR_SKIPS`.
 const SKIP_FULL: usize = 0;
@@ -121,7 +121,7 @@ impl Copy {
             }
         };
         let out = Outgoing {
-            head: &self.bytes,
+            head: OutHead::Bytes(&self.bytes),
             streamed: None,
             head_request: self.head_request,
         };

@@ -32,12 +32,16 @@ use tokio::time::Instant;
 
 use crate::alarm::Alarm;
 
+/// The largest read buffer an idle connection keeps (the head reader makes room for 8 KiB).
+const KEEP_BUF: usize = 16 * 1024;
+
 /// One upstream connection: the stream and what was read from it but not consumed yet.
 #[derive(Debug)]
 pub(crate) struct Conn {
     /// The TCP stream.
     pub(crate) stream: TcpStream,
-    /// Bytes read and not yet consumed; empty (and without capacity) while idle.
+    /// Bytes read and not yet consumed; empty while idle (its room kept, up to [`KEEP_BUF`]).
+    /// A request's head is encoded in it, and written from it, before the response is read.
     pub(crate) buf: BytesMut,
     /// True when the connection carried an earlier request.
     pub(crate) reused: bool,
@@ -136,8 +140,13 @@ impl ServerConns {
         if !self.pooling || !conn.buf.is_empty() {
             return;
         }
-        // An idle connection keeps no buffer.
-        conn.buf = BytesMut::new();
+        // An idle connection keeps its buffer (one read's worth) for its next request: the
+        // next head is encoded in it, and the next response read into it, without
+        // allocating, once the last response's head, which shares it, is gone. A larger one
+        // is let go.
+        if conn.buf.capacity() > KEEP_BUF {
+            conn.buf = BytesMut::new();
+        }
         conn.reused = true;
         let _ = self.idle.push(IdleConn { conn, since: now });
     }

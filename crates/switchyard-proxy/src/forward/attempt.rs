@@ -25,7 +25,7 @@ use crate::headers::Added;
 use crate::shared::Shared;
 use crate::upgrade;
 use crate::upstream::Conn;
-use crate::upstream::exchange::{Answer, ExchangeError, Outgoing, exchange};
+use crate::upstream::exchange::{Answer, ExchangeError, OutHead, Outgoing, exchange};
 use crate::upstream::passed::PassedHead;
 
 /// The servers a request has tried. Most requests make one attempt: that one is kept inline,
@@ -158,14 +158,16 @@ pub(super) async fn attempt_once(
         }
         (None, None) => (empty_body_length(head), None),
     };
-    let out = encode_request(
+    // Encoded in the connection's (empty) read buffer, whose room it keeps between requests.
+    encode_request_into(
+        &mut conn.buf,
         head,
         pending.added,
         length,
         pending.replay.as_ref().and_then(|r| r.as_deref()),
     );
     let outgoing = Outgoing {
-        head: &out,
+        head: OutHead::InBuf,
         streamed: streamed.take(),
         head_request,
     };
@@ -285,14 +287,27 @@ pub(crate) fn encode_request(
     length: BodyLength,
     body: Option<&[u8]>,
 ) -> BytesMut {
+    let mut out = BytesMut::new();
+    encode_request_into(&mut out, head, added, length, body);
+    out
+}
+
+/// [`encode_request`] into `out` (emptied first), using its room.
+fn encode_request_into(
+    out: &mut BytesMut,
+    head: &Parts,
+    added: &Added<'_>,
+    length: BodyLength,
+    body: Option<&[u8]>,
+) {
     let target = head
         .uri
         .path_and_query()
         .map_or("/", http::uri::PathAndQuery::as_str);
-    let mut out = BytesMut::new();
+    out.clear();
     let (fields, n) = added.fields();
     encode_request_head(
-        &mut out,
+        out,
         &head.method,
         target,
         &head.headers,
@@ -302,7 +317,6 @@ pub(crate) fn encode_request(
     if let Some(b) = body {
         out.extend_from_slice(b);
     }
-    out
 }
 
 /// The framing of an empty request body: `Content-Length: 0` when the client sent one (or the

@@ -34,10 +34,19 @@ pub(crate) enum ExchangeError {
     TimedOut,
 }
 
+/// Where the encoded head of a request is.
+pub(crate) enum OutHead<'a> {
+    /// In these bytes.
+    Bytes(&'a [u8]),
+    /// In the connection's read buffer (encoded there to use its room): written from it, then
+    /// the buffer is emptied for the response.
+    InBuf,
+}
+
 /// The request as the exchange writes it.
 pub(crate) struct Outgoing<'a> {
     /// The encoded head, with a buffered body appended when there is one.
-    pub(crate) head: &'a [u8],
+    pub(crate) head: OutHead<'a>,
     /// A streamed body (and whether to chunk it), taken once the head is written.
     pub(crate) streamed: Option<(&'a mut UpstreamBody, bool)>,
     /// The request is HEAD (its response has no body).
@@ -60,7 +69,15 @@ pub(crate) struct Answer {
 pub(crate) async fn exchange(conn: &mut Conn, out: Outgoing<'_>) -> Result<Answer, ExchangeError> {
     let Conn { stream, buf, .. } = conn;
     let mut written = 0u64;
-    if let Err(e) = write_counted(stream, out.head, &mut written).await {
+    let head = match out.head {
+        OutHead::Bytes(bytes) => bytes,
+        OutHead::InBuf => &buf[..],
+    };
+    let wrote = write_counted(stream, head, &mut written).await;
+    if matches!(out.head, OutHead::InBuf) {
+        buf.clear();
+    }
+    if let Err(e) = wrote {
         tracing::debug!(error = %e, written, "writing the request upstream failed");
         return Err(ExchangeError::Upstream(if written == 0 {
             FailureKind::Unsent
