@@ -14,7 +14,7 @@ pub mod router;
 pub mod select;
 pub mod snapshot;
 
-pub use live::{Health, InFlight, PoolState, Registry, ServerState};
+pub use live::{Health, InFlight, Member, PoolState, Registry, ServerState};
 pub use snapshot::{
     Decisions, Mirror, MirrorTarget, Pool, PoolRole, PoolServer, Ramp, Service, ServiceDecision,
     Snapshot,

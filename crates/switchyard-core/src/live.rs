@@ -196,31 +196,53 @@ impl PoolState {
     }
 }
 
+/// A server as a member of one pool: what a request in flight on it is counted on. Built with
+/// each snapshot's pool (`PoolServer::member`), so that counting a request takes one
+/// reference, not one for the server and one for the pool.
+#[derive(Debug)]
+pub struct Member {
+    server: Arc<ServerState>,
+    pool: Arc<PoolState>,
+}
+
+impl Member {
+    /// `server` in `pool`.
+    pub fn new(server: Arc<ServerState>, pool: Arc<PoolState>) -> Self {
+        Member { server, pool }
+    }
+}
+
 /// Counts a request in flight on a server and its pool until dropped.
 #[derive(Debug)]
 pub struct InFlight {
-    server: Arc<ServerState>,
-    pool: Arc<PoolState>,
+    member: Arc<Member>,
 }
 
 impl InFlight {
     /// Starts counting a request on `server` in `pool`.
     pub fn start(server: Arc<ServerState>, pool: Arc<PoolState>) -> Self {
-        server.in_flight.fetch_add(1, Ordering::Relaxed);
-        pool.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight { server, pool }
+        Self::on(&Arc::new(Member::new(server, pool)))
+    }
+
+    /// Starts counting a request on `member`'s server and pool.
+    pub fn on(member: &Arc<Member>) -> Self {
+        member.server.in_flight.fetch_add(1, Ordering::Relaxed);
+        member.pool.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight {
+            member: member.clone(),
+        }
     }
 
     /// The server this request is counted on.
     pub fn server(&self) -> &Arc<ServerState> {
-        &self.server
+        &self.member.server
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.server.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.pool.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.member.server.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.member.pool.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -185,6 +185,8 @@ pub fn decisions_from_config(config: &Config) -> Decisions {
 pub struct PoolServer {
     /// Live state shared with every other snapshot.
     pub state: Arc<ServerState>,
+    /// The server as a member of this pool, for counting requests in flight.
+    pub member: Arc<crate::live::Member>,
     /// Relative weight.
     pub weight: u32,
 }
@@ -455,6 +457,7 @@ impl Snapshot {
                 .pools
                 .iter()
                 .map(|(pool_name, pool)| {
+                    let pool_state = registry.pool(name, pool_name);
                     // A server written as a host name stands for every address it resolves
                     // to now (each with the server's weight).
                     let servers: Vec<PoolServer> = pool
@@ -467,9 +470,16 @@ impl Snapshot {
                                 .and_then(|h| registry.resolved(h, s.addr.port()))
                                 .filter(|a| !a.is_empty())
                                 .unwrap_or_else(|| vec![s.addr]);
-                            addrs.into_iter().map(|addr| PoolServer {
-                                state: registry.server(addr),
-                                weight: s.weight.max(1),
+                            addrs.into_iter().map(|addr| {
+                                let state = registry.server(addr);
+                                PoolServer {
+                                    member: Arc::new(crate::live::Member::new(
+                                        state.clone(),
+                                        pool_state.clone(),
+                                    )),
+                                    state,
+                                    weight: s.weight.max(1),
+                                }
                             })
                         })
                         .collect();
@@ -482,7 +492,7 @@ impl Snapshot {
                         total_weight: servers.iter().map(|s| u64::from(s.weight)).sum(),
                         servers,
                         balance: pool.balance,
-                        state: registry.pool(name, pool_name),
+                        state: pool_state,
                         counters,
                     }
                 })

@@ -462,7 +462,7 @@ async fn forward(
         tried.push(addr);
         // A retained retryable answer is released once another server takes over.
         drop(last_failed.take());
-        let in_flight = InFlight::start(server.clone(), pool.state.clone());
+        let in_flight = InFlight::on(&picked.server.member);
 
         // Only an idempotent request with a buffered body can need its head again after it
         // was sent; everything else moves the head into the attempt.
