@@ -166,6 +166,12 @@ pub struct Guarded<IO> {
     handed: u64,
     /// The tokens of the last head accepted, for the HTTP/1 server.
     tokens: head::Tokens,
+    /// Where the idle time after the last answer starts, when the reader gave a reading of
+    /// the clock for it (see [`Guarded::answer_finished`]); else the clock is read when the
+    /// wait starts.
+    idle_from: Option<tokio::time::Instant>,
+    /// A write to the client was blocked since the last answer was reported.
+    write_blocked: bool,
 }
 
 /// nginx's `send_timeout`: a write to the client that stays blocked for longer fails, and
@@ -274,6 +280,8 @@ impl<IO> Guarded<IO> {
             park: Park::default(),
             handed: 0,
             tokens: head::Tokens::default(),
+            idle_from: None,
+            write_blocked: false,
         }
     }
 
@@ -325,14 +333,30 @@ impl<IO> Guarded<IO> {
         if let Some(answers) = &mut self.answers {
             answers.answered(status);
         }
+        self.write_blocked = false;
     }
 
     /// Records that the reader is done with the body of the oldest unfinished answer (sent
-    /// whole, or given up on); the keep-alive clock may start at the next flush.
-    pub fn answer_finished(&mut self) {
+    /// whole, or given up on); the keep-alive clock may start at the next flush. `complete_at`
+    /// is a clock reading taken when the whole answer was at hand, if the reader has one: the
+    /// idle time counts from it (no write to the client having blocked since the answer, its
+    /// bytes went out at once) instead of from a new reading.
+    pub fn answer_finished(&mut self, complete_at: Option<tokio::time::Instant>) {
         if let Some(answers) = &mut self.answers {
             answers.finished_one();
         }
+        self.idle_from = if self.write_blocked {
+            None
+        } else {
+            complete_at
+        };
+    }
+
+    /// A write to the client did not go through at once: the idle time, if it starts after
+    /// this answer, counts from when the answer has gone out, not from a reading before.
+    fn blocked(&mut self) {
+        self.write_blocked = true;
+        self.idle_from = None;
     }
 
     /// The wrapped stream.
@@ -379,7 +403,10 @@ impl<IO> Guarded<IO> {
             let Some((phase, limit)) = self.clock() else {
                 return false;
             };
-            if !self.timer.expired(cx, phase, self.requests, limit) {
+            if !self
+                .timer
+                .expired(cx, phase, self.requests, limit, self.idle_from)
+            {
                 return false;
             }
             if phase != Phase::Park {
@@ -417,6 +444,9 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
         let this = self.get_mut();
         this.park.flushed = false;
         let r = Pin::new(&mut this.io).poll_write(cx, buf);
+        if r.is_pending() {
+            this.blocked();
+        }
         this.send.check(cx, r)
     }
 
@@ -428,6 +458,9 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
         let this = self.get_mut();
         this.park.flushed = false;
         let r = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        if r.is_pending() {
+            this.blocked();
+        }
         this.send.check(cx, r)
     }
 
@@ -438,6 +471,9 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let flushed = Pin::new(&mut this.io).poll_flush(cx);
+        if flushed.is_pending() {
+            this.blocked();
+        }
         let flushed = this.send.check(cx, flushed);
         if let Poll::Ready(Ok(())) = flushed {
             this.park.flushed = true;

@@ -144,7 +144,11 @@ impl<IO> Guarded<IO> {
             return Poll::Ready(());
         }
         match self.clock() {
-            Some((phase, limit)) if self.timer.expired(cx, phase, self.requests, limit) => {
+            Some((phase, limit))
+                if self
+                    .timer
+                    .expired(cx, phase, self.requests, limit, self.idle_from) =>
+            {
                 Poll::Ready(())
             }
             Some(_) => Poll::Pending,

@@ -494,6 +494,53 @@ async fn an_idle_connection_ends_after_the_keepalive_timeout() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_idle_time_counts_from_the_answers_own_clock_reading() {
+    let (mut guard, mut client) = clocked();
+    client.write_all(GET).await.expect("write");
+    assert_eq!(take(&mut guard, GET.len()).await, GET);
+    // The answer was complete 3 s before the reader reported it finished.
+    let complete = Instant::now();
+    guard.answered(StatusCode::OK);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    guard.answer_finished(Some(complete));
+    let (out, at) = until_eof(&mut guard).await;
+    assert!(out.is_empty());
+    assert_eq!(at - complete, KEEPALIVE);
+
+    // A write to the client blocked after the answer: its reading is not used.
+    // Room for the request, not for the answer.
+    let (client, server) = tokio::io::duplex(GET.len());
+    let mut guard = Guarded::new(
+        server,
+        Limits {
+            header_timeout: HEADER,
+            keepalive_timeout: KEEPALIVE,
+            ..Limits::default()
+        },
+    );
+    guard.track_answers();
+    let (mut client_read, mut client_write) = tokio::io::split(client);
+    client_write.write_all(GET).await.expect("write");
+    assert_eq!(take(&mut guard, GET.len()).await, GET);
+    let complete = Instant::now();
+    guard.answered(StatusCode::OK);
+    let answer = [b'x'; 256];
+    let blocked = guard.write(&answer).now_or_never();
+    assert!(
+        blocked.is_some_and(|w| w.is_ok_and(|n| n < answer.len())),
+        "the first write fills the duplex"
+    );
+    assert!(guard.write(&answer).now_or_never().is_none(), "blocked");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut sink = vec![0; 256];
+    let _ = client_read.read(&mut sink).await;
+    guard.answer_finished(Some(complete));
+    let idle = Instant::now();
+    let (_, at) = until_eof(&mut guard).await;
+    assert_eq!(at - idle, KEEPALIVE);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_connection_that_keeps_sending_stays_open() {
     let (mut guard, mut client) = clocked();
     for _ in 0..5 {
@@ -521,7 +568,7 @@ async fn no_clock_runs_while_a_request_is_served_or_a_body_streams() {
     guard.answered(StatusCode::OK);
     let long = KEEPALIVE * 10;
     assert!(tokio::time::timeout(long, guard.read_u8()).await.is_err());
-    guard.answer_finished();
+    guard.answer_finished(None);
     let idle = Instant::now();
     assert_eq!(until_eof(&mut guard).await.1 - idle, KEEPALIVE);
 
@@ -564,5 +611,5 @@ async fn http2_and_tunnels_have_no_clock() {
 /// Answers the oldest request with `status`, complete at once.
 fn answer_with<IO>(guard: &mut Guarded<IO>, status: StatusCode) {
     guard.answered(status);
-    guard.answer_finished();
+    guard.answer_finished(None);
 }

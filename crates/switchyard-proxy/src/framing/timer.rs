@@ -59,21 +59,24 @@ impl Timer {
 
     /// Waits in `phase` (with `requests` requests released so far) for at most `limit`,
     /// counted from the start of this wait (from the connection's opening for
-    /// [`Phase::First`]). Returns true once the wait's deadline has passed; otherwise the task
-    /// is woken at (or before) the deadline.
+    /// [`Phase::First`]; from `idle_from`, when given, for the idle waits). Returns true once
+    /// the wait's deadline has passed; otherwise the task is woken at (or before) the
+    /// deadline.
     pub(super) fn expired(
         &mut self,
         cx: &mut Context<'_>,
         phase: Phase,
         requests: u64,
         limit: Duration,
+        idle_from: Option<Instant>,
     ) -> bool {
         if self.wait != Some((phase, requests)) {
             let from = match phase {
                 Phase::First => self.opened,
                 // The idle period began with the park wait, if there was one.
                 Phase::Idle if self.wait == Some((Phase::Park, requests)) => self.started,
-                Phase::Head | Phase::Idle | Phase::Park => Instant::now(),
+                Phase::Idle | Phase::Park => idle_from.unwrap_or_else(Instant::now),
+                Phase::Head => Instant::now(),
             };
             self.wait = Some((phase, requests));
             self.started = from;

@@ -91,6 +91,13 @@ pub(crate) trait ServiceBody:
     fn peek_passed_head(&self) -> Option<&PassedHead> {
         None
     }
+
+    /// A clock reading taken when the whole answer was at hand (head and body), if it was:
+    /// the HTTP/1 server starts the connection's idle time from it instead of reading the
+    /// clock again.
+    fn complete_at(&self) -> Option<tokio::time::Instant> {
+        None
+    }
 }
 
 impl ServiceBody for crate::body::ProxyBody {
@@ -104,6 +111,13 @@ impl ServiceBody for crate::body::ProxyBody {
     fn peek_passed_head(&self) -> Option<&PassedHead> {
         match self {
             crate::body::ProxyBody::Upstream(up) => up.peek_passed_head(),
+            _ => None,
+        }
+    }
+
+    fn complete_at(&self) -> Option<tokio::time::Instant> {
+        match self {
+            crate::body::ProxyBody::Upstream(up) => up.arrived_whole_at(),
             _ => None,
         }
     }

@@ -149,6 +149,12 @@ impl UpstreamResponse {
         self.passed.as_ref()
     }
 
+    /// When the whole response had arrived (its head and all of its body at once), if it did:
+    /// the clock reading taken then.
+    pub(crate) fn arrived_whole_at(&self) -> Option<Instant> {
+        self.idle_from
+    }
+
     /// The head passed on as bytes, to change, if the response carries it.
     pub(crate) fn passed_head_mut(&mut self) -> Option<&mut PassedHead> {
         self.passed.as_mut()

@@ -51,6 +51,8 @@ struct Plan {
     declared: bool,
     /// Its `Connection` field already says `close`.
     close_asked: bool,
+    /// When the whole answer was at hand, if it was (see `ServiceBody::complete_at`).
+    complete_at: Option<tokio::time::Instant>,
 }
 
 /// What an answer left the connection as.
@@ -121,6 +123,7 @@ impl<I: Stream> Conn<I> {
             tunnel,
             declared: declared.is_some(),
             close_asked,
+            complete_at: body.complete_at(),
         };
         self.head(&parts, passed, ex, &plan);
         (body, plan)
@@ -136,7 +139,11 @@ impl<I: Stream> Conn<I> {
     ) -> impl Future<Output = io::Result<Answered>> + '_ {
         async move {
             let Plan {
-                out, keep, tunnel, ..
+                out,
+                keep,
+                tunnel,
+                complete_at,
+                ..
             } = plan;
             {
                 let mut body = Pin::new(&mut body);
@@ -242,7 +249,7 @@ impl<I: Stream> Conn<I> {
             }
             // The body is dropped, and the guard told, before the answer is flushed.
             drop(body);
-            self.io.answer_finished();
+            self.io.answer_finished(complete_at);
             if !self.wbuf.is_empty() {
                 self.io.write_all(&self.wbuf).await?;
                 self.wbuf.clear();
@@ -273,6 +280,7 @@ impl<I: Stream> Conn<I> {
             tunnel,
             declared,
             close_asked,
+            ..
         } = *plan;
         let w = &mut self.wbuf;
         let status = parts.status;
