@@ -421,7 +421,12 @@ const KEEPALIVE: Duration = Duration::from_secs(7);
 
 /// A guard over one end of a duplex (following answers), and the other end.
 fn clocked() -> (Guarded<DuplexStream>, DuplexStream) {
-    let (client, server) = tokio::io::duplex(1 << 16);
+    clocked_with(1 << 16)
+}
+
+/// [`clocked`] over a duplex that holds at most `room` bytes each way.
+fn clocked_with(room: usize) -> (Guarded<DuplexStream>, DuplexStream) {
+    let (client, server) = tokio::io::duplex(room);
     let mut guard = Guarded::new(
         server,
         Limits {
@@ -509,16 +514,7 @@ async fn the_idle_time_counts_from_the_answers_own_clock_reading() {
 
     // A write to the client blocked after the answer: its reading is not used.
     // Room for the request, not for the answer.
-    let (client, server) = tokio::io::duplex(GET.len());
-    let mut guard = Guarded::new(
-        server,
-        Limits {
-            header_timeout: HEADER,
-            keepalive_timeout: KEEPALIVE,
-            ..Limits::default()
-        },
-    );
-    guard.track_answers();
+    let (mut guard, client) = clocked_with(GET.len());
     let (mut client_read, mut client_write) = tokio::io::split(client);
     client_write.write_all(GET).await.expect("write");
     assert_eq!(take(&mut guard, GET.len()).await, GET);
