@@ -479,8 +479,8 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
             this.park.flushed = true;
         }
         // The HTTP/1 server drops a finished answer's body (and reports it), writes the
-        // answer's last bytes and flushes: the idle wait starts here, so the keep-alive clock runs without the task
-        // being woken to read.
+        // answer's last bytes and flushes: the idle wait starts here, so the keep-alive clock
+        // runs without the task being woken to read.
         if flushed.is_ready() && this.idle() && this.timed_out(cx) {
             // Already over: let the HTTP/1 server read the EOF.
             cx.waker().wake_by_ref();
