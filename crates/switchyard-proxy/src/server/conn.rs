@@ -10,6 +10,7 @@
 
 use std::future::poll_fn;
 use std::io;
+use std::pin::Pin;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -132,14 +133,20 @@ struct ForH2<S, B>(S, std::marker::PhantomData<fn() -> B>);
 impl<S: Service<B>, B: ServiceBody> hyper::service::Service<Request<Incoming>> for ForH2<S, B> {
     type Response = Response<B>;
     type Error = S::Error;
-    type Future = futures_util::future::MapOk<S::Future, fn(Response<B>) -> Response<B>>;
+    /// Boxed: hyper spawns each stream's future as a task, wrapped in its own stream state, and
+    /// the service future (kilobytes) would be copied with every move on the way into the task.
+    type Future = Pin<Box<futures_util::future::MapOk<S::Future, fn(Response<B>) -> Response<B>>>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         use futures_util::TryFutureExt as _;
         // hyper's HTTP/2 server writes the header map: the upstream's fields go back into it.
-        self.0
-            .call(req.map(ClientBody::Http2))
-            .map_ok(crate::upstream::passed::restore::<B> as fn(_) -> _)
+        // The box is allocated first, so that the future is built in it.
+        Box::into_pin(Box::write(
+            Box::new_uninit(),
+            self.0
+                .call(req.map(ClientBody::Http2))
+                .map_ok(crate::upstream::passed::restore::<B> as fn(_) -> _),
+        ))
     }
 }
 
