@@ -219,8 +219,10 @@ pub struct InFlight {
 }
 
 impl InFlight {
-    /// Starts counting a request on `server` in `pool`.
-    pub fn start(server: Arc<ServerState>, pool: Arc<PoolState>) -> Self {
+    /// Starts counting a request on `server` in `pool` (for tests without a snapshot; the
+    /// request path counts through its pool server's [`Member`], [`InFlight::on`]).
+    #[cfg(test)]
+    pub(crate) fn start(server: Arc<ServerState>, pool: Arc<PoolState>) -> Self {
         Self::on(&Arc::new(Member::new(server, pool)))
     }
 

@@ -231,19 +231,16 @@ fn prepare<'a>(
         parts.uri = Uri::try_from(origin)
             .map_err(|_| ProxyError::BadHost(headers::HostError::Malformed))?;
     }
-    let forwarded_host = if host.in_headers {
-        host.authority
-    } else {
+    if !host.in_headers {
         // An HTTP/2 request's `:authority` becomes the upstream's `Host`; an HTTP/1 request's
         // `Host` is already in the map, unchanged.
         parts.headers.insert(header::HOST, host.authority.clone());
-        host.authority
-    };
+    }
     let (added, request_id) = headers::forwarding(
         &mut parts.headers,
         &conn.client_ip,
         conn.proto,
-        forwarded_host,
+        host.authority,
     );
     parts.version = Version::HTTP_11;
     Ok(Routed {

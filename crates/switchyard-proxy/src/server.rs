@@ -260,8 +260,8 @@ where
             Plain::Redirect { https_port } => Some(https_port),
         },
     });
-    // The service future is `forward::handle`'s own (not boxed here: the HTTP/1 driver boxes
-    // it once per request, and hyper's HTTP/2 server spawns it).
+    // The service future is `forward::handle`'s own (not boxed here: the HTTP/1 driver and
+    // the HTTP/2 side, `conn::ForH2`, each box it once per request).
     let svc = service_fn(move |req| forward::handle(served.clone(), req));
     conn::serve(io, svc, host, stop, keep).map(move |r| {
         if let Err(e) = r {
