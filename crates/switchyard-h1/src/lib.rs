@@ -26,7 +26,10 @@ mod response;
 mod tokenize;
 
 pub use chunked::{ChunkError, ChunkedDecoder, Step};
-pub use request::{BodyLength, ExtraField, LAST_CHUNK, encode_chunk, encode_request_head};
+pub use request::{
+    BodyLength, ExtraField, LAST_CHUNK, encode_chunk, encode_request_head,
+    encode_request_head_from, encode_request_head_lines,
+};
 pub use response::{
     BodyFraming, ClientField, ClientFields, HeadError, MAX_CONTENT_LENGTH, ParseOutcome,
     ResponseHead, parse_response_head,

@@ -36,27 +36,90 @@ pub fn encode_request_head(
     extra: &[ExtraField<'_>],
     body: BodyLength,
 ) {
+    let fields = || {
+        headers
+            .iter()
+            .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()))
+    };
+    encode(out, method, target, fields, extra, body);
+}
+
+/// [`encode_request_head`] for fields given as (name, value) bytes, in the order they are to
+/// be written (names as they are given). The caller vouches that
+/// each name is a token and each value the bytes of an `http::HeaderValue` (as a request head
+/// tokenized by [`tokenize_request`](crate::tokenize_request) has them).
+pub fn encode_request_head_from<'a>(
+    out: &mut BytesMut,
+    method: &Method,
+    target: &str,
+    fields: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+    extra: &[ExtraField<'_>],
+    body: BodyLength,
+) {
+    encode(out, method, target, || fields.clone(), extra, body);
+}
+
+/// [`encode_request_head`] for fields given as whole lines: `lines` is field lines, each
+/// `name: value` and CRLF, none of them a framing field (the caller vouches for it, as for
+/// [`encode_request_head_from`]'s fields). They are copied as they are.
+pub fn encode_request_head_lines(
+    out: &mut BytesMut,
+    method: &Method,
+    target: &str,
+    lines: &[u8],
+    extra: &[ExtraField<'_>],
+    body: BodyLength,
+) {
+    let mut size = method.as_str().len() + target.len() + lines.len() + 16 + 32;
+    for (name, value) in extra {
+        size += name.len() + value.len() + 4;
+    }
+    out.reserve(size);
+    request_line(out, method, target);
+    out.put_slice(lines);
+    end(out, extra, body);
+}
+
+/// Writes the head with the fields `fields()` goes through (called twice: to size, to write).
+fn encode<'a, I: Iterator<Item = (&'a [u8], &'a [u8])>>(
+    out: &mut BytesMut,
+    method: &Method,
+    target: &str,
+    fields: impl Fn() -> I,
+    extra: &[ExtraField<'_>],
+    body: BodyLength,
+) {
     let mut size = method.as_str().len() + target.len() + 16 + 32;
-    for (name, value) in headers {
-        size += name.as_str().len() + value.len() + 4;
+    for (name, value) in fields() {
+        size += name.len() + value.len() + 4;
     }
     for (name, value) in extra {
         size += name.len() + value.len() + 4;
     }
     out.reserve(size);
+    request_line(out, method, target);
+    for (name, value) in fields() {
+        if is_framing(name) {
+            continue;
+        }
+        out.put_slice(name);
+        out.put_slice(b": ");
+        out.put_slice(value);
+        out.put_slice(b"\r\n");
+    }
+    end(out, extra, body);
+}
+
+/// The request line, always HTTP/1.1.
+fn request_line(out: &mut BytesMut, method: &Method, target: &str) {
     out.put_slice(method.as_str().as_bytes());
     out.put_u8(b' ');
     out.put_slice(target.as_bytes());
     out.put_slice(b" HTTP/1.1\r\n");
-    for (name, value) in headers {
-        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
-            continue;
-        }
-        out.put_slice(name.as_str().as_bytes());
-        out.put_slice(b": ");
-        out.put_slice(value.as_bytes());
-        out.put_slice(b"\r\n");
-    }
+}
+
+/// The `extra` fields, the framing field `body` calls for and the blank line.
+fn end(out: &mut BytesMut, extra: &[ExtraField<'_>], body: BodyLength) {
     for (name, value) in extra {
         out.put_slice(name.as_bytes());
         out.put_slice(b": ");
@@ -72,6 +135,15 @@ pub fn encode_request_head(
         BodyLength::Chunked => out.put_slice(b"transfer-encoding: chunked\r\n"),
     }
     out.put_slice(b"\r\n");
+}
+
+/// Whether `name` is `Content-Length` or `Transfer-Encoding`, in any case.
+fn is_framing(name: &[u8]) -> bool {
+    match name.len() {
+        14 => name.eq_ignore_ascii_case(header::CONTENT_LENGTH.as_str().as_bytes()),
+        17 => name.eq_ignore_ascii_case(header::TRANSFER_ENCODING.as_str().as_bytes()),
+        _ => false,
+    }
 }
 
 /// Appends the size line of a chunk of `len` bytes (the caller appends the data and `\r\n`).

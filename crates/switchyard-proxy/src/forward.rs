@@ -25,7 +25,7 @@ use crate::body::{ClientBody, LimitedStream, ProxyBody, StreamProgress, Upstream
 use crate::error::ProxyError;
 use crate::headers::{self, RequestId, X_REQUEST_ID};
 use crate::observe;
-use crate::server::h1::OnUpgrade;
+use crate::server::h1::{OnUpgrade, RawHead};
 use crate::shared::Shared;
 use crate::upgrade;
 use crate::upstream::passed;
@@ -47,13 +47,19 @@ static IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static("idempo
 
 /// Serves one client request of a connection. The whole service future is this function's:
 /// the HTTP/1 driver builds it once per request, and a wrapper around it would be built, and
-/// its kilobytes copied, too. (Never fails: `Result` for the service interface.)
+/// its kilobytes copied, too. (Never fails: `Result` for the service interface.) An HTTP/1
+/// request's fields may come as its head's bytes (`raw`, its header map empty): they go
+/// upstream as they came unless the routed service reads fields by name.
 pub(crate) async fn handle(
     served: Arc<Served>,
-    req: Request<ClientBody>,
+    mut req: Request<ClientBody>,
+    mut raw: Option<RawHead>,
 ) -> Result<Response<ProxyBody>, std::convert::Infallible> {
     let (shared, conn) = (&served.shared, &served.info);
     if let Some(https_port) = served.redirect_to {
+        if let Some(raw) = raw.take() {
+            *req.headers_mut() = raw.to_map();
+        }
         return Ok(crate::server::redirect(shared, conn, &req, https_port));
     }
     let snapshot = shared.snapshot.load_full();
@@ -80,8 +86,11 @@ pub(crate) async fn handle(
         log.finish(200, Some(0), None, None);
         return Ok(resp);
     }
-    let declared = content_length(&parts.headers);
-    let routed = match prepare(&snapshot, conn, declared, &mut parts) {
+    let declared = match &raw {
+        Some(raw) => raw.content_length,
+        None => content_length(&parts.headers),
+    };
+    let routed = match prepare(&snapshot, conn, declared, &mut parts, &mut raw) {
         Ok(routed) => routed,
         Err(e) => {
             let id = parts.headers.get(&X_REQUEST_ID).cloned();
@@ -140,6 +149,7 @@ pub(crate) async fn handle(
             &snapshot,
             service,
             &mut parts,
+            raw.as_ref(),
             &added,
             body,
             upgrade,
@@ -188,12 +198,15 @@ struct Routed<'a> {
 }
 
 /// Checks the request head, routes it and rewrites its headers for the upstream.
-/// `content_length` is the request's, read once by the caller.
+/// `content_length` is the request's, read once by the caller. A head kept as its bytes
+/// (`raw`) has none of the fields rewritten here; it is put into the header map when the
+/// routed service reads fields by name ([`reads_fields`]).
 fn prepare<'a>(
     snapshot: &'a Snapshot,
     conn: &'a ConnInfo,
     content_length: Option<u64>,
     parts: &mut Parts,
+    raw: &mut Option<RawHead>,
 ) -> Result<Routed<'a>, ProxyError> {
     if parts.method == http::Method::CONNECT {
         return Err(ProxyError::Refused(
@@ -208,17 +221,27 @@ fn prepare<'a>(
             "an asterisk-form target is for OPTIONS only",
         ));
     }
-    let host = headers::request_host(parts.version, &parts.uri, &parts.headers)?;
+    let host = match raw {
+        Some(raw) => headers::request_host_of(parts.version, &parts.uri, raw.host())?,
+        None => headers::request_host(parts.version, &parts.uri, &parts.headers)?,
+    };
     let service = snapshot
         .route(host.name(), parts.uri.path())
         .ok_or(ProxyError::NoRoute)?;
+    if reads_fields(service) {
+        if let Some(raw) = raw.take() {
+            parts.headers = raw.to_map();
+        }
+    }
     if let Some(len) = content_length {
         if len > snapshot.limits.max_body {
             return Err(ProxyError::BodyTooLarge);
         }
     }
-    let websocket =
-        parts.version == Version::HTTP_11 && upgrade::websocket_requested(&parts.headers);
+    // A head kept as its bytes has no hop-by-hop fields (its map is empty).
+    let websocket = raw.is_none()
+        && parts.version == Version::HTTP_11
+        && upgrade::websocket_requested(&parts.headers);
     headers::strip_hop_by_hop(&mut parts.headers);
     if websocket {
         upgrade::restore_upgrade_headers(&mut parts.headers);
@@ -249,6 +272,21 @@ fn prepare<'a>(
         request_id,
         websocket,
     })
+}
+
+/// Whether the request path reads fields of requests to `service` by name, past routing:
+/// compression (`Accept-Encoding`), static files (conditional requests), preview (its header
+/// or cookie), a sticky split (its cookie), a mirror (the copy's head) and retries by
+/// `Idempotency-Key`.
+fn reads_fields(service: &Service) -> bool {
+    let cfg = &service.config;
+    cfg.compression.enabled
+        || !cfg.static_files.is_empty()
+        || cfg.preview.header.is_some()
+        || cfg.preview.cookie.is_some()
+        || service.sticky
+        || service.mirror.is_some()
+        || cfg.retry.idempotency_key
 }
 
 fn content_length(headers: &http::HeaderMap) -> Option<u64> {
@@ -363,6 +401,7 @@ async fn forward(
     snapshot: &Snapshot,
     routed: &Arc<Service>,
     parts: &mut Parts,
+    raw: Option<&RawHead>,
     added: &headers::Added<'_>,
     body: ClientBody,
     mut upgrade: Option<OnUpgrade>,
@@ -466,6 +505,7 @@ async fn forward(
         let keep_head = idempotent && replay.is_some() && attempt < policy.attempts;
         let mut pending = Pending {
             parts,
+            raw,
             spent: &mut head_spent,
             added,
             replay: &replay,

@@ -75,6 +75,15 @@ pub fn request_host(
     if hosts.next().is_some() {
         return Err(HostError::Duplicate);
     }
+    request_host_of(version, uri, host.cloned())
+}
+
+/// [`request_host`] for a request whose only `Host` field, if any, is `host`.
+pub fn request_host_of(
+    version: Version,
+    uri: &Uri,
+    host: Option<HeaderValue>,
+) -> Result<RequestHost, HostError> {
     let uri_authority = uri.authority();
     let in_headers = host.is_some();
     let authority = match (host, uri_authority) {
@@ -82,9 +91,9 @@ pub fn request_host(
             if !h.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes()) {
                 return Err(HostError::Mismatch);
             }
-            h.clone()
+            h
         }
-        (Some(h), None) => h.clone(),
+        (Some(h), None) => h,
         (None, Some(a)) if version == Version::HTTP_2 => {
             HeaderValue::from_str(a.as_str()).map_err(|_| HostError::Malformed)?
         }

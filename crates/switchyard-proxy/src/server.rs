@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use hyper::server::conn::http2;
-use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use switchyard_config::LimitsConfig;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -262,7 +261,7 @@ where
     });
     // The service future is `forward::handle`'s own (not boxed here: the HTTP/1 driver and
     // the HTTP/2 side, `conn::ForH2`, each box it once per request).
-    let svc = service_fn(move |req| forward::handle(served.clone(), req));
+    let svc = conn::RawFn(move |req, raw| forward::handle(served.clone(), req, raw));
     conn::serve(io, svc, host, stop, keep).map(move |r| {
         if let Err(e) = r {
             tracing::debug!(client = %peer, error = %e, "client connection ended with an error");

@@ -112,8 +112,16 @@ pub fn check(input: &[u8]) {
         assert_eq!(ours.method, got.method, "server side: method of request {i}");
         assert_eq!(ours.uri, got.uri, "server side: target of request {i}");
         assert_eq!(ours.version, got.version, "server side: version of request {i}");
+        let ours_fields = match &ours.raw {
+            Some(raw) => {
+                assert!(ours.headers.is_empty(), "a head kept as its bytes has no map");
+                same_raw_fields(raw, i);
+                raw.to_map()
+            }
+            None => ours.headers.clone(),
+        };
         assert_eq!(
-            peer::fields_of(&ours.headers),
+            peer::fields_of(&ours_fields),
             peer::fields_of(&got.headers),
             "server side: fields of request {i}"
         );
@@ -133,6 +141,29 @@ pub fn check(input: &[u8]) {
             expected.len(),
             seen.get(expected.len())
         );
+    }
+}
+
+/// A head kept as its bytes lists the fields its map is made of, and its block of lines, when
+/// it has one, is those fields written anew.
+fn same_raw_fields(raw: &server_head::RawHead, i: usize) {
+    let listed: Vec<(String, Vec<u8>)> = raw
+        .fields()
+        .map(|(n, v)| (String::from_utf8_lossy(n).to_ascii_lowercase(), v.to_vec()))
+        .collect();
+    let mut sorted = listed.clone();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(sorted, peer::fields_of(&raw.to_map()), "raw fields of request {i}");
+    if let Some(block) = raw.block() {
+        let mut written = Vec::new();
+        for (n, v) in raw.fields() {
+            written.extend_from_slice(n);
+            written.extend_from_slice(b": ");
+            written.extend_from_slice(v);
+            written.extend_from_slice(b"\r\n");
+        }
+        assert_eq!(block, &written[..], "the block of lines of request {i}");
+        assert!(raw.content_length.is_none(), "a block without Content-Length");
     }
 }
 

@@ -8,14 +8,16 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::task::Poll;
 
-use crate::server::h1::OnUpgrade;
+use crate::server::h1::{OnUpgrade, RawHead};
 use bytes::{Bytes, BytesMut};
 use http::Response;
 use http::request::Parts;
 use http_body::Body;
 use switchyard_core::retry::FailureKind;
 use switchyard_core::{InFlight, Service};
-use switchyard_h1::{BodyLength, encode_request_head};
+use switchyard_h1::{
+    BodyLength, encode_request_head, encode_request_head_from, encode_request_head_lines,
+};
 use tokio::time::Instant;
 
 use super::Failed;
@@ -96,6 +98,9 @@ pub(super) fn has_untried(svc: &Service, tried: &[SocketAddr]) -> bool {
 /// upstream: the head, the body (buffered or streamed) and the client's upgrade handle.
 pub(super) struct Pending<'a> {
     pub(super) parts: &'a Parts,
+    /// The head's fields as its bytes, when they go upstream as they came (the header map
+    /// is empty then).
+    pub(super) raw: Option<&'a RawHead>,
     /// Set when the head was sent and may not be sent again; an attempt then refuses to start.
     pub(super) spent: &'a mut bool,
     pub(super) added: &'a Added<'a>,
@@ -146,9 +151,13 @@ pub(super) async fn attempt_once(
     }
     let head = pending.parts;
     let head_request = head.method == http::Method::HEAD;
+    let has_length = match pending.raw {
+        Some(raw) => raw.content_length.is_some(),
+        None => head.headers.contains_key(http::header::CONTENT_LENGTH),
+    };
     let (length, mut streamed) = match (pending.replay, pending.streamed.as_mut()) {
         (Some(Some(b)), _) => (BodyLength::Known(b.len() as u64), None),
-        (Some(None), _) => (empty_body_length(head), None),
+        (Some(None), _) => (empty_length(&head.method, has_length), None),
         (None, Some((body, _))) => {
             let hint = body.size_hint();
             match hint.exact() {
@@ -156,12 +165,13 @@ pub(super) async fn attempt_once(
                 None => (BodyLength::Chunked, Some((body, true))),
             }
         }
-        (None, None) => (empty_body_length(head), None),
+        (None, None) => (empty_length(&head.method, has_length), None),
     };
     // Encoded in the connection's (empty) read buffer, whose room it keeps between requests.
     encode_request_into(
         &mut conn.buf,
         head,
+        pending.raw,
         pending.added,
         length,
         pending.replay.as_ref().and_then(|r| r.as_deref()),
@@ -288,14 +298,16 @@ pub(crate) fn encode_request(
     body: Option<&[u8]>,
 ) -> BytesMut {
     let mut out = BytesMut::new();
-    encode_request_into(&mut out, head, added, length, body);
+    encode_request_into(&mut out, head, None, added, length, body);
     out
 }
 
-/// [`encode_request`] into `out` (emptied first), using its room.
+/// [`encode_request`] into `out` (emptied first), using its room; the fields are `raw`'s when
+/// the head's are kept as its bytes.
 fn encode_request_into(
     out: &mut BytesMut,
     head: &Parts,
+    raw: Option<&RawHead>,
     added: &Added<'_>,
     length: BodyLength,
     body: Option<&[u8]>,
@@ -306,14 +318,29 @@ fn encode_request_into(
         .map_or("/", http::uri::PathAndQuery::as_str);
     out.clear();
     let (fields, n) = added.fields();
-    encode_request_head(
-        out,
-        &head.method,
-        target,
-        &head.headers,
-        &fields[..n],
-        length,
-    );
+    match raw {
+        Some(raw) => match raw.block() {
+            Some(lines) => {
+                encode_request_head_lines(out, &head.method, target, lines, &fields[..n], length);
+            }
+            None => encode_request_head_from(
+                out,
+                &head.method,
+                target,
+                raw.fields(),
+                &fields[..n],
+                length,
+            ),
+        },
+        None => encode_request_head(
+            out,
+            &head.method,
+            target,
+            &head.headers,
+            &fields[..n],
+            length,
+        ),
+    }
     if let Some(b) = body {
         out.extend_from_slice(b);
     }
@@ -322,11 +349,19 @@ fn encode_request_into(
 /// The framing of an empty request body: `Content-Length: 0` when the client sent one (or the
 /// method is one that normally carries a body), else none.
 pub(crate) fn empty_body_length(head: &Parts) -> BodyLength {
+    empty_length(
+        &head.method,
+        head.headers.contains_key(http::header::CONTENT_LENGTH),
+    )
+}
+
+/// [`empty_body_length`] of a request with `method`, which has a `Content-Length` or not.
+fn empty_length(method: &http::Method, has_length: bool) -> BodyLength {
     let carries_body = matches!(
-        head.method,
+        *method,
         http::Method::POST | http::Method::PUT | http::Method::PATCH
     );
-    if carries_body || head.headers.contains_key(http::header::CONTENT_LENGTH) {
+    if carries_body || has_length {
         BodyLength::Known(0)
     } else {
         BodyLength::None

@@ -112,10 +112,10 @@ fn serve(track: bool, limits: Limits) -> (DuplexStream, Seen) {
         guard.track_answers();
     }
     let app_seen = seen.clone();
-    let svc = service_fn(move |req| {
+    let svc = crate::server::conn::WithMap(service_fn(move |req| {
         let seen = app_seen.clone();
         async move { Ok::<_, Infallible>(app(req, seen).await) }
-    });
+    }));
     tokio::spawn(async move {
         // As `server.rs` sets it up; parking after a moment, so that every test also runs
         // across parks (a duplex is always "readable": a parked connection resumes at once).

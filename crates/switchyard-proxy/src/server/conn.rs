@@ -8,7 +8,7 @@
 //! keep-alive connection throughout: nothing is written or closed by parking, and the guard's
 //! keep-alive clock counts on across it.
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
 use std::time::Duration;
@@ -55,26 +55,59 @@ pub(crate) trait Stream:
 impl<I: AsyncRead + AsyncWrite + ReadReady + Unpin + Send + 'static> Stream for I {}
 
 /// A service connections can be served with, over HTTP/1 and HTTP/2, answering with `B`.
-pub(crate) trait Service<B>:
-    hyper::service::Service<
-        Request<ClientBody>,
-        Response = Response<B>,
-        Future: Send + 'static,
-        Error: Into<BoxError>,
-    > + Send
-    + 'static
-{
+pub(crate) trait Service<B>: Send + 'static {
+    /// What a failed call gives.
+    type Error: Into<BoxError>;
+    /// The answer to come.
+    type Future: Future<Output = Result<Response<B>, Self::Error>> + Send + 'static;
+
+    /// Serves `req`. An HTTP/1 request whose head is forwarded as it came (see
+    /// [`h1::RawHead`]) has its fields in `raw` and an empty header map.
+    fn call(&self, req: Request<ClientBody>, raw: Option<h1::RawHead>) -> Self::Future;
 }
 
-impl<S, B> Service<B> for S where
+/// A service made of a function of the request and its head's bytes.
+pub(crate) struct RawFn<F>(pub(crate) F);
+
+impl<F, Fut, B, E> Service<B> for RawFn<F>
+where
+    F: Fn(Request<ClientBody>, Option<h1::RawHead>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Response<B>, E>> + Send + 'static,
+    E: Into<BoxError>,
+{
+    type Error = E;
+    type Future = Fut;
+
+    fn call(&self, req: Request<ClientBody>, raw: Option<h1::RawHead>) -> Fut {
+        (self.0)(req, raw)
+    }
+}
+
+/// A hyper service, which reads every request's fields from its header map: a head kept as its
+/// bytes has them put into the map first.
+#[cfg(test)]
+pub(crate) struct WithMap<S>(pub(crate) S);
+
+#[cfg(test)]
+impl<S, B> Service<B> for WithMap<S>
+where
     S: hyper::service::Service<
             Request<ClientBody>,
             Response = Response<B>,
             Future: Send + 'static,
             Error: Into<BoxError>,
         > + Send
-        + 'static
+        + 'static,
 {
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, mut req: Request<ClientBody>, raw: Option<h1::RawHead>) -> S::Future {
+        if let Some(raw) = raw {
+            *req.headers_mut() = raw.to_map();
+        }
+        self.0.call(req)
+    }
 }
 
 /// A response body such a service answers with. It may carry the upstream's head as bytes
@@ -144,7 +177,7 @@ impl<S: Service<B>, B: ServiceBody> hyper::service::Service<Request<Incoming>> f
         Box::into_pin(Box::write(
             Box::new_uninit(),
             self.0
-                .call(req.map(ClientBody::Http2))
+                .call(req.map(ClientBody::Http2), None)
                 .map_ok(crate::upstream::passed::restore::<B> as fn(_) -> _),
         ))
     }

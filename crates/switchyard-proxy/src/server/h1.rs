@@ -48,6 +48,7 @@ use tokio::sync::watch;
 use self::answer::Answered;
 pub(crate) use self::body::RequestBody;
 use self::body::{BodyError, Feeder, Want};
+pub(crate) use self::head::RawHead;
 use self::head::{Head, Refused};
 pub(crate) use self::upgrade::OnUpgrade;
 use crate::body::ClientBody;
@@ -205,7 +206,7 @@ where
                 return Ok(Ended::Parked(conn.io));
             }
         };
-        let Some((req, mut exchange)) = conn.request(head) else {
+        let Some((req, raw, mut exchange)) = conn.request(head) else {
             conn.refuse(Refused::Bad).await;
             return Ok(Ended::Closed);
         };
@@ -214,7 +215,7 @@ where
             // which measured slower (more so over TLS) than one allocation per request.
             // The box is allocated before the call, so that the future is built in it rather
             // than built beside it and copied in.
-            let mut call = Box::into_pin(Box::write(Box::new_uninit(), svc.call(req)));
+            let mut call = Box::into_pin(Box::write(Box::new_uninit(), svc.call(req, raw)));
             poll_fn(|cx| {
                 loop {
                     if let Poll::Ready(r) = call.as_mut().poll(cx) {
@@ -343,7 +344,7 @@ impl<I: Stream> Conn<I> {
 
     /// The request for a parsed head, and what the driver keeps of it; `None` when the target
     /// or a field is invalid.
-    fn request(&mut self, head: Head) -> Option<(Request<ClientBody>, Exchange)> {
+    fn request(&mut self, head: Head) -> Option<(Request<ClientBody>, Option<RawHead>, Exchange)> {
         let bytes = self.rbuf.split_to(head.len).freeze();
         let parsed = head::build(head, &bytes, &self.fields)?;
         let framing = match parsed.framing {
@@ -382,7 +383,7 @@ impl<I: Stream> Conn<I> {
             exchange.upgrade = Some(pending);
             req.extensions_mut().insert(on_upgrade);
         }
-        Some((req, exchange))
+        Some((req, parsed.raw, exchange))
     }
 
     /// While the service works on a request: feeds its body as it asks, and watches for the

@@ -57,7 +57,11 @@ pub(crate) struct Parsed {
     pub(crate) method: Method,
     pub(crate) uri: Uri,
     pub(crate) version: Version,
+    /// The fields, unless they are kept as the head's bytes (`raw`): empty then.
     pub(crate) headers: HeaderMap,
+    /// The fields as the head's bytes, when the head is one the proxy forwards as it came
+    /// (see [`RawHead`]).
+    pub(crate) raw: Option<RawHead>,
     pub(crate) framing: Framing,
     /// The client allows the connection to stay open after this request.
     pub(crate) keep_alive: bool,
@@ -135,6 +139,24 @@ pub(crate) fn same_as_parsed(
 pub(crate) fn build(head: Head, bytes: &Bytes, fields: &[[usize; 4]]) -> Option<Parsed> {
     let (start, len) = head.target;
     let uri = Uri::from_maybe_shared(bytes.slice(start..start + len)).ok()?;
+    if let Some(raw) = RawHead::of(bytes, fields) {
+        let http11 = head.version == Version::HTTP_11;
+        return Some(Parsed {
+            may_tunnel: head.method == Method::CONNECT,
+            method: head.method,
+            uri,
+            version: head.version,
+            headers: HeaderMap::new(),
+            // No `Connection` field: HTTP/1.1 keeps the connection, HTTP/1.0 does not.
+            keep_alive: http11,
+            expect_continue: false,
+            framing: match raw.content_length {
+                Some(0) | None => Framing::None,
+                Some(n) => Framing::Length(n),
+            },
+            raw: Some(raw),
+        });
+    }
     let mut headers = HeaderMap::with_capacity(fields.len() + ADDED_FIELDS);
     let http11 = head.version == Version::HTTP_11;
     let mut length = None;
@@ -180,6 +202,7 @@ pub(crate) fn build(head: Head, bytes: &Bytes, fields: &[[usize; 4]]) -> Option<
         uri,
         version: head.version,
         headers,
+        raw: None,
         keep_alive: if http11 {
             !close
         } else {
@@ -188,6 +211,191 @@ pub(crate) fn build(head: Head, bytes: &Bytes, fields: &[[usize; 4]]) -> Option<
         expect_continue: http11 && expect_continue && framing != Framing::None,
         framing,
     })
+}
+
+/// The most fields a head kept as its bytes may have ([`RawHead`]).
+pub(crate) const RAW_FIELDS: usize = 16;
+
+/// A request head kept as the client sent it: its bytes and where each field is, for a head
+/// that nothing on the request path rewrites. Such a head goes upstream as its own field lines
+/// (names as the client wrote them) with the proxy's fields after them, and no header map is
+/// built for it; a feature that reads fields by name has the map made
+/// from it first ([`RawHead::to_map`]), and the request takes the map's path from there.
+///
+/// A head is kept so when it has at most [`RAW_FIELDS`] fields, is shorter than 64 KiB, has
+/// at most one `Host` and a readable `Content-Length`, and has none of the fields the proxy
+/// acts on as it forwards: hop-by-hop fields (`Connection` and those it may name,
+/// `Keep-Alive`, `Proxy-Connection`, `Proxy-Authenticate`, `Proxy-Authorization`, `TE`,
+/// `Trailer`, `Transfer-Encoding`, `Upgrade`), `Expect`, and the fields the proxy sets itself
+/// (`X-Forwarded-For`, `-Proto`, `-Host`, `X-Request-Id`).
+#[derive(Debug, Clone)]
+pub(crate) struct RawHead {
+    /// The head's bytes (at least).
+    bytes: Bytes,
+    /// Name start, name length, value start, value length of each field.
+    fields: [[u16; 4]; RAW_FIELDS],
+    /// How many of `fields` are the head's.
+    len: u8,
+    /// Which field is `Host`.
+    host: Option<u8>,
+    /// Where the field lines are, start and end, when they can go upstream as one block of
+    /// bytes: each is `name: value` and CRLF, and none is `Content-Length`.
+    block: Option<(u16, u16)>,
+    /// The `Content-Length`, when the head has one.
+    pub(crate) content_length: Option<u64>,
+}
+
+impl RawHead {
+    /// The head in `bytes` with `fields` (as [`parse`] noted them), when it can be kept as its
+    /// bytes.
+    fn of(bytes: &Bytes, fields: &[[usize; 4]]) -> Option<RawHead> {
+        if fields.len() > RAW_FIELDS {
+            return None;
+        }
+        let mut raw = RawHead {
+            bytes: bytes.clone(),
+            fields: [[0; 4]; RAW_FIELDS],
+            len: 0,
+            host: None,
+            block: None,
+            content_length: None,
+        };
+        // Whether the lines so far are written as they would be written anew.
+        let mut plain_lines = true;
+        for (i, &[n, nl, v, vl]) in fields.iter().enumerate() {
+            let name = bytes.get(n..n + nl)?;
+            match kept_name(name)? {
+                Kept::Plain => {}
+                Kept::Host => {
+                    if raw.host.is_some() {
+                        return None;
+                    }
+                    raw.host = Some(i as u8);
+                }
+                Kept::ContentLength => {
+                    let text = std::str::from_utf8(bytes.get(v..v + vl)?).ok()?;
+                    let n = text.trim().parse::<u64>().ok()?;
+                    if raw.content_length.is_some_and(|l| l != n) {
+                        return None;
+                    }
+                    raw.content_length = Some(n);
+                }
+            }
+            let at = n + nl;
+            plain_lines &= bytes.get(at..at + 2) == Some(b": ")
+                && v == at + 2
+                && bytes.get(v + vl..v + vl + 2) == Some(b"\r\n")
+                && fields.get(i + 1).is_none_or(|next| next[0] == v + vl + 2);
+            raw.fields[i] = [
+                u16::try_from(n).ok()?,
+                u16::try_from(nl).ok()?,
+                u16::try_from(v).ok()?,
+                u16::try_from(vl).ok()?,
+            ];
+        }
+        raw.len = fields.len() as u8;
+        if let (true, None, Some(first), Some(&[.., v, vl])) = (
+            plain_lines,
+            raw.content_length,
+            fields.first(),
+            fields.last(),
+        ) {
+            raw.block = Some((
+                u16::try_from(first[0]).ok()?,
+                u16::try_from(v + vl + 2).ok()?,
+            ));
+        }
+        Some(raw)
+    }
+
+    /// The field lines as the client wrote them (CRLF included), when they go upstream as one
+    /// block: each is `name: value` and CRLF, and none is `Content-Length`.
+    pub(crate) fn block(&self) -> Option<&[u8]> {
+        let (start, end) = self.block?;
+        self.bytes.get(usize::from(start)..usize::from(end))
+    }
+
+    /// The fields, as (name, value) in the order they came.
+    pub(crate) fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
+        self.fields[..usize::from(self.len)]
+            .iter()
+            .map(|&[n, nl, v, vl]| (self.range(n, nl), self.range(v, vl)))
+    }
+
+    /// The bytes at `start` of length `len` in the head.
+    fn range(&self, start: u16, len: u16) -> &[u8] {
+        let start = usize::from(start);
+        self.bytes
+            .get(start..start + usize::from(len))
+            .unwrap_or_default()
+    }
+
+    /// The `Host` value, shared with the head's bytes.
+    pub(crate) fn host(&self) -> Option<HeaderValue> {
+        let [_, _, v, vl] = self.fields[usize::from(self.host?)];
+        let (v, vl) = (usize::from(v), usize::from(vl));
+        HeaderValue::from_maybe_shared(self.bytes.slice(v..v + vl)).ok()
+    }
+
+    /// The header map [`build`] makes of these fields otherwise (the same names, values and
+    /// order).
+    pub(crate) fn to_map(&self) -> HeaderMap {
+        let mut headers = HeaderMap::with_capacity(usize::from(self.len) + ADDED_FIELDS);
+        for &[n, nl, v, vl] in &self.fields[..usize::from(self.len)] {
+            let (n, nl, v, vl) = (
+                usize::from(n),
+                usize::from(nl),
+                usize::from(v),
+                usize::from(vl),
+            );
+            // Checked when the head was tokenized: a token name, a value of visible ASCII,
+            // spaces, tabs and obs-text.
+            let name = self.bytes.get(n..n + nl).map(HeaderName::from_bytes);
+            let value = HeaderValue::from_maybe_shared(self.bytes.slice(v..v + vl));
+            if let (Some(Ok(name)), Ok(value)) = (name, value) {
+                headers.append(name, value);
+            }
+        }
+        headers
+    }
+}
+
+/// How a field name bears on keeping a head as its bytes.
+enum Kept {
+    /// A field the proxy passes on as it is.
+    Plain,
+    /// `Host`.
+    Host,
+    /// `Content-Length`.
+    ContentLength,
+}
+
+/// Whether a head with the field `name` can be kept as its bytes: `None` for a field the
+/// proxy acts on ([`RawHead`]).
+fn kept_name(name: &[u8]) -> Option<Kept> {
+    let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+    let acted_on = match name.len() {
+        2 => is(b"te"),
+        4 => return Some(if is(b"host") { Kept::Host } else { Kept::Plain }),
+        6 => is(b"expect"),
+        7 => is(b"upgrade") || is(b"trailer"),
+        10 => is(b"connection") || is(b"keep-alive"),
+        12 => is(b"x-request-id"),
+        14 => {
+            return Some(if is(b"content-length") {
+                Kept::ContentLength
+            } else {
+                Kept::Plain
+            });
+        }
+        15 => is(b"x-forwarded-for"),
+        16 => is(b"proxy-connection") || is(b"x-forwarded-host"),
+        17 => is(b"transfer-encoding") || is(b"x-forwarded-proto"),
+        18 => is(b"proxy-authenticate"),
+        19 => is(b"proxy-authorization"),
+        _ => false,
+    };
+    (!acted_on).then_some(Kept::Plain)
 }
 
 /// The tokens of a `Connection` value (comma-separated, spaces trimmed).
@@ -214,6 +422,86 @@ mod tests {
         };
         let bytes = Bytes::from_static(head);
         build(parsed, &bytes, &fields).expect("a valid request")
+    }
+
+    #[test]
+    fn heads_the_proxy_does_not_rewrite_are_kept_as_their_bytes() {
+        let plain = read(b"GET /a HTTP/1.1\r\nHost: a\r\nUser-Agent: T/1\r\nX-Two: a  b\r\n\r\n");
+        let raw = plain.raw.as_ref().expect("kept as its bytes");
+        assert!(plain.headers.is_empty());
+        assert_eq!(
+            raw.fields().collect::<Vec<_>>(),
+            [
+                (&b"Host"[..], &b"a"[..]),
+                (b"User-Agent", b"T/1"),
+                (b"X-Two", b"a  b")
+            ]
+        );
+        assert_eq!(
+            raw.block(),
+            Some(&b"Host: a\r\nUser-Agent: T/1\r\nX-Two: a  b\r\n"[..])
+        );
+        assert_eq!(raw.host().as_ref().map(|h| h.as_bytes()), Some(&b"a"[..]));
+        let map = raw.to_map();
+        assert_eq!(map.len(), 3);
+        assert_eq!(map["user-agent"], "T/1");
+        assert!(plain.keep_alive);
+        // Lines written otherwise, or a Content-Length (which the proxy writes itself): kept,
+        // but field by field.
+        for head in [
+            &b"GET / HTTP/1.1\r\nHost:a\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: a \r\n\r\n",
+            b"GET / HTTP/1.1\nHost: a\n\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n",
+        ] {
+            let parsed = read(head);
+            let raw = parsed.raw.as_ref().expect("kept as its bytes");
+            assert_eq!(raw.block(), None, "{}", String::from_utf8_lossy(head));
+            assert_eq!(raw.host().as_ref().map(|h| h.as_bytes()), Some(&b"a"[..]));
+        }
+        let post = read(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n");
+        assert_eq!(post.framing, Framing::Length(5));
+        assert_eq!(post.raw.as_ref().and_then(|r| r.content_length), Some(5));
+        // HTTP/1.0 without keep-alive closes.
+        assert!(!read(b"GET / HTTP/1.0\r\nHost: a\r\n\r\n").keep_alive);
+    }
+
+    #[test]
+    fn heads_with_fields_the_proxy_acts_on_get_a_header_map() {
+        for field in [
+            "Connection: close",
+            "Keep-Alive: 5",
+            "Proxy-Connection: x",
+            "Proxy-Authenticate: x",
+            "Proxy-Authorization: x",
+            "TE: trailers",
+            "Trailer: x",
+            "Transfer-Encoding: chunked",
+            "Upgrade: websocket",
+            "Expect: 100-continue",
+            "x-forwarded-for: 1.2.3.4",
+            "X-Forwarded-Proto: https",
+            "X-Forwarded-Host: b",
+            "X-Request-ID: 1",
+            "Host: b",
+        ] {
+            let head =
+                format!("POST / HTTP/1.1\r\nHost: a\r\n{field}\r\nContent-Length: 1\r\n\r\n");
+            let head: &'static [u8] = Box::leak(head.into_bytes().into_boxed_slice());
+            let parsed = read(head);
+            assert!(parsed.raw.is_none(), "{field}");
+            assert!(parsed.headers.len() >= 2, "{field}");
+        }
+        // More fields than a kept head holds.
+        let mut many = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
+        for i in 0..RAW_FIELDS {
+            many.push_str(&format!("X-{i}: v\r\n"));
+        }
+        many.push_str("\r\n");
+        let many: &'static [u8] = Box::leak(many.into_bytes().into_boxed_slice());
+        let parsed = read(many);
+        assert!(parsed.raw.is_none());
+        assert_eq!(parsed.headers.len(), RAW_FIELDS + 1);
     }
 
     #[test]
