@@ -20,11 +20,13 @@
 //!
 //! The decoders are fuzzed against hyper's (see `fuzz/` at the crate root).
 
+mod case;
 mod chunked;
 mod request;
 mod response;
 mod tokenize;
 
+pub use case::is_lower;
 pub use chunked::{ChunkError, ChunkedDecoder, Step};
 pub use request::{
     BodyLength, ExtraField, LAST_CHUNK, encode_chunk, encode_request_head,

@@ -15,6 +15,7 @@ use std::ops::Range;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use crate::case::is_lower;
 use crate::tokenize::{Refusal, Tokenized, tokenize_response};
 
 /// The largest `Content-Length` accepted: hyper's limit too (`u64::MAX - 2`; it reserves the
@@ -158,19 +159,19 @@ fn framing(
     let mut length: Option<u64> = None;
     for (name, value) in fields {
         let (name, value) = (&buf[name.clone()], &buf[value.clone()]);
-        if name.eq_ignore_ascii_case(b"connection") {
+        if is_lower(name, b"connection") {
             // hyper takes no keep-alive from a value it cannot read as text (it would close
             // after the response); a `close` counts wherever it is.
             let readable = visible_ascii(value);
             for token in tokens(value) {
-                let is_close = token.eq_ignore_ascii_case(b"close");
-                let is_keep_alive = token.eq_ignore_ascii_case(b"keep-alive");
+                let is_close = is_lower(token, b"close");
+                let is_keep_alive = is_lower(token, b"keep-alive");
                 close |= is_close;
                 keep_alive_token |= readable && is_keep_alive;
                 // Any other token names a field that must not reach the client.
                 plain &= is_close || is_keep_alive;
             }
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+        } else if is_lower(name, b"transfer-encoding") {
             if !visible_ascii(value) {
                 // hyper cannot read such a value and takes the body as close-delimited; a
                 // reader that skips the odd coding would take it as chunked.
@@ -185,10 +186,10 @@ fn framing(
                         "chunked is not the last transfer coding",
                     ));
                 }
-                chunked_last = token.eq_ignore_ascii_case(b"chunked");
+                chunked_last = is_lower(token, b"chunked");
                 te_seen = true;
             }
-        } else if name.eq_ignore_ascii_case(b"content-length") {
+        } else if is_lower(name, b"content-length") {
             lengths += 1;
             plain &= lengths == 1 && !value.contains(&b',');
             for token in value.split(|&b| b == b',') {
@@ -277,7 +278,7 @@ const ADDED_FIELDS: usize = 4;
 /// Whether a field name is one of those that describe one hop and never go on to the client
 /// (`Connection` included). Compared by length first: most names are rejected there.
 fn hop_by_hop(name: &[u8]) -> bool {
-    let is = |hop: &[u8]| name.eq_ignore_ascii_case(hop);
+    let is = |hop: &[u8]| is_lower(name, hop);
     match name.len() {
         2 => is(b"te"),
         7 => is(b"trailer") || is(b"upgrade"),
@@ -290,7 +291,7 @@ fn hop_by_hop(name: &[u8]) -> bool {
 }
 
 fn is_content_length(name: &[u8]) -> bool {
-    name.len() == 14 && name.eq_ignore_ascii_case(b"content-length")
+    is_lower(name, b"content-length")
 }
 
 /// A field of a plain head that goes on to the client.
@@ -385,9 +386,7 @@ impl ResponseHead {
                 if let Some(value) = head.get(v.clone()) {
                     for token in tokens(value) {
                         // The common tokens name nothing that is forwarded.
-                        if token.eq_ignore_ascii_case(b"keep-alive")
-                            || token.eq_ignore_ascii_case(b"close")
-                        {
+                        if is_lower(token, b"keep-alive") || is_lower(token, b"close") {
                             continue;
                         }
                         if let Ok(listed) = HeaderName::from_bytes(token) {

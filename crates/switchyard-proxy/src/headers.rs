@@ -108,6 +108,36 @@ pub fn request_host_of(
     })
 }
 
+/// The bytes of a host name (RFC 3986's reg-name: unreserved, sub-delims and `%`), by value.
+static REG_NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b'%'
+            );
+        b += 1;
+    }
+    table
+};
+
 /// Validates an authority (`host[:port]`, `[v6]:port`) without allocating; returns the length
 /// of its host part. Refuses userinfo, spaces and anything outside RFC 3986's host characters.
 fn host_len(authority: &[u8]) -> Option<usize> {
@@ -128,27 +158,7 @@ fn host_len(authority: &[u8]) -> Option<usize> {
             .rposition(|b| *b == b':')
             .unwrap_or(authority.len());
         let host = &authority[..end];
-        let reg_name = |b: &u8| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'-' | b'.'
-                        | b'_'
-                        | b'~'
-                        | b'!'
-                        | b'$'
-                        | b'&'
-                        | b'\''
-                        | b'('
-                        | b')'
-                        | b'*'
-                        | b'+'
-                        | b','
-                        | b';'
-                        | b'='
-                        | b'%'
-                )
-        };
+        let reg_name = |b: &u8| REG_NAME[usize::from(*b)];
         if host.is_empty() || !host.iter().all(reg_name) {
             return None;
         }

@@ -170,13 +170,13 @@ impl Default for Seen {
 
 impl Seen {
     fn field(&mut self, name: &[u8], value: &[u8]) {
-        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+        if switchyard_h1::is_lower(name, b"transfer-encoding") {
             self.te += 1;
             self.te_chunked &= value.trim_ascii().eq_ignore_ascii_case(b"chunked");
-        } else if name.eq_ignore_ascii_case(b"content-length") {
+        } else if switchyard_h1::is_lower(name, b"content-length") {
             self.cl += 1;
             self.length = decimal(value);
-        } else if name.eq_ignore_ascii_case(b"upgrade") {
+        } else if switchyard_h1::is_lower(name, b"upgrade") {
             self.upgrade = true;
         } else if spells(name, b"transfer-encoding") || spells(name, b"content-length") {
             self.underscore = true;

@@ -298,9 +298,11 @@ impl<I: Stream> Conn<I> {
         if let Some(passed) = &passed {
             for f in passed.fields() {
                 match f.name.len() {
-                    14 if no_length && f.name.eq_ignore_ascii_case(b"content-length") => continue,
+                    14 if no_length && switchyard_h1::is_lower(f.name, b"content-length") => {
+                        continue;
+                    }
                     12 if passed.replaced(f.name, &parts.headers) => continue,
-                    4 if f.name.eq_ignore_ascii_case(b"date") => date = true,
+                    4 if switchyard_h1::is_lower(f.name, b"date") => date = true,
                     _ => {}
                 }
                 // The line as received: one copy, with its CRLF when it had one.

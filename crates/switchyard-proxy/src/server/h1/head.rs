@@ -373,7 +373,7 @@ enum Kept {
 /// Whether a head with the field `name` can be kept as its bytes: `None` for a field the
 /// proxy acts on ([`RawHead`]).
 fn kept_name(name: &[u8]) -> Option<Kept> {
-    let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+    let is = |n: &[u8]| switchyard_h1::is_lower(name, n);
     let acted_on = match name.len() {
         2 => is(b"te"),
         4 => return Some(if is(b"host") { Kept::Host } else { Kept::Plain }),
