@@ -248,7 +248,12 @@ pub async fn run(spec: CompareSpec) -> anyhow::Result<CompareReport> {
         .collect();
     let rounds = spec.rounds.max(1);
     for round in 1..=rounds {
-        for (i, r) in running.iter().enumerate() {
+        // Each round starts with the next target, so that no target always runs first (or
+        // last) of its round, next to the same neighbour.
+        let n = running.len();
+        for k in 0..n {
+            let i = (k + round - 1) % n;
+            let r = &running[i];
             let result = if spec.flip {
                 flip_run(&spec, r, round).await?
             } else {
