@@ -53,7 +53,7 @@ static IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static("idempo
 pub(crate) async fn handle(
     served: Arc<Served>,
     mut req: Request<ClientBody>,
-    mut raw: Option<RawHead>,
+    mut raw: Option<Box<RawHead>>,
 ) -> Result<Response<ProxyBody>, std::convert::Infallible> {
     let (shared, conn) = (&served.shared, &served.info);
     if let Some(https_port) = served.redirect_to {
@@ -149,7 +149,7 @@ pub(crate) async fn handle(
             &snapshot,
             service,
             &mut parts,
-            raw.as_ref(),
+            raw.as_deref(),
             &added,
             body,
             upgrade,
@@ -206,7 +206,7 @@ fn prepare<'a>(
     conn: &'a ConnInfo,
     content_length: Option<u64>,
     parts: &mut Parts,
-    raw: &mut Option<RawHead>,
+    raw: &mut Option<Box<RawHead>>,
 ) -> Result<Routed<'a>, ProxyError> {
     if parts.method == http::Method::CONNECT {
         return Err(ProxyError::Refused(

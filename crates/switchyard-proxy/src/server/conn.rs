@@ -63,7 +63,7 @@ pub(crate) trait Service<B>: Send + 'static {
 
     /// Serves `req`. An HTTP/1 request whose head is forwarded as it came (see
     /// [`h1::RawHead`]) has its fields in `raw` and an empty header map.
-    fn call(&self, req: Request<ClientBody>, raw: Option<h1::RawHead>) -> Self::Future;
+    fn call(&self, req: Request<ClientBody>, raw: Option<Box<h1::RawHead>>) -> Self::Future;
 }
 
 /// A service made of a function of the request and its head's bytes.
@@ -71,14 +71,14 @@ pub(crate) struct RawFn<F>(pub(crate) F);
 
 impl<F, Fut, B, E> Service<B> for RawFn<F>
 where
-    F: Fn(Request<ClientBody>, Option<h1::RawHead>) -> Fut + Send + 'static,
+    F: Fn(Request<ClientBody>, Option<Box<h1::RawHead>>) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Response<B>, E>> + Send + 'static,
     E: Into<BoxError>,
 {
     type Error = E;
     type Future = Fut;
 
-    fn call(&self, req: Request<ClientBody>, raw: Option<h1::RawHead>) -> Fut {
+    fn call(&self, req: Request<ClientBody>, raw: Option<Box<h1::RawHead>>) -> Fut {
         (self.0)(req, raw)
     }
 }
@@ -102,7 +102,7 @@ where
     type Error = S::Error;
     type Future = S::Future;
 
-    fn call(&self, mut req: Request<ClientBody>, raw: Option<h1::RawHead>) -> S::Future {
+    fn call(&self, mut req: Request<ClientBody>, raw: Option<Box<h1::RawHead>>) -> S::Future {
         if let Some(raw) = raw {
             *req.headers_mut() = raw.to_map();
         }

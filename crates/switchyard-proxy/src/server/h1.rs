@@ -344,7 +344,10 @@ impl<I: Stream> Conn<I> {
 
     /// The request for a parsed head, and what the driver keeps of it; `None` when the target
     /// or a field is invalid.
-    fn request(&mut self, head: Head) -> Option<(Request<ClientBody>, Option<RawHead>, Exchange)> {
+    fn request(
+        &mut self,
+        head: Head,
+    ) -> Option<(Request<ClientBody>, Option<Box<RawHead>>, Exchange)> {
         let bytes = self.rbuf.split_to(head.len).freeze();
         let parsed = head::build(head, &bytes, &self.fields)?;
         let framing = match parsed.framing {

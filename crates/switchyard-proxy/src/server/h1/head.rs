@@ -61,7 +61,7 @@ pub(crate) struct Parsed {
     pub(crate) headers: HeaderMap,
     /// The fields as the head's bytes, when the head is one the proxy forwards as it came
     /// (see [`RawHead`]).
-    pub(crate) raw: Option<RawHead>,
+    pub(crate) raw: Option<Box<RawHead>>,
     pub(crate) framing: Framing,
     /// The client allows the connection to stay open after this request.
     pub(crate) keep_alive: bool,
@@ -248,18 +248,20 @@ pub(crate) struct RawHead {
 impl RawHead {
     /// The head in `bytes` with `fields` (as [`parse`] noted them), when it can be kept as its
     /// bytes.
-    fn of(bytes: &Bytes, fields: &[[usize; 4]]) -> Option<RawHead> {
+    fn of(bytes: &Bytes, fields: &[[usize; 4]]) -> Option<Box<RawHead>> {
         if fields.len() > RAW_FIELDS {
             return None;
         }
-        let mut raw = RawHead {
+        // Boxed: the request's future keeps it across its awaits, and it is moved on its way
+        // there (a pointer is cheaper to move, and keeps the future small).
+        let mut raw = Box::new(RawHead {
             bytes: bytes.clone(),
             fields: [[0; 4]; RAW_FIELDS],
             len: 0,
             host: None,
             block: None,
             content_length: None,
-        };
+        });
         // Whether the lines so far are written as they would be written anew.
         let mut plain_lines = true;
         for (i, &[n, nl, v, vl]) in fields.iter().enumerate() {
