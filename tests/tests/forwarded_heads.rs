@@ -8,54 +8,25 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use switchyard_tests::{Scripted, scripted_upstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-/// An upstream that answers every request `200 ok` and sends the head (and body, when it has a
-/// `content-length`) of each request whose target starts with `/raw` to the returned channel.
-async fn recording_upstream() -> (SocketAddr, mpsc::UnboundedReceiver<Vec<u8>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
+/// An upstream that answers every request `200 ok` and sends the head of each request whose
+/// target starts with `/raw` to the returned channel.
+async fn recording_upstream() -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut seen = Vec::new();
-                let mut buf = vec![0u8; 8192];
-                loop {
-                    let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        match s.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => seen.extend_from_slice(&buf[..n]),
-                        }
-                        continue;
-                    };
-                    let head = String::from_utf8_lossy(&seen[..end]).to_ascii_lowercase();
-                    let body_len = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length: "))
-                        .and_then(|v| v.trim().parse::<usize>().ok())
-                        .unwrap_or(0);
-                    while seen.len() < end + 4 + body_len {
-                        match s.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => seen.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let request: Vec<u8> = seen.drain(..end + 4 + body_len).collect();
-                    if request.starts_with(b"GET /raw") || request.starts_with(b"POST /raw") {
-                        let _ = tx.send(request);
-                    }
-                    let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-                    if s.write_all(answer).await.is_err() {
-                        return;
-                    }
-                }
-            });
+    let addr = scripted_upstream(move |head| {
+        if head.starts_with("GET /raw") || head.starts_with("POST /raw") {
+            let _ = tx.send(format!("{head}\r\n\r\n"));
         }
-    });
+        Scripted {
+            answer: b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+            close: false,
+        }
+    })
+    .await;
     (addr, rx)
 }
 
@@ -76,13 +47,12 @@ async fn exchange(client: &mut TcpStream, request: &[u8]) {
     );
 }
 
-/// The next head the upstream recorded, as text.
-async fn recorded(rx: &mut mpsc::UnboundedReceiver<Vec<u8>>) -> String {
-    let head = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+/// The next head the upstream recorded.
+async fn recorded(rx: &mut mpsc::UnboundedReceiver<String>) -> String {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
         .await
         .expect("the request reached the upstream in time")
-        .expect("the upstream is running");
-    String::from_utf8(head).expect("a text head")
+        .expect("the upstream is running")
 }
 
 /// Splits off the proxy's `X-Request-Id` line (32 hex digits, generated) and returns the head
@@ -132,7 +102,7 @@ async fn plain_heads_reach_the_upstream_as_the_client_wrote_them() {
     assert_eq!(
         without_generated_id(&recorded(&mut rx).await),
         "POST /raw/2 HTTP/1.1\r\nHost: a.test\r\nX-A: b c\r\n\
-         X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: a.test\r\nX-Request-Id: ID\r\ncontent-length: 4\r\n\r\nbody"
+         X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: a.test\r\nX-Request-Id: ID\r\ncontent-length: 4\r\n\r\n"
     );
 
     // A head with a field the proxy acts on goes through the header map: names in lower case,

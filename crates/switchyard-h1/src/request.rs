@@ -4,7 +4,9 @@ use std::fmt::Write as _;
 
 use bytes::{BufMut, BytesMut};
 use http::Method;
-use http::header::{self, HeaderMap};
+use http::header::HeaderMap;
+
+use crate::case::is_lower;
 
 /// How the request body is framed on the upstream connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,13 +139,9 @@ fn end(out: &mut BytesMut, extra: &[ExtraField<'_>], body: BodyLength) {
     out.put_slice(b"\r\n");
 }
 
-/// Whether `name` is `Content-Length` or `Transfer-Encoding`, in any case.
+/// Whether `name` (a token) is `Content-Length` or `Transfer-Encoding`, in any case.
 fn is_framing(name: &[u8]) -> bool {
-    match name.len() {
-        14 => name.eq_ignore_ascii_case(header::CONTENT_LENGTH.as_str().as_bytes()),
-        17 => name.eq_ignore_ascii_case(header::TRANSFER_ENCODING.as_str().as_bytes()),
-        _ => false,
-    }
+    is_lower(name, b"content-length") || is_lower(name, b"transfer-encoding")
 }
 
 /// Appends the size line of a chunk of `len` bytes (the caller appends the data and `\r\n`).
@@ -154,7 +152,44 @@ pub fn encode_chunk(out: &mut BytesMut, len: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+    use http::{HeaderValue, header};
+
+    #[test]
+    fn fields_given_as_bytes_or_lines_are_written_as_given() {
+        let extra: [ExtraField<'_>; 1] = [("X-Added", b"yes")];
+        let mut from = BytesMut::new();
+        let fields = [
+            (&b"Host"[..], &b"app"[..]),
+            (b"Content-Length", b"5"),
+            (b"X-A", b"1  2"),
+            (b"transfer-encoding", b"chunked"),
+        ];
+        encode_request_head_from(
+            &mut from,
+            &Method::GET,
+            "/p",
+            fields.iter().copied(),
+            &extra,
+            BodyLength::None,
+        );
+        assert_eq!(
+            &from[..],
+            b"GET /p HTTP/1.1\r\nHost: app\r\nX-A: 1  2\r\nX-Added: yes\r\n\r\n"
+        );
+        let mut lines = BytesMut::new();
+        encode_request_head_lines(
+            &mut lines,
+            &Method::POST,
+            "/",
+            b"Host: app\r\nX-A: 1\r\n",
+            &extra,
+            BodyLength::Known(3),
+        );
+        assert_eq!(
+            &lines[..],
+            b"POST / HTTP/1.1\r\nHost: app\r\nX-A: 1\r\nX-Added: yes\r\ncontent-length: 3\r\n\r\n"
+        );
+    }
 
     #[test]
     fn heads_carry_one_framing_field() {

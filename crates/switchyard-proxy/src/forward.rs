@@ -10,18 +10,14 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use bytes::{Bytes, BytesMut};
 use http::request::Parts;
 use http::{HeaderValue, Request, Response, Uri, Version, header};
-use http_body::Body;
-use http_body_util::BodyExt;
-use switchyard_config::RetryConfig;
 use switchyard_core::retry::{self, FailureKind, RequestTraits, Verdict};
 use switchyard_core::select::NoServer;
 use switchyard_core::{InFlight, Service, Snapshot};
 use tokio::time::Instant;
 
-use crate::body::{ClientBody, LimitedStream, ProxyBody, StreamProgress, UpstreamBody};
+use crate::body::{ClientBody, ProxyBody, StreamProgress, UpstreamBody};
 use crate::error::ProxyError;
 use crate::headers::{self, RequestId, X_REQUEST_ID};
 use crate::observe;
@@ -34,6 +30,7 @@ mod attempt;
 mod h2_limits;
 mod log;
 mod pools;
+mod replay;
 mod served;
 
 use attempt::{Pending, Tried, attempt_once, has_untried};
@@ -41,6 +38,7 @@ pub(crate) use attempt::{empty_body_length, encode_request};
 use h2_limits::head_within;
 use log::{LogOnce, Trace};
 use pools::{preview_pool, set_response_headers, set_sticky_cookie, sticky_named};
+use replay::{Prepared, prepare_body};
 pub(crate) use served::{ConnInfo, Served};
 
 static IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static("idempotency-key");
@@ -294,84 +292,6 @@ fn content_length(headers: &http::HeaderMap) -> Option<u64> {
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
-}
-
-/// A request body made ready for the attempts.
-enum Prepared {
-    /// Read completely: replayed on every attempt.
-    Buffered(Option<Bytes>),
-    /// Too large to buffer: sent once.
-    Streamed(UpstreamBody, Arc<StreamProgress>),
-}
-
-/// Reads up to the replay limit; a body that ends within it is buffered, else it is streamed.
-async fn prepare_body(
-    body: ClientBody,
-    policy: &RetryConfig,
-    max_body: u64,
-    body_timeout: std::time::Duration,
-) -> Result<Prepared, ProxyError> {
-    if body.is_end_stream() {
-        return Ok(Prepared::Buffered(None));
-    }
-    let limit = policy.replay_buffer as u64;
-    let progress = Arc::new(StreamProgress::default());
-    if body.size_hint().lower() > limit {
-        let stream = LimitedStream {
-            prefix: None,
-            inner: body,
-            seen: 0,
-            max: max_body,
-            progress: progress.clone(),
-            timeout: body_timeout,
-            wait_until: None,
-            idle: None,
-        };
-        return Ok(Prepared::Streamed(
-            UpstreamBody::Stream(Box::new(stream)),
-            progress,
-        ));
-    }
-    let mut body = body;
-    let mut buf = BytesMut::new();
-    loop {
-        let frame = tokio::time::timeout(body_timeout, body.frame())
-            .await
-            .map_err(|_| ProxyError::BodyTimeout)?;
-        match frame {
-            None => {
-                return Ok(Prepared::Buffered(
-                    Some(buf.freeze()).filter(|b| !b.is_empty()),
-                ));
-            }
-            Some(Err(_)) => return Err(ProxyError::BadBody),
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    buf.extend_from_slice(&data);
-                    if buf.len() as u64 > max_body {
-                        return Err(ProxyError::BodyTooLarge);
-                    }
-                    if buf.len() as u64 > limit {
-                        progress.arrived.store(buf.len() as u64, Ordering::Relaxed);
-                        let stream = LimitedStream {
-                            seen: buf.len() as u64,
-                            prefix: Some(buf.freeze()),
-                            inner: body,
-                            max: max_body,
-                            progress: progress.clone(),
-                            timeout: body_timeout,
-                            wait_until: None,
-                            idle: None,
-                        };
-                        return Ok(Prepared::Streamed(
-                            UpstreamBody::Stream(Box::new(stream)),
-                            progress,
-                        ));
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// The outcome of one attempt that did not produce a response to forward.

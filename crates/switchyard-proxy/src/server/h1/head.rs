@@ -219,8 +219,8 @@ pub(crate) const RAW_FIELDS: usize = 16;
 /// A request head kept as the client sent it: its bytes and where each field is, for a head
 /// that nothing on the request path rewrites. Such a head goes upstream as its own field lines
 /// (names as the client wrote them) with the proxy's fields after them, and no header map is
-/// built for it; a feature that reads fields by name has the map made
-/// from it first ([`RawHead::to_map`]), and the request takes the map's path from there.
+/// built for it; a feature that reads fields by name has the map made from it first
+/// ([`RawHead::to_map`]), and the request takes the map's path from there.
 ///
 /// A head is kept so when it has at most [`RAW_FIELDS`] fields, is shorter than 64 KiB, has
 /// at most one `Host` and a readable `Content-Length`, and has none of the fields the proxy
