@@ -47,12 +47,19 @@ async fn exchange(client: &mut TcpStream, request: &[u8]) {
     );
 }
 
-/// The next head the upstream recorded.
-async fn recorded(rx: &mut mpsc::UnboundedReceiver<String>) -> String {
-    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+/// Sends `request` on `client`, reads its answer, and returns the head the upstream got for
+/// it, its generated request id replaced by `ID` ([`without_generated_id`]).
+async fn forwarded(
+    client: &mut TcpStream,
+    rx: &mut mpsc::UnboundedReceiver<String>,
+    request: &[u8],
+) -> String {
+    exchange(client, request).await;
+    let head = tokio::time::timeout(Duration::from_secs(10), rx.recv())
         .await
         .expect("the request reached the upstream in time")
-        .expect("the upstream is running")
+        .expect("the upstream is running");
+    without_generated_id(&head)
 }
 
 /// Splits off the proxy's `X-Request-Id` line (32 hex digits, generated) and returns the head
@@ -81,39 +88,39 @@ async fn plain_heads_reach_the_upstream_as_the_client_wrote_them() {
 
     // Lines as the proxy would write them: passed on as one block, names in their case,
     // inner spaces of values kept.
-    exchange(
-        &mut client,
-        b"GET /raw/1?q=a HTTP/1.1\r\nHost: Shop.Example:8080\r\nUser-Agent: Tester/1\r\nX-Mixed-Case: two  spaces\r\nAccept: */*\r\n\r\n",
-    )
-    .await;
     assert_eq!(
-        without_generated_id(&recorded(&mut rx).await),
+        forwarded(
+            &mut client,
+            &mut rx,
+            b"GET /raw/1?q=a HTTP/1.1\r\nHost: Shop.Example:8080\r\nUser-Agent: Tester/1\r\nX-Mixed-Case: two  spaces\r\nAccept: */*\r\n\r\n",
+        )
+        .await,
         "GET /raw/1?q=a HTTP/1.1\r\nHost: Shop.Example:8080\r\nUser-Agent: Tester/1\r\nX-Mixed-Case: two  spaces\r\nAccept: */*\r\n\
          X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: Shop.Example:8080\r\nX-Request-Id: ID\r\n\r\n"
     );
 
     // Lines written otherwise (no space after the colon, spaces around a value, a body): each
     // field written anew, the client's Content-Length replaced by the proxy's.
-    exchange(
-        &mut client,
-        b"POST /raw/2 HTTP/1.1\r\nHost:a.test\r\nContent-Length: 4\r\nX-A:   b c  \r\n\r\nbody",
-    )
-    .await;
     assert_eq!(
-        without_generated_id(&recorded(&mut rx).await),
+        forwarded(
+            &mut client,
+            &mut rx,
+            b"POST /raw/2 HTTP/1.1\r\nHost:a.test\r\nContent-Length: 4\r\nX-A:   b c  \r\n\r\nbody",
+        )
+        .await,
         "POST /raw/2 HTTP/1.1\r\nHost: a.test\r\nX-A: b c\r\n\
          X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: a.test\r\nX-Request-Id: ID\r\ncontent-length: 4\r\n\r\n"
     );
 
     // A head with a field the proxy acts on goes through the header map: names in lower case,
     // the hop-by-hop field and the one it names gone.
-    exchange(
-        &mut client,
-        b"GET /raw/3 HTTP/1.1\r\nHost: a.test\r\nConnection: X-Secret\r\nX-Secret: s\r\nAccept: */*\r\n\r\n",
-    )
-    .await;
     assert_eq!(
-        without_generated_id(&recorded(&mut rx).await),
+        forwarded(
+            &mut client,
+            &mut rx,
+            b"GET /raw/3 HTTP/1.1\r\nHost: a.test\r\nConnection: X-Secret\r\nX-Secret: s\r\nAccept: */*\r\n\r\n",
+        )
+        .await,
         "GET /raw/3 HTTP/1.1\r\nhost: a.test\r\naccept: */*\r\n\
          X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: a.test\r\nX-Request-Id: ID\r\n\r\n"
     );

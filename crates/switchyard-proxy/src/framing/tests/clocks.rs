@@ -34,6 +34,12 @@ fn clocked_with(room: usize) -> (Guarded<DuplexStream>, DuplexStream) {
     (guard, client)
 }
 
+/// Sends a GET from `client` and has the guard hand it out whole.
+async fn get_through(guard: &mut Guarded<DuplexStream>, client: &mut DuplexStream) {
+    client.write_all(GET).await.expect("write");
+    assert_eq!(take(guard, GET.len()).await, GET);
+}
+
 /// Reads what the guard hands out until EOF; returns it and when the EOF came.
 async fn until_eof(guard: &mut Guarded<DuplexStream>) -> (Vec<u8>, Instant) {
     let out = drain(guard, 8192).await;
@@ -84,8 +90,7 @@ async fn a_trickled_head_ends_after_the_header_timeout_from_its_first_byte() {
 #[tokio::test(start_paused = true)]
 async fn an_idle_connection_ends_after_the_keepalive_timeout() {
     let (mut guard, mut client) = clocked();
-    client.write_all(GET).await.expect("write");
-    assert_eq!(take(&mut guard, GET.len()).await, GET);
+    get_through(&mut guard, &mut client).await;
     answer(&mut guard);
     let idle = Instant::now();
     let (out, at) = until_eof(&mut guard).await;
@@ -96,8 +101,7 @@ async fn an_idle_connection_ends_after_the_keepalive_timeout() {
 #[tokio::test(start_paused = true)]
 async fn the_idle_time_counts_from_the_answers_own_clock_reading() {
     let (mut guard, mut client) = clocked();
-    client.write_all(GET).await.expect("write");
-    assert_eq!(take(&mut guard, GET.len()).await, GET);
+    get_through(&mut guard, &mut client).await;
     // The answer was complete 3 s before the reader reported it finished.
     let complete = Instant::now();
     guard.answered(StatusCode::OK);
@@ -135,8 +139,7 @@ async fn the_idle_time_counts_from_the_answers_own_clock_reading() {
 async fn a_connection_that_keeps_sending_stays_open() {
     let (mut guard, mut client) = clocked();
     for _ in 0..5 {
-        client.write_all(GET).await.expect("write");
-        assert_eq!(take(&mut guard, GET.len()).await, GET);
+        get_through(&mut guard, &mut client).await;
         answer(&mut guard);
         // Idle for most of the keep-alive period, then the next request.
         let next = tokio::time::timeout(KEEPALIVE - Duration::from_secs(1), guard.read_u8()).await;
@@ -153,8 +156,7 @@ async fn a_connection_that_keeps_sending_stays_open() {
 #[tokio::test(start_paused = true)]
 async fn no_clock_runs_while_a_request_is_served_or_a_body_streams() {
     let (mut guard, mut client) = clocked();
-    client.write_all(GET).await.expect("write");
-    assert_eq!(take(&mut guard, GET.len()).await, GET);
+    get_through(&mut guard, &mut client).await;
     // Answered, but its body is still being sent.
     guard.answered(StatusCode::OK);
     let long = KEEPALIVE * 10;
