@@ -210,6 +210,10 @@ pub struct CompareArgs {
     /// Access logs on for Switchyard and nginx (to a file each, buffered); default: off on both.
     #[arg(long)]
     pub access_log: bool,
+    /// With --access-log, Switchyard's `[log] access_format` (its default: text); `combined`
+    /// writes the same format as nginx's line.
+    #[arg(long, value_parser = ["text", "json", "combined"])]
+    pub access_format: Option<String>,
     /// An earlier Switchyard binary to measure beside this one (row `switchyard-before`).
     #[arg(long)]
     pub baseline: Option<PathBuf>,
@@ -326,6 +330,7 @@ impl CompareArgs {
             switchyard: self.switchyard.clone(),
             only: self.only.clone(),
             access_log: self.access_log,
+            access_format: self.access_format.clone(),
             baseline: self.baseline.clone(),
             protocol: self.protocol,
             streams: self.streams.max(1),

@@ -124,6 +124,7 @@ fn switchyard_config_is_valid_and_single_threaded() {
         pools: &c,
         active: "green",
         access_log: None,
+        access_format: None,
         tls: None,
     });
     let config = switchyard_config::parse_str(&text, "generated.toml")
@@ -146,12 +147,33 @@ fn access_logs_are_on_for_both_or_off_for_both() {
         pools: &c,
         active: "green",
         access_log: Some(&file),
+        access_format: None,
         tls: None,
     });
     let config = switchyard_config::parse_str(&text, "generated.toml")
         .unwrap_or_else(|e| panic!("invalid generated config: {e}\n{text}"));
     assert!(config.log.access);
     assert_eq!(config.log.access_file.as_deref(), Some(file.as_path()));
+    assert_eq!(
+        config.log.access_format, None,
+        "Switchyard's own default format"
+    );
+    // `--access-format combined`: the line nginx's `combined` writes.
+    let combined = configs::switchyard_conf(&configs::SwitchyardParams {
+        listen: addr(8082),
+        admin: addr(9902),
+        pools: &c,
+        active: "green",
+        access_log: Some(&file),
+        access_format: Some("combined"),
+        tls: None,
+    });
+    let config = switchyard_config::parse_str(&combined, "generated.toml")
+        .unwrap_or_else(|e| panic!("invalid generated config: {e}\n{combined}"));
+    assert_eq!(
+        config.log.access_format,
+        Some(switchyard_config::AccessFormat::Combined)
+    );
     let upstream_file = dir.path().join("upstream.conf");
     let conf = configs::nginx_conf(&configs::NginxParams {
         prefix: dir.path(),

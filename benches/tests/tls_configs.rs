@@ -111,6 +111,7 @@ fn switchyard_serves_https_only_with_the_runs_certificate() {
         pools: &colours(),
         active: "green",
         access_log: None,
+        access_format: None,
         tls: Some(TlsListen {
             files: &files,
             h2: true,

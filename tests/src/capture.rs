@@ -22,6 +22,14 @@ impl Write for CapturedLog {
 }
 
 impl CapturedLog {
+    /// The lines written so far.
+    pub fn lines(&self) -> Vec<String> {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner))
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
     /// The lines written so far that parse as JSON.
     pub fn json_lines(&self) -> Vec<serde_json::Value> {
         let text = String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner))

@@ -94,3 +94,57 @@ async fn every_request_gets_one_line_with_its_fields() {
         spare.addr().to_string().as_str()
     );
 }
+
+#[tokio::test]
+async fn combined_lines_carry_referer_and_user_agent_from_kept_heads_and_header_maps() {
+    let captured = CapturedLog::default();
+    let green = TestApp::start("green").await;
+    let blue = TestApp::start("blue").await;
+    let mut config = common::two_colours(&[green.addr()], &[blue.addr()]);
+    config.log.access_format = Some(switchyard_config::AccessFormat::Combined);
+    let listeners = Listeners::loopback().await.expect("loopback listeners");
+    let proxy = Builder::new(config, listeners)
+        .access_log(AccessSink::Writer(Box::new(captured.clone())))
+        .start()
+        .expect("the proxy starts");
+    common::wait_healthy(&proxy, "green").await;
+    let mut client = KeepAliveClient::connect(common::http(&proxy)).await;
+    // The first head is kept as its bytes; the second, with a hop-by-hop field, becomes a
+    // header map: both give the line their `Referer` and `User-Agent`.
+    for (path, hop_by_hop) in [("/?kept", false), ("/?mapped", true)] {
+        let mut req = http::Request::get(path)
+            .header(http::header::HOST, "shop.test")
+            .header(http::header::USER_AGENT, format!("agent{path}"))
+            .header(http::header::REFERER, "https://shop.test/a b");
+        if hop_by_hop {
+            req = req.header(http::header::CONNECTION, "keep-alive");
+        }
+        let req = req
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .expect("a request");
+        assert_eq!(client.request(req).await.expect("answer").status, 200);
+    }
+    // The proxy's own answer (`OPTIONS *`), without either field: `-` for each.
+    let req = http::Request::options("*")
+        .header(http::header::HOST, "shop.test")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .expect("a request");
+    assert_eq!(client.request(req).await.expect("answer").status, 200);
+    proxy.shutdown().await;
+    let lines = captured.lines();
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    for (line, path) in lines.iter().zip(["/?kept", "/?mapped"]) {
+        assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
+        assert!(
+            line.ends_with(&format!(
+                "\"GET {path} HTTP/1.1\" 200 5 \"https://shop.test/a b\" \"agent{path}\""
+            )),
+            "{line}"
+        );
+    }
+    assert!(
+        lines[2].ends_with("\"OPTIONS * HTTP/1.1\" 200 0 \"-\" \"-\""),
+        "{}",
+        lines[2]
+    );
+}

@@ -201,6 +201,8 @@ pub struct SwitchyardParams<'a> {
     pub active: &'a str,
     /// The access log file, or `None` for no access log.
     pub access_log: Option<&'a Path>,
+    /// `[log] access_format` with the access log on, when not the default.
+    pub access_format: Option<&'a str>,
     /// TLS on the client listener, or plain HTTP. Switchyard always offers `h2` then
     /// `http/1.1` by ALPN, so `h2` changes nothing here: the client chooses.
     pub tls: Option<TlsListen<'a>>,
@@ -249,8 +251,11 @@ interval = "250ms"
         active = p.active,
         log = match p.access_log {
             Some(file) => format!(
-                "access = true\naccess_file = {:?}",
-                file.display().to_string()
+                "access = true\naccess_file = {:?}{}",
+                file.display().to_string(),
+                p.access_format
+                    .map(|f| format!("\naccess_format = {f:?}"))
+                    .unwrap_or_default()
             ),
             None => "access = false".to_string(),
         },

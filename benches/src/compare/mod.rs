@@ -58,6 +58,9 @@ pub struct CompareSpec {
     /// Access logs on: Switchyard and nginx each log every request to a file, buffered
     /// (HAProxy logs only to syslog and is left without one).
     pub access_log: bool,
+    /// Switchyard's `[log] access_format` with the access log on (`None`: its default). Not
+    /// given to the baseline, an earlier build that may not know the key.
+    pub access_format: Option<String>,
     /// An earlier Switchyard binary, measured beside the current one as `switchyard-before`.
     pub baseline: Option<PathBuf>,
     /// What the clients speak to the proxies.
@@ -134,6 +137,10 @@ pub struct CompareReport {
     pub duration_s: f64,
     /// Rounds run.
     pub rounds: usize,
+    /// Access logs: `None` off on both; else on for Switchyard (in this `[log]
+    /// access_format`, `default` for its own default) and nginx (`combined`), to files.
+    #[serde(default)]
+    pub access_log: Option<String>,
     /// Per target.
     pub targets: Vec<TargetResult>,
     /// Why a target is missing (not installed, failed to start).
@@ -188,7 +195,10 @@ pub async fn run(spec: CompareSpec) -> anyhow::Result<CompareReport> {
                 &bin,
                 dir.path(),
                 &colours,
-                spec.access_log,
+                targets::SwitchyardLog {
+                    access: spec.access_log,
+                    format: spec.access_format.as_deref(),
+                },
                 false,
                 tls,
             )
@@ -203,7 +213,10 @@ pub async fn run(spec: CompareSpec) -> anyhow::Result<CompareReport> {
                 bin,
                 dir.path(),
                 &colours,
-                spec.access_log,
+                targets::SwitchyardLog {
+                    access: spec.access_log,
+                    format: None,
+                },
                 true,
                 tls,
             )
@@ -292,6 +305,11 @@ pub async fn run(spec: CompareSpec) -> anyhow::Result<CompareReport> {
         connections: spec.connections,
         duration_s: spec.duration.as_secs_f64(),
         rounds,
+        access_log: spec.access_log.then(|| {
+            spec.access_format
+                .clone()
+                .unwrap_or_else(|| "default".into())
+        }),
         targets: results,
         notes,
     })

@@ -91,6 +91,20 @@ fn us(v: f64) -> String {
     human_us(v.round() as u64)
 }
 
+/// The sentence on access logs for a table's heading.
+fn access_logs(format: Option<&str>) -> String {
+    match format {
+        None => "Access logs off on both.".into(),
+        Some("default") => "Access logs on: Switchyard's default text line and nginx's \
+                            `combined`, each to a file, buffered."
+            .into(),
+        Some(f) => format!(
+            "Access logs on: Switchyard's `{f}` line (`[log] access_format`) and nginx's \
+             `combined`, each to a file, buffered."
+        ),
+    }
+}
+
 /// The report as markdown tables (and the target verdicts).
 pub fn markdown(r: &CompareReport) -> String {
     if r.scenario == "flip" {
@@ -103,11 +117,12 @@ pub fn markdown(r: &CompareReport) -> String {
         out,
         "{}: {}, {} rounds of {:.0} s per target. Values are medians over the rounds; \
          each × nginx is the median of the per-round ratios; CPU is user+system of the whole \
-         process tree (user share in brackets); peak RSS is the largest VmHWM.\n",
+         process tree (user share in brackets); peak RSS is the largest VmHWM. {}\n",
         r.protocol.title(),
         r.protocol.describe(r.connections, r.streams),
         r.rounds,
-        r.duration_s
+        r.duration_s,
+        access_logs(r.access_log.as_deref()),
     );
     out.push_str("| target | requests/s | × nginx | p50 | p99 | × nginx | proxy CPU µs/req | × nginx | peak RSS MB | × nginx | failed |\n");
     out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");

@@ -160,6 +160,28 @@ pub fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Switchyard's access log in a run: on or off, and its format when not the default.
+#[derive(Debug, Clone, Copy)]
+pub struct SwitchyardLog<'a> {
+    /// Access log on (to a file).
+    pub access: bool,
+    /// `[log] access_format`, when set.
+    pub format: Option<&'a str>,
+}
+
+/// Whether `bin check -c conf` accepts the config (an earlier build may not know a key).
+fn accepts(bin: &Path, conf: &Path) -> bool {
+    Command::new(bin)
+        .arg("check")
+        .arg("-c")
+        .arg(conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// Starts Switchyard (`serve -c`, one worker thread, `SWITCHYARD_LOG=warn`) in front of the
 /// colours, `colours[0]` live; on an https listener only when `tls` is set.
 pub async fn start_switchyard(
@@ -167,10 +189,11 @@ pub async fn start_switchyard(
     bin: &Path,
     dir: &Path,
     colours: &[(String, SocketAddr)],
-    access_log: bool,
+    log: SwitchyardLog<'_>,
     baseline: bool,
     tls: Option<&RunTls>,
 ) -> anyhow::Result<Running> {
+    let access_log = log.access;
     let listen = free_port()?;
     let admin = free_port()?;
     let active = colours.first().map_or("green", |c| c.0.as_str());
@@ -183,15 +206,21 @@ pub async fn start_switchyard(
             admin,
             pools: colours,
             active,
-            access_log: (access_log && !baseline).then_some(log_path.as_path()),
+            access_log: access_log.then_some(log_path.as_path()),
+            access_format: log.format,
             tls: tls.map(RunTls::listen),
         }),
     )?;
-    let conf_text = std::fs::read_to_string(&conf)?;
-    if baseline && access_log {
+    if baseline && access_log && !accepts(bin, &conf) {
         // A build from before `[log] access_file`: its access lines are `tracing` events on
         // stdout, which goes to its log file.
-        std::fs::write(&conf, conf_text.replace("access = false", "access = true"))?;
+        let conf_text = std::fs::read_to_string(&conf)?;
+        let access_file = conf_text
+            .lines()
+            .find(|l| l.starts_with("access_file = "))
+            .map(|l| format!("{l}\n"))
+            .unwrap_or_default();
+        std::fs::write(&conf, conf_text.replace(&access_file, ""))?;
     }
     let filter = if access_log {
         "warn,switchyard::access=info"

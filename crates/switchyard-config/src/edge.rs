@@ -5,7 +5,7 @@ use toml::Spanned;
 
 use crate::raw::{RawCert, RawLimits, RawListen, RawLog, RawTls};
 use crate::rules;
-use crate::types::{CertConfig, LimitsConfig, LogConfig, LogFormat, TlsConfig};
+use crate::types::{AccessFormat, CertConfig, LimitsConfig, LogConfig, LogFormat, TlsConfig};
 use crate::validate::Checker;
 
 impl Checker<'_, '_> {
@@ -186,6 +186,17 @@ impl Checker<'_, '_> {
             self.check(&format.span(), "log.format", parsed)
                 .unwrap_or_default()
         });
+        let access_format = raw.access_format.as_ref().and_then(|format| {
+            let parsed = match format.get_ref().as_str() {
+                "text" => Ok(AccessFormat::Text),
+                "json" => Ok(AccessFormat::Json),
+                "combined" => Ok(AccessFormat::Combined),
+                other => Err(format!(
+                    "unknown access-log format \"{other}\"; use \"text\", \"json\" or \"combined\""
+                )),
+            };
+            self.check(&format.span(), "log.access_format", parsed)
+        });
         let access_file = raw.access_file.as_ref().and_then(|file| {
             let path = file.get_ref();
             let checked = if path.is_empty() {
@@ -201,6 +212,7 @@ impl Checker<'_, '_> {
         LogConfig {
             format,
             access: raw.access.as_ref().map_or(d.access, |on| *on.get_ref()),
+            access_format,
             access_file,
         }
     }

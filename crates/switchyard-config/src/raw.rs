@@ -83,6 +83,7 @@ pub(crate) struct RawLimits {
 pub(crate) struct RawLog {
     pub format: Option<Spanned<String>>,
     pub access: Option<Spanned<bool>>,
+    pub access_format: Option<Spanned<String>>,
     pub access_file: Option<Spanned<String>>,
 }
 

@@ -9,9 +9,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use switchyard_config::{
-    CertConfig, CompressionConfig, Config, DEFAULT_COMPRESSION_TYPES, IN_CODE_ORIGIN, LogFormat,
-    PoolConfig, RateLimitConfig, ServerConfig, ServiceConfig, StaticConfig, default_config,
-    load_file, parse_str,
+    AccessFormat, CertConfig, CompressionConfig, Config, DEFAULT_COMPRESSION_TYPES, IN_CODE_ORIGIN,
+    LogFormat, PoolConfig, RateLimitConfig, ServerConfig, ServiceConfig, StaticConfig,
+    default_config, load_file, parse_str,
 };
 
 const NGINX_MIGRATION: &str = include_str!("../../../config/nginx-migration.toml");
@@ -25,7 +25,7 @@ fn every_edge_option_is_read() {
          [[tls.certs]]\ncert = \"b.crt\"\nkey = \"b.key\"\n\
          [admin]\nhistory = 5\n\
          [limits]\nmax_headers = 20\nmax_connections = 3\n\
-         [log]\nformat = \"json\"\naccess = false\n\
+         [log]\nformat = \"json\"\naccess = false\naccess_format = \"combined\"\n\
          [services.app]\nactive = \"green\"\nupgraded_drain_timeout = \"0s\"\n\
          pools.green = [\"127.0.0.1:5000\"]\n\
          [services.app.response_headers]\nX-Frame-Options = \"DENY\"\n\
@@ -58,6 +58,7 @@ fn every_edge_option_is_read() {
     assert_eq!(config.limits.max_connections, 3);
     assert_eq!(config.log.format, LogFormat::Json);
     assert!(!config.log.access);
+    assert_eq!(config.log.access_format, Some(AccessFormat::Combined));
     let app = &config.services["app"];
     assert_eq!(app.upgraded_drain_timeout, Some(Duration::ZERO));
     // In file order, not name order, and spelled as written.
@@ -128,6 +129,7 @@ fn edge_defaults() {
     assert_eq!(config.limits.max_connections, 10_000);
     assert_eq!(config.log.format, LogFormat::Text);
     assert!(config.log.access);
+    assert_eq!(config.log.access_format, None);
     let app = &config.services["app"];
     assert_eq!(app.upgraded_drain_timeout, None);
     assert!(app.response_headers.is_empty());

@@ -222,6 +222,22 @@ fn bad_log_settings() {
 }
 
 #[test]
+fn bad_access_format() {
+    let errors = errors(&format!("{APP}[log]\naccess_format = \"common\"\n"));
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    check(
+        &errors[0],
+        6,
+        17,
+        &[
+            "log.access_format",
+            "unknown access-log format \"common\"",
+            "\"text\", \"json\" or \"combined\"",
+        ],
+    );
+}
+
+#[test]
 fn bad_upgraded_drain_timeout() {
     one(
         "[services.app]\nactive = \"green\"\nupgraded_drain_timeout = 30\n\

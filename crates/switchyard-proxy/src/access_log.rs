@@ -7,10 +7,12 @@
 //! `access_log … buffer= flush=`. The file is reopened on SIGUSR1 (after logrotate moved it),
 //! and a graceful stop flushes every line before the proxy returns.
 //!
-//! Lines keep the shape the `tracing` subscriber gave them before: text
+//! Text and JSON lines keep the shape the `tracing` subscriber gave them before: text
 //! (`TIME  INFO switchyard::access: client=… method=… path="…" …`) or JSON
 //! (`{"timestamp":…,"level":"INFO","fields":{…},"target":"switchyard::access"}`), with the
-//! query string added. Every client-supplied string is escaped, so no request can forge a line.
+//! query string added. `[log] access_format = "combined"` writes the NCSA combined format
+//! instead (nginx's and Apache's `combined`), for the tools that read those logs. Every
+//! client-supplied string is escaped, so no request can forge a line.
 //! If the output cannot keep up, lines beyond 8 MiB of backlog are dropped and counted, rather
 //! than stalling requests or growing memory without bound.
 
@@ -23,7 +25,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use switchyard_config::LogFormat;
+use switchyard_config::AccessFormat;
 
 use crate::observe::RequestLog;
 
@@ -65,6 +67,8 @@ struct Pending {
     second: u64,
     /// `YYYY-MM-DDTHH:MM:SS` of that second.
     stamp: [u8; 19],
+    /// `DD/Mon/YYYY:HH:MM:SS +0000` of that second (the combined format's time).
+    local: [u8; 26],
     /// The last reading of the system clock (as time since the Unix epoch) and the monotonic
     /// instant it was read at.
     clock: Option<(Instant, Duration)>,
@@ -99,7 +103,7 @@ impl Pending {
 }
 
 struct Inner {
-    format: LogFormat,
+    format: AccessFormat,
     pending: Mutex<Pending>,
     stop: AtomicBool,
     reopen: AtomicBool,
@@ -123,7 +127,7 @@ impl std::fmt::Debug for AccessLog {
 
 impl AccessLog {
     /// Starts the writer thread for `sink`; a file that cannot be opened is an error.
-    pub(crate) fn start(format: LogFormat, sink: AccessSink) -> io::Result<AccessLog> {
+    pub(crate) fn start(format: AccessFormat, sink: AccessSink) -> io::Result<AccessLog> {
         let out: Box<dyn Write + Send> = match &sink {
             AccessSink::Stdout => Box::new(io::stdout()),
             AccessSink::File(path) => Box::new(open(path)?),
@@ -140,6 +144,7 @@ impl AccessLog {
                 buf: Vec::with_capacity(WAKE_AT + 4096),
                 second: u64::MAX,
                 stamp: [b'0'; 19],
+                local: [b'0'; 26],
                 clock: None,
             }),
             stop: AtomicBool::new(false),
@@ -156,6 +161,12 @@ impl AccessLog {
             inner,
             thread: Mutex::new(Some(thread)),
         })
+    }
+
+    /// Whether lines carry the request's `Referer` and `User-Agent` (the combined format), so
+    /// the request path reads them for [`RequestLog`].
+    pub(crate) fn wants_client_fields(&self) -> bool {
+        self.inner.format == AccessFormat::Combined
     }
 
     /// Asks the writer to reopen the file (after logrotate moved it).
@@ -185,13 +196,16 @@ impl AccessLog {
             let now = p.since_epoch(log.at);
             let second = now.as_secs();
             if second != p.second {
-                p.stamp = stamp(now);
+                (p.stamp, p.local) = stamps(now);
                 p.second = second;
             }
-            let Pending { buf, stamp, .. } = &mut *p;
+            let Pending {
+                buf, stamp, local, ..
+            } = &mut *p;
             match self.inner.format {
-                LogFormat::Json => json_line(buf, stamp, now.subsec_micros(), log),
-                LogFormat::Text => text_line(buf, stamp, now.subsec_micros(), log),
+                AccessFormat::Json => json_line(buf, stamp, now.subsec_micros(), log),
+                AccessFormat::Text => text_line(buf, stamp, now.subsec_micros(), log),
+                AccessFormat::Combined => combined_line(buf, local, log),
             }
             buf.len() >= WAKE_AT
         };
@@ -282,19 +296,36 @@ fn write_loop(inner: &Inner, mut out: Box<dyn Write + Send>, path: Option<&Path>
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS` of a Unix time (UTC).
-fn stamp(since_epoch: Duration) -> [u8; 19] {
-    let mut out = [b'0'; 19];
-    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
-    let text = i64::try_from(since_epoch.as_secs())
+/// `YYYY-MM-DDTHH:MM:SS` and `DD/Mon/YYYY:HH:MM:SS +0000` of a Unix time (UTC).
+fn stamps(since_epoch: Duration) -> ([u8; 19], [u8; 26]) {
+    let (mut iso, mut local) = ([b'0'; 19], [b'0'; 26]);
+    let t = i64::try_from(since_epoch.as_secs())
         .ok()
-        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
-        .and_then(|t| t.format(&format).ok())
-        .unwrap_or_default();
-    if let Some(b) = text.as_bytes().get(..19) {
-        out.copy_from_slice(b);
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok());
+    let Some(t) = t else {
+        return (iso, local);
+    };
+    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+    if let Some(b) = t
+        .format(&format)
+        .ok()
+        .as_deref()
+        .and_then(|t| t.as_bytes().get(..19))
+    {
+        iso.copy_from_slice(b);
     }
-    out
+    let format = time::macros::format_description!(
+        "[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000"
+    );
+    if let Some(b) = t
+        .format(&format)
+        .ok()
+        .as_deref()
+        .and_then(|t| t.as_bytes().get(..26))
+    {
+        local.copy_from_slice(b);
+    }
+    (iso, local)
 }
 
 /// Appends `v` zero-padded to `width` digits.
@@ -405,6 +436,15 @@ fn needs_escape(b: u8) -> bool {
     ESCAPED[usize::from(b)]
 }
 
+/// Appends a service or pool name (or `-`). Names are the config's, letters, digits, `-` and
+/// `_` only (`switchyard_config` refuses others, in a file and in code alike), so nothing in
+/// them needs an escape.
+fn name(buf: &mut Vec<u8>, name: Option<&str>) {
+    let name = name.unwrap_or("-");
+    debug_assert!(!name.bytes().any(needs_escape), "{name:?}");
+    buf.extend_from_slice(name.as_bytes());
+}
+
 /// Appends a socket address (or `-`); IPv4 without the formatting machinery.
 fn addr(buf: &mut Vec<u8>, a: Option<std::net::SocketAddr>) {
     match a {
@@ -432,13 +472,15 @@ fn json_line(buf: &mut Vec<u8>, stamp: &[u8; 19], micros: u32, log: &RequestLog<
     buf.extend_from_slice(b"\",\"path\":\"");
     escaped(buf, log.path);
     buf.extend_from_slice(b"\",\"query\":\"");
-    escaped(buf, log.query.unwrap_or(""));
+    if let Some(query) = log.query {
+        escaped(buf, query);
+    }
     buf.extend_from_slice(b"\",\"status\":");
     num(buf, u64::from(log.status));
     buf.extend_from_slice(b",\"service\":\"");
-    escaped(buf, log.service.unwrap_or("-"));
+    name(buf, log.service);
     buf.extend_from_slice(b"\",\"colour\":\"");
-    escaped(buf, log.pool.unwrap_or("-"));
+    name(buf, log.pool);
     buf.extend_from_slice(b"\",\"upstream\":\"");
     addr(buf, log.upstream);
     buf.extend_from_slice(b"\",\"attempts\":");
@@ -452,8 +494,91 @@ fn json_line(buf: &mut Vec<u8>, stamp: &[u8; 19], micros: u32, log: &RequestLog<
     buf.extend_from_slice(b",\"request_id\":\"");
     escaped(buf, request_id(log));
     buf.extend_from_slice(b"\",\"error\":\"");
-    escaped(buf, log.error.unwrap_or("-"));
+    match log.error {
+        Some(error) => escaped(buf, error),
+        None => buf.push(b'-'),
+    }
     buf.extend_from_slice(b"\"},\"target\":\"switchyard::access\"}\n");
+}
+
+/// One line in the NCSA combined format, as nginx's `combined` writes it:
+/// `ADDRESS - - [TIME] "METHOD TARGET VERSION" STATUS BYTES "REFERER" "USER-AGENT"`. The
+/// client's address without its port; the body bytes as `bytes_out` counts them (0 when not
+/// known); a missing `Referer` or `User-Agent` is `-`. Client strings are escaped as nginx
+/// escapes them: `"`, `\` and bytes below 0x20 or above 0x7e as `\xHH`.
+fn combined_line(buf: &mut Vec<u8>, local: &[u8; 26], log: &RequestLog<'_>) {
+    buf.extend_from_slice(without_port(log.client).as_bytes());
+    buf.extend_from_slice(b" - - [");
+    buf.extend_from_slice(local);
+    buf.extend_from_slice(b"] \"");
+    buf.extend_from_slice(log.method.as_str().as_bytes());
+    buf.push(b' ');
+    hex_escaped(buf, log.path.as_bytes());
+    if let Some(query) = log.query {
+        buf.push(b'?');
+        hex_escaped(buf, query.as_bytes());
+    }
+    buf.push(b' ');
+    buf.extend_from_slice(version(log.version));
+    buf.extend_from_slice(b"\" ");
+    num(buf, u64::from(log.status));
+    buf.push(b' ');
+    num(buf, log.bytes_out.unwrap_or(0));
+    for field in [log.referer, log.user_agent] {
+        buf.extend_from_slice(b" \"");
+        match field {
+            Some(value) if !value.is_empty() => hex_escaped(buf, value),
+            _ => buf.push(b'-'),
+        }
+        buf.push(b'"');
+    }
+    buf.push(b'\n');
+}
+
+/// A client address's text without its port: `a.b.c.d` of `a.b.c.d:port`, `::1` of
+/// `[::1]:port`.
+fn without_port(client: &str) -> &str {
+    match client.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host),
+        _ => client,
+    }
+}
+
+/// The request line's protocol text of `v`.
+fn version(v: http::Version) -> &'static [u8] {
+    match v {
+        http::Version::HTTP_09 => b"HTTP/0.9",
+        http::Version::HTTP_10 => b"HTTP/1.0",
+        http::Version::HTTP_2 => b"HTTP/2.0",
+        http::Version::HTTP_3 => b"HTTP/3.0",
+        _ => b"HTTP/1.1",
+    }
+}
+
+/// Appends `bytes` escaped as nginx escapes its log's variables: `"`, `\` and bytes below
+/// 0x20 or above 0x7e as `\xHH` (upper-case hex), runs of other bytes copied whole.
+fn hex_escaped(buf: &mut Vec<u8>, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let plain = |b: u8| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\';
+    let mut rest = bytes;
+    while let Some(at) = rest.iter().position(|&b| !plain(b)) {
+        let (run, tail) = rest.split_at(at);
+        buf.extend_from_slice(run);
+        let Some((&b, tail)) = tail.split_first() else {
+            return;
+        };
+        buf.extend_from_slice(&[
+            b'\\',
+            b'x',
+            HEX[usize::from(b >> 4)],
+            HEX[usize::from(b & 0xf)],
+        ]);
+        rest = tail;
+    }
+    buf.extend_from_slice(rest);
 }
 
 /// One text line, in the shape `tracing`'s text formatter gave access events.
@@ -466,13 +591,15 @@ fn text_line(buf: &mut Vec<u8>, stamp: &[u8; 19], micros: u32, log: &RequestLog<
     buf.extend_from_slice(b" path=\"");
     escaped(buf, log.path);
     buf.extend_from_slice(b"\" query=\"");
-    escaped(buf, log.query.unwrap_or(""));
+    if let Some(query) = log.query {
+        escaped(buf, query);
+    }
     buf.extend_from_slice(b"\" status=");
     num(buf, u64::from(log.status));
     buf.extend_from_slice(b" service=\"");
-    escaped(buf, log.service.unwrap_or("-"));
+    name(buf, log.service);
     buf.extend_from_slice(b"\" colour=\"");
-    escaped(buf, log.pool.unwrap_or("-"));
+    name(buf, log.pool);
     buf.extend_from_slice(b"\" upstream=");
     addr(buf, log.upstream);
     buf.extend_from_slice(b" attempts=");
@@ -486,7 +613,10 @@ fn text_line(buf: &mut Vec<u8>, stamp: &[u8; 19], micros: u32, log: &RequestLog<
     buf.extend_from_slice(b" request_id=\"");
     escaped(buf, request_id(log));
     buf.extend_from_slice(b"\" error=\"");
-    escaped(buf, log.error.unwrap_or("-"));
+    match log.error {
+        Some(error) => escaped(buf, error),
+        None => buf.push(b'-'),
+    }
     buf.extend_from_slice(b"\"\n");
 }
 

@@ -36,7 +36,7 @@ mod served;
 use attempt::{Pending, Tried, attempt_once, has_untried};
 pub(crate) use attempt::{empty_body_length, encode_request};
 use h2_limits::head_within;
-use log::{LogOnce, Trace};
+use log::{ClientFields, LogOnce, Trace};
 use pools::{preview_pool, set_response_headers, set_sticky_cookie, sticky_named};
 use replay::{Prepared, prepare_body};
 pub(crate) use served::{ConnInfo, Served};
@@ -67,7 +67,13 @@ pub(crate) async fn handle(
         conn,
         service: None,
         method: parts.method.clone(),
+        version: parts.version,
         uri: parts.uri.clone(),
+        client_fields: shared
+            .access
+            .as_ref()
+            .filter(|a| a.wants_client_fields())
+            .map(|_| ClientFields::of(&parts.headers, raw.as_deref())),
         started: Instant::now(),
         trace: Trace::default(),
         done: false,

@@ -24,6 +24,8 @@ pub(crate) struct RequestLog<'a> {
     pub(crate) client: &'a str,
     /// The request method.
     pub(crate) method: &'a Method,
+    /// The request's protocol version.
+    pub(crate) version: http::Version,
     /// The request path (without query).
     pub(crate) path: &'a str,
     /// The query string, without `?`.
@@ -50,6 +52,10 @@ pub(crate) struct RequestLog<'a> {
     pub(crate) request_id: Option<&'a str>,
     /// Why the proxy answered by itself, if it did.
     pub(crate) error: Option<&'a str>,
+    /// The request's `Referer` and `User-Agent`, read only when the access log writes them
+    /// ([`crate::access_log::AccessLog::wants_client_fields`]).
+    pub(crate) referer: Option<&'a [u8]>,
+    pub(crate) user_agent: Option<&'a [u8]>,
 }
 
 /// Records a finished request that reached no service: the metrics (as unrouted), and the

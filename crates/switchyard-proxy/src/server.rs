@@ -302,6 +302,7 @@ pub(crate) fn redirect<B>(
         &RequestLog {
             client: &info.peer_text,
             method: req.method(),
+            version: req.version(),
             path: req.uri().path(),
             query: req.uri().query(),
             status,
@@ -318,6 +319,14 @@ pub(crate) fn redirect<B>(
                 .get(&crate::headers::X_REQUEST_ID)
                 .and_then(|v| v.to_str().ok()),
             error: (status != 308).then_some("bad Host on a redirecting listener"),
+            referer: req
+                .headers()
+                .get(http::header::REFERER)
+                .map(|v| v.as_bytes()),
+            user_agent: req
+                .headers()
+                .get(http::header::USER_AGENT)
+                .map(|v| v.as_bytes()),
         },
     );
     resp

@@ -1,10 +1,13 @@
 //! Signals to a running `switchyard serve`: SIGHUP reloads the config file (and keeps the
 //! running config when the new one is invalid); SIGTERM stops gracefully, letting requests in
-//! flight finish, and exits 0.
+//! flight finish, and exits 0; SIGUSR1 reopens the access-log file after logrotate moved it.
 
 mod common;
 
+use bytes::Bytes;
 use common::{ConfigFile, Proxy, WAIT, two_colour_config};
+use http_body_util::Full;
+use std::path::Path;
 use switchyard_tests::{KeepAliveClient, TestApp, poll_until, within};
 
 #[tokio::test]
@@ -95,4 +98,104 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
     );
     let log = proxy.log_text();
     assert!(log.contains("SIGTERM"), "{log}");
+}
+
+/// `GET path` with a `Referer` and a `User-Agent`, on a new connection.
+async fn get_with_agent(proxy: &Proxy, path: &str, referer: &str, agent: &str) -> u16 {
+    let mut client = KeepAliveClient::connect(proxy.http).await;
+    let req = http::Request::get(path)
+        .header(http::header::HOST, "app.test")
+        .header(http::header::REFERER, referer)
+        .header(http::header::USER_AGENT, agent)
+        .body(Full::new(Bytes::new()))
+        .expect("a request");
+    client
+        .request(req)
+        .await
+        .expect("an answer")
+        .status
+        .as_u16()
+}
+
+/// The lines of the file at `path` (none while it does not exist).
+fn file_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The parts of a combined-format line: address, time, request line, status, bytes, referer,
+/// user agent; `None` when the line is not in that format.
+fn combined(line: &str) -> Option<[&str; 7]> {
+    let (addr, rest) = line.split_once(" - - [")?;
+    let (time, rest) = rest.split_once("] \"")?;
+    let (request, rest) = rest.split_once("\" ")?;
+    let (status, rest) = rest.split_once(' ')?;
+    let (bytes, rest) = rest.split_once(" \"")?;
+    let (referer, rest) = rest.split_once("\" \"")?;
+    let agent = rest.strip_suffix('"')?;
+    Some([addr, time, request, status, bytes, referer, agent])
+}
+
+#[tokio::test]
+async fn sigusr1_reopens_the_access_file_that_logrotate_moved_and_lines_are_combined() {
+    let green = TestApp::start("green").await;
+    let blue = TestApp::start("blue").await;
+    let logs = tempfile::tempdir().expect("a temporary directory");
+    let access = logs.path().join("access.log");
+    let rotated = logs.path().join("access.log.1");
+    let extra = format!(
+        "[log]\naccess_format = \"combined\"\naccess_file = {:?}\n",
+        access.display().to_string()
+    );
+    let file = ConfigFile::new(&two_colour_config(green.addr(), blue.addr(), &extra));
+    let mut proxy = Proxy::start(&["-c", &file.arg()], &[]).await;
+    proxy.wait_healthy().await;
+
+    let status = get_with_agent(&proxy, "/?first=1", "https://shop.test/", "probe/1.0").await;
+    assert_eq!(status, 200);
+    // Lines are written within 100 ms; wait for this one.
+    poll_until(WAIT, || async {
+        file_lines(&access).iter().any(|l| l.contains("first=1"))
+    })
+    .await;
+
+    // logrotate moves the file, then signals; the proxy reopens the path, a new file.
+    std::fs::rename(&access, &rotated).expect("rotate the access log");
+    proxy.signal("USR1");
+    proxy
+        .wait_log("the access log reopened", |l| {
+            l.contains("access log reopened")
+        })
+        .await;
+    let status = get_with_agent(&proxy, "/?second=1", "-", "probe/2.0 \"quoted\"").await;
+    assert_eq!(status, 200);
+    // A graceful stop writes every line before the process exits.
+    proxy.signal("TERM");
+    let exit = proxy.wait_exit().await;
+    assert_eq!(exit.code(), Some(0), "log:\n{}", proxy.log_text());
+
+    let old = file_lines(&rotated);
+    let new = file_lines(&access);
+    assert_eq!(old.len(), 1, "the line before the rotation: {old:#?}");
+    assert_eq!(new.len(), 1, "the line after it: {new:#?}");
+    let [addr, time, request, status, bytes, referer, agent] =
+        combined(&old[0]).unwrap_or_else(|| panic!("a combined line: {}", old[0]));
+    assert_eq!(addr, "127.0.0.1");
+    // `DD/Mon/YYYY:HH:MM:SS +0000`
+    assert_eq!(time.len(), 26, "{time}");
+    assert!(
+        time.ends_with(" +0000") && time.as_bytes()[2] == b'/',
+        "{time}"
+    );
+    assert_eq!(request, "GET /?first=1 HTTP/1.1");
+    assert_eq!((status, bytes), ("200", "5"));
+    assert_eq!((referer, agent), ("https://shop.test/", "probe/1.0"));
+    let [_, _, request, status, _, referer, agent] =
+        combined(&new[0]).unwrap_or_else(|| panic!("a combined line: {}", new[0]));
+    assert_eq!((request, status), ("GET /?second=1 HTTP/1.1", "200"));
+    // A quote in a field is escaped as nginx escapes it, so it cannot end the field.
+    assert_eq!((referer, agent), ("-", "probe/2.0 \\x22quoted\\x22"));
 }

@@ -42,6 +42,8 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// Whether one access-log line is written per request (nginx's `access_log`).
     pub access: bool,
+    /// How access-log lines are written; `None`: as `format` says (text or JSON).
+    pub access_format: Option<AccessFormat>,
     /// Where access-log lines go: this file (appended to, reopened on SIGUSR1 for logrotate),
     /// or standard output when `None`.
     pub access_file: Option<std::path::PathBuf>,
@@ -53,6 +55,7 @@ impl Default for LogConfig {
         LogConfig {
             format: LogFormat::Text,
             access: true,
+            access_format: None,
             access_file: None,
         }
     }
@@ -74,6 +77,37 @@ impl LogFormat {
         match self {
             LogFormat::Text => "text",
             LogFormat::Json => "json",
+        }
+    }
+}
+
+/// How access-log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessFormat {
+    /// Key=value text, every field of the line (the text process log's shape).
+    Text,
+    /// One JSON object a line, every field of the line.
+    Json,
+    /// The NCSA combined format (nginx's and Apache's `combined`), for the tools that read
+    /// those logs: client, time, request line, status, body bytes, `Referer`, `User-Agent`.
+    Combined,
+}
+
+impl AccessFormat {
+    /// The spelling used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessFormat::Text => "text",
+            AccessFormat::Json => "json",
+            AccessFormat::Combined => "combined",
+        }
+    }
+
+    /// The access format a process log format implies when `access_format` is not set.
+    pub fn following(format: LogFormat) -> AccessFormat {
+        match format {
+            LogFormat::Text => AccessFormat::Text,
+            LogFormat::Json => AccessFormat::Json,
         }
     }
 }

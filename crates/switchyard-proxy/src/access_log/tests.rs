@@ -7,6 +7,7 @@ fn sample<'a>(id: &'a HeaderValue, method: &'a Method) -> RequestLog<'a> {
     RequestLog {
         client: "127.0.0.1:4000",
         method,
+        version: http::Version::HTTP_11,
         path: "/a\"b\\c\u{1}",
         query: Some("x=1&y=\"2\""),
         status: 200,
@@ -20,6 +21,8 @@ fn sample<'a>(id: &'a HeaderValue, method: &'a Method) -> RequestLog<'a> {
         at: Instant::now(),
         request_id: id.to_str().ok(),
         error: None,
+        referer: None,
+        user_agent: Some(b"curl/8.1 \"x\""),
     }
 }
 
@@ -30,6 +33,7 @@ fn line_times_follow_the_monotonic_clock_from_a_recent_reading_and_read_it_again
         buf: Vec::new(),
         second: u64::MAX,
         stamp: [b'0'; 19],
+        local: [b'0'; 26],
         clock: Some((t0, Duration::from_secs(1_000))),
     };
     let ms = Duration::from_millis;
@@ -87,12 +91,56 @@ fn text_lines_are_one_line_with_quoted_strings() {
 }
 
 #[test]
-fn stamps_are_rfc3339_seconds() {
+fn stamps_are_rfc3339_and_common_log_seconds() {
+    let (iso, local) = stamps(Duration::from_secs(1_764_803_921));
+    assert_eq!(&iso, b"2025-12-03T23:18:41");
+    assert_eq!(&local, b"03/Dec/2025:23:18:41 +0000");
+    let (iso, local) = stamps(Duration::ZERO);
+    assert_eq!(&iso, b"1970-01-01T00:00:00");
+    assert_eq!(&local, b"01/Jan/1970:00:00:00 +0000");
+}
+
+#[test]
+fn combined_lines_are_nginx_combined() {
+    let id = HeaderValue::from_static("abc");
+    let method = Method::POST;
+    let mut log = sample(&id, &method);
+    let mut buf = Vec::new();
+    combined_line(&mut buf, b"03/Dec/2026:23:18:41 +0000", &log);
+    // The address without its port, the time in brackets, the request line with the query,
+    // 0 body bytes when not known, `-` for a missing field, nginx's escapes.
     assert_eq!(
-        &stamp(Duration::from_secs(1_764_803_921)),
-        b"2025-12-03T23:18:41"
+        String::from_utf8(buf).expect("utf-8"),
+        "127.0.0.1 - - [03/Dec/2026:23:18:41 +0000] \"POST /a\\x22b\\x5Cc\\x01?x=1&y=\\x222\\x22 HTTP/1.1\" 200 0 \"-\" \"curl/8.1 \\x22x\\x22\"\n"
     );
-    assert_eq!(&stamp(Duration::ZERO), b"1970-01-01T00:00:00");
+    log.client = "[::1]:8080";
+    log.path = "/";
+    log.query = None;
+    log.version = http::Version::HTTP_2;
+    log.bytes_out = Some(1234);
+    log.referer = Some(b"https://shop.test/\xc3\xa9");
+    log.user_agent = Some(b"");
+    let mut buf = Vec::new();
+    combined_line(&mut buf, b"03/Dec/2026:23:18:41 +0000", &log);
+    assert_eq!(
+        String::from_utf8(buf).expect("utf-8"),
+        "::1 - - [03/Dec/2026:23:18:41 +0000] \"POST / HTTP/2.0\" 200 1234 \"https://shop.test/\\xC3\\xA9\" \"-\"\n"
+    );
+}
+
+#[test]
+fn combined_escapes_are_nginx_escapes_for_every_byte() {
+    for b in 0u8..=255 {
+        let mut buf = Vec::new();
+        hex_escaped(&mut buf, &[b'a', b, b'b']);
+        let plain = (0x20..=0x7e).contains(&b) && b != b'"' && b != b'\\';
+        let expected = if plain {
+            vec![b'a', b, b'b']
+        } else {
+            format!("a\\x{b:02X}b").into_bytes()
+        };
+        assert_eq!(buf, expected, "{b:#x}");
+    }
 }
 
 #[test]

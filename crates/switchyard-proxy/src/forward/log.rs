@@ -4,12 +4,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::Uri;
+use http::{HeaderMap, Uri};
 use switchyard_core::Service;
 use tokio::time::Instant;
 
 use super::ConnInfo;
 use crate::observe::{self, RequestLog};
+use crate::server::h1::RawHead;
 use crate::shared::Shared;
 
 /// The access-log line of one request: written once the response head is ready, or, when the
@@ -21,7 +22,10 @@ pub(super) struct LogOnce<'a> {
     /// was; [`Trace::retried`] names a later one.
     pub(super) service: Option<&'a Service>,
     pub(super) method: http::Method,
+    pub(super) version: http::Version,
     pub(super) uri: Uri,
+    /// The request's `Referer` and `User-Agent`, when the access log writes them.
+    pub(super) client_fields: Option<Box<ClientFields>>,
     pub(super) started: Instant,
     pub(super) trace: Trace,
     pub(super) done: bool,
@@ -50,6 +54,7 @@ impl LogOnce<'_> {
             &RequestLog {
                 client: &self.conn.peer_text,
                 method: &self.method,
+                version: self.version,
                 path: self.uri.path(),
                 query: self.uri.query(),
                 status,
@@ -63,6 +68,14 @@ impl LogOnce<'_> {
                 at: ended.into_std(),
                 request_id,
                 error,
+                referer: self
+                    .client_fields
+                    .as_ref()
+                    .and_then(|f| f.referer.as_deref()),
+                user_agent: self
+                    .client_fields
+                    .as_ref()
+                    .and_then(|f| f.user_agent.as_deref()),
             },
             counters,
         );
@@ -79,6 +92,48 @@ impl Drop for LogOnce<'_> {
                 Some("the client went away before the response"),
             );
         }
+    }
+}
+
+/// The request fields only the combined access-log format writes, copied when the request
+/// arrives (the head's fields go upstream, or into a header map, before the line is written).
+#[derive(Debug, Default)]
+pub(super) struct ClientFields {
+    referer: Option<Box<[u8]>>,
+    user_agent: Option<Box<[u8]>>,
+}
+
+impl ClientFields {
+    /// The first `Referer` and `User-Agent` of a request: from its kept head when it has one,
+    /// else from its header map.
+    pub(super) fn of(headers: &HeaderMap, raw: Option<&RawHead>) -> Box<ClientFields> {
+        let mut out = Box::<ClientFields>::default();
+        match raw {
+            Some(raw) => {
+                for (name, value) in raw.fields() {
+                    let slot = if name.eq_ignore_ascii_case(b"referer") {
+                        &mut out.referer
+                    } else if name.eq_ignore_ascii_case(b"user-agent") {
+                        &mut out.user_agent
+                    } else {
+                        continue;
+                    };
+                    if slot.is_none() {
+                        *slot = Some(value.into());
+                    }
+                }
+            }
+            None => {
+                let get = |name| {
+                    headers
+                        .get(name)
+                        .map(|v: &http::HeaderValue| v.as_bytes().into())
+                };
+                out.referer = get(http::header::REFERER);
+                out.user_agent = get(http::header::USER_AGENT);
+            }
+        }
+        out
     }
 }
 
