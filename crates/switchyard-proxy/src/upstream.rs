@@ -7,23 +7,23 @@
 //! itself, it knows exactly whether any byte of a request reached the connection: that is what
 //! makes retries of non-idempotent requests safe.
 //!
-//! Idle connections wait in a lock-free queue per server; a connection goes back to its queue
-//! only when its response was read to the end with nothing left over, so a reused connection
-//! is always between two messages. An idle connection holds no read buffer. Each queue is
-//! attached to its server's live state when a snapshot naming the server is built, so the
-//! request path reaches it from the server it picked: no map, no look-up, and nothing to keep
-//! in step with the snapshot.
+//! Idle connections wait in a stack per server, the most recently returned taken first; a
+//! connection goes back only when its response was read to the end with nothing left over, so
+//! a reused connection is always between two messages. An idle connection keeps its read
+//! buffer (up to [`KEEP_BUF`]). Each stack is attached to its server's live state when a
+//! snapshot naming the server is built, so the request path reaches it from the server it
+//! picked: no map, no look-up, and nothing to keep in step with the snapshot.
 
 pub(crate) mod exchange;
 pub(crate) mod passed;
 pub(crate) mod response;
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::BytesMut;
-use crossbeam_queue::ArrayQueue;
 use switchyard_config::UpstreamConfig;
 use switchyard_core::retry::FailureKind;
 use switchyard_core::{ServerState, Snapshot};
@@ -69,16 +69,21 @@ struct IdleConn {
 /// snapshot, never by writing to an object the snapshot in force shares.
 pub(crate) struct ServerConns {
     addr: SocketAddr,
-    idle: ArrayQueue<IdleConn>,
-    /// False when `max_idle_per_server = 0`: every connection is closed after its response.
-    pooling: bool,
+    /// Idle connections, the oldest at the front. A request takes the newest: under a steady
+    /// load the same few connections carry the requests, their sockets and buffers still in
+    /// the caches of this process and of the upstream (nginx's keep-alive cache is used the
+    /// same way; taking the oldest would cycle through every connection a peak opened). Those
+    /// at the old end that stay idle past the idle timeout are closed as requests go by.
+    idle: Mutex<VecDeque<IdleConn>>,
+    /// `max_idle_per_server`: at most this many idle connections are kept.
+    max_idle: usize,
 }
 
 impl std::fmt::Debug for ServerConns {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerConns")
             .field("addr", &self.addr)
-            .field("idle", &self.idle.len())
+            .field("idle", &self.idle().len())
             .finish()
     }
 }
@@ -87,25 +92,42 @@ impl ServerConns {
     fn new(addr: SocketAddr, cfg: &UpstreamConfig) -> Self {
         ServerConns {
             addr,
-            idle: ArrayQueue::new(cfg.max_idle_per_server.max(1)),
-            pooling: cfg.max_idle_per_server > 0,
+            idle: Mutex::new(VecDeque::new()),
+            max_idle: cfg.max_idle_per_server,
         }
     }
 
-    /// A connection ready for a request: a pooled one if any is still usable (idle for less
-    /// than `cfg.idle_timeout` at `now`), else a new one.
+    fn idle(&self) -> MutexGuard<'_, VecDeque<IdleConn>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A connection ready for a request: the newest pooled one that is still usable (idle for
+    /// less than `cfg.idle_timeout` at `now`, not closed by the upstream), else a new one. The
+    /// oldest idle connection is closed when it has been idle too long.
     pub(crate) async fn checkout(
         &self,
         cfg: &UpstreamConfig,
         now: Instant,
     ) -> Result<Conn, FailureKind> {
-        while let Some(idle) = self.idle.pop() {
-            if now.saturating_duration_since(idle.since) >= cfg.idle_timeout
-                || !idle.conn.is_usable()
-            {
-                continue;
+        let stale = |idle: &IdleConn| now.saturating_duration_since(idle.since) >= cfg.idle_timeout;
+        loop {
+            // Connections leave the stack under the lock and are closed after it.
+            let (newest, oldest) = {
+                let mut idle = self.idle();
+                let newest = idle.pop_back();
+                let oldest = if idle.front().is_some_and(stale) {
+                    idle.pop_front()
+                } else {
+                    None
+                };
+                (newest, oldest)
+            };
+            drop(oldest);
+            match newest {
+                None => break,
+                Some(idle) if stale(&idle) || !idle.conn.is_usable() => {}
+                Some(idle) => return Ok(idle.conn),
             }
-            return Ok(idle.conn);
         }
         self.connect(cfg).await
     }
@@ -137,7 +159,7 @@ impl ServerConns {
     /// Returns a connection whose last response was read to the end with nothing left over,
     /// idle from `now`.
     pub(crate) fn checkin(&self, mut conn: Conn, now: Instant) {
-        if !self.pooling || !conn.buf.is_empty() {
+        if self.max_idle == 0 || !conn.buf.is_empty() {
             return;
         }
         // An idle connection keeps its buffer (one read's worth) for its next request: the
@@ -148,16 +170,24 @@ impl ServerConns {
             conn.buf = BytesMut::new();
         }
         conn.reused = true;
-        let _ = self.idle.push(IdleConn { conn, since: now });
+        // When the stack is full, the oldest connection makes room (and is closed after the
+        // lock).
+        let _oldest = {
+            let mut idle = self.idle();
+            let oldest = if idle.len() >= self.max_idle {
+                idle.pop_front()
+            } else {
+                None
+            };
+            idle.push_back(IdleConn { conn, since: now });
+            oldest
+        };
     }
 
     /// Closes every idle connection (used when a pool goes idle after draining).
     pub(crate) fn close_idle(&self) -> usize {
-        let mut n = 0;
-        while self.idle.pop().is_some() {
-            n += 1;
-        }
-        n
+        let closed = std::mem::take(&mut *self.idle());
+        closed.len()
     }
 }
 
@@ -179,4 +209,71 @@ pub(crate) fn attach(snapshot: &Snapshot) {
 /// The connection queue of a server (attached when its first snapshot was built).
 pub(crate) fn conns(state: &ServerState) -> Option<&ServerConns> {
     state.attached::<ServerConns>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    /// A new pooled connection to `listener`, and the upstream's end of it.
+    async fn pair(
+        conns: &ServerConns,
+        cfg: &UpstreamConfig,
+        listener: &TcpListener,
+    ) -> (Conn, TcpStream) {
+        let conn = conns.connect(cfg).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        (conn, server)
+    }
+
+    /// Whether the upstream's end reads the connection's close (EOF).
+    async fn closed(server: &mut TcpStream) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(server.read(&mut byte).await, Ok(0))
+    }
+
+    #[tokio::test]
+    async fn the_newest_idle_connection_is_taken_and_old_ones_are_closed() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let cfg = UpstreamConfig {
+            max_idle_per_server: 2,
+            idle_timeout: Duration::from_secs(10),
+            ..UpstreamConfig::default()
+        };
+        let conns = ServerConns::new(listener.local_addr().expect("addr"), &cfg);
+        let (a, mut server_a) = pair(&conns, &cfg, &listener).await;
+        let (b, mut server_b) = pair(&conns, &cfg, &listener).await;
+        let (c, _server_c) = pair(&conns, &cfg, &listener).await;
+        let local = |conn: &Conn| conn.stream.local_addr().expect("local addr");
+        let (b_addr, c_addr) = (local(&b), local(&c));
+        let t0 = Instant::now();
+        let secs = Duration::from_secs;
+        conns.checkin(a, t0);
+        conns.checkin(b, t0 + secs(1));
+        // The stack is full: the oldest makes room and is closed.
+        conns.checkin(c, t0 + secs(2));
+        assert!(closed(&mut server_a).await, "the oldest is closed");
+
+        // The newest is taken first, and goes back on top.
+        let got = conns.checkout(&cfg, t0 + secs(3)).await.expect("a conn");
+        assert_eq!(local(&got), c_addr);
+        assert!(got.reused);
+        conns.checkin(got, t0 + secs(3));
+
+        // b has now been idle past the timeout: it is closed as the next request goes by,
+        // which takes c (idle 8.5 s).
+        let t = t0 + Duration::from_millis(11_500);
+        let got = conns.checkout(&cfg, t).await.expect("a conn");
+        assert_eq!(local(&got), c_addr);
+        assert!(closed(&mut server_b).await, "the stale one is closed");
+        assert_eq!(conns.idle().len(), 0, "b was {b_addr}");
+
+        // Nothing idle: a new connection.
+        let fresh = conns.checkout(&cfg, t).await.expect("a conn");
+        assert!(!fresh.reused);
+        let _server = listener.accept().await.expect("accept");
+    }
 }
