@@ -109,12 +109,23 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     result
 }
 
-/// A multi-thread runtime with the configured number of workers (default: one per core).
+/// The async runtime: with one worker (configured, or by default on a one-core machine) a
+/// single-thread runtime, which runs every task on the thread that serves (a work-stealing
+/// scheduler with one worker has nothing to steal, and only adds its atomic operations to
+/// each wake-up); else a multi-thread runtime with that many workers (default: one per core).
 fn runtime(config: &Config) -> anyhow::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = config.runtime.worker_threads.filter(|n| *n > 0) {
-        builder.worker_threads(n);
-    }
+    let workers = config
+        .runtime
+        .worker_threads
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let mut builder = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(workers);
+        builder
+    };
     builder
         .enable_all()
         .thread_name("switchyard-worker")

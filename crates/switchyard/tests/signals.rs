@@ -150,7 +150,11 @@ async fn sigusr1_reopens_the_access_file_that_logrotate_moved_and_lines_are_comb
         "[log]\naccess_format = \"combined\"\naccess_file = {:?}\n",
         access.display().to_string()
     );
-    let file = ConfigFile::new(&two_colour_config(green.addr(), blue.addr(), &extra));
+    // One worker: the single-thread runtime serves, signals and stops.
+    let config = two_colour_config(green.addr(), blue.addr(), &extra)
+        .replace("worker_threads = 2", "worker_threads = 1");
+    assert!(config.contains("worker_threads = 1"));
+    let file = ConfigFile::new(&config);
     let mut proxy = Proxy::start(&["-c", &file.arg()], &[]).await;
     proxy.wait_healthy().await;
 
