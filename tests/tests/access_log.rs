@@ -16,6 +16,21 @@ fn access_lines(log: &CapturedLog) -> Vec<Value> {
         .collect()
 }
 
+/// A proxy on `config` writing its access log to `captured`, green healthy, and a client of it.
+async fn logging_to(
+    config: switchyard_config::Config,
+    captured: &CapturedLog,
+) -> (switchyard_proxy::ProxyHandle, KeepAliveClient) {
+    let listeners = Listeners::loopback().await.expect("loopback listeners");
+    let proxy = Builder::new(config, listeners)
+        .access_log(AccessSink::Writer(Box::new(captured.clone())))
+        .start()
+        .expect("the proxy starts");
+    common::wait_healthy(&proxy, "green").await;
+    let client = KeepAliveClient::connect(common::http(&proxy)).await;
+    (proxy, client)
+}
+
 #[tokio::test]
 async fn every_request_gets_one_line_with_its_fields() {
     let captured = CapturedLog::default();
@@ -25,13 +40,7 @@ async fn every_request_gets_one_line_with_its_fields() {
     // Two green servers: the first will be dead, so one request shows a retry.
     let mut config = common::two_colours(&[green.addr(), spare.addr()], &[blue.addr()]);
     config.log.format = switchyard_config::LogFormat::Json;
-    let listeners = Listeners::loopback().await.expect("loopback listeners");
-    let proxy = Builder::new(config, listeners)
-        .access_log(AccessSink::Writer(Box::new(captured.clone())))
-        .start()
-        .expect("the proxy starts");
-    common::wait_healthy(&proxy, "green").await;
-    let mut client = KeepAliveClient::connect(common::http(&proxy)).await;
+    let (proxy, mut client) = logging_to(config, &captured).await;
 
     let r = client
         .post("/echo?x=1", "shop.test", "hello")
@@ -102,13 +111,7 @@ async fn combined_lines_carry_referer_and_user_agent_from_kept_heads_and_header_
     let blue = TestApp::start("blue").await;
     let mut config = common::two_colours(&[green.addr()], &[blue.addr()]);
     config.log.access_format = Some(switchyard_config::AccessFormat::Combined);
-    let listeners = Listeners::loopback().await.expect("loopback listeners");
-    let proxy = Builder::new(config, listeners)
-        .access_log(AccessSink::Writer(Box::new(captured.clone())))
-        .start()
-        .expect("the proxy starts");
-    common::wait_healthy(&proxy, "green").await;
-    let mut client = KeepAliveClient::connect(common::http(&proxy)).await;
+    let (proxy, mut client) = logging_to(config, &captured).await;
     // The first head is kept as its bytes; the second, with a hop-by-hop field, becomes a
     // header map: both give the line their `Referer` and `User-Agent`.
     for (path, hop_by_hop) in [("/?kept", false), ("/?mapped", true)] {

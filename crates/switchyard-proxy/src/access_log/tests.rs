@@ -1,5 +1,6 @@
 //! The access log's line formats, escapes and clock.
 
+use super::line::{escaped, hex_escaped};
 use super::*;
 use http::{HeaderValue, Method};
 
