@@ -214,6 +214,10 @@ pub struct CompareArgs {
     /// writes the same format as nginx's line.
     #[arg(long, value_parser = ["text", "json", "combined"])]
     pub access_format: Option<String>,
+    /// Switchyard's service generates no `X-Request-Id` (`generate_request_id = false`), so
+    /// that it sends the upstream the fields nginx sends (the baseline keeps its default).
+    #[arg(long)]
+    pub no_request_id: bool,
     /// An earlier Switchyard binary to measure beside this one (row `switchyard-before`).
     #[arg(long)]
     pub baseline: Option<PathBuf>,
@@ -331,6 +335,7 @@ impl CompareArgs {
             only: self.only.clone(),
             access_log: self.access_log,
             access_format: self.access_format.clone(),
+            no_request_id: self.no_request_id,
             baseline: self.baseline.clone(),
             protocol: self.protocol,
             streams: self.streams.max(1),

@@ -125,6 +125,7 @@ fn switchyard_config_is_valid_and_single_threaded() {
         active: "green",
         access_log: None,
         access_format: None,
+        generate_request_id: true,
         tls: None,
     });
     let config = switchyard_config::parse_str(&text, "generated.toml")
@@ -148,6 +149,7 @@ fn access_logs_are_on_for_both_or_off_for_both() {
         active: "green",
         access_log: Some(&file),
         access_format: None,
+        generate_request_id: true,
         tls: None,
     });
     let config = switchyard_config::parse_str(&text, "generated.toml")
@@ -166,6 +168,7 @@ fn access_logs_are_on_for_both_or_off_for_both() {
         active: "green",
         access_log: Some(&file),
         access_format: Some("combined"),
+        generate_request_id: false,
         tls: None,
     });
     let config = switchyard_config::parse_str(&combined, "generated.toml")
@@ -174,6 +177,7 @@ fn access_logs_are_on_for_both_or_off_for_both() {
         config.log.access_format,
         Some(switchyard_config::AccessFormat::Combined)
     );
+    assert!(!config.services["app"].generate_request_id);
     let upstream_file = dir.path().join("upstream.conf");
     let conf = configs::nginx_conf(&configs::NginxParams {
         prefix: dir.path(),

@@ -112,6 +112,7 @@ fn switchyard_serves_https_only_with_the_runs_certificate() {
         active: "green",
         access_log: None,
         access_format: None,
+        generate_request_id: true,
         tls: Some(TlsListen {
             files: &files,
             h2: true,

@@ -105,6 +105,34 @@ async fn forwarded_for_is_appended_and_request_ids_are_kept() {
 }
 
 #[tokio::test]
+async fn a_service_that_generates_no_request_id_passes_only_the_clients() {
+    let app = TestApp::start("green").await;
+    let mut config = common::two_colours(&[app.addr()], &[app.addr()]);
+    if let Some(app) = config.services.get_mut("app") {
+        app.generate_request_id = false;
+    }
+    let proxy = common::start(config).await;
+    let mut client = KeepAliveClient::connect(common::http(&proxy)).await;
+    // Without one of its own the request has none, upstream or on the answer: the upstream
+    // sees the three forwarding fields only.
+    let r = client.get("/headers", "a.test").await.expect("answer");
+    let seen = r.json();
+    assert_eq!(values(&seen, "x-request-id"), Vec::<String>::new());
+    assert_eq!(values(&seen, "x-forwarded-proto"), vec!["http"]);
+    assert_eq!(r.header("x-request-id"), None);
+    // The client's own still goes upstream and comes back.
+    let req = Request::get("/headers")
+        .header("host", "a.test")
+        .header("x-request-id", "abc-123")
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let r = client.request(req).await.expect("answer");
+    assert_eq!(values(&r.json(), "x-request-id"), vec!["abc-123"]);
+    assert_eq!(r.header("x-request-id"), Some("abc-123"));
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
 async fn missing_or_duplicate_host_is_rejected_and_never_forwarded() {
     let app = TestApp::start("green").await;
     let proxy = common::start(common::two_colours(&[app.addr()], &[app.addr()])).await;

@@ -203,6 +203,8 @@ pub struct SwitchyardParams<'a> {
     pub access_log: Option<&'a Path>,
     /// `[log] access_format` with the access log on, when not the default.
     pub access_format: Option<&'a str>,
+    /// `generate_request_id` of service `app`.
+    pub generate_request_id: bool,
     /// TLS on the client listener, or plain HTTP. Switchyard always offers `h2` then
     /// `http/1.1` by ALPN, so `h2` changes nothing here: the client chooses.
     pub tls: Option<TlsListen<'a>>,
@@ -230,7 +232,7 @@ worker_threads = 1
 {log}
 
 [services.app]
-active = "{active}"
+active = "{active}"{request_id}
 
 [services.app.pools]
 {pools}
@@ -249,6 +251,12 @@ interval = "250ms"
         },
         admin = p.admin,
         active = p.active,
+        // Written only when off: a baseline from before the key would refuse it.
+        request_id = if p.generate_request_id {
+            ""
+        } else {
+            "\ngenerate_request_id = false"
+        },
         log = match p.access_log {
             Some(file) => format!(
                 "access = true\naccess_file = {:?}{}",

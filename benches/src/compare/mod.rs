@@ -61,6 +61,9 @@ pub struct CompareSpec {
     /// Switchyard's `[log] access_format` with the access log on (`None`: its default). Not
     /// given to the baseline, an earlier build that may not know the key.
     pub access_format: Option<String>,
+    /// Switchyard's service generates no `X-Request-Id` (`generate_request_id = false`), as
+    /// nginx sends none; not given to the baseline either.
+    pub no_request_id: bool,
     /// An earlier Switchyard binary, measured beside the current one as `switchyard-before`.
     pub baseline: Option<PathBuf>,
     /// What the clients speak to the proxies.
@@ -141,6 +144,9 @@ pub struct CompareReport {
     /// access_format`, `default` for its own default) and nginx (`combined`), to files.
     #[serde(default)]
     pub access_log: Option<String>,
+    /// Switchyard generated no request ids (`--no-request-id`).
+    #[serde(default)]
+    pub no_request_id: bool,
     /// Per target.
     pub targets: Vec<TargetResult>,
     /// Why a target is missing (not installed, failed to start).
@@ -195,9 +201,10 @@ pub async fn run(spec: CompareSpec) -> anyhow::Result<CompareReport> {
                 &bin,
                 dir.path(),
                 &colours,
-                targets::SwitchyardLog {
+                targets::SwitchyardRun {
                     access: spec.access_log,
                     format: spec.access_format.as_deref(),
+                    generate_request_id: !spec.no_request_id,
                 },
                 false,
                 tls,
@@ -213,9 +220,10 @@ pub async fn run(spec: CompareSpec) -> anyhow::Result<CompareReport> {
                 bin,
                 dir.path(),
                 &colours,
-                targets::SwitchyardLog {
+                targets::SwitchyardRun {
                     access: spec.access_log,
                     format: None,
+                    generate_request_id: true,
                 },
                 true,
                 tls,
@@ -310,6 +318,7 @@ pub async fn run(spec: CompareSpec) -> anyhow::Result<CompareReport> {
                 .clone()
                 .unwrap_or_else(|| "default".into())
         }),
+        no_request_id: spec.no_request_id,
         targets: results,
         notes,
     })

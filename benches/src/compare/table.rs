@@ -124,6 +124,12 @@ pub fn markdown(r: &CompareReport) -> String {
         r.duration_s,
         access_logs(r.access_log.as_deref()),
     );
+    if r.no_request_id {
+        out.push_str(
+            "Switchyard generated no `X-Request-Id` (`--no-request-id`): it sends the upstream \
+             the fields nginx sends.\n\n",
+        );
+    }
     out.push_str("| target | requests/s | × nginx | p50 | p99 | × nginx | proxy CPU µs/req | × nginx | peak RSS MB | × nginx | failed |\n");
     out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for t in &r.targets {

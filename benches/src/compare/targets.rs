@@ -160,13 +160,16 @@ pub fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Switchyard's access log in a run: on or off, and its format when not the default.
+/// How Switchyard runs beside its config's fixed parts: its access log on or off, the log's
+/// format when not the default, and whether its service generates request ids.
 #[derive(Debug, Clone, Copy)]
-pub struct SwitchyardLog<'a> {
+pub struct SwitchyardRun<'a> {
     /// Access log on (to a file).
     pub access: bool,
     /// `[log] access_format`, when set.
     pub format: Option<&'a str>,
+    /// `generate_request_id` of the service (its default: true).
+    pub generate_request_id: bool,
 }
 
 /// Whether `bin check -c conf` accepts the config (an earlier build may not know a key).
@@ -189,7 +192,7 @@ pub async fn start_switchyard(
     bin: &Path,
     dir: &Path,
     colours: &[(String, SocketAddr)],
-    log: SwitchyardLog<'_>,
+    log: SwitchyardRun<'_>,
     baseline: bool,
     tls: Option<&RunTls>,
 ) -> anyhow::Result<Running> {
@@ -208,6 +211,7 @@ pub async fn start_switchyard(
             active,
             access_log: access_log.then_some(log_path.as_path()),
             access_format: log.format,
+            generate_request_id: log.generate_request_id,
             tls: tls.map(RunTls::listen),
         }),
     )?;

@@ -136,6 +136,7 @@ pub(crate) struct RawService {
     pub retry: Option<RawRetry>,
     pub ejection: Option<RawEjection>,
     pub upgraded_drain_timeout: Option<Spanned<DurationText>>,
+    pub generate_request_id: Option<Spanned<bool>>,
     pub response_headers: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
     pub compression: Option<RawCompression>,
     pub rate_limits: Option<Vec<Spanned<RawRateLimit>>>,

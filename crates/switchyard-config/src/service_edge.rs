@@ -30,6 +30,9 @@ impl Checker<'_, '_> {
             let path = format!("{base}.upgraded_drain_timeout");
             self.duration(Some(timeout), &path, Duration::ZERO, false)
         });
+        if let Some(generate) = &raw.generate_request_id {
+            service.generate_request_id = *generate.get_ref();
+        }
         service.response_headers = self.response_headers(base, raw.response_headers.as_ref());
         service.compression = self.compression(
             base,

@@ -207,6 +207,9 @@ pub struct ServiceConfig {
     /// After a switch, how long upgraded connections (websockets) to the old pool are left
     /// open before they are closed; `None` leaves them on their pool until they close.
     pub upgraded_drain_timeout: Option<Duration>,
+    /// Whether the proxy makes an `X-Request-Id` for a request that has none (sent upstream,
+    /// returned on the answer, and logged); with `false` only a client's own is passed on.
+    pub generate_request_id: bool,
     /// Headers set on every response of the service, replacing any the upstream sent under
     /// the same name (nginx: `add_header … always`), in file order. Each name is a valid header
     /// name, listed once (names compare case-insensitively), and not a hop-by-hop or framing
@@ -469,6 +472,7 @@ impl ServiceConfig {
             retry: RetryConfig::default(),
             ejection: EjectionConfig::default(),
             upgraded_drain_timeout: None,
+            generate_request_id: true,
             response_headers: Vec::new(),
             compression: CompressionConfig::default(),
             rate_limits: Vec::new(),

@@ -27,6 +27,7 @@ fn every_edge_option_is_read() {
          [limits]\nmax_headers = 20\nmax_connections = 3\n\
          [log]\nformat = \"json\"\naccess = false\naccess_format = \"combined\"\n\
          [services.app]\nactive = \"green\"\nupgraded_drain_timeout = \"0s\"\n\
+         generate_request_id = false\n\
          pools.green = [\"127.0.0.1:5000\"]\n\
          [services.app.response_headers]\nX-Frame-Options = \"DENY\"\n\
          \"Strict-Transport-Security\" = \"max-age=31536000; includeSubDomains\"\n\
@@ -61,6 +62,7 @@ fn every_edge_option_is_read() {
     assert_eq!(config.log.access_format, Some(AccessFormat::Combined));
     let app = &config.services["app"];
     assert_eq!(app.upgraded_drain_timeout, Some(Duration::ZERO));
+    assert!(!app.generate_request_id);
     // In file order, not name order, and spelled as written.
     let headers: Vec<(&str, &str)> = app
         .response_headers
@@ -132,6 +134,7 @@ fn edge_defaults() {
     assert_eq!(config.log.access_format, None);
     let app = &config.services["app"];
     assert_eq!(app.upgraded_drain_timeout, None);
+    assert!(app.generate_request_id);
     assert!(app.response_headers.is_empty());
     assert!(app.rate_limits.is_empty());
     assert!(app.static_files.is_empty());

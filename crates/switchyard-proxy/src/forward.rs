@@ -182,10 +182,12 @@ pub(crate) async fn handle(
     log.finish(
         log_status.unwrap_or(resp.status().as_u16()),
         passed::declared_length(&resp),
-        request_id.to_str(),
+        request_id.as_ref().and_then(RequestId::to_str),
         error.as_deref(),
     );
-    passed::set_request_id(&mut resp, request_id);
+    if let Some(id) = request_id {
+        passed::set_request_id(&mut resp, id);
+    }
     Ok(resp)
 }
 
@@ -195,8 +197,9 @@ struct Routed<'a> {
     service: &'a Arc<Service>,
     /// The fields the proxy adds upstream.
     added: headers::Added<'a>,
-    /// The request's id (the client's, or the generated one in `added`).
-    request_id: RequestId,
+    /// The request's id: the client's, or the one generated in `added`; none when the client
+    /// sent none and the service generates none.
+    request_id: Option<RequestId>,
     /// Whether this is a WebSocket handshake.
     websocket: bool,
 }
@@ -268,6 +271,7 @@ fn prepare<'a>(
         &conn.client_ip,
         conn.proto,
         host.authority,
+        service.config.generate_request_id,
     );
     parts.version = Version::HTTP_11;
     Ok(Routed {

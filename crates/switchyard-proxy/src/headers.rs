@@ -285,15 +285,16 @@ impl RequestId {
 /// Decides the forwarding fields and the request id for `headers` (already stripped of
 /// hop-by-hop fields): the client's `X-Forwarded-For` values come first in the one the proxy
 /// sends, its `X-Forwarded-Proto` and `-Host` are dropped, and its `X-Request-Id` is kept when
-/// usable (not empty, at most 200 bytes), else one is generated. Returns the added fields and
-/// the request's id. `client_ip` is the client's IP as a header value (formatted once per
+/// usable (not empty, at most 200 bytes), else one is generated when `generate` (the service's
+/// `generate_request_id`). Returns the added fields and the request's id, if it has one. `client_ip` is the client's IP as a header value (formatted once per
 /// connection), `host` the request's authority (for `X-Forwarded-Host`).
 pub fn forwarding<'c>(
     headers: &mut HeaderMap,
     client_ip: &'c HeaderValue,
     proto: &'static str,
     host: HeaderValue,
-) -> (Added<'c>, RequestId) {
+    generate: bool,
+) -> (Added<'c>, Option<RequestId>) {
     // Most requests carry none of these: one pass over the names instead of a lookup for each.
     let (mut forwarded, mut overridden, mut has_id) = (false, false, false);
     for name in headers.keys() {
@@ -335,11 +336,12 @@ pub fn forwarding<'c>(
         None
     };
     let (id, generated) = match kept {
-        Some(id) => (RequestId::Client(id), None),
-        None => {
+        Some(id) => (Some(RequestId::Client(id)), None),
+        None if generate => {
             let hex = new_request_id();
-            (RequestId::Generated(hex), Some(hex))
+            (Some(RequestId::Generated(hex)), Some(hex))
         }
+        None => (None, None),
     };
     let added = Added {
         forwarded_for,
@@ -458,7 +460,7 @@ mod tests {
             ("x-forwarded-host", "evil.com"),
             ("accept", "*/*"),
         ]);
-        let (added, id) = forwarding(&mut m, &ip, "http", host.clone());
+        let (added, id) = forwarding(&mut m, &ip, "http", host.clone(), true);
         let fields = sent(&m, &added);
         let pairs: Vec<(&str, &str)> = fields
             .iter()
@@ -471,7 +473,10 @@ mod tests {
                 ("x-forwarded-for", "1.1.1.1, 10.0.0.1"),
                 ("x-forwarded-proto", "http"),
                 ("x-forwarded-host", "a.com"),
-                ("x-request-id", id.to_str().expect("hex")),
+                (
+                    "x-request-id",
+                    id.as_ref().and_then(RequestId::to_str).expect("hex")
+                ),
             ]
         );
         let mut m = map(&[
@@ -480,7 +485,7 @@ mod tests {
             ("x-forwarded-for", "2.2.2.2"),
         ]);
         let v6 = HeaderValue::from_static("::1");
-        let (added, _) = forwarding(&mut m, &v6, "https", host.clone());
+        let (added, _) = forwarding(&mut m, &v6, "https", host.clone(), true);
         let fields = sent(&m, &added);
         let chains: Vec<&str> = fields
             .iter()
@@ -489,7 +494,7 @@ mod tests {
             .collect();
         assert_eq!(chains, vec!["1.1.1.1, 2.2.2.2, ::1"]);
         let mut m = HeaderMap::new();
-        let (added, _) = forwarding(&mut m, &ip, "http", host.clone());
+        let (added, _) = forwarding(&mut m, &ip, "http", host.clone(), true);
         assert_eq!(
             sent(&m, &added)[0],
             ("x-forwarded-for".into(), "10.0.0.1".into())
@@ -501,19 +506,31 @@ mod tests {
         let ip = HeaderValue::from_static("10.0.0.1");
         let host = HeaderValue::from_static("a.com");
         let mut m = map(&[("x-request-id", "abc")]);
-        let (added, id) = forwarding(&mut m, &ip, "http", host.clone());
-        assert_eq!(id.as_bytes(), b"abc");
+        let (added, id) = forwarding(&mut m, &ip, "http", host.clone(), true);
+        assert_eq!(id.as_ref().map(RequestId::as_bytes), Some(&b"abc"[..]));
         assert_eq!(added.fields().1, 3, "the client's id goes on in the map");
         assert_eq!(m["x-request-id"], "abc");
         let long = "x".repeat(201);
         for unusable in ["", long.as_str()] {
             let mut m = map(&[("x-request-id", unusable)]);
-            let (added, id) = forwarding(&mut m, &ip, "http", host.clone());
+            let (added, id) = forwarding(&mut m, &ip, "http", host.clone(), true);
+            let id = id.expect("a generated id");
             assert_eq!(id.as_bytes().len(), 32);
             assert!(!m.contains_key("x-request-id"));
             let (fields, n) = added.fields();
             assert_eq!((n, fields[3].1), (4, id.as_bytes()));
         }
+        // A service that generates none: the client's is still passed on; without one the
+        // request has none, and nothing is added.
+        let mut m = map(&[("x-request-id", "abc")]);
+        let (added, id) = forwarding(&mut m, &ip, "http", host.clone(), false);
+        assert_eq!(id.as_ref().map(RequestId::as_bytes), Some(&b"abc"[..]));
+        assert_eq!(added.fields().1, 3);
+        assert_eq!(m["x-request-id"], "abc");
+        let mut m = HeaderMap::new();
+        let (added, id) = forwarding(&mut m, &ip, "http", host.clone(), false);
+        assert_eq!((id, added.fields().1), (None, 3));
+        assert!(!m.contains_key("x-request-id"));
         assert_ne!(new_request_id(), new_request_id());
         let id = new_request_id();
         assert!(id.iter().all(|b| b"0123456789abcdef".contains(b)), "{id:?}");
