@@ -124,7 +124,7 @@ fn header_rewriting(c: &mut Criterion) {
     g.bench_function("forwarding (X-Forwarded-*, request id)", |b| {
         b.iter_batched_ref(
             || (base.clone(), host.clone()),
-            |(h, host)| black_box(headers::forwarding(h, &client, "http", host.clone())),
+            |(h, host)| black_box(headers::forwarding(h, &client, "http", host.clone(), true)),
             BatchSize::SmallInput,
         )
     });
@@ -134,7 +134,13 @@ fn header_rewriting(c: &mut Criterion) {
             |h| {
                 let host = headers::request_host(Version::HTTP_11, &uri, h).expect("valid host");
                 headers::strip_hop_by_hop(h);
-                black_box(headers::forwarding(h, &client, "http", host.authority))
+                black_box(headers::forwarding(
+                    h,
+                    &client,
+                    "http",
+                    host.authority,
+                    true,
+                ))
             },
             BatchSize::SmallInput,
         )
