@@ -29,7 +29,7 @@ use switchyard_config::AccessFormat;
 use crate::observe::RequestLog;
 
 mod line;
-use line::{combined_line, json_line, stamps, text_line};
+use line::{combined_line, keyed_line, stamps};
 
 /// The longest a line waits in the buffer.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
@@ -205,8 +205,8 @@ impl AccessLog {
                 buf, stamp, local, ..
             } = &mut *p;
             match self.inner.format {
-                AccessFormat::Json => json_line(buf, stamp, now.subsec_micros(), log),
-                AccessFormat::Text => text_line(buf, stamp, now.subsec_micros(), log),
+                AccessFormat::Json => keyed_line::<true>(buf, stamp, now.subsec_micros(), log),
+                AccessFormat::Text => keyed_line::<false>(buf, stamp, now.subsec_micros(), log),
                 AccessFormat::Combined => combined_line(buf, local, log),
             }
             buf.len() >= WAKE_AT

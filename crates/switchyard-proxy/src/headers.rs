@@ -286,8 +286,9 @@ impl RequestId {
 /// hop-by-hop fields): the client's `X-Forwarded-For` values come first in the one the proxy
 /// sends, its `X-Forwarded-Proto` and `-Host` are dropped, and its `X-Request-Id` is kept when
 /// usable (not empty, at most 200 bytes), else one is generated when `generate` (the service's
-/// `generate_request_id`). Returns the added fields and the request's id, if it has one. `client_ip` is the client's IP as a header value (formatted once per
-/// connection), `host` the request's authority (for `X-Forwarded-Host`).
+/// `generate_request_id`). Returns the added fields and the request's id, if it has one.
+/// `client_ip` is the client's IP as a header value (formatted once per connection), `host`
+/// the request's authority (for `X-Forwarded-Host`).
 pub fn forwarding<'c>(
     headers: &mut HeaderMap,
     client_ip: &'c HeaderValue,

@@ -359,22 +359,20 @@ fn start_inner(
     ),
 ) -> Result<ProxyHandle, StartError> {
     config.validate()?;
-    let access =
-        match access {
-            Some(sink) if config.log.access => {
-                let reopens = matches!(sink, AccessSink::File(_));
-                Some((
-                    access_log::AccessLog::start(
-                        config.log.access_format.unwrap_or(
-                            switchyard_config::AccessFormat::following(config.log.format),
-                        ),
-                        sink,
-                    )?,
-                    reopens,
-                ))
-            }
-            _ => None,
-        };
+    let access_format =
+        config
+            .log
+            .access_format
+            .unwrap_or(switchyard_config::AccessFormat::following(
+                config.log.format,
+            ));
+    let access = match access {
+        Some(sink) if config.log.access => {
+            let reopens = matches!(sink, AccessSink::File(_));
+            Some((access_log::AccessLog::start(access_format, sink)?, reopens))
+        }
+        _ => None,
+    };
     let (access, reopens) = match access {
         Some((log, reopens)) => (Some(log), reopens),
         None => (None, false),

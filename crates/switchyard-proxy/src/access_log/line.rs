@@ -170,49 +170,114 @@ fn addr(buf: &mut Vec<u8>, a: Option<std::net::SocketAddr>) {
     }
 }
 
-fn request_id<'a>(log: &'a RequestLog<'_>) -> &'a str {
-    log.request_id.unwrap_or("-")
+/// What stands around the fields of a text or JSON line: the two carry the same fields in the
+/// same order, escaped alike, and differ only in the text between them.
+struct Shape {
+    start: &'static [u8],
+    client: &'static [u8],
+    method: &'static [u8],
+    path: &'static [u8],
+    query: &'static [u8],
+    status: &'static [u8],
+    service: &'static [u8],
+    colour: &'static [u8],
+    upstream: &'static [u8],
+    attempts: &'static [u8],
+    bytes_in: &'static [u8],
+    bytes_out: &'static [u8],
+    duration_ms: &'static [u8],
+    request_id: &'static [u8],
+    error: &'static [u8],
+    end: &'static [u8],
 }
 
-/// One JSON line, in the shape `tracing`'s JSON formatter gave access events.
-pub(super) fn json_line(buf: &mut Vec<u8>, stamp: &[u8; 19], micros: u32, log: &RequestLog<'_>) {
-    buf.extend_from_slice(b"{\"timestamp\":\"");
+/// Text lines, in the shape `tracing`'s text formatter gave access events.
+const TEXT: Shape = Shape {
+    start: b"",
+    client: b"  INFO switchyard::access: client=",
+    method: b" method=",
+    path: b" path=\"",
+    query: b"\" query=\"",
+    status: b"\" status=",
+    service: b" service=\"",
+    colour: b"\" colour=\"",
+    upstream: b"\" upstream=",
+    attempts: b" attempts=",
+    bytes_in: b" bytes_in=",
+    bytes_out: b" bytes_out=",
+    duration_ms: b" duration_ms=",
+    request_id: b" request_id=\"",
+    error: b"\" error=\"",
+    end: b"\"\n",
+};
+
+/// JSON lines, in the shape `tracing`'s JSON formatter gave access events.
+const JSON: Shape = Shape {
+    start: b"{\"timestamp\":\"",
+    client: b"\",\"level\":\"INFO\",\"fields\":{\"client\":\"",
+    method: b"\",\"method\":\"",
+    path: b"\",\"path\":\"",
+    query: b"\",\"query\":\"",
+    status: b"\",\"status\":",
+    service: b",\"service\":\"",
+    colour: b"\",\"colour\":\"",
+    upstream: b"\",\"upstream\":\"",
+    attempts: b"\",\"attempts\":",
+    bytes_in: b",\"bytes_in\":",
+    bytes_out: b",\"bytes_out\":",
+    duration_ms: b",\"duration_ms\":",
+    request_id: b",\"request_id\":\"",
+    error: b"\",\"error\":\"",
+    end: b"\"},\"target\":\"switchyard::access\"}\n",
+};
+
+/// One JSON line (`JSON_LINE`) or text line. The shape is chosen by a constant so that each
+/// format's copy of this function writes its texts as constants (a length known when compiling
+/// is copied inline; one read from a table at run time is a call to `memcpy`).
+pub(super) fn keyed_line<const JSON_LINE: bool>(
+    buf: &mut Vec<u8>,
+    stamp: &[u8; 19],
+    micros: u32,
+    log: &RequestLog<'_>,
+) {
+    let shape = if JSON_LINE { &JSON } else { &TEXT };
+    buf.extend_from_slice(shape.start);
     time(buf, stamp, micros);
-    buf.extend_from_slice(b"\",\"level\":\"INFO\",\"fields\":{\"client\":\"");
+    buf.extend_from_slice(shape.client);
     buf.extend_from_slice(log.client.as_bytes());
-    buf.extend_from_slice(b"\",\"method\":\"");
+    buf.extend_from_slice(shape.method);
     // A method is a token (`http` checks it): nothing in it needs an escape.
     buf.extend_from_slice(log.method.as_str().as_bytes());
-    buf.extend_from_slice(b"\",\"path\":\"");
+    buf.extend_from_slice(shape.path);
     escaped(buf, log.path);
-    buf.extend_from_slice(b"\",\"query\":\"");
+    buf.extend_from_slice(shape.query);
     if let Some(query) = log.query {
         escaped(buf, query);
     }
-    buf.extend_from_slice(b"\",\"status\":");
+    buf.extend_from_slice(shape.status);
     num(buf, u64::from(log.status));
-    buf.extend_from_slice(b",\"service\":\"");
+    buf.extend_from_slice(shape.service);
     name(buf, log.service);
-    buf.extend_from_slice(b"\",\"colour\":\"");
+    buf.extend_from_slice(shape.colour);
     name(buf, log.pool);
-    buf.extend_from_slice(b"\",\"upstream\":\"");
+    buf.extend_from_slice(shape.upstream);
     addr(buf, log.upstream);
-    buf.extend_from_slice(b"\",\"attempts\":");
+    buf.extend_from_slice(shape.attempts);
     num(buf, u64::from(log.attempts));
-    buf.extend_from_slice(b",\"bytes_in\":");
+    buf.extend_from_slice(shape.bytes_in);
     num(buf, log.bytes_in.unwrap_or(0));
-    buf.extend_from_slice(b",\"bytes_out\":");
+    buf.extend_from_slice(shape.bytes_out);
     num(buf, log.bytes_out.unwrap_or(0));
-    buf.extend_from_slice(b",\"duration_ms\":");
+    buf.extend_from_slice(shape.duration_ms);
     millis(buf, log.duration);
-    buf.extend_from_slice(b",\"request_id\":\"");
-    escaped(buf, request_id(log));
-    buf.extend_from_slice(b"\",\"error\":\"");
+    buf.extend_from_slice(shape.request_id);
+    escaped(buf, log.request_id.unwrap_or("-"));
+    buf.extend_from_slice(shape.error);
     match log.error {
         Some(error) => escaped(buf, error),
         None => buf.push(b'-'),
     }
-    buf.extend_from_slice(b"\"},\"target\":\"switchyard::access\"}\n");
+    buf.extend_from_slice(shape.end);
 }
 
 /// One line in the NCSA combined format, as nginx's `combined` writes it:
@@ -293,43 +358,4 @@ pub(super) fn hex_escaped(buf: &mut Vec<u8>, bytes: &[u8]) {
         rest = tail;
     }
     buf.extend_from_slice(rest);
-}
-
-/// One text line, in the shape `tracing`'s text formatter gave access events.
-pub(super) fn text_line(buf: &mut Vec<u8>, stamp: &[u8; 19], micros: u32, log: &RequestLog<'_>) {
-    time(buf, stamp, micros);
-    buf.extend_from_slice(b"  INFO switchyard::access: client=");
-    buf.extend_from_slice(log.client.as_bytes());
-    buf.extend_from_slice(b" method=");
-    buf.extend_from_slice(log.method.as_str().as_bytes());
-    buf.extend_from_slice(b" path=\"");
-    escaped(buf, log.path);
-    buf.extend_from_slice(b"\" query=\"");
-    if let Some(query) = log.query {
-        escaped(buf, query);
-    }
-    buf.extend_from_slice(b"\" status=");
-    num(buf, u64::from(log.status));
-    buf.extend_from_slice(b" service=\"");
-    name(buf, log.service);
-    buf.extend_from_slice(b"\" colour=\"");
-    name(buf, log.pool);
-    buf.extend_from_slice(b"\" upstream=");
-    addr(buf, log.upstream);
-    buf.extend_from_slice(b" attempts=");
-    num(buf, u64::from(log.attempts));
-    buf.extend_from_slice(b" bytes_in=");
-    num(buf, log.bytes_in.unwrap_or(0));
-    buf.extend_from_slice(b" bytes_out=");
-    num(buf, log.bytes_out.unwrap_or(0));
-    buf.extend_from_slice(b" duration_ms=");
-    millis(buf, log.duration);
-    buf.extend_from_slice(b" request_id=\"");
-    escaped(buf, request_id(log));
-    buf.extend_from_slice(b"\" error=\"");
-    match log.error {
-        Some(error) => escaped(buf, error),
-        None => buf.push(b'-'),
-    }
-    buf.extend_from_slice(b"\"\n");
 }

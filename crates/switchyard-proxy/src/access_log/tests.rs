@@ -62,7 +62,7 @@ fn json_lines_parse_and_escape_client_strings() {
     let method = Method::GET;
     let mut buf = Vec::new();
     let stamp = *b"2026-12-03T23:18:41";
-    json_line(&mut buf, &stamp, 42, &sample(&id, &method));
+    keyed_line::<true>(&mut buf, &stamp, 42, &sample(&id, &method));
     assert_eq!(buf.iter().filter(|b| **b == b'\n').count(), 1);
     let v: serde_json::Value = serde_json::from_slice(&buf).expect("valid JSON");
     assert_eq!(v["timestamp"], "2026-12-03T23:18:41.000042Z");
@@ -83,7 +83,7 @@ fn text_lines_are_one_line_with_quoted_strings() {
     let id = HeaderValue::from_static("abc");
     let method = Method::POST;
     let mut buf = Vec::new();
-    text_line(&mut buf, b"2026-12-03T23:18:41", 7, &sample(&id, &method));
+    keyed_line::<false>(&mut buf, b"2026-12-03T23:18:41", 7, &sample(&id, &method));
     let line = String::from_utf8(buf).expect("utf-8");
     assert_eq!(
         line,

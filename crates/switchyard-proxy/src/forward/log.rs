@@ -111,9 +111,10 @@ impl ClientFields {
         match raw {
             Some(raw) => {
                 for (name, value) in raw.fields() {
-                    let slot = if name.eq_ignore_ascii_case(b"referer") {
+                    // A kept head's names are tokens: `is_lower` compares them exactly.
+                    let slot = if switchyard_h1::is_lower(name, b"referer") {
                         &mut out.referer
-                    } else if name.eq_ignore_ascii_case(b"user-agent") {
+                    } else if switchyard_h1::is_lower(name, b"user-agent") {
                         &mut out.user_agent
                     } else {
                         continue;
