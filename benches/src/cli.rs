@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use http::{HeaderName, HeaderValue, Method};
 
-use crate::compare::{CompareSpec, Protocol};
+use crate::compare::{CompareSpec, Protocol, RequestIds};
 use crate::duration;
 use crate::flip::{FlipPlan, Flipper};
 use crate::load::LoadSpec;
@@ -214,10 +214,11 @@ pub struct CompareArgs {
     /// writes the same format as nginx's line.
     #[arg(long, value_parser = ["text", "json", "combined"])]
     pub access_format: Option<String>,
-    /// Switchyard's service generates no `X-Request-Id` (`generate_request_id = false`), so
-    /// that it sends the upstream the fields nginx sends (the baseline keeps its default).
-    #[arg(long)]
-    pub no_request_id: bool,
+    /// Which proxies add an `X-Request-Id` and echo it: `both` (Switchyard's default and
+    /// nginx's `$request_id`, the same fields upstream), `switchyard` (each proxy as it ships)
+    /// or `none` (`generate_request_id = false`). The baseline keeps its default.
+    #[arg(long, value_enum, default_value_t = RequestIds::Both)]
+    pub request_ids: RequestIds,
     /// An earlier Switchyard binary to measure beside this one (row `switchyard-before`).
     #[arg(long)]
     pub baseline: Option<PathBuf>,
@@ -335,7 +336,7 @@ impl CompareArgs {
             only: self.only.clone(),
             access_log: self.access_log,
             access_format: self.access_format.clone(),
-            no_request_id: self.no_request_id,
+            request_ids: self.request_ids,
             baseline: self.baseline.clone(),
             protocol: self.protocol,
             streams: self.streams.max(1),

@@ -204,6 +204,35 @@ pub fn own_cpu_time(pid: u32) -> Duration {
     Duration::from_secs_f64(total as f64 / ticks as f64)
 }
 
+/// CPU time the whole machine has spent busy so far, summed over its cores: everything in
+/// `/proc/stat`'s `cpu` line but idle and I/O wait (user, system, interrupts, softirqs,
+/// steal). Includes the kernel's own threads (writeback of the access logs, for one), which no
+/// process's times show. Zero where `/proc/stat` cannot be read.
+pub fn machine_busy() -> Duration {
+    let ticks = rustix::param::clock_ticks_per_second().max(1) as f64;
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    Duration::from_secs_f64(busy_ticks(&text) as f64 / ticks)
+}
+
+/// The busy ticks of `/proc/stat`'s first line (`cpu user nice system idle iowait irq softirq
+/// steal guest guest_nice`); guest time is already counted in user time.
+fn busy_ticks(stat: &str) -> u64 {
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return 0;
+    };
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    v.iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, x)| x)
+        .sum()
+}
+
 /// The sum of a `/proc/PID/status` field in kB (`VmRSS`, `VmHWM`) over `root` and its
 /// descendants.
 pub fn memory_kb(root: u32, field: &str) -> u64 {
@@ -230,6 +259,14 @@ pub fn free_port() -> anyhow::Result<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn busy_ticks_leave_out_idle_and_iowait() {
+        let stat = "cpu  100 2 30 5000 40 6 7 8 9 0\ncpu0 50 1 15 2500 20 3 3 4 0 0\nintr 1 2\n";
+        // user + nice + system + irq + softirq + steal; guest is inside user already.
+        assert_eq!(busy_ticks(stat), 100 + 2 + 30 + 6 + 7 + 8);
+        assert_eq!(busy_ticks("intr 1 2\n"), 0);
+    }
 
     #[test]
     fn parses_stat_with_odd_names() {

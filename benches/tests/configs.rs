@@ -32,6 +32,7 @@ fn nginx_config_has_the_promised_directives() {
         upstream_file: &upstream_file,
         access_log: None,
         tls: None,
+        request_id: false,
     });
     for d in [
         "worker_processes 1;",
@@ -49,9 +50,137 @@ fn nginx_config_has_the_promised_directives() {
         assert!(conf.contains(d), "nginx.conf lacks `{d}`:\n{conf}");
     }
     assert!(conf.contains(&format!("include {};", upstream_file.display())));
+    assert!(
+        !conf.contains("X-Request-Id"),
+        "ids only when asked:\n{conf}"
+    );
     let up = configs::nginx_upstream(&[addr(5000)]);
     assert!(up.contains("server 127.0.0.1:5000;"));
     assert!(up.contains("keepalive 128;"));
+}
+
+#[test]
+fn nginx_adds_request_ids_like_switchyard_when_asked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let upstream_file = dir.path().join("upstream.conf");
+    let conf = configs::nginx_conf(&configs::NginxParams {
+        prefix: dir.path(),
+        listen: addr(8080),
+        upstream_file: &upstream_file,
+        access_log: None,
+        tls: None,
+        request_id: true,
+    });
+    for d in [
+        "map $http_x_request_id $forward_request_id {",
+        "\"\" $request_id;",
+        "default $http_x_request_id;",
+        "proxy_set_header X-Request-Id $forward_request_id;",
+        "add_header X-Request-Id $forward_request_id always;",
+    ] {
+        assert!(conf.contains(d), "nginx.conf lacks `{d}`:\n{conf}");
+    }
+}
+
+/// Reads one request head from `stream` and answers it 200 with an empty body; `None` once
+/// the peer closes.
+async fn answer_once(stream: &mut tokio::net::TcpStream) -> Option<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    stream
+        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+        .await
+        .ok()?;
+    Some(String::from_utf8_lossy(&head).to_ascii_lowercase())
+}
+
+/// The value of `name` (lower case) in a lower-cased head, if present.
+fn field<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
+#[tokio::test]
+#[ignore = "needs nginx installed: cargo test -p switchyard-bench --test configs -- --ignored"]
+async fn nginx_sends_and_echoes_a_request_id_when_asked() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let nginx =
+        which("nginx").expect("nginx is installed (this test is for machines that have it)");
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
+    let colours = vec![("green".to_string(), upstream.local_addr().expect("addr"))];
+    // The upstream answers from the start: start_nginx waits for an answer through nginx
+    // (its readiness probe, skipped below); every head is kept.
+    let (heads_tx, mut heads) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = upstream.accept().await {
+            let tx = heads_tx.clone();
+            tokio::spawn(async move {
+                while let Some(head) = answer_once(&mut s).await {
+                    if tx.send(head).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proxy = switchyard_bench::compare::targets::start_nginx(
+        &nginx,
+        dir.path(),
+        &colours,
+        false,
+        true,
+        None,
+    )
+    .await
+    .expect("nginx starts");
+    for client_id in [None, Some("abc-123")] {
+        let mut c = tokio::net::TcpStream::connect(proxy.addr)
+            .await
+            .expect("connect");
+        let extra = client_id.map_or(String::new(), |id| format!("X-Request-Id: {id}\r\n"));
+        c.write_all(
+            format!("GET /probe HTTP/1.1\r\nHost: app\r\n{extra}Connection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .expect("send");
+        let mut answer = Vec::new();
+        c.read_to_end(&mut answer).await.expect("read answer");
+        let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+        let head = loop {
+            let h = heads.recv().await.expect("the upstream saw the request");
+            if h.starts_with("get /probe ") {
+                break h;
+            }
+        };
+        let sent = field(&head, "x-request-id")
+            .expect("nginx sent an X-Request-Id")
+            .to_string();
+        match client_id {
+            Some(id) => assert_eq!(sent, id, "the client's id passes: {head}"),
+            None => assert!(
+                sent.len() == 32 && sent.bytes().all(|b| b.is_ascii_hexdigit()),
+                "a generated id, 32 hex digits like Switchyard's: {sent:?}"
+            ),
+        }
+        assert_eq!(
+            field(&answer, "x-request-id"),
+            Some(sent.as_str()),
+            "the same id echoed: {answer}"
+        );
+    }
 }
 
 #[test]
@@ -93,6 +222,7 @@ fn nginx_accepts_the_config() {
         upstream_file: &upstream_file,
         access_log: None,
         tls: None,
+        request_id: true,
     });
     let up = configs::nginx_upstream(&[addr(5000)]);
     std::fs::write(&upstream_file, &up).expect("write upstream");
@@ -185,6 +315,7 @@ fn access_logs_are_on_for_both_or_off_for_both() {
         upstream_file: &upstream_file,
         access_log: Some(&file),
         tls: None,
+        request_id: false,
     });
     let wanted = format!(
         "access_log {} combined buffer=64k flush=100ms;",

@@ -38,6 +38,7 @@ fn nginx_conf(dir: &Path, files: &CertFiles, h2: bool) -> (String, PathBuf) {
         upstream_file: &upstream_file,
         access_log: None,
         tls: Some(TlsListen { files, h2 }),
+        request_id: false,
     });
     (conf, upstream_file)
 }

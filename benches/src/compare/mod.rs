@@ -61,9 +61,9 @@ pub struct CompareSpec {
     /// Switchyard's `[log] access_format` with the access log on (`None`: its default). Not
     /// given to the baseline, an earlier build that may not know the key.
     pub access_format: Option<String>,
-    /// Switchyard's service generates no `X-Request-Id` (`generate_request_id = false`), as
-    /// nginx sends none; not given to the baseline either.
-    pub no_request_id: bool,
+    /// Which proxies send the upstream an `X-Request-Id` of their own and echo it (the
+    /// baseline keeps its default, ids on, whatever this says).
+    pub request_ids: RequestIds,
     /// An earlier Switchyard binary, measured beside the current one as `switchyard-before`.
     pub baseline: Option<PathBuf>,
     /// What the clients speak to the proxies.
@@ -72,6 +72,21 @@ pub struct CompareSpec {
     pub streams: usize,
     /// One more run per target with `strace -c` attached, for system calls per request.
     pub syscalls: bool,
+}
+
+/// Which proxies add an `X-Request-Id` to each request (the client's own, else a new one)
+/// and echo it in the answer. The fields a proxy adds cost the upstream and the load
+/// generator too, on the same cores, so a fair comparison has both proxies add the same ones.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestIds {
+    /// Switchyard (`generate_request_id = true`, its default) and nginx (`$request_id`).
+    Both,
+    /// Switchyard only: each proxy as it ships.
+    #[default]
+    Switchyard,
+    /// Neither (`generate_request_id = false`).
+    None,
 }
 
 /// One measured run.
@@ -91,6 +106,11 @@ pub struct RunResult {
     pub loadgen_cores: f64,
     /// Peak RSS (VmHWM summed over the process tree) after the run, in kB.
     pub peak_rss_kb: u64,
+    /// The whole machine's busy CPU per request in µs, all cores: the target, the upstream,
+    /// the load generator, and what no process is charged for, such as the kernel's writeback
+    /// of access logs (absent from reports saved before it was measured).
+    #[serde(default)]
+    pub machine_us_per_req: f64,
 }
 
 /// Idle keep-alive connections and memory.
@@ -144,9 +164,10 @@ pub struct CompareReport {
     /// access_format`, `default` for its own default) and nginx (`combined`), to files.
     #[serde(default)]
     pub access_log: Option<String>,
-    /// Switchyard generated no request ids (`--no-request-id`).
+    /// Which proxies generated request ids (reports saved before `--request-ids`:
+    /// Switchyard's default, ids from Switchyard only).
     #[serde(default)]
-    pub no_request_id: bool,
+    pub request_ids: RequestIds,
     /// Per target.
     pub targets: Vec<TargetResult>,
     /// Why a target is missing (not installed, failed to start).
@@ -204,7 +225,7 @@ pub async fn run(spec: CompareSpec) -> anyhow::Result<CompareReport> {
                 targets::SwitchyardRun {
                     access: spec.access_log,
                     format: spec.access_format.as_deref(),
-                    generate_request_id: !spec.no_request_id,
+                    generate_request_id: spec.request_ids != RequestIds::None,
                 },
                 false,
                 tls,
@@ -244,7 +265,8 @@ pub async fn run(spec: CompareSpec) -> anyhow::Result<CompareReport> {
             continue;
         };
         let started = if start == 0 {
-            targets::start_nginx(&bin, dir.path(), &colours, spec.access_log, tls).await
+            let ids = spec.request_ids == RequestIds::Both;
+            targets::start_nginx(&bin, dir.path(), &colours, spec.access_log, ids, tls).await
         } else {
             targets::start_haproxy(&bin, dir.path(), &colours, tls).await
         };
@@ -318,7 +340,7 @@ pub async fn run(spec: CompareSpec) -> anyhow::Result<CompareReport> {
                 .clone()
                 .unwrap_or_else(|| "default".into())
         }),
-        no_request_id: spec.no_request_id,
+        request_ids: spec.request_ids,
         targets: results,
         notes,
     })
@@ -380,8 +402,8 @@ fn progress_summary(round: usize, rounds: usize, name: &str, r: &RunResult) -> S
         ));
     } else {
         s.push_str(&format!(
-            "  cpu {:.1}µs/req ({:.1} user)  loadgen {:.2} cores",
-            r.cpu_us_per_req, r.cpu_user_us_per_req, r.loadgen_cores
+            "  cpu {:.1}µs/req ({:.1} user)  loadgen {:.2} cores  machine {:.1}µs/req",
+            r.cpu_us_per_req, r.cpu_user_us_per_req, r.loadgen_cores, r.machine_us_per_req
         ));
     }
     s
@@ -417,10 +439,11 @@ async fn throughput_run(
         load::run(load_spec(spec, r, spec.warmup)).await?;
     }
     let me = std::process::id();
-    let (cpu0, up0, me0, t0) = (
+    let (cpu0, up0, me0, box0, t0) = (
         procs::cpu_usage(r.pid),
         procs::cpu_time(upstream_pid),
         procs::own_cpu_time(me),
+        procs::machine_busy(),
         Instant::now(),
     );
     let report = load::run(load_spec(spec, r, spec.duration)).await?;
@@ -428,6 +451,7 @@ async fn throughput_run(
     let cpu = procs::cpu_usage(r.pid).since(&cpu0);
     let up = procs::cpu_time(upstream_pid).saturating_sub(up0);
     let mine = procs::own_cpu_time(me).saturating_sub(me0);
+    let machine = procs::machine_busy().saturating_sub(box0);
     Ok(RunResult {
         round,
         cpu_us_per_req: per_request_us(cpu.total(), report.requests),
@@ -435,6 +459,7 @@ async fn throughput_run(
         upstream_cpu_us_per_req: per_request_us(up, report.requests),
         loadgen_cores: mine.as_secs_f64() / wall.as_secs_f64().max(1e-9),
         peak_rss_kb: procs::memory_kb(r.pid, "VmHWM"),
+        machine_us_per_req: per_request_us(machine, report.requests),
         load: report,
     })
 }
@@ -484,6 +509,7 @@ async fn flip_run(spec: &CompareSpec, r: &Running, round: usize) -> anyhow::Resu
         upstream_cpu_us_per_req: 0.0,
         loadgen_cores: 0.0,
         peak_rss_kb: procs::memory_kb(r.pid, "VmHWM"),
+        machine_us_per_req: 0.0,
         load: report,
     })
 }

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::{CompareReport, Protocol, RunResult, TargetResult};
+use super::{CompareReport, Protocol, RequestIds, RunResult, TargetResult};
 use crate::duration::human_us;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -30,6 +30,7 @@ struct Summary {
     cpu_user: f64,
     upstream_cpu: f64,
     loadgen: f64,
+    machine: f64,
     rss_mb: f64,
     failed: u64,
     closed: u64,
@@ -45,6 +46,7 @@ fn summary(t: &TargetResult) -> Summary {
         cpu_user: m(&|r| r.cpu_user_us_per_req),
         upstream_cpu: m(&|r| r.upstream_cpu_us_per_req),
         loadgen: m(&|r| r.loadgen_cores),
+        machine: m(&|r| r.machine_us_per_req),
         rss_mb: t.runs.iter().map(|r| r.peak_rss_kb).max().unwrap_or(0) as f64 / 1024.0,
         failed: t.runs.iter().map(|r| r.load.errors.total).sum(),
         closed: t
@@ -105,6 +107,24 @@ fn access_logs(format: Option<&str>) -> String {
     }
 }
 
+/// The sentence on request ids for a table's heading.
+fn request_ids(ids: RequestIds) -> &'static str {
+    match ids {
+        RequestIds::Both => {
+            "Both proxies add an `X-Request-Id` upstream and echo it (Switchyard's default; \
+             nginx's `$request_id`): each sends the upstream the same fields.\n\n"
+        }
+        RequestIds::Switchyard => {
+            "Only Switchyard adds an `X-Request-Id` (each proxy as it ships): its upstream and \
+             the load generator parse one field more than nginx's.\n\n"
+        }
+        RequestIds::None => {
+            "Neither proxy adds an `X-Request-Id` (Switchyard's `generate_request_id = \
+             false`).\n\n"
+        }
+    }
+}
+
 /// The report as markdown tables (and the target verdicts).
 pub fn markdown(r: &CompareReport) -> String {
     if r.scenario == "flip" {
@@ -124,12 +144,7 @@ pub fn markdown(r: &CompareReport) -> String {
         r.duration_s,
         access_logs(r.access_log.as_deref()),
     );
-    if r.no_request_id {
-        out.push_str(
-            "Switchyard generated no `X-Request-Id` (`--no-request-id`): it sends the upstream \
-             the fields nginx sends.\n\n",
-        );
-    }
+    out.push_str(request_ids(r.request_ids));
     out.push_str("| target | requests/s | × nginx | p50 | p99 | × nginx | proxy CPU µs/req | × nginx | peak RSS MB | × nginx | failed |\n");
     out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for t in &r.targets {
@@ -186,6 +201,24 @@ pub fn markdown(r: &CompareReport) -> String {
             .collect::<Vec<_>>()
             .join(", "),
     );
+    if r.targets.iter().any(|t| summary(t).machine > 0.0) {
+        let _ = writeln!(
+            out,
+            "Machine CPU µs/req, all cores busy (median; × nginx, paired): {}. Beside the \
+             proxy, the upstream and the load generator this holds what no process is charged \
+             for, such as the kernel writing the access logs to disk.\n",
+            r.targets
+                .iter()
+                .map(|t| format!(
+                    "{} {:.1} ({})",
+                    t.name,
+                    summary(t).machine,
+                    show(paired(t, nginx_t, |x| x.machine_us_per_req))
+                ))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+    }
     let idle: Vec<&TargetResult> = r.targets.iter().filter(|t| t.idle.is_some()).collect();
     if let Some(n) = idle.first().and_then(|t| t.idle).map(|i| i.connections) {
         let kind = r.protocol.idle_kind();

@@ -264,6 +264,7 @@ pub async fn start_nginx(
     dir: &Path,
     colours: &[(String, SocketAddr)],
     access_log: bool,
+    request_id: bool,
     tls: Option<&RunTls>,
 ) -> anyhow::Result<Running> {
     let prefix = dir.join("nginx");
@@ -282,6 +283,7 @@ pub async fn start_nginx(
             upstream_file: &upstream_file,
             access_log: access_log.then_some(access_file.as_path()),
             tls: tls.map(RunTls::listen),
+            request_id,
         }),
     )?;
     let (out, err) = log_file(dir, "nginx")?;
