@@ -6,6 +6,7 @@
 //! The TLS and HTTP/2 configs are checked in `tls_configs.rs`.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use switchyard_bench::compare::configs;
@@ -22,18 +23,24 @@ fn colours() -> Vec<(String, SocketAddr)> {
     vec![("green".into(), addr(5000)), ("blue".into(), addr(5001))]
 }
 
+/// nginx.conf for a proxy on :8080 with its prefix and upstream file in `dir`.
+fn nginx_conf_in(dir: &Path, access_log: Option<&Path>, request_id: bool) -> (String, PathBuf) {
+    let upstream_file = dir.join("upstream.conf");
+    let conf = configs::nginx_conf(&configs::NginxParams {
+        prefix: dir,
+        listen: addr(8080),
+        upstream_file: &upstream_file,
+        access_log,
+        tls: None,
+        request_id,
+    });
+    (conf, upstream_file)
+}
+
 #[test]
 fn nginx_config_has_the_promised_directives() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let upstream_file = dir.path().join("upstream.conf");
-    let conf = configs::nginx_conf(&configs::NginxParams {
-        prefix: dir.path(),
-        listen: addr(8080),
-        upstream_file: &upstream_file,
-        access_log: None,
-        tls: None,
-        request_id: false,
-    });
+    let (conf, upstream_file) = nginx_conf_in(dir.path(), None, false);
     for d in [
         "worker_processes 1;",
         "daemon off;",
@@ -62,15 +69,7 @@ fn nginx_config_has_the_promised_directives() {
 #[test]
 fn nginx_adds_request_ids_like_switchyard_when_asked() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let upstream_file = dir.path().join("upstream.conf");
-    let conf = configs::nginx_conf(&configs::NginxParams {
-        prefix: dir.path(),
-        listen: addr(8080),
-        upstream_file: &upstream_file,
-        access_log: None,
-        tls: None,
-        request_id: true,
-    });
+    let (conf, _) = nginx_conf_in(dir.path(), None, true);
     for d in [
         "map $http_x_request_id $forward_request_id {",
         "\"\" $request_id;",
@@ -215,15 +214,7 @@ fn haproxy_config_has_the_promised_directives() {
 #[ignore = "needs nginx installed: cargo test -p switchyard-bench --test configs -- --ignored"]
 fn nginx_accepts_the_config() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let upstream_file = dir.path().join("upstream.conf");
-    let conf = configs::nginx_conf(&configs::NginxParams {
-        prefix: dir.path(),
-        listen: addr(8080),
-        upstream_file: &upstream_file,
-        access_log: None,
-        tls: None,
-        request_id: true,
-    });
+    let (conf, upstream_file) = nginx_conf_in(dir.path(), None, true);
     let up = configs::nginx_upstream(&[addr(5000)]);
     std::fs::write(&upstream_file, &up).expect("write upstream");
     support::assert_nginx_accepts(dir.path(), &conf);
@@ -308,15 +299,7 @@ fn access_logs_are_on_for_both_or_off_for_both() {
         Some(switchyard_config::AccessFormat::Combined)
     );
     assert!(!config.services["app"].generate_request_id);
-    let upstream_file = dir.path().join("upstream.conf");
-    let conf = configs::nginx_conf(&configs::NginxParams {
-        prefix: dir.path(),
-        listen: addr(8080),
-        upstream_file: &upstream_file,
-        access_log: Some(&file),
-        tls: None,
-        request_id: false,
-    });
+    let (conf, _) = nginx_conf_in(dir.path(), Some(&file), false);
     let wanted = format!(
         "access_log {} combined buffer=64k flush=100ms;",
         file.display()
