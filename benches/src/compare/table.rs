@@ -111,8 +111,9 @@ fn access_logs(format: Option<&str>) -> String {
 fn request_ids(ids: RequestIds) -> &'static str {
     match ids {
         RequestIds::Both => {
-            "Both proxies add an `X-Request-Id` upstream and echo it (Switchyard's default; \
-             nginx's `$request_id`): each sends the upstream the same fields.\n\n"
+            "Switchyard and nginx both add an `X-Request-Id` upstream and echo it \
+             (Switchyard's default; nginx's `$request_id`): each sends the upstream the same \
+             fields (HAProxy adds none).\n\n"
         }
         RequestIds::Switchyard => {
             "Only Switchyard adds an `X-Request-Id` (each proxy as it ships): its upstream and \
