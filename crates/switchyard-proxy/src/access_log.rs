@@ -1,11 +1,14 @@
 //! The access log: one line per request, written without `tracing`'s per-event formatting.
 //!
 //! The request path formats its line straight into one shared, pre-sized buffer (a short
-//! critical section: an append, no I/O, no allocation once the buffer has grown); a writer
-//! thread of its own swaps the buffer out at least every 100 ms, or sooner when it passes
-//! 64 KiB, and writes it to standard output or to `[log] access_file` — nginx's
-//! `access_log … buffer= flush=`. The file is reopened on SIGUSR1 (after logrotate moved it),
-//! and a graceful stop flushes every line before the proxy returns.
+//! critical section: an append, no I/O, no allocation once the buffer has grown) — nginx's
+//! `access_log … buffer= flush=`. When the buffer passes 64 KiB it is written: to
+//! `[log] access_file` by the worker that filled it, as nginx's worker does (a write to a file
+//! waits on no reader, and it saves a wake-up of another thread per 64 KiB); to standard
+//! output by a writer thread of its own, since a pipe's reader may be slow and the request
+//! path must not wait for it. That thread also writes whatever is buffered at least every
+//! 100 ms. The file is reopened on SIGUSR1 (after logrotate moved it), and a graceful stop
+//! flushes every line before the proxy returns.
 //!
 //! Text and JSON lines keep the shape the `tracing` subscriber gave them before: text
 //! (`TIME  INFO switchyard::access: client=… method=… path="…" …`) or JSON
@@ -20,7 +23,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, TryLockError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -104,9 +107,23 @@ impl Pending {
     }
 }
 
+/// Where the lines are written, and the buffer swapped with the pending one to write them.
+/// Whoever writes holds this lock from the swap to the end of the write, so lines reach the
+/// output in the order they were buffered.
+struct Output {
+    out: Box<dyn Write + Send>,
+    spare: Vec<u8>,
+    /// Dropped lines already reported.
+    dropped_seen: u64,
+}
+
 struct Inner {
     format: AccessFormat,
     pending: Mutex<Pending>,
+    output: Mutex<Output>,
+    /// Whether the worker that fills the buffer writes it (a file), rather than waking the
+    /// writer thread (standard output, a writer of the embedding program's).
+    inline: bool,
     stop: AtomicBool,
     reopen: AtomicBool,
     dropped: AtomicU64,
@@ -140,6 +157,7 @@ impl AccessLog {
             AccessSink::File(p) => (out, Some(p)),
             AccessSink::Stdout => (out, None),
         };
+        let inline = path.is_some();
         let inner = Arc::new(Inner {
             format,
             pending: Mutex::new(Pending {
@@ -149,6 +167,12 @@ impl AccessLog {
                 local: [b'0'; 26],
                 clock: None,
             }),
+            output: Mutex::new(Output {
+                out,
+                spare: Vec::with_capacity(WAKE_AT + 4096),
+                dropped_seen: 0,
+            }),
+            inline,
             stop: AtomicBool::new(false),
             reopen: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
@@ -157,7 +181,7 @@ impl AccessLog {
         let thread_inner = inner.clone();
         let thread = std::thread::Builder::new()
             .name("switchyard-access-log".into())
-            .spawn(move || write_loop(&thread_inner, out, path.as_deref()))?;
+            .spawn(move || write_loop(&thread_inner, path.as_deref()))?;
         let _ = inner.writer.set(thread.thread().clone());
         Ok(AccessLog {
             inner,
@@ -212,7 +236,18 @@ impl AccessLog {
             buf.len() >= WAKE_AT
         };
         if full {
-            self.wake();
+            if self.inner.inline {
+                // A worker already writing has the buffer's next swap in hand; this one goes on.
+                match self.inner.output.try_lock() {
+                    Ok(mut o) => write_pending(&self.inner, &mut o),
+                    Err(TryLockError::Poisoned(p)) => {
+                        write_pending(&self.inner, &mut p.into_inner())
+                    }
+                    Err(TryLockError::WouldBlock) => {}
+                }
+            } else {
+                self.wake();
+            }
         }
     }
 
@@ -250,19 +285,48 @@ fn open(path: &Path) -> io::Result<File> {
         })
 }
 
-/// The writer thread: swaps the buffer out and writes it, until stopped.
-fn write_loop(inner: &Inner, mut out: Box<dyn Write + Send>, path: Option<&Path>) {
-    let mut spare: Vec<u8> = Vec::with_capacity(WAKE_AT + 4096);
-    let mut dropped_seen = 0;
+/// Writes every buffered line: swaps the pending buffer with the spare one (a moment under
+/// the pending lock) and writes it while holding only the output's.
+fn write_pending(inner: &Inner, o: &mut Output) {
+    {
+        let mut p = inner.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        std::mem::swap(&mut p.buf, &mut o.spare);
+    }
+    if !o.spare.is_empty() {
+        if let Err(e) = o.out.write_all(&o.spare).and_then(|()| o.out.flush()) {
+            tracing::error!(error = %e, "cannot write the access log");
+        }
+        o.spare.clear();
+        if o.spare.capacity() > 4 * WAKE_AT {
+            o.spare.shrink_to(WAKE_AT + 4096);
+        }
+    }
+    let dropped = inner.dropped.load(Ordering::Relaxed);
+    if dropped > o.dropped_seen {
+        tracing::warn!(
+            dropped = dropped - o.dropped_seen,
+            "access-log lines dropped: the output did not keep up"
+        );
+        o.dropped_seen = dropped;
+    }
+}
+
+/// The writer thread: reopens the file when asked and writes what is buffered at least every
+/// [`FLUSH_EVERY`] (and, for standard output, whenever the buffer passes [`WAKE_AT`]), until
+/// stopped.
+fn write_loop(inner: &Inner, path: Option<&Path>) {
     loop {
         std::thread::park_timeout(FLUSH_EVERY);
         let stopping = inner.stop.load(Ordering::Acquire);
+        let mut o = inner.output.lock().unwrap_or_else(PoisonError::into_inner);
         if inner.reopen.swap(false, Ordering::Relaxed) {
             if let Some(path) = path {
+                // Lines buffered before the signal go to the old file.
+                write_pending(inner, &mut o);
                 match open(path) {
                     Ok(f) => {
-                        let _ = out.flush();
-                        out = Box::new(f);
+                        let _ = o.out.flush();
+                        o.out = Box::new(f);
                         tracing::info!(file = %path.display(), "access log reopened");
                     }
                     Err(e) => {
@@ -271,27 +335,8 @@ fn write_loop(inner: &Inner, mut out: Box<dyn Write + Send>, path: Option<&Path>
                 }
             }
         }
-        {
-            let mut p = inner.pending.lock().unwrap_or_else(PoisonError::into_inner);
-            std::mem::swap(&mut p.buf, &mut spare);
-        }
-        if !spare.is_empty() {
-            if let Err(e) = out.write_all(&spare).and_then(|()| out.flush()) {
-                tracing::error!(error = %e, "cannot write the access log");
-            }
-            spare.clear();
-            if spare.capacity() > 4 * WAKE_AT {
-                spare.shrink_to(WAKE_AT + 4096);
-            }
-        }
-        let dropped = inner.dropped.load(Ordering::Relaxed);
-        if dropped > dropped_seen {
-            tracing::warn!(
-                dropped = dropped - dropped_seen,
-                "access-log lines dropped: the output did not keep up"
-            );
-            dropped_seen = dropped;
-        }
+        write_pending(inner, &mut o);
+        drop(o);
         if stopping {
             return;
         }

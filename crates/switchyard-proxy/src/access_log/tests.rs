@@ -188,3 +188,51 @@ fn every_byte_that_needs_it_is_escaped_and_no_other() {
         assert_eq!(back, s, "{b:#x}");
     }
 }
+
+#[test]
+fn a_file_is_written_by_the_request_path_once_64_kib_are_buffered_and_the_rest_at_close() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("access.log");
+    let log = AccessLog::start(AccessFormat::Text, AccessSink::File(path.clone()))
+        .expect("the file opens");
+    let id = HeaderValue::from_static("0123456789abcdef0123456789abcdef");
+    let method = Method::GET;
+    let line = sample(&id, &method);
+    let file_len = || std::fs::metadata(&path).map_or(0, |m| m.len());
+    // Below 64 KiB nothing is written by the request path (the writer thread's first turn
+    // comes after 100 ms, and any it takes meanwhile writes everything buffered so far).
+    let mut lines = 0;
+    loop {
+        log.write(&line);
+        lines += 1;
+        let written = file_len();
+        if written > 0 {
+            // The call that passed 64 KiB wrote every line buffered, itself: the file holds
+            // just enough lines to pass 64 KiB, the last of them this call's.
+            let text = std::fs::read_to_string(&path).expect("the file reads");
+            assert_eq!(text.lines().count(), lines);
+            let line_len = written / lines as u64;
+            assert_eq!(written % lines as u64, 0, "lines of one length");
+            assert!(
+                written >= WAKE_AT as u64,
+                "{written} bytes after {lines} lines"
+            );
+            assert!(
+                written - line_len < WAKE_AT as u64,
+                "{written} bytes after {lines} lines"
+            );
+            assert!(
+                text.lines()
+                    .all(|l| l.contains("request_id=\"0123456789abcdef"))
+            );
+            break;
+        }
+        assert!(lines < 10 * WAKE_AT, "nothing written after {lines} lines");
+    }
+    // What is buffered after that goes out when the log closes.
+    log.write(&line);
+    log.write(&line);
+    log.close();
+    let text = std::fs::read_to_string(&path).expect("the file reads");
+    assert_eq!(text.lines().count(), lines + 2);
+}
