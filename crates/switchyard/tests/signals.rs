@@ -203,3 +203,77 @@ async fn sigusr1_reopens_the_access_file_that_logrotate_moved_and_lines_are_comb
     // A quote in a field is escaped as nginx escapes it, so it cannot end the field.
     assert_eq!((referer, agent), ("-", "probe/2.0 \\x22quoted\\x22"));
 }
+
+#[tokio::test]
+async fn two_workers_write_every_line_of_a_busy_access_file_whole_and_once() {
+    let green = TestApp::start("green").await;
+    let blue = TestApp::start("blue").await;
+    let logs = tempfile::tempdir().expect("a temporary directory");
+    let access = logs.path().join("access.log");
+    let extra = format!(
+        "[log]\naccess_format = \"json\"\naccess_file = {:?}\n",
+        access.display().to_string()
+    );
+    // Two workers, each writing the buffer to the file when it passes 64 KiB.
+    let config = two_colour_config(green.addr(), blue.addr(), &extra);
+    assert!(config.contains("worker_threads = 2"));
+    let file = ConfigFile::new(&config);
+    let mut proxy = Proxy::start(&["-c", &file.arg()], &[]).await;
+    proxy.wait_healthy().await;
+
+    // 8 clients × 250 requests: ~0.9 MB of JSON lines, a dozen or so 64 KiB writes.
+    const CLIENTS: usize = 8;
+    const EACH: usize = 250;
+    let addr = proxy.http;
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            tokio::spawn(async move {
+                let mut client = KeepAliveClient::connect(addr).await;
+                for i in 0..EACH {
+                    let resp = client
+                        .get(&format!("/?c={c}&i={i}"), "app.test")
+                        .await
+                        .expect("the proxy answers");
+                    assert_eq!(resp.status, 200);
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        within(WAIT, c)
+            .await
+            .expect("a client finishes in time")
+            .expect("a client's requests all succeed");
+    }
+    let before_stop = std::fs::metadata(&access).map_or(0, |m| m.len());
+    proxy.signal("TERM");
+    let exit = proxy.wait_exit().await;
+    assert_eq!(exit.code(), Some(0), "log:\n{}", proxy.log_text());
+
+    // Most lines were written while serving (the workers' 64 KiB writes); every line is in the
+    // file after the stop, each whole (one JSON object) and once.
+    assert!(
+        before_stop >= 64 * 1024,
+        "{before_stop} bytes before the stop"
+    );
+    let lines = file_lines(&access);
+    let mut queries = std::collections::HashSet::new();
+    for line in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: a whole line: {line}"));
+        assert_eq!(v["fields"]["status"], 200, "{line}");
+        let query = v["fields"]["query"].as_str().expect("a query").to_string();
+        assert!(queries.insert(query), "one line a request: {line}");
+    }
+    let expected: std::collections::HashSet<String> = (0..CLIENTS)
+        .flat_map(|c| (0..EACH).map(move |i| format!("c={c}&i={i}")))
+        .collect();
+    let missing: Vec<_> = expected.difference(&queries).take(5).collect();
+    let extra: Vec<_> = queries.difference(&expected).take(5).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{} lines for {} requests; missing e.g. {missing:?}, unexpected {extra:?}",
+        queries.len(),
+        expected.len()
+    );
+}
