@@ -321,11 +321,10 @@ fn write_loop(inner: &Inner, path: Option<&Path>) {
         let mut o = inner.output.lock().unwrap_or_else(PoisonError::into_inner);
         if inner.reopen.swap(false, Ordering::Relaxed) {
             if let Some(path) = path {
-                // Lines buffered before the signal go to the old file.
+                // Lines buffered before the signal go to the old file (written and flushed).
                 write_pending(inner, &mut o);
                 match open(path) {
                     Ok(f) => {
-                        let _ = o.out.flush();
                         o.out = Box::new(f);
                         tracing::info!(file = %path.display(), "access log reopened");
                     }

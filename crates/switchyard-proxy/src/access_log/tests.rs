@@ -199,8 +199,9 @@ fn a_file_is_written_by_the_request_path_once_64_kib_are_buffered_and_the_rest_a
     let method = Method::GET;
     let line = sample(&id, &method);
     let file_len = || std::fs::metadata(&path).map_or(0, |m| m.len());
-    // Below 64 KiB nothing is written by the request path (the writer thread's first turn
-    // comes after 100 ms, and any it takes meanwhile writes everything buffered so far).
+    // Below 64 KiB the request path writes nothing; the writer thread's first turn comes
+    // 100 ms after the start, long after these few hundred appends (were it to come first,
+    // the file would hold less than 64 KiB and the test would fail, not pass).
     let mut lines = 0;
     loop {
         log.write(&line);
